@@ -1,0 +1,62 @@
+"""The interface every regularizer implements: optional hooks the training loop calls."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+__all__ = ["Regularizer", "decay_parameters", "overrides", "weight_layers"]
+
+
+class Regularizer:
+    """A regularization technique as a set of optional hooks; every hook is a no-op here.
+
+    The training loop calls a hook only on the regularizers that override it, so an inactive
+    hook costs nothing per batch.
+    """
+
+    name = "regularizer"
+
+    def build(self, model: nn.Module) -> nn.Module:
+        """Change the network once, before the optimizer is created."""
+        return model
+
+    def on_batch(self, X: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Transform a training batch (augmentation, noise, mixing); never called at eval."""
+        return X, y
+
+    def before_forward(self, model: nn.Module) -> None:
+        """Perturb the model before the forward pass of a training batch."""
+
+    def penalty(self, model: nn.Module) -> Tensor | None:
+        """A term added to the batch loss."""
+        return None
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Act on gradients, or undo a forward-time perturbation, before the optimizer step."""
+
+    def after_step(self, model: nn.Module, lr: float) -> None:
+        """Act on weights after the optimizer step (constraints, decoupled decay)."""
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({fields})"
+
+
+def overrides(regularizers: list[Regularizer], hook: str) -> list[Regularizer]:
+    """The regularizers whose ``hook`` differs from the no-op base implementation."""
+    base = getattr(Regularizer, hook)
+    return [r for r in regularizers if getattr(type(r), hook) is not base]
+
+
+def decay_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Weight matrices and kernels only: penalties never touch biases or normalization scales."""
+    return [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+
+
+def weight_layers(model: nn.Module, *, include_head: bool = True) -> list[nn.Module]:
+    """Linear and convolution layers, optionally without the output layer ``model.head``."""
+    head = getattr(model, "head", None)
+    return [
+        m for m in model.modules()
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)) and (include_head or m is not head)
+    ]

@@ -1,0 +1,67 @@
+"""Noise injection: on inputs, on weights during the forward pass, on gradients."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .base import Regularizer, decay_parameters
+
+__all__ = ["GradientNoise", "InputNoise", "WeightNoise"]
+
+
+class InputNoise(Regularizer):
+    """Additive Gaussian noise on the (standardized) training inputs."""
+
+    name = "input_noise"
+
+    def __init__(self, std: float) -> None:
+        self.std = float(std)
+
+    def on_batch(self, X: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        return X + self.std * torch.randn_like(X), y
+
+
+class WeightNoise(Regularizer):
+    """Gaussian noise on the weights for each training forward pass, removed before the step.
+
+    Gradients are taken at the perturbed point, the update applies to the clean weights.
+    """
+
+    name = "weight_noise"
+
+    def __init__(self, std: float) -> None:
+        self.std = float(std)
+        self._noise: list[tuple[Tensor, Tensor]] = []
+
+    @torch.no_grad()
+    def before_forward(self, model: nn.Module) -> None:
+        self._noise = []
+        for p in decay_parameters(model):
+            eps = self.std * torch.randn_like(p)
+            p.add_(eps)
+            self._noise.append((p, eps))
+
+    @torch.no_grad()
+    def after_backward(self, model: nn.Module) -> None:
+        for p, eps in self._noise:
+            p.sub_(eps)
+        self._noise = []
+
+
+class GradientNoise(Regularizer):
+    """Annealed Gaussian gradient noise, variance ``std^2 / (1 + t)^0.55`` (Neelakantan et al.)."""
+
+    name = "gradient_noise"
+
+    def __init__(self, std: float) -> None:
+        self.std = float(std)
+        self._step = 0
+
+    @torch.no_grad()
+    def after_backward(self, model: nn.Module) -> None:
+        sigma = self.std / (1 + self._step) ** 0.275
+        self._step += 1
+        for p in model.parameters():
+            if p.grad is not None:
+                p.grad.add_(sigma * torch.randn_like(p.grad))

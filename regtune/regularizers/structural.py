@@ -1,0 +1,56 @@
+"""Regularizers that live in the architecture: dropout variants and batch-norm placement."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["GaussianDropout", "layer_block", "make_dropout"]
+
+
+class GaussianDropout(nn.Module):
+    """Multiplicative noise ``N(1, p / (1 - p))`` in training (Srivastava et al. 2014); identity at eval."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0:
+            return x
+        std = (self.p / (1 - self.p)) ** 0.5
+        return x * (1 + std * torch.randn_like(x))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def make_dropout(p: float, variant: str) -> nn.Module | None:
+    """``standard`` inverted dropout, ``alpha`` dropout (keeps SELU's mean and variance), ``gaussian``."""
+    if p <= 0:
+        return None
+    if variant == "standard":
+        return nn.Dropout(p)
+    if variant == "alpha":
+        return nn.AlphaDropout(p)
+    if variant == "gaussian":
+        return GaussianDropout(p)
+    raise ValueError(f"dropout_variant={variant!r} is not one of 'standard', 'alpha', 'gaussian'")
+
+
+def layer_block(
+    layer: nn.Module,
+    activation: nn.Module,
+    *,
+    norm: nn.Module | None,
+    batch_norm: str,
+    dropout: nn.Module | None,
+) -> list[nn.Module]:
+    """Order one block: weights, then batch norm before or after the activation, then dropout."""
+    if batch_norm == "before_activation":
+        modules = [layer, norm, activation]
+    elif batch_norm == "after_activation":
+        modules = [layer, activation, norm]
+    else:
+        modules = [layer, activation]
+    return [m for m in (*modules, dropout) if m is not None]

@@ -255,7 +255,7 @@ class _RegularizedNet(BaseEstimator):
     # ---- persistence: weights travel as a torch state dict, loaded with weights_only=True ----
 
     def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # object.__getstate__ returns the live __dict__
         module = state.pop("module_", None)
         if module is not None:
             buffer = io.BytesIO()
@@ -270,6 +270,37 @@ class _RegularizedNet(BaseEstimator):
             if self.device_.type != "cpu" and resolve_device("auto").type != self.device_.type:
                 self.device_ = torch.device("cpu")
             self.module_ = self.load_weights(blob)
+
+    _FITTED = ("classes_", "n_features_in_", "n_outputs_", "_x_mean_", "_x_scale_", "_y_mean_", "_y_scale_",
+               "_y_1d_", "n_iter_", "best_epoch_")
+
+    def export_state(self) -> tuple[dict[str, Any], bytes]:
+        """A JSON-ready description of the fitted estimator and its weights as bytes.
+
+        Together they rebuild it with :meth:`from_state`, with no pickle involved.
+        """
+        check_is_fitted(self)
+        params = {k: v for k, v in self.get_params().items() if k != "callbacks"}
+        fitted = {k: _jsonable(getattr(self, k)) for k in self._FITTED if hasattr(self, k)}
+        buffer = io.BytesIO()
+        torch.save(self.module_.state_dict(), buffer)
+        return {"class": type(self).__name__, "params": _jsonable(params), "fitted": fitted}, buffer.getvalue()
+
+    @staticmethod
+    def from_state(state: dict[str, Any], weights: bytes, device: str = "cpu") -> _RegularizedNet:
+        """Inverse of :meth:`export_state`; weights load with ``torch.load(weights_only=True)``."""
+        classes = {c.__name__: c for c in (RegularizedNetClassifier, RegularizedNetRegressor)}
+        if state.get("class") not in classes:
+            raise ValueError(f"saved model class {state.get('class')!r} is not a regtune estimator")
+        est = classes[state["class"]](**state["params"])
+        for key, value in state["fitted"].items():
+            setattr(est, key, np.asarray(value) if isinstance(value, list) else value)
+        est.device_ = torch.device(device)
+        image_shape = tuple(est.image_shape) if est.image_shape is not None else None
+        est.config_ = est._config()
+        est._network_args_ = (est.config_, est.n_features_in_, est.n_outputs_, image_shape)
+        est.module_ = est.load_weights(weights)
+        return est
 
     def load_weights(self, blob: bytes) -> torch.nn.Module:
         """Rebuild the fitted network and load weights saved by :meth:`__getstate__`."""
@@ -360,7 +391,8 @@ class RegularizedNetClassifier(ClassifierMixin, _RegularizedNet):
         return p / p.sum(1, keepdims=True)
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[self._predict_raw(X).argmax(1)]
+        scores = self._predict_raw(X)
+        return self.classes_[scores.argmax(1)]
 
     def __sklearn_tags__(self):  # noqa: ANN204
         tags = super().__sklearn_tags__()
@@ -405,6 +437,18 @@ class RegularizedNetRegressor(RegressorMixin, _RegularizedNet):
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
         return tags
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
 
 
 def _format_record(record: dict[str, Any]) -> str:

@@ -1,0 +1,179 @@
+"""The ``regtune`` command line. Errors are one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Find the regularization that makes a PyTorch network generalize.",
+)
+
+_DEBUG = "REGTUNE_DEBUG"
+
+
+def _console():  # noqa: ANN202
+    from rich.console import Console
+
+    return Console()
+
+
+@app.command()
+def tune(
+    data: str = typer.Argument(..., help="CSV/Parquet path or built-in: digits, breast_cancer, wine, iris, diabetes."),
+    target: Optional[str] = typer.Option(None, help="Target column of a file (default: the last column)."),
+    space: str = typer.Option("default", help="Search space name (see `regtune spaces`) or YAML path."),
+    trials: int = typer.Option(30, help="Trials the study should hold; re-running adds only what is missing."),
+    timeout: Optional[float] = typer.Option(None, help="Stop starting new trials after this many seconds."),
+    pruner: str = typer.Option("hyperband", help="hyperband | median | sha | none"),
+    sampler: str = typer.Option("tpe", help="tpe | random | cmaes | gp"),
+    metric: Optional[str] = typer.Option(None, help="accuracy | log_loss | balanced_accuracy | f1 | rmse | r2"),
+    cv: str = typer.Option("auto", help="Folds on the train part: auto (5/3/1 by size), 1 = one validation split, or K."),
+    storage: Optional[str] = typer.Option(None, help="Optuna storage URL or journal file (default ./regtune.journal)."),
+    study: Optional[str] = typer.Option(None, help="Study name (default DATA-SPACE-METRIC); same name resumes."),
+    experiment: str = typer.Option("regtune", help="MLflow experiment."),
+    tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default sqlite:///mlflow.db)."),
+    jobs: int = typer.Option(1, help="Worker processes running trials in parallel."),
+    seed: int = typer.Option(0, help="Seed of the split, the sampler and every trial."),
+    device: str = typer.Option("auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps."),
+    retry_failed: int = typer.Option(0, help="Re-queue a trial whose worker died, up to N times, same params."),
+    heartbeat: Optional[int] = typer.Option(None, help="Heartbeat interval in seconds (database storages)."),
+    grace: Optional[int] = typer.Option(None, help="Seconds without heartbeat before a trial is failed."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Search the regularization for DATA, refit the best, compare with no regularization."""
+    from .data import load_dataset
+    from .report_cli import print_tune_summary
+    from .tuner import TuneSettings, tune as run_tune
+
+    settings = TuneSettings(
+        space=space, n_trials=trials, timeout=timeout, sampler=sampler, pruner=pruner, metric=metric,
+        cv=_parse_cv(cv), storage=storage, study_name=study, experiment=experiment, tracking_uri=tracking_uri,
+        n_jobs=jobs, seed=seed, device=device, retry_failed=retry_failed, heartbeat_interval=heartbeat,
+        grace_period=grace, progress=not quiet,
+    )
+    settings.check()
+    console = _console()
+    dataset = load_dataset(data, target)
+    result = run_tune(dataset, settings, console=console)
+    print_tune_summary(result, console)
+
+
+def _parse_cv(value: str) -> int | str:
+    if value == "auto":
+        return value
+    if not value.isdigit():
+        raise typer.BadParameter(f"--cv {value!r} must be 'auto' or a whole number")
+    return int(value)
+
+
+@app.command()
+def best(
+    study: str = typer.Option(..., help="Study name."),
+    storage: Optional[str] = typer.Option(None, help="Optuna storage URL or journal file."),
+) -> None:
+    """Print the best trial of a study: value, parameters, MLflow run."""
+    from .report_cli import print_best
+    from .study import load_existing_study
+
+    print_best(load_existing_study(study, storage), _console())
+
+
+@app.command()
+def predict(
+    data: str = typer.Argument(..., help="CSV/Parquet path or built-in dataset name."),
+    run: str = typer.Option(..., help="MLflow run id of a study's parent run (see `regtune tune` output)."),
+    tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default sqlite:///mlflow.db)."),
+    output: Optional[Path] = typer.Option(None, help="Write predictions to this CSV instead of stdout."),
+    proba: bool = typer.Option(False, help="Class probabilities instead of labels."),
+) -> None:
+    """Predict DATA with the best model logged by a study."""
+    from .predict import predict_frame
+
+    frame = predict_frame(data, run, tracking_uri=tracking_uri, proba=proba)
+    if output is None:
+        frame.to_csv(sys.stdout, index=False)
+    else:
+        frame.to_csv(output, index=False)
+        typer.echo(f"wrote {len(frame)} predictions to {output}", err=True)
+
+
+@app.command()
+def spaces(name: Optional[str] = typer.Argument(None, help="Print this space's YAML.")) -> None:
+    """List the search spaces, or print one."""
+    from rich.table import Table
+
+    from .space import SearchSpace
+
+    console = _console()
+    if name:
+        console.print(SearchSpace.from_yaml(name).to_yaml_text(), markup=False, highlight=False)
+        return
+    table = Table(title="search spaces")
+    for col in ("name", "description", "params", "regularizer families"):
+        table.add_column(col)
+    for space_name in SearchSpace.available():
+        s = SearchSpace.from_yaml(space_name).summary()
+        table.add_row(space_name, s["description"], str(s["params"]), ", ".join(s["families"]))
+    console.print(table)
+
+
+@app.command()
+def ui(
+    port: int = typer.Option(5000, help="Port."),
+    host: str = typer.Option("127.0.0.1", help="Interface; loopback unless you mean to expose it."),
+    tracking_uri: Optional[str] = typer.Option(None, help="Backend store (default sqlite:///mlflow.db)."),
+) -> None:
+    """Start the MLflow UI on the default local store."""
+    from .tracking import DEFAULT_TRACKING_URI, mask_secrets
+
+    backend = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    artifacts = Path("mlruns").resolve()
+    typer.echo(f"MLflow UI for {mask_secrets(backend)} on http://{host}:{port} (Ctrl-C stops it)", err=True)
+    args = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", backend,
+            "--default-artifact-root", artifacts.as_uri(), "--host", host, "--port", str(port)]
+    os.execv(sys.executable, args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app; turn every error into one line on stderr."""
+    import click
+
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="regtune", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except click.exceptions.Abort:
+        _fail("interrupted", 130)
+    except click.ClickException as exc:
+        _fail(exc.format_message().replace("\n", " "), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted; run the same command again to resume the study", 130)
+    except Exception as exc:  # every user-facing error: one line, no traceback
+        if os.environ.get(_DEBUG):
+            raise
+        from .errors import describe
+
+        message, code = describe(exc)
+        _fail(message, code)
+
+
+def _fail(message: str, code: int) -> None:
+    from .tracking import mask_secrets
+
+    print(f"regtune: error: {mask_secrets(message)}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Saving and loading a tuned model without pickle: JSON for the settings, a torch state dict
+loaded with ``weights_only=True`` for the weights. The MLflow model is "models from code", so
+``mlflow.pyfunc.load_model`` does not unpickle anything either."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .data import DataError, TabularPreprocessor
+from .estimator import _RegularizedNet
+
+__all__ = ["TunedModel", "load_model", "log_model", "save_model"]
+
+_META, _WEIGHTS = "regtune_model.json", "weights.pt"
+
+
+class TunedModel:
+    """Preprocessor plus network: takes the raw table (DataFrame) the study was run on."""
+
+    def __init__(self, estimator: _RegularizedNet, preprocessor: TabularPreprocessor | None,
+                 meta: dict[str, Any] | None = None) -> None:
+        self.estimator = estimator
+        self.preprocessor = preprocessor
+        self.meta = meta or {}
+
+    def _features(self, X: Any) -> np.ndarray:
+        if self.preprocessor is not None:
+            return self.preprocessor.transform(X)
+        columns = self.meta.get("columns")
+        if isinstance(X, pd.DataFrame) and columns:
+            missing = [c for c in columns if c not in X.columns]
+            if missing:
+                raise DataError(f"the data lacks column(s) {missing[:5]} the model was trained on")
+            X = X[columns]
+        return np.asarray(X, dtype=np.float32)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.estimator.predict(self._features(X))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return self.estimator.predict_proba(self._features(X))
+
+
+def save_model(path: str | Path, estimator: _RegularizedNet, preprocessor: TabularPreprocessor | None,
+               **meta: Any) -> Path:
+    """Write ``regtune_model.json`` and ``weights.pt`` into the directory ``path``."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state, weights = estimator.export_state()
+    doc = {"format": 1, "estimator": state, "preprocessor": preprocessor.to_dict() if preprocessor else None,
+           "meta": meta}
+    (path / _META).write_text(json.dumps(doc, indent=1, default=str))
+    (path / _WEIGHTS).write_bytes(weights)
+    return path
+
+
+def load_model(path: str | Path) -> TunedModel:
+    """Load what :func:`save_model` wrote; never unpickles (JSON + ``weights_only=True``)."""
+    path = Path(path)
+    meta_file = path / _META
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{path} holds no regtune model ({_META} is missing)")
+    doc = json.loads(meta_file.read_text())
+    estimator = _RegularizedNet.from_state(doc["estimator"], (path / _WEIGHTS).read_bytes())
+    prep = TabularPreprocessor.from_dict(doc["preprocessor"]) if doc.get("preprocessor") else None
+    return TunedModel(estimator, prep, doc.get("meta", {}))
+
+
+def log_model(tracker: Any, run_id: str, estimator: _RegularizedNet, preprocessor: TabularPreprocessor | None,
+              **meta: Any) -> str:
+    """Log the model under ``run_id`` as an MLflow pyfunc model at artifact path ``model``."""
+    import os
+
+    import mlflow
+
+    from . import mlflow_model
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        save_model(Path(tmp) / "regtune_model", estimator, preprocessor, **meta)
+        mlflow.set_tracking_uri(tracker.tracking_uri)
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=mlflow_model.__file__,
+                artifacts={"regtune_model": str(Path(tmp) / "regtune_model")},
+                pip_requirements=["regtune"],
+            )
+    return info.model_uri

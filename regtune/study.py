@@ -1,0 +1,262 @@
+"""Optuna plumbing: storages, samplers, pruners, and a trial queue that makes counts exact.
+
+Every trial of a study is created up front as a WAITING trial (the baseline first). Workers in
+any process or on any machine claim WAITING trials atomically through the storage, so a study
+asked for N trials gets exactly N, however many workers share it, and a re-run of the same
+command only adds what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from .tracking import mask_secrets
+
+__all__ = [
+    "DEFAULT_STORAGE",
+    "MEMORY",
+    "PRUNERS",
+    "SAMPLERS",
+    "StudyError",
+    "claim_trials",
+    "counted_trials",
+    "load_existing_study",
+    "make_pruner",
+    "make_sampler",
+    "make_storage",
+    "open_study",
+    "reap_dead_trials",
+]
+
+DEFAULT_STORAGE = "regtune.journal"
+MEMORY = ":memory:"  # one process only: trials vanish with it
+SAMPLERS = ("tpe", "random", "cmaes", "gp")
+PRUNERS = ("hyperband", "median", "sha", "none")
+_OWNER = "regtune.owner"
+
+
+class StudyError(RuntimeError):
+    """The study or its storage cannot be used as asked."""
+
+
+def make_storage(
+    url: str | None = None,
+    *,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    retry_failed: int = 0,
+) -> optuna.storages.BaseStorage:
+    """An Optuna storage from a URL; ``None`` is the embedded journal file ``./regtune.journal``.
+
+    ``":memory:"`` keeps the study in this process only. A path (or ``journal:PATH``) is a journal file: appends under a file lock, safe across
+    processes, no server. Database URLs (``sqlite:///``, ``postgresql://``, ``mysql://``) get
+    heartbeats, so a trial whose worker died is failed (and re-queued when ``retry_failed``).
+    """
+    url = url or DEFAULT_STORAGE
+    if url == MEMORY:
+        return optuna.storages.InMemoryStorage()
+    if "://" not in url:
+        path = Path(url.removeprefix("journal:")).expanduser()
+        if not path.parent.exists():
+            raise StudyError(f"storage {url!r}: directory {str(path.parent)!r} does not exist")
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        try:
+            return JournalStorage(JournalFileBackend(str(path)))
+        except OSError as exc:
+            raise StudyError(f"storage {url!r} cannot be written: {exc.strerror or exc}") from None
+    heartbeat = heartbeat_interval or 10
+    callback = optuna.storages.RetryFailedTrialCallback(max_retry=retry_failed) if retry_failed else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+                heartbeat_interval=heartbeat,
+                grace_period=grace_period or 3 * heartbeat,
+                failed_trial_callback=callback,
+            )
+    except Exception as exc:  # sqlalchemy raises many kinds; all mean "cannot use this storage"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StudyError(f"cannot reach storage {mask_secrets(url)}: {mask_secrets(reason)}") from None
+
+
+def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
+    """``tpe`` (multivariate, grouped for conditional spaces), ``random``, ``cmaes``, ``gp``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if name == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=8)
+        if name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if name == "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+        if name == "gp":
+            return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+    raise StudyError(f"sampler {name!r} is unknown; choose one of {', '.join(SAMPLERS)}")
+
+
+def make_pruner(name: str, *, warmup: int, max_epochs: int) -> optuna.pruners.BasePruner:
+    """Pruners that never judge a trial before ``warmup`` epochs (Optuna's defaults prune at epoch 0)."""
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=warmup, max_resource=max_epochs, reduction_factor=3)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup)
+    if name == "sha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=warmup, reduction_factor=3)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise StudyError(f"pruner {name!r} is unknown; choose one of {', '.join(PRUNERS)}")
+
+
+def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that count toward the requested number: finished ones, minus crashed workers'.
+
+    A trial failed by the objective itself (divergence, an error in the model) carries a
+    ``fail_reason`` and counts; a trial failed because its worker died does not, and is
+    replaced.
+    """
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            out.append(t)
+        elif t.state == TrialState.FAIL and "fail_reason" in t.user_attrs:
+            out.append(t)
+    return out
+
+
+def open_study(
+    *,
+    study_name: str,
+    storage: optuna.storages.BaseStorage,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+    direction: str,
+    n_trials: int,
+    baseline_params: dict,
+    attrs: dict,
+    retry_failed: int = 0,
+) -> tuple[optuna.Study, list[optuna.trial.FrozenTrial]]:
+    """Create the study (baseline first in its queue) or load it and top up the queue.
+
+    Returns the study and the trials found abandoned by dead workers (now FAIL; their MLflow
+    runs are the caller's to close). The creator enqueues every trial; a later run of the same
+    command only enqueues what is missing, re-queuing a crashed trial's parameters up to
+    ``retry_failed`` times.
+    """
+    reaped: list[optuna.trial.FrozenTrial] = []
+    try:
+        study = optuna.create_study(
+            study_name=study_name, storage=storage, sampler=sampler, pruner=pruner, direction=direction
+        )
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
+        created = False
+        if study.direction.name.lower() != direction:
+            raise StudyError(
+                f"study {study_name!r} already exists and {study.direction.name.lower()}s its metric, "
+                f"but this run would {direction} it; pick another --study or the same --metric"
+            ) from None
+        _wait_until_enqueued(study)
+    if created:
+        for key, value in attrs.items():
+            study.set_user_attr(key, value)
+        study.enqueue_trial(baseline_params, user_attrs={"baseline": True})
+        for _ in range(n_trials - 1):
+            study.enqueue_trial({})
+        study.set_user_attr("regtune.enqueued", True)
+    else:
+        reaped = reap_dead_trials(study)
+        for t in reaped:
+            if retry_failed and _retries(study, t) < retry_failed:
+                study.enqueue_trial(t.params, user_attrs={**_public(t.user_attrs), "retry_of": t.number})
+        pending = [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.WAITING, TrialState.RUNNING)]
+        for _ in range(n_trials - len(counted_trials(study)) - len(pending)):
+            study.enqueue_trial({})
+    return study, reaped
+
+
+def _public(attrs: dict) -> dict:
+    return {k: v for k, v in attrs.items() if k in ("baseline",)}
+
+
+def _retries(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> int:
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    count, current = 0, trial
+    while "retry_of" in current.user_attrs and current.user_attrs["retry_of"] in by_number:
+        count += 1
+        current = by_number[current.user_attrs["retry_of"]]
+    return count
+
+
+def _wait_until_enqueued(study: optuna.Study, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while "regtune.enqueued" not in study.user_attrs and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def owner_tag() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def reap_dead_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Fail RUNNING trials whose worker is gone: stale heartbeats, or a dead process on this host.
+
+    Returns the trials failed here (their MLflow runs are the caller's to close).
+    """
+    optuna.storages.fail_stale_trials(study)
+    host = socket.gethostname()
+    reaped = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = t.user_attrs.get(_OWNER, "")
+        owner_host, _, pid = owner.rpartition(":")
+        if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+            try:
+                if study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                    reaped.append(t)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+    return reaped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_trials(study: optuna.Study) -> Iterator[optuna.Trial]:
+    """Yield WAITING trials claimed atomically by this process until the queue is empty."""
+    while True:
+        trial_id = study._pop_waiting_trial_id()
+        if trial_id is None:
+            return
+        study._thread_local.cached_all_trials = None
+        trial = optuna.Trial(study, trial_id)
+        trial.set_user_attr(_OWNER, owner_tag())
+        yield trial
+
+
+def load_existing_study(study_name: str, storage: str | None = None) -> optuna.Study:
+    """Load a study that must already exist; the error lists the studies that do."""
+    store = make_storage(storage)
+    names = [s.study_name for s in optuna.study.get_all_study_summaries(store, include_best_trial=False)]
+    if study_name not in names:
+        where = mask_secrets(storage or DEFAULT_STORAGE)
+        known = ", ".join(sorted(names)) or "none"
+        raise StudyError(f"no study {study_name!r} in {where}; studies there: {known}")
+    return optuna.load_study(study_name=study_name, storage=store)

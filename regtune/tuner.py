@@ -1,0 +1,357 @@
+"""``tune()``: split the data, run the study in one or more worker processes, refit, log.
+
+Data flow: dataset -> test part held out -> preprocessor fitted on the rest -> folds ->
+workers claim trials from the study's queue -> best and baseline refit -> test scores once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import warnings
+import os
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+from sklearn.model_selection import KFold, StratifiedKFold
+
+from .config import RegConfig, no_regularization
+from .data import DataError, Dataset, TabularPreprocessor, dataset_from_frame, load_dataset, split_dataset
+from .metrics import Metric, get_metric
+from .objective import Folds, make_estimator, trial_seed
+from .space import SearchSpace
+from .study import (
+    DEFAULT_STORAGE,
+    MEMORY,
+    PRUNERS,
+    SAMPLERS,
+    StudyError,
+    make_pruner,
+    make_sampler,
+    make_storage,
+    open_study,
+)
+from .tracking import MLflowTracker, make_tracker, mask_secrets
+from .worker import WorkerSpec, run_worker
+
+__all__ = ["TuneError", "TuneResult", "TuneSettings", "as_dataset", "prepare", "trials_frame", "tune"]
+
+
+class TuneError(ValueError):
+    """Settings that cannot run; raised before anything is created."""
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """Everything a tuning run needs besides the data; mirrors the ``regtune tune`` options."""
+
+    space: str = "default"
+    n_trials: int = 30
+    timeout: float | None = None
+    sampler: str = "tpe"
+    pruner: str = "hyperband"
+    metric: str | None = None
+    cv: int | str = "auto"
+    storage: str | None = None
+    study_name: str | None = None
+    experiment: str = "regtune"
+    tracking_uri: str | None = None
+    n_jobs: int = 1
+    seed: int = 0
+    device: str = "auto"
+    test_size: float = 0.2
+    val_size: float = 0.2
+    retry_failed: int = 0
+    heartbeat_interval: int | None = None
+    grace_period: int | None = None
+    progress: bool = True
+    log_model: bool = True
+
+    def check(self) -> None:
+        if not isinstance(self.n_trials, int) or self.n_trials < 1:
+            raise TuneError(f"trials={self.n_trials!r} must be a whole number >= 1")
+        if self.timeout is not None and self.timeout <= 0:
+            raise TuneError(f"timeout={self.timeout!r} must be > 0 seconds")
+        if self.sampler not in SAMPLERS:
+            raise TuneError(f"sampler {self.sampler!r} is unknown; choose one of {', '.join(SAMPLERS)}")
+        if self.pruner not in PRUNERS:
+            raise TuneError(f"pruner {self.pruner!r} is unknown; choose one of {', '.join(PRUNERS)}")
+        if not isinstance(self.n_jobs, int) or self.n_jobs < 1:
+            raise TuneError(f"jobs={self.n_jobs!r} must be a whole number >= 1")
+        if self.cv != "auto" and (not isinstance(self.cv, int) or self.cv < 1):
+            raise TuneError(f"cv={self.cv!r} must be 'auto', 1 (one validation split) or a number of folds >= 2")
+        if self.retry_failed < 0:
+            raise TuneError(f"retry_failed={self.retry_failed!r} must be >= 0")
+
+
+@dataclass
+class TuneResult:
+    """What a finished study gives back: the refit models, scores side by side, where to look."""
+
+    study: optuna.Study
+    study_name: str
+    metric: Metric
+    best_params: dict[str, Any]
+    best_config: RegConfig
+    best_value: float
+    best_estimator: Any
+    baseline_estimator: Any
+    preprocessor: TabularPreprocessor | None
+    scores: pd.DataFrame
+    parent_run_id: str
+    tracking_uri: str
+    experiment_id: str
+    model_uri: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def trials(self) -> pd.DataFrame:
+        return trials_frame(self.study)
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial: number, state, value, params and the MLflow run id."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append({
+            "number": t.number,
+            "state": t.state.name,
+            "value": t.value,
+            "baseline": bool(t.user_attrs.get("baseline", False)),
+            "epochs": len(t.intermediate_values),
+            "duration_s": t.duration.total_seconds() if t.duration else None,
+            "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+            "fail_reason": t.user_attrs.get("fail_reason"),
+            **{f"params_{k}": v for k, v in t.params.items()},
+        })
+    return pd.DataFrame(rows)
+
+
+def _folds(X: np.ndarray, y: np.ndarray, task: str, cv: int | str, seed: int, val_share: float) -> list:
+    n = len(y)
+    if cv == "auto":
+        cv = 5 if n < 1000 else 3 if n < 5000 else 1
+    if cv == 1:
+        from sklearn.model_selection import train_test_split
+
+        idx = np.arange(n)
+        strat = y if task == "classification" else None
+        tr, va = train_test_split(idx, test_size=val_share, random_state=seed, stratify=strat)
+        return [(tr, va)]
+    splitter = StratifiedKFold(cv, shuffle=True, random_state=seed) if task == "classification" else KFold(
+        cv, shuffle=True, random_state=seed
+    )
+    return list(splitter.split(X, y))
+
+
+def prepare(data: Dataset, settings: TuneSettings) -> tuple[Folds, Any, Any, TabularPreprocessor | None]:
+    """Hold out the test part (unless ``test_size=0``), preprocess the rest, build the folds.
+
+    Returns the folds, the test features and target (``None`` without a test part) and the
+    fitted preprocessor (``None`` for images, which the network scales itself).
+    """
+    if settings.test_size > 0:
+        split = split_dataset(
+            data.X, data.y, task=data.task, test_size=settings.test_size, val_size=settings.val_size,
+            random_state=settings.seed,
+        )
+        X_part, y_part = pd.concat([split.X_train, split.X_val]), pd.concat([split.y_train, split.y_val])
+        X_test_raw, y_test = split.X_test, split.y_test.to_numpy()
+    else:
+        X_part, y_part, X_test_raw, y_test = data.X, data.y, None, None
+    prep = None
+    if data.image_shape is None:
+        prep = TabularPreprocessor().fit(X_part)
+        X_arr = prep.transform(X_part)
+        X_test = prep.transform(X_test_raw) if X_test_raw is not None else None
+    else:
+        X_arr = X_part.to_numpy(np.float32)
+        X_test = X_test_raw.to_numpy(np.float32) if X_test_raw is not None else None
+    y_arr = y_part.to_numpy()
+    val_share = settings.val_size / (1 - settings.test_size)
+    splits = _folds(X_arr, y_arr, data.task, settings.cv, settings.seed, val_share)
+    return Folds(X_arr, y_arr, data.task, splits, data.image_shape), X_test, y_test, prep
+
+
+def as_dataset(data: Any, y: Any = None, *, target: str | None = None, task: str | None = None) -> Dataset:
+    """Accept what users have: a Dataset, a built-in name or file path, or X (and y)."""
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        return load_dataset(data, target, task=task)
+    frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(np.asarray(data))
+    frame = frame.rename(columns=str)
+    if y is None:
+        return dataset_from_frame(frame, target, task=task)
+    if len(y) != len(frame):
+        raise DataError(f"X has {len(frame)} rows but y has {len(y)}; pass matching rows")
+    name = target or getattr(y, "name", None) or "target"
+    while name in frame.columns:
+        name = f"{name}_"
+    frame = frame.assign(**{name: np.asarray(y)})
+    return dataset_from_frame(frame, name, task=task)
+
+
+def tune(
+    data: Any,
+    y: Any = None,
+    *,
+    target: str | None = None,
+    settings: TuneSettings | None = None,
+    console: Any = None,
+    **options: Any,
+) -> TuneResult:
+    """Search the regularization for ``data``; refit the best and the baseline; test both once.
+
+    ``data`` is a :class:`~regtune.data.Dataset`, a built-in name, a CSV/Parquet path, or ``X``
+    with ``y``. ``options`` are :class:`TuneSettings` fields (``n_trials=20, space="minimal"``).
+    """
+    settings = replace(settings or TuneSettings(), **options)
+    settings.check()
+    space = SearchSpace.from_yaml(settings.space)
+    dataset = as_dataset(data, y, target=target)
+    metric = get_metric(settings.metric, dataset.task)
+    study_name = settings.study_name or f"{dataset.name}-{space.name}-{metric.name}"
+    folds, X_test, y_test, prep = prepare(dataset, settings)
+    tracker = make_tracker(settings.tracking_uri, settings.experiment)
+    storage = make_storage(
+        settings.storage, heartbeat_interval=settings.heartbeat_interval, grace_period=settings.grace_period,
+        retry_failed=settings.retry_failed,
+    )
+    if settings.storage == MEMORY and settings.n_jobs > 1:
+        raise TuneError("storage ':memory:' lives in one process; use a journal file or database with n_jobs > 1")
+    max_epochs = space.to_config(space.baseline_params()).max_epochs
+    warmup = _warmup(max_epochs)
+    study, reaped = open_study(
+        study_name=study_name,
+        storage=storage,
+        sampler=make_sampler(settings.sampler, settings.seed),
+        pruner=make_pruner(settings.pruner, warmup=warmup, max_epochs=max_epochs),
+        direction=metric.direction,
+        n_trials=settings.n_trials,
+        baseline_params=space.baseline_params(),
+        attrs={"dataset": dataset.name, "space": space.name, "metric": metric.name, "seed": settings.seed},
+        retry_failed=settings.retry_failed,
+    )
+    parent = tracker.start_study_run(
+        study_name,
+        params={**_loggable(settings), "dataset": dataset.name, "task": dataset.task, "metric": metric.name,
+                "n_rows": len(dataset.y), "n_features": dataset.X.shape[1], "folds": len(folds.splits)},
+        tags={"regtune.space": space.name, "regtune.storage": mask_secrets(settings.storage or DEFAULT_STORAGE)},
+    )
+    if "mlflow_parent_run_id" not in study.user_attrs:
+        study.set_user_attr("mlflow_parent_run_id", parent)
+        if space.path is not None:
+            tracker.log_artifact(parent, str(space.path), "search_space")
+    if reaped:
+        tracker.mark_orphans(parent, trials=[t.number for t in reaped])
+    spec = WorkerSpec(
+        study_name=study_name, storage=settings.storage, sampler=settings.sampler, pruner=settings.pruner,
+        seed=settings.seed, space=settings.space, metric=metric.name, device=settings.device,
+        tracking_uri=tracker.tracking_uri, experiment=settings.experiment, parent_run_id=parent,
+        warmup=warmup, max_epochs=max_epochs, timeout=settings.timeout,
+        heartbeat_interval=settings.heartbeat_interval, grace_period=settings.grace_period,
+        retry_failed=settings.retry_failed, n_jobs=settings.n_jobs,
+    )
+    try:
+        _run_workers(spec, folds, study, settings, console)
+    except KeyboardInterrupt:
+        tracker.end_run(parent, "KILLED")
+        raise
+    meta = {"target": dataset.target, "columns": [str(c) for c in dataset.X.columns], "dataset": dataset.name}
+    return _finish(study, space, metric, folds, X_test, y_test, prep, tracker, parent, settings, meta)
+
+
+def _warmup(max_epochs: int) -> int:
+    return max(3, max_epochs // 10)
+
+
+def _loggable(settings: TuneSettings) -> dict[str, Any]:
+    return {k: mask_secrets(str(v)) if isinstance(v, str) else v for k, v in asdict(settings).items()}
+
+
+def _run_workers(spec: WorkerSpec, folds: Folds, study: optuna.Study, settings: TuneSettings, console: Any) -> None:
+    from .progress import StudyProgress
+
+    with StudyProgress(study, settings.n_trials, enabled=settings.progress, console=console):
+        if settings.n_jobs == 1:
+            run_worker(spec, folds, 0, study)
+            return
+        ctx = mp.get_context("spawn")
+        procs = [ctx.Process(target=run_worker, args=(spec, folds, i), daemon=False) for i in range(settings.n_jobs)]
+        for p in procs:
+            p.start()
+        try:
+            for p in procs:
+                p.join()
+        except KeyboardInterrupt:
+            for p in procs:
+                p.join(timeout=30)
+            raise
+        bad = [p.exitcode for p in procs if p.exitcode not in (0, None)]
+        if bad:
+            raise StudyError(f"{len(bad)} of {len(procs)} worker processes failed (exit codes {bad}); see the log above")
+
+
+def _finish(
+    study: optuna.Study, space: SearchSpace, metric: Metric, folds: Folds, X_test: np.ndarray | None,
+    y_test: np.ndarray | None, prep: TabularPreprocessor | None, tracker: MLflowTracker, parent: str,
+    settings: TuneSettings, meta: dict[str, Any],
+) -> TuneResult:
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if not complete:
+        tracker.end_run(parent, "FAILED")
+        raise StudyError(f"study {study.study_name!r} has no complete trial; see the failed trials' reasons in MLflow")
+    best = study.best_trial
+    baseline = next((t for t in complete if t.user_attrs.get("baseline")), None)
+    best_config = space.to_config(best.params)
+    base_config = space.to_config(baseline.params) if baseline else no_regularization(best_config)
+    rows, models = [], {}
+    for label, config, trial in (("baseline", base_config, baseline), ("best", best_config, best)):
+        est = refit(config, trial, folds, settings)
+        models[label] = est
+        train = metric.final_fn(est, folds.X, folds.y)
+        test = metric.final_fn(est, X_test, y_test) if X_test is not None else float("nan")
+        rows.append({"model": label, "trial": trial.number if trial else None, "train": train,
+                     "val": trial.value if trial else float("nan"), "test": test, "gap": train - test,
+                     "epochs": est.n_iter_, "regularizers": ", ".join(config.active_regularizers()) or "none"})
+    scores = pd.DataFrame(rows).set_index("model")
+    counts = {s.name: 0 for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    for t in study.get_trials(deepcopy=False):
+        if t.state.name in counts:
+            counts[t.state.name] += 1
+    final = {f"{label}_{col}": float(scores.loc[label, col]) for label in scores.index
+             for col in ("train", "val", "test", "gap")}
+    tracker.log_metrics(parent, {"best_value": best.value, **final, **{f"n_{k.lower()}": v for k, v in counts.items()}})
+    tracker.set_tags(parent, {"best_trial": str(best.number), "best_run_id": best.user_attrs.get("mlflow_run_id", "")})
+    model_uri = None
+    if settings.log_model and tracker.enabled:
+        from .serving import log_model
+
+        model_uri = log_model(tracker, parent, models["best"], prep, metric=metric.name,
+                              test_score=final["best_test"], **meta)
+        tracker.set_tags(parent, {"regtune.model_uri": model_uri})
+    tracker.end_run(parent, "FINISHED")
+    return TuneResult(
+        study=study, study_name=study.study_name, metric=metric, best_params=dict(best.params), best_config=best_config,
+        best_value=float(best.value), best_estimator=models["best"], baseline_estimator=models["baseline"],
+        preprocessor=prep, scores=scores, parent_run_id=parent, tracking_uri=tracker.tracking_uri,
+        experiment_id=tracker.experiment_id, model_uri=model_uri, counts=counts,
+    )
+
+
+def refit(config: RegConfig, trial: optuna.trial.FrozenTrial | None, folds: Folds, settings: TuneSettings) -> Any:
+    """Train ``config`` on the whole train part, seeded like its trial.
+
+    With early stopping, the folds already chose how many epochs to train: the refit trains
+    that long on all rows instead of holding some back again.
+    """
+    number = trial.number if trial is not None else 0
+    est = make_estimator(config, folds.task, image_shape=folds.image_shape, device=settings.device,
+                         random_state=trial_seed(settings.seed, number))
+    if config.early_stopping and trial is not None and "best_epoch" in trial.user_attrs:
+        est.set_params(early_stopping=False, max_epochs=max(1, round(trial.user_attrs["best_epoch"]) + 1))
+    return est.fit(folds.X, folds.y)

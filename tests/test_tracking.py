@@ -1,0 +1,235 @@
+"""The MLflow tracker against a real SQLite store under tmp_path (no mocks)."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from regtune import tracking
+from regtune.tracking import MLflowTracker, TrackingError, mask_secrets
+
+SECRET = "s3cret-Pa55"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file for the module: creating MLflow's schema costs one to several seconds."""
+    db = tmp_path_factory.mktemp("store") / "mlflow.db"
+    MLflowTracker(f"sqlite:///{db}", experiment="schema")
+    return db
+
+
+@pytest.fixture
+def tracker(store: Path, tmp_path: Path, request: pytest.FixtureRequest) -> MLflowTracker:
+    """A tracker on the shared store with an experiment of its own, so tests stay independent."""
+    return MLflowTracker(
+        f"sqlite:///{store}", experiment=request.node.name, artifact_root=tmp_path / "mlruns"
+    )
+
+
+def _stored_text(db: Path) -> str:
+    """Every param, tag and run name in the store, as one string."""
+    with sqlite3.connect(db) as con:
+        rows = con.execute("SELECT key, value FROM params UNION ALL SELECT key, value FROM tags")
+        text = "\n".join(f"{key}={value}" for key, value in rows)
+        names = con.execute("SELECT name FROM runs").fetchall()
+    return "\n".join([text, *(name for (name,) in names)])
+
+
+def test_import_does_not_import_mlflow() -> None:
+    code = "import regtune.tracking, sys; assert 'mlflow' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql://bob:s3cret@host/db", "postgresql://bob:***@host/db"),
+        ("postgresql://bob:s3cret@host:5432/db", "postgresql://bob:***@host:5432/db"),
+        (
+            "postgresql+psycopg://bob:s3cret@db.example.com/optuna",
+            "postgresql+psycopg://bob:***@db.example.com/optuna",
+        ),
+        ("http://user:pw@host", "http://user:***@host"),
+        ("https://user:p@ss/w0rd@host:443/api?x=1", "https://user:***@host:443/api?x=1"),
+        ("postgresql://bob:pa/ss@host/db", "postgresql://bob:***@host/db"),
+        ("mysql://:tok@h", "mysql://:***@h"),
+    ],
+)
+def test_mask_secrets_hides_url_passwords(url: str, masked: str) -> None:
+    assert mask_secrets(url) == masked
+    assert (
+        mask_secrets(f"storage='{url}' and again {url}.")
+        == f"storage='{masked}' and again {masked}."
+    )
+
+
+def test_mask_secrets_leaves_urls_without_passwords_alone() -> None:
+    text = (
+        "sqlite:///mlflow.db http://localhost:5000/#/runs bob@example.com postgresql://bob@host/db"
+    )
+    assert mask_secrets(text) == text
+
+
+def test_parent_and_child_runs_form_a_tree_with_epoch_curves(
+    tracker: MLflowTracker, tmp_path: Path
+) -> None:
+    parent = tracker.start_study_run("study-a", {"n_trials": 3, "sampler": "tpe"})
+    children = []
+    for number in range(3):
+        run_id = tracker.start_trial_run(
+            parent, number, {"l2": 10.0**-number, "dropout": None, "hidden_layer_sizes": (128, 128)}
+        )
+        for epoch in range(3):
+            tracker.log_epoch(
+                run_id, epoch, {"train_loss": 1.0 / (epoch + 1), "val_loss": float("nan")}
+            )
+        children.append(run_id)
+
+    runs = tracker.child_runs(parent)
+    assert [run.info.run_id for run in runs] == children
+    for number, run in enumerate(runs):
+        assert run.data.tags["mlflow.parentRunId"] == parent
+        assert run.data.tags["regtune.trial_number"] == str(number)
+        assert run.data.tags["regtune.study"] == "study-a"
+        assert run.info.run_name == f"trial-{number}"
+        assert run.data.params["dropout"] == "None"
+        assert run.data.params["hidden_layer_sizes"] == "(128, 128)"
+        assert "val_loss" not in run.data.metrics  # non-finite values are skipped
+    history = tracker._client.get_metric_history(children[0], "train_loss")
+    assert [m.step for m in history] == [0, 1, 2]
+    assert [m.value for m in history] == pytest.approx([1.0, 0.5, 1 / 3])
+    parent_run = tracker._client.get_run(parent)
+    assert parent_run.info.run_name == "study-a"
+    assert "mlflow.parentRunId" not in parent_run.data.tags
+    assert parent_run.info.artifact_uri.startswith((tmp_path / "mlruns").as_uri())
+
+
+def test_finish_trial_maps_optuna_states_to_tags_and_statuses(tracker: MLflowTracker) -> None:
+    parent = tracker.start_study_run("s", {})
+    expected = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
+    for number, (state, status) in enumerate(expected.items()):
+        run_id = tracker.start_trial_run(parent, number, {})
+        tracker.finish_trial(run_id, state, {"val_score": 0.9}, tags={"pruned_epoch": 4})
+        run = tracker._client.get_run(run_id)
+        assert run.info.status == status
+        assert run.data.tags["state"] == state
+        assert run.data.tags["pruned_epoch"] == "4"
+        assert run.data.metrics["val_score"] == 0.9
+    with pytest.raises(ValueError, match="'WAITING'"):
+        tracker.finish_trial(run_id, "WAITING")
+
+
+def test_resuming_a_study_reuses_its_parent_run(tracker: MLflowTracker) -> None:
+    first = tracker
+    parent = first.start_study_run("resumable", {"n_trials": 5, "seed": 0})
+    first.end_run(parent, "KILLED")
+    first.start_study_run("other", {})
+
+    second = MLflowTracker(first.tracking_uri, first.experiment)  # as a new process would
+    assert second.find_study_run("resumable") == parent
+    assert second.start_study_run("resumable", {"n_trials": 10, "seed": 0, "jobs": 2}) == parent
+    run = second._client.get_run(parent)
+    assert run.info.status == "RUNNING"
+    assert run.data.params == {"n_trials": "5", "seed": "0", "jobs": "2"}
+    assert run.data.tags["resumed.n_trials"] == "10"
+    assert len(second._search("tags.`regtune.run_type` = 'study'")) == 2
+    assert second.find_study_run("never-ran") is None
+
+
+def test_secrets_never_reach_the_store(tracker: MLflowTracker, store: Path, tmp_path: Path) -> None:
+    storage = f"postgresql+psycopg://optuna:{SECRET}@db:5432/optuna"
+    parent = tracker.start_study_run("s", {"storage": storage}, tags={"note": f"from {storage}"})
+    child = tracker.start_trial_run(
+        parent, 0, {"storage": storage}, tags={"url": f"http://u:{SECRET}@h"}
+    )
+    tracker.set_tags(child, {"again": storage})
+    tracker.log_params(child, {"other": f"x {storage}"})
+    tracker.log_text(child, f"storage: {storage}\n", "config.yaml")
+
+    stored = _stored_text(store)
+    assert "optuna:***@db:5432" in stored
+    assert SECRET not in stored
+    artifact = tracker._client.download_artifacts(child, "config.yaml", str(tmp_path))
+    assert "optuna:***@db" in Path(artifact).read_text()
+    assert SECRET not in Path(artifact).read_text()
+
+
+def test_long_and_many_params_are_truncated_and_split_not_rejected(
+    tracker: MLflowTracker,
+) -> None:
+    from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
+    parent = tracker.start_study_run("s", {})
+    params = {f"p{i}": i for i in range(250)} | {"space": "x" * (MAX_PARAM_VAL_LENGTH + 500)}
+    child = tracker.start_trial_run(parent, 0, params)
+    logged = tracker._client.get_run(child).data.params
+    assert len(logged) == 251
+    assert logged["space"] == "x" * MAX_PARAM_VAL_LENGTH
+
+
+def test_mark_orphans_ends_only_running_children(tracker: MLflowTracker) -> None:
+    parent = tracker.start_study_run("s", {})
+    runs = [tracker.start_trial_run(parent, number, {}) for number in range(4)]
+    tracker.finish_trial(runs[0], "COMPLETE")
+
+    assert tracker.mark_orphans(parent, trials=[1]) == 1
+    assert tracker.mark_orphans(parent, trials=lambda number: number == 0) == 0  # already ended
+    assert tracker.mark_orphans(parent, status="FAILED") == 2
+    assert tracker.mark_orphans(parent) == 0
+    statuses = [(run.info.status, run.data.tags["state"]) for run in tracker.child_runs(parent)]
+    assert statuses == [
+        ("FINISHED", "COMPLETE"),
+        ("KILLED", "FAIL"),
+        ("FAILED", "FAIL"),
+        ("FAILED", "FAIL"),
+    ]
+    assert "worker stopped" in tracker.child_runs(parent)[1].data.tags["fail_reason"]
+
+
+def test_child_runs_paginate(tracker: MLflowTracker, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tracking, "_PAGE_SIZE", 2)
+    parent = tracker.start_study_run("s", {})
+    runs = [tracker.start_trial_run(parent, number, {}) for number in range(5)]
+    assert [run.info.run_id for run in tracker.child_runs(parent)] == runs
+
+
+def test_default_uri_puts_the_store_and_artifacts_in_the_working_directory(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copy(store, tmp_path / "mlflow.db")  # an existing store; a fresh schema is slow
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    tracker = MLflowTracker()
+    assert tracker.tracking_uri == tracking.DEFAULT_TRACKING_URI
+    with sqlite3.connect(tmp_path / "mlflow.db") as con:
+        query = "SELECT artifact_location FROM experiments WHERE name = 'regtune'"
+        assert con.execute(query).fetchall() == [((tmp_path / "mlruns").as_uri(),)]
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    assert MLflowTracker().tracking_uri == f"sqlite:///{store}"
+
+
+def test_unwritable_store_raises_a_readable_tracking_error(tmp_path: Path) -> None:
+    (tmp_path / "afile.txt").write_text("not a directory")
+    with pytest.raises(TrackingError, match=r"afile\.txt/mlflow\.db.*cannot be used.*writable"):
+        MLflowTracker(f"sqlite:///{tmp_path}/afile.txt/mlflow.db")
+
+
+def test_deleted_experiment_raises_with_the_fix(tracker: MLflowTracker) -> None:
+    tracker._client.delete_experiment(tracker.experiment_id)
+    with pytest.raises(TrackingError, match="is deleted; restore it with `mlflow experiments"):
+        MLflowTracker(tracker.tracking_uri, tracker.experiment)
+
+
+def test_unreachable_server_error_masks_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.raises(TrackingError) as info:
+        MLflowTracker(f"http://bob:{SECRET}@127.0.0.1:9/")
+    assert "http://bob:***@127.0.0.1:9/" in str(info.value)
+    assert SECRET not in str(info.value)

@@ -365,13 +365,16 @@ class RegularizedNetClassifier(ClassifierMixin, _RegularizedNet):
             self.classes_, encoded = np.unique(y, return_inverse=True)
             if len(self.classes_) < 2:
                 raise ValueError(
-                    f"{type(self).__name__} needs at least 2 classes in y; got 1 class: {self.classes_[0]!r}"
+                    f"{type(self).__name__} needs at least 2 classes in y; got 1 class: {self.classes_[0].item()!r}"
                 )
             return encoded
         lookup = {c: i for i, c in enumerate(self.classes_)}
         unknown = [v for v in np.unique(y) if v not in lookup]
         if unknown:
-            raise ValueError(f"validation labels {unknown!r} were not seen in the training labels {list(self.classes_)!r}")
+            raise ValueError(
+                f"validation labels {[v.item() for v in unknown]!r} were not seen in the training labels "
+                f"{self.classes_.tolist()!r}"
+            )
         return np.array([lookup[v] for v in y])
 
     def _n_classes(self) -> int:

@@ -49,16 +49,18 @@ def build_regularizers(
         regs.append(CutMix(config.cutmix_alpha, n_classes))
     if config.input_noise > 0:
         regs.append(InputNoise(config.input_noise))
+    # Hooks run in list order. Weight noise comes off first, so decay and penalties read clean
+    # weights; decay acts before the L1 step puts weights on exactly zero; spectral norm is last.
+    if config.weight_noise > 0:
+        regs.append(WeightNoise(config.weight_noise))
+    if config.weight_decay > 0:
+        regs.append(DecoupledWeightDecay(config.weight_decay))
     if config.l1 > 0:
         regs.append(L1Penalty(config.l1))
     if config.l2 > 0:
         regs.append(L2Penalty(config.l2))
     if config.elastic_net > 0:
         regs.append(ElasticNetPenalty(config.elastic_net, config.l1_ratio))
-    if config.weight_decay > 0:
-        regs.append(DecoupledWeightDecay(config.weight_decay))
-    if config.weight_noise > 0:
-        regs.append(WeightNoise(config.weight_noise))
     if config.gradient_noise > 0:
         regs.append(GradientNoise(config.gradient_noise))
     if config.max_norm > 0:

@@ -40,7 +40,7 @@ class ImageAugment(Regularizer):
     def on_batch(self, X: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         n = X.shape[0]
         c, h, w = self.image_shape
-        images = X.view(n, c, h, w)
+        images = X.reshape(n, c, h, w)
         angle = (torch.rand(n, device=X.device) * 2 - 1) * math.radians(self.max_degrees)
         shift = (torch.rand(n, 2, device=X.device) * 2 - 1) * 2 * self.max_shift
         cos, sin = torch.cos(angle), torch.sin(angle)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
-from torch.nn.utils import parametrizations
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from .base import Regularizer, weight_layers
 
@@ -30,19 +30,70 @@ class MaxNorm(Regularizer):
 class SpectralNorm(Regularizer):
     """Divide each hidden layer's weight by its top singular value (Miyato et al. 2018).
 
-    The output layer stays free so the logits can take any scale.
+    The output layer stays free so the logits can take any scale. Kernels count as their
+    ``(out_channels, -1)`` matrix. Unlike ``torch.nn.utils.parametrizations.spectral_norm``,
+    which runs one power iteration per training forward on the weights from before the step,
+    the singular vectors are refined after every optimizer step until they fit the new weights
+    (up to ``max_iter`` iterations, warm-started): with one iteration the optimizer grows
+    directions the estimate has not caught up with, and trained layers end with gains of 1.1 to
+    1.25 instead of 1.
     """
 
     name = "spectral_norm"
 
+    def __init__(self, tol: float = 1e-2, max_iter: int = 10) -> None:
+        self.tol = tol
+        self.max_iter = max_iter
+
     def build(self, model: nn.Module) -> nn.Module:
         for layer in weight_layers(model, include_head=False):
-            parametrizations.spectral_norm(layer)
+            parametrize.register_parametrization(layer, "weight", _SpectralNormalization(layer.weight))
+            self._refine(layer, max_iter=100)
         return model
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module, lr: float) -> None:
+        # Built last, so this runs after every other after_step hook and sees the final weights.
+        for layer in weight_layers(model, include_head=False):
+            if parametrize.is_parametrized(layer, "weight"):
+                self._refine(layer, self.max_iter)
+
+    @torch.no_grad()
+    def _refine(self, layer: nn.Module, max_iter: int) -> None:
+        """Warm-started power iteration until ``v`` is a right singular vector to ``tol``."""
+        norm = layer.parametrizations.weight[0]
+        w = layer.parametrizations.weight.original
+        w = w.reshape(w.shape[0], -1)
+        u, wt_u = norm.u, w.T @ norm.u
+        for _ in range(max_iter):
+            v = wt_u / wt_u.norm().clamp_min(1e-12)
+            wv = w @ v
+            sigma = wv.norm().clamp_min(1e-12)
+            u = wv / sigma
+            wt_u = w.T @ u
+            if (wt_u - sigma * v).norm() <= self.tol * sigma:
+                break
+        norm.u.copy_(u)
+        norm.v.copy_(v)
+
+
+class _SpectralNormalization(nn.Module):
+    """``W / (u^T W v)`` with ``u, v`` the top singular vectors kept by :class:`SpectralNorm`."""
+
+    @torch.no_grad()
+    def __init__(self, weight: Tensor) -> None:
+        super().__init__()
+        u = nn.functional.normalize(weight.new_empty(weight.shape[0]).normal_(), dim=0)
+        self.register_buffer("u", u)
+        self.register_buffer("v", nn.functional.normalize(weight.reshape(weight.shape[0], -1).T @ u, dim=0))
+
+    def forward(self, weight: Tensor) -> Tensor:
+        sigma = torch.dot(self.u, weight.reshape(weight.shape[0], -1) @ self.v)
+        return weight / sigma
 
 
 def constrained_weight(layer: nn.Module) -> torch.Tensor | None:
     """The trainable tensor behind ``layer.weight``; ``None`` when a parametrization owns it."""
-    if nn.utils.parametrize.is_parametrized(layer, "weight"):
+    if parametrize.is_parametrized(layer, "weight"):
         return None
     return layer.weight.data

@@ -32,21 +32,21 @@ class WeightNoise(Regularizer):
 
     def __init__(self, std: float) -> None:
         self.std = float(std)
-        self._noise: list[tuple[Tensor, Tensor]] = []
+        self._clean: list[tuple[Tensor, Tensor]] = []
 
     @torch.no_grad()
     def before_forward(self, model: nn.Module) -> None:
-        self._noise = []
+        self._clean = []
         for p in decay_parameters(model):
-            eps = self.std * torch.randn_like(p)
-            p.add_(eps)
-            self._noise.append((p, eps))
+            self._clean.append((p, p.detach().clone()))
+            p.add_(self.std * torch.randn_like(p))
 
     @torch.no_grad()
     def after_backward(self, model: nn.Module) -> None:
-        for p, eps in self._noise:
-            p.sub_(eps)
-        self._noise = []
+        # Copy back rather than subtract: (w + eps) - eps is not always w in floating point.
+        for p, clean in self._clean:
+            p.copy_(clean)
+        self._clean = []
 
 
 class GradientNoise(Regularizer):

@@ -25,17 +25,18 @@ class GaussianDropout(nn.Module):
         return f"p={self.p}"
 
 
+_DROPOUTS: dict[str, type[nn.Module]] = {
+    "standard": nn.Dropout,
+    "alpha": nn.AlphaDropout,
+    "gaussian": GaussianDropout,
+}
+
+
 def make_dropout(p: float, variant: str) -> nn.Module | None:
     """``standard`` inverted dropout, ``alpha`` dropout (keeps SELU's mean and variance), ``gaussian``."""
-    if p <= 0:
-        return None
-    if variant == "standard":
-        return nn.Dropout(p)
-    if variant == "alpha":
-        return nn.AlphaDropout(p)
-    if variant == "gaussian":
-        return GaussianDropout(p)
-    raise ValueError(f"dropout_variant={variant!r} is not one of 'standard', 'alpha', 'gaussian'")
+    if variant not in _DROPOUTS:
+        raise ValueError(f"dropout_variant={variant!r} is not one of 'standard', 'alpha', 'gaussian'")
+    return _DROPOUTS[variant](p) if p > 0 else None
 
 
 def layer_block(

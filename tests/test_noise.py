@@ -1,0 +1,108 @@
+"""Noise injection on inputs, weights and gradients, and label smoothing, at the promised scale."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from sklearn.metrics import log_loss
+from torch import nn
+
+from regtune import RegularizedNetClassifier
+from regtune.regularizers import GradientNoise, InputNoise, WeightNoise
+
+
+def _net() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(20, 50), nn.ReLU(), nn.Linear(50, 3))
+
+
+def test_input_noise_adds_gaussian_noise_with_the_requested_std() -> None:
+    torch.manual_seed(0)
+    X, y = torch.full((2000, 50), 2.0), torch.arange(2000) % 3
+    Xn, yn = InputNoise(0.3).on_batch(X, y)
+    noise = Xn - X
+    assert Xn.shape == X.shape
+    assert torch.equal(yn, y)
+    assert abs(float(noise.mean())) < 0.005
+    assert float(noise.std()) == pytest.approx(0.3, rel=0.02)
+    Xn2, _ = InputNoise(0.3).on_batch(X, y)
+    assert not torch.equal(Xn, Xn2)  # fresh noise for every batch
+
+
+def test_weight_noise_perturbs_the_forward_pass_and_restores_the_clean_weights() -> None:
+    model = _net()
+    clean = copy.deepcopy(model.state_dict())
+    x = torch.randn(8, 20)
+    out_clean = model(x)
+    noise = WeightNoise(0.05)
+
+    noise.before_forward(model)
+    for name, p in model.named_parameters():
+        delta = p.detach() - clean[name]
+        if p.ndim >= 2:
+            assert float(delta.std()) == pytest.approx(0.05, rel=0.1), name
+        else:
+            assert torch.count_nonzero(delta) == 0, name  # biases are not perturbed
+    assert not torch.allclose(model(x), out_clean)
+
+    noise.after_backward(model)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, clean[name]), name  # bit for bit, not just close
+
+
+def test_weight_noise_update_is_the_optimizer_step_on_the_clean_weights() -> None:
+    noisy, reference = _net(), _net()
+    x, y = torch.randn(16, 20), torch.randint(0, 3, (16,))
+    F.cross_entropy(reference(x), y).backward()
+    clean_grads = [q.grad.clone() for q in reference.parameters()]
+    noise = WeightNoise(0.1)
+
+    noise.before_forward(noisy)
+    F.cross_entropy(noisy(x), y).backward()
+    noise.after_backward(noisy)
+    assert not torch.allclose(noisy[0].weight.grad, clean_grads[0])  # taken at the perturbed point
+    for p, q in zip(noisy.parameters(), reference.parameters(), strict=True):
+        q.grad = p.grad.clone()
+    torch.optim.SGD(noisy.parameters(), lr=0.1).step()
+    torch.optim.SGD(reference.parameters(), lr=0.1).step()
+    for p, q in zip(noisy.parameters(), reference.parameters(), strict=True):
+        assert torch.equal(p, q)  # ...but applied to the clean weights
+
+
+def test_gradient_noise_has_the_annealed_std() -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(400, 250)
+    noise = GradientNoise(0.2)
+    stds = []
+    for _ in range(100):
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        noise.after_backward(model)
+        stds.append(float(model.weight.grad.std()))
+    assert stds[0] == pytest.approx(0.2, rel=0.02)  # t = 0
+    assert stds[99] == pytest.approx(0.2 / 100**0.275, rel=0.02)  # variance 0.04 / 100^0.55
+    assert stds[9] == pytest.approx(0.2 / 10**0.275, rel=0.02)
+
+
+def test_label_smoothing_lowers_confidence_on_the_training_data() -> None:
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:500], y[:500]
+    fits = {}
+    for smoothing in (0.0, 0.2):
+        net = RegularizedNetClassifier(
+            (64,), lr=1e-2, max_epochs=30, early_stopping=False, label_smoothing=smoothing, random_state=0,
+            device="cpu",
+        )
+        fits[smoothing] = net.fit(X, y).predict_proba(X)
+    confidence = {s: float(p.max(1).mean()) for s, p in fits.items()}
+    nll = {s: log_loss(y, p, labels=np.arange(10)) for s, p in fits.items()}
+    assert confidence[0.0] > 0.97
+    assert confidence[0.2] < 0.9
+    # With targets 0.82 / 0.02 the best reachable plain log loss is -log(0.82) ~ 0.2.
+    assert nll[0.0] < 0.05
+    assert nll[0.2] > 0.15

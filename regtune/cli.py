@@ -24,7 +24,8 @@ _DEBUG = "REGTUNE_DEBUG"
 def _console():  # noqa: ANN202
     from rich.console import Console
 
-    return Console()
+    # Wide enough for the summary tables when output goes to a file or a CI log.
+    return Console(width=None if sys.stdout.isatty() else 140)
 
 
 @app.command()
@@ -64,7 +65,7 @@ def tune(
     settings.check()
     console = _console()
     dataset = load_dataset(data, target)
-    result = run_tune(dataset, settings, console=console)
+    result = run_tune(dataset, settings=settings, console=console)
     print_tune_summary(result, console)
 
 
@@ -142,6 +143,15 @@ def ui(
     args = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", backend,
             "--default-artifact-root", artifacts.as_uri(), "--host", host, "--port", str(port)]
     os.execv(sys.executable, args)
+
+
+def _register_extra_commands() -> None:
+    from .cli_analysis import register
+
+    register(app)
+
+
+_register_extra_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

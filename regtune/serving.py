@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,9 @@ def log_model(tracker: Any, run_id: str, estimator: _RegularizedNet, preprocesso
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # MLflow asks for type hints to infer a signature; the model takes any DataFrame.
+        warnings.simplefilter("ignore", UserWarning)
         save_model(Path(tmp) / "regtune_model", estimator, preprocessor, **meta)
         mlflow.set_tracking_uri(tracker.tracking_uri)
         with mlflow.start_run(run_id=run_id):

@@ -156,16 +156,16 @@ _register_extra_commands()
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; turn every error into one line on stderr."""
-    import click
+    from typer._click.exceptions import ClickException
 
     command = typer.main.get_command(app)
     try:
         command.main(args=argv, prog_name="regtune", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
-    except click.exceptions.Abort:
-        _fail("interrupted", 130)
-    except click.ClickException as exc:
+    except typer.Abort:
+        _fail("interrupted; run the same command again to resume the study", 130)
+    except ClickException as exc:
         _fail(exc.format_message().replace("\n", " "), exc.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted; run the same command again to resume the study", 130)

@@ -35,6 +35,7 @@ __all__ = [
     "encode_target",
     "infer_task",
     "load_dataset",
+    "make_preprocessor",
     "read_table",
     "split_dataset",
 ]
@@ -589,6 +590,12 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         self.n_features_in_ = len(self.columns_)
         if self.by_name_:
             self.feature_names_in_ = np.asarray([c["name"] for c in self.columns_], dtype=object)
+
+
+def make_preprocessor() -> TabularPreprocessor:
+    """The preprocessor for tables with categorical columns, for pipelines such as
+    ``make_pipeline(make_preprocessor(), RegularizedNetClassifier())``."""
+    return TabularPreprocessor()
 
 
 def _valid_spec(spec: Any) -> bool:

@@ -1,0 +1,253 @@
+"""RegTuneClassifier / RegTuneRegressor: sklearn's contract, the fitted attributes, persistence,
+MLflow logging and early parameter errors, all on a tiny search space."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from regtune import (
+    RegTuneClassifier,
+    RegTuneRegressor,
+    RegularizedNetClassifier,
+    RegularizedNetRegressor,
+)
+from regtune.data import TabularPreprocessor
+from regtune.study import make_storage
+
+TINY = str(Path(__file__).parent / "spaces" / "tiny.yaml")
+FAST = dict(space=TINY, n_trials=2, cv=2, tracking_uri="off", device="cpu")
+
+
+@parametrize_with_checks([RegTuneClassifier(**FAST), RegTuneRegressor(**FAST)])
+def test_sklearn_compatible(estimator, check) -> None:
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def iris() -> tuple[pd.DataFrame, pd.Series]:
+    return load_iris(return_X_y=True, as_frame=True)
+
+
+@pytest.fixture(scope="module")
+def fitted_iris(iris: tuple[pd.DataFrame, pd.Series]) -> RegTuneClassifier:
+    X, y = iris
+    return RegTuneClassifier(**{**FAST, "n_trials": 4}, random_state=0).fit(X, y)
+
+
+def test_classifier_exposes_the_study_and_the_refit_best(fitted_iris: RegTuneClassifier, iris) -> None:
+    X, y = iris
+    est = fitted_iris
+    assert est.best_params_ == est.study_.best_params
+    assert set(est.best_params_) == set(est.study_.best_trial.params)
+    assert est.best_score_ == pytest.approx(est.study_.best_value)
+    assert isinstance(est.best_estimator_, RegularizedNetClassifier)
+    assert est.best_estimator_.lr == pytest.approx(est.best_params_["lr"])
+    trials = est.trials_
+    assert len(trials) == 4 and trials["number"].tolist() == [0, 1, 2, 3]
+    assert trials["baseline"].tolist() == [True, False, False, False]
+    assert est.baseline_score_ == pytest.approx(trials.loc[0, "value"])
+    np.testing.assert_array_equal(est.classes_, [0, 1, 2])
+    assert est.n_features_in_ == 4 and list(est.feature_names_in_) == list(X.columns)
+
+
+def test_classifier_predicts_from_frames_and_arrays_alike(fitted_iris: RegTuneClassifier, iris) -> None:
+    X, y = iris
+    pred = fitted_iris.predict(X)
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        np.testing.assert_array_equal(pred, fitted_iris.predict(X.to_numpy()))
+    assert fitted_iris.score(X, y) == pytest.approx(accuracy_score(y, pred))
+    assert fitted_iris.score(X, y) > 0.8
+    proba = fitted_iris.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(fitted_iris.classes_[proba.argmax(1)], pred)
+
+
+def test_predict_applies_the_preprocessor_the_net_was_trained_behind(fitted_iris, iris) -> None:
+    X, _ = iris
+    inner = fitted_iris.best_estimator_.predict(fitted_iris.preprocessor_.transform(X.to_numpy()))
+    np.testing.assert_array_equal(fitted_iris.predict(X), inner)
+
+
+def test_binary_classification_with_string_labels() -> None:
+    X, y = load_breast_cancer(return_X_y=True)
+    labels = np.where(y == 1, "benign", "malignant")
+    est = RegTuneClassifier(**{**FAST, "n_trials": 4}, random_state=0).fit(X, labels)
+    np.testing.assert_array_equal(est.classes_, ["benign", "malignant"])
+    assert len(est.trials_) == 4
+    assert est.score(X, labels) > 0.9
+
+
+def test_regressor_on_diabetes_minimizes_rmse() -> None:
+    X, y = load_diabetes(return_X_y=True, as_frame=True)
+    est = RegTuneRegressor(**{**FAST, "n_trials": 4}, metric="rmse", random_state=0).fit(X, y)
+    assert isinstance(est.best_estimator_, RegularizedNetRegressor)
+    complete = est.trials_[est.trials_["state"] == "COMPLETE"]
+    assert est.best_score_ == pytest.approx(complete["value"].min())  # rmse: lower is better
+    pred = est.predict(X)
+    assert pred.shape == (len(y),)
+    assert est.score(X, y) == pytest.approx(r2_score(y, pred))
+    assert est.score(X, y) > 0.3
+
+
+def test_missing_values_are_filled_not_rejected(iris) -> None:
+    X, y = iris
+    X = X.copy()
+    X.iloc[::7, 1] = np.nan
+    est = RegTuneClassifier(**FAST, random_state=0).fit(X, y)
+    assert np.isfinite(est.predict_proba(X)).all()
+
+
+def test_pickle_round_trip_keeps_predictions_and_the_study(fitted_iris: RegTuneClassifier, iris) -> None:
+    X, _ = iris
+    loaded = pickle.loads(pickle.dumps(fitted_iris))
+    np.testing.assert_array_equal(loaded.predict_proba(X), fitted_iris.predict_proba(X))
+    # an in-memory study travels whole: same trials, same best
+    assert [t.value for t in loaded.study_.trials] == [t.value for t in fitted_iris.study_.trials]
+    assert loaded.study_.best_params == fitted_iris.best_params_
+    pd.testing.assert_frame_equal(loaded.trials_, fitted_iris.trials_)
+
+
+def test_clone_refits_to_identical_predictions(fitted_iris: RegTuneClassifier, iris) -> None:
+    X, y = iris
+    fresh = clone(fitted_iris)
+    with pytest.raises(NotFittedError):
+        fresh.predict(X)
+    fresh.fit(X, y)
+    assert fresh.study_.study_name != fitted_iris.study_.study_name  # a new study, not a resumed one
+    np.testing.assert_array_equal(fresh.predict_proba(X), fitted_iris.predict_proba(X))
+
+
+def test_refitting_starts_a_new_study_every_time(iris) -> None:
+    X, y = iris
+    est = RegTuneClassifier(**FAST, random_state=0)
+    first = est.fit(X, y).study_.study_name
+    assert est.fit(X, y).study_.study_name != first
+    assert len(est.trials_) == 2
+
+
+def test_a_named_study_in_a_file_resumes_and_stays_live(tmp_path: Path, iris) -> None:
+    X, y = iris
+    storage = str(tmp_path / "study.journal")
+    est = RegTuneClassifier(**FAST, storage=storage, study_name="iris", random_state=0).fit(X, y)
+    est.set_params(n_trials=3).fit(X, y)  # tops the study up to 3 trials instead of starting over
+    assert est.trials_["number"].tolist() == [0, 1, 2]
+    assert len(optuna.load_study(study_name="iris", storage=make_storage(storage)).trials) == 3
+
+
+def test_verbose_draws_a_progress_bar(capfd, iris) -> None:
+    X, y = iris
+    RegTuneClassifier(**FAST, random_state=0, verbose=1).fit(X, y)
+    out, err = capfd.readouterr()
+    assert "trials" in out + err and "2/2" in out + err
+
+
+def test_cross_val_score(iris) -> None:
+    X, y = iris
+    scores = cross_val_score(RegTuneClassifier(**FAST, random_state=0), X, y, cv=2)
+    assert scores.shape == (2,) and (scores > 0.6).all()
+
+
+def test_categorical_tables_go_through_the_preprocessor_in_a_pipeline(iris) -> None:
+    X, y = iris
+    X = X.assign(size=np.where(X["petal length (cm)"] > 3, "big", "small"))
+    with pytest.raises(ValueError, match="could not convert string to float"):
+        RegTuneClassifier(**FAST).fit(X, y)
+    pipe = make_pipeline(TabularPreprocessor(), RegTuneClassifier(**FAST, random_state=0)).fit(X, y)
+    assert pipe.score(X, y) > 0.8
+
+
+def test_a_class_with_one_row_cannot_be_cross_validated() -> None:
+    X = np.arange(20.0).reshape(10, 2)
+    y = np.array([0] * 5 + [1] * 4 + [2])
+    with pytest.raises(ValueError, match="class 2 has 1 row"):
+        RegTuneClassifier(**FAST).fit(X, y)
+
+
+def test_mlflow_gets_one_parent_run_and_a_child_per_trial(tmp_path: Path, monkeypatch, iris) -> None:
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    X, y = iris
+    est = RegTuneClassifier(**{**FAST, "n_trials": 3, "tracking_uri": uri}, experiment="search-test").fit(X, y)
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("search-test")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == est.mlflow_run_id_]
+    assert [r.info.run_id for r in parents] == [est.mlflow_run_id_]
+    assert parents[0].info.run_name == est.study_.study_name
+    assert len(children) == 3 and len(runs) == 4
+    assert sorted(est.trials_["mlflow_run_id"]) == sorted(r.info.run_id for r in children)
+    assert not (tmp_path / "regtune.journal").exists()  # the study itself stayed in memory
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"n_trials": 0}, "'n_trials' parameter"),
+        ({"sampler": "grid"}, "'sampler' parameter"),
+        ({"pruner": "patient"}, "'pruner' parameter"),
+        ({"n_jobs": 0}, "'n_jobs' parameter"),
+        ({"cv": 0}, "'cv' parameter"),
+        ({"metric": "r2"}, "'metric' parameter"),
+        ({"space": "no-such-space"}, "no space named 'no-such-space'"),
+        ({"storage": ":memory:", "n_jobs": 2}, "storage=':memory:' lives in one process"),
+    ],
+)
+def test_bad_parameters_fail_before_anything_is_created(params, match, tmp_path, monkeypatch, iris) -> None:
+    monkeypatch.chdir(tmp_path)
+    X, y = iris
+    est = RegTuneClassifier(**{**FAST, "tracking_uri": None, **params})  # MLflow would write ./mlflow.db
+    with pytest.raises(ValueError, match=match):
+        est.fit(X, y)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_optuna_stays_quiet_and_its_verbosity_is_restored(capfd, iris) -> None:
+    X, y = iris
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    try:
+        RegTuneClassifier(**FAST, random_state=0).fit(X, y)
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO
+    finally:
+        optuna.logging.set_verbosity(before)
+    out, err = capfd.readouterr()
+    assert "Trial" not in out + err and "A new study" not in out + err
+
+
+def test_report_hands_the_study_to_regtune_report(fitted_iris, monkeypatch) -> None:
+    calls = []
+    fake = types.ModuleType("regtune.report")
+    fake.report = lambda study, **kwargs: calls.append((study, kwargs)) or "the report"
+    monkeypatch.setitem(sys.modules, "regtune.report", fake)
+    assert fitted_iris.report(top=3) == "the report"
+    assert calls == [(fitted_iris.study_, {"top": 3})]
+    with pytest.raises(NotFittedError):
+        RegTuneClassifier().report()
+
+
+@pytest.mark.slow
+def test_parallel_workers_share_a_temporary_journal(tmp_path, monkeypatch, iris) -> None:
+    monkeypatch.chdir(tmp_path)
+    X, y = iris
+    est = RegTuneClassifier(**{**FAST, "n_trials": 4}, n_jobs=2, random_state=0).fit(X, y)
+    assert len(est.trials_) == 4
+    assert list(tmp_path.iterdir()) == []  # the shared journal was temporary ...
+    assert len(pickle.loads(pickle.dumps(est)).study_.trials) == 4  # ... and the study outlives it

@@ -21,7 +21,7 @@ _EXPORTS = {
     "TuneSettings": "regtune.tuner",
     "TuneResult": "regtune.tuner",
     "tune": "regtune.api",
-    "report": "regtune.report",
+    "report": "regtune.reporting",
     "ablate": "regtune.ablation",
     "load_dataset": "regtune.data",
     "make_preprocessor": "regtune.data",

@@ -175,9 +175,9 @@ class _RegTune(BaseEstimator):
         return hasattr(self, "best_estimator_")
 
     def report(self, **kwargs: Any) -> Any:
-        """:func:`regtune.report.report` of :attr:`study_`; ``kwargs`` go to that function."""
+        """:func:`regtune.reporting.report` of :attr:`study_`; ``kwargs`` go to that function."""
         check_is_fitted(self)
-        from .report import report
+        from .reporting import report
 
         return report(self.study_, **kwargs)
 

@@ -234,9 +234,9 @@ def test_optuna_stays_quiet_and_its_verbosity_is_restored(capfd, iris) -> None:
 
 def test_report_hands_the_study_to_regtune_report(fitted_iris, monkeypatch) -> None:
     calls = []
-    fake = types.ModuleType("regtune.report")
+    fake = types.ModuleType("regtune.reporting")
     fake.report = lambda study, **kwargs: calls.append((study, kwargs)) or "the report"
-    monkeypatch.setitem(sys.modules, "regtune.report", fake)
+    monkeypatch.setitem(sys.modules, "regtune.reporting", fake)
     assert fitted_iris.report(top=3) == "the report"
     assert calls == [(fitted_iris.study_, {"top": 3})]
     with pytest.raises(NotFittedError):

@@ -1,0 +1,83 @@
+"""``regtune ablate``: the best configuration retrained with each regularizer removed in turn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from study_helpers import FinishedStudy, make_study
+
+from regtune.ablation import FULL, ablate, ablation_variants
+from regtune.cli import main
+from regtune.config import REGULARIZER_OFF, RegConfig
+from regtune.study_data import ReportError
+
+SEEDS = 2
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> FinishedStudy:
+    return make_study(tmp_path_factory.mktemp("ablation"))
+
+
+@pytest.fixture(scope="module")
+def table(finished: FinishedStudy) -> pd.DataFrame:
+    return ablate(finished.name, seeds=SEEDS, storage=finished.storage, tracking_uri=finished.tracking_uri,
+                  progress=False)
+
+
+def test_variants_switch_off_one_regularizer_each() -> None:
+    config = RegConfig(l2=1e-3, dropout=0.2, batch_norm="after_activation", early_stopping=True)
+    variants = dict(ablation_variants(config))
+    assert list(variants) == [FULL, "l2", "dropout", "batch_norm", "early_stopping"]
+    for name, variant in variants.items():
+        if name != FULL:
+            assert getattr(variant, name) == REGULARIZER_OFF[name]
+            assert variant.active_regularizers() == [r for r in config.active_regularizers() if r != name]
+
+
+def test_one_row_per_active_regularizer_plus_the_full_config(finished: FinishedStudy, table: pd.DataFrame) -> None:
+    active = finished.result.best_config.active_regularizers()
+    assert len(active) >= 2
+    assert table["removed"].tolist() == [FULL, *active]
+    assert (table["seeds"] == SEEDS).all()
+    seeds = table[[f"seed_{s}" for s in range(SEEDS)]]
+    assert seeds.notna().all().all() and seeds.stack().between(0, 1).all()
+    assert table["test_mean"].tolist() == pytest.approx(seeds.mean(axis=1).tolist())
+    assert table["test_std"].tolist() == pytest.approx(seeds.std(axis=1, ddof=1).tolist())
+    full = table.loc[0, "test_mean"]
+    assert table["delta_vs_full"].tolist() == pytest.approx((table["test_mean"] - full).tolist())
+
+
+def test_seed_zero_of_the_full_config_is_the_tuners_refit(finished: FinishedStudy, table: pd.DataFrame) -> None:
+    assert table.loc[0, "seed_0"] == pytest.approx(finished.result.scores.loc["best", "test"])
+
+
+def test_ablation_is_logged_to_the_parent_run(finished: FinishedStudy, table: pd.DataFrame) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(finished.tracking_uri)
+    files = {Path(f.path).name for f in client.list_artifacts(finished.parent_run_id, "ablation")}
+    assert files == {"ablation.csv", "ablation.md"}
+    csv = Path(client.download_artifacts(finished.parent_run_id, "ablation/ablation.csv", str(finished.root)))
+    pd.testing.assert_frame_equal(pd.read_csv(csv, keep_default_na=False, na_values=[""]).drop(columns="value_in_best"),
+                                  table.drop(columns="value_in_best"), check_dtype=False)
+    metrics = client.get_run(finished.parent_run_id).data.metrics
+    assert metrics["ablation/full_test_mean"] == pytest.approx(table.loc[0, "test_mean"])
+    for name in table["removed"][1:]:
+        assert f"ablation/no_{name}_delta" in metrics
+
+
+def test_cli_ablate_prints_a_row_per_technique(finished: FinishedStudy, capsys) -> None:
+    main(["ablate", "--study", finished.name, "--seeds", "1", "--storage", finished.storage, "--tracking-uri",
+          finished.tracking_uri, "--quiet"])
+    out = capsys.readouterr().out
+    assert "ablation of best trial" in out and "delta vs full" in out
+    for name in [FULL, *finished.result.best_config.active_regularizers()]:
+        assert name in out
+
+
+def test_seeds_must_be_positive(finished: FinishedStudy) -> None:
+    with pytest.raises(ReportError, match="seeds=0"):
+        ablate(finished.name, seeds=0, storage=finished.storage, tracking_uri=finished.tracking_uri)

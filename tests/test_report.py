@@ -1,0 +1,196 @@
+"""``regtune report`` on a real finished study: tables from its trials, PNGs, MLflow artifacts."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from study_helpers import FinishedStudy, make_study
+
+from regtune.cli import main
+from regtune.effects import effect_tables, importance_table
+from regtune.reporting import report, with_without
+from regtune.study_data import load_study_data
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PLOTS = {"with_without", "learning_curves", "optimization_history", "param_importances", "effects"}
+TECHNIQUES = ["l1", "l2", "dropout", "batch_norm", "input_noise", "mixup_alpha", "early_stopping"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> FinishedStudy:
+    return make_study(tmp_path_factory.mktemp("report"))
+
+
+@pytest.fixture(scope="module")
+def reported(finished: FinishedStudy) -> tuple[dict[str, pd.DataFrame], Path]:
+    out = finished.root / "out"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(finished.root)
+        tables = report(finished.name, storage=finished.storage, tracking_uri=finished.tracking_uri, out_dir=out)
+    return tables, out
+
+
+def _client(finished: FinishedStudy):  # noqa: ANN202
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(finished.tracking_uri)
+
+
+def test_trials_table_holds_every_trial_with_its_mlflow_metrics(finished: FinishedStudy, reported) -> None:
+    trials = reported[0]["trials"]
+    study = finished.result.study
+    assert list(trials["number"]) == [t.number for t in study.trials]
+    assert list(trials["state"]) == [t.state.name for t in study.trials]
+    complete = trials[trials["state"] == "COMPLETE"]
+    assert np.allclose(complete["value"], [t.value for t in study.trials if t.state.name == "COMPLETE"])
+    for col in ("train_score", "sparsity", "weight_norm", "n_params", "n_effective_params", "best_epoch", "seconds"):
+        assert complete[col].notna().all(), col
+    assert (complete["n_effective_params"] <= complete["n_params"]).all()
+    assert trials.loc[trials["baseline"], "regularizers"].tolist() == ["none"]
+
+
+def test_every_effect_table_is_filled_from_the_complete_trials(reported) -> None:
+    tables = reported[0]
+    n_complete = int((tables["trials"]["state"] == "COMPLETE").sum())
+    on_off = tables["on_off"]
+    assert sorted(on_off["technique"].unique()) == sorted(TECHNIQUES)
+    for technique, rows in on_off.groupby("technique"):
+        assert rows["trials"].sum() == n_complete, technique
+        assert "on" in set(rows["setting"]), f"{technique} never on in a complete trial"
+    assert tables["dropout"]["trials"].sum() == n_complete
+    assert "off" in set(tables["dropout"]["strength"]) and len(tables["dropout"]) >= 2
+    penalties = tables["penalties"]
+    assert set(penalties["technique"]) == {"l1", "l2"}
+    for _, rows in penalties.groupby("technique"):
+        assert rows["trials"].sum() == n_complete
+        on = rows[rows["strength"] != "off"]
+        assert len(on) and on["strength"].str.fullmatch(r"1e-\d+\.\.1e-\d+").all()
+        assert on[["sparsity_mean", "weight_norm_mean"]].notna().all().all()
+    assert {"none"} < set(tables["batch_norm"]["placement"])
+    assert tables["batch_norm"]["best_epoch_mean"].notna().all()
+    assert set(tables["early_stopping"]["early_stopping"]) == {"on", "off"}
+    assert tables["early_stopping"][["epochs_run_mean", "seconds_mean"]].notna().all().all()
+    assert set(tables["augmentation_noise"]["technique"]) == {"input_noise", "mixup_alpha"}
+    assert (tables["augmentation_noise"]["score_mean"].between(0, 1)).all()
+
+
+def test_summary_shows_baseline_vs_best_with_the_tuners_test_scores(finished: FinishedStudy, reported) -> None:
+    summary = reported[0]["summary"].set_index("model")
+    logged = finished.result.scores
+    for label in ("baseline", "best"):
+        assert summary.loc[label, "test"] == pytest.approx(logged.loc[label, "test"])
+        assert summary.loc[label, "train"] == pytest.approx(logged.loc[label, "train"])
+        assert summary.loc[label, "gap"] == pytest.approx(summary.loc[label, "train"] - summary.loc[label, "test"])
+    assert summary.loc["best", "trial"] == finished.result.study.best_trial.number
+    assert summary.loc["baseline", "regularizers"] == "none"
+    assert summary["source"].eq("tuner refit (MLflow)").all()
+
+
+def test_refit_without_logged_scores_reproduces_the_tuners_numbers(finished: FinishedStudy) -> None:
+    data = load_study_data(finished.name, storage=finished.storage, tracking_uri=finished.tracking_uri)
+    refit = with_without(data, use_logged=False).set_index("model")
+    assert refit["source"].eq("refit by the report").all()
+    for label in ("baseline", "best"):
+        assert refit.loc[label, "test"] == pytest.approx(finished.result.scores.loc[label, "test"])
+
+
+def test_model_size_and_pruning_summaries(finished: FinishedStudy, reported) -> None:
+    tables = reported[0]
+    size = tables["model_size"].set_index("model")
+    assert size.loc["best", "trial"] == finished.result.study.best_trial.number
+    assert 0 < size.loc["best", "n_effective_params"] <= size.loc["best", "n_params"]
+    pruning = tables["pruning"].iloc[0]
+    counts = finished.result.counts
+    assert (pruning["complete"], pruning["pruned"], pruning["failed"]) == (counts["COMPLETE"], counts["PRUNED"],
+                                                                            counts["FAIL"])
+    trials = tables["trials"]
+    pruned = trials[trials["state"] == "PRUNED"]
+    assert pruning["epochs_saved_by_pruning"] == pytest.approx((8 - pruned["epochs_run"]).sum())
+    assert pruning["epochs_trained"] == pytest.approx(trials["epochs_run"].sum())
+
+
+def test_plots_are_pngs_and_the_report_is_logged_to_the_parent_run(finished: FinishedStudy, reported) -> None:
+    import matplotlib.image
+
+    out = reported[1]
+    pngs = sorted(out.glob("*.png"))
+    assert {p.stem for p in pngs} == PLOTS
+    for png in pngs:
+        assert png.read_bytes()[:8] == PNG_MAGIC
+        height, width, _ = matplotlib.image.imread(png).shape
+        assert height > 200 and width > 300
+    client = _client(finished)
+    logged = {Path(f.path).name for f in client.list_artifacts(finished.parent_run_id, "report")}
+    assert logged == {p.name for p in pngs} | {"report.md", "trials.csv"}
+    copy = Path(client.download_artifacts(finished.parent_run_id, "report/effects.png", str(finished.root)))
+    assert copy.read_bytes() == (out / "effects.png").read_bytes()
+
+
+def test_report_md_has_every_section_and_links_its_images(reported) -> None:
+    text = (reported[1] / "report.md").read_text(encoding="utf-8")
+    for heading in ("## With vs without regularization", "## Optimization history", "## Parameter importances",
+                    "### Dropout rate", "### L1 / L2 / weight decay strength", "### Batch-norm placement",
+                    "### Early stopping", "### Augmentation and noise", "## Model size", "## Pruning"):
+        assert heading in text
+    for name in PLOTS:
+        assert f"({name}.png)" in text
+    assert "Not searched" not in text
+
+
+def test_report_rebuilt_from_mlflow_alone_has_the_same_tables(finished: FinishedStudy, reported,
+                                                               tmp_path: Path) -> None:
+    tables = report(finished.name, storage=str(tmp_path / "gone.journal"), tracking_uri=finished.tracking_uri,
+                    from_mlflow=True, out_dir=tmp_path / "out", log_artifacts=False)
+    for key, expected in reported[0].items():
+        pd.testing.assert_frame_equal(tables[key], expected, check_dtype=False, obj=key)
+    assert "MLflow runs alone" in (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+
+
+def test_effect_tables_take_a_plain_frame() -> None:
+    frame = pd.DataFrame({
+        "state": ["COMPLETE"] * 5 + ["PRUNED"], "value": [0.8, 0.9, 0.85, 0.7, 0.95, 0.5],
+        "train_score": [1.0, 0.95, 0.9, 0.99, 0.97, math.nan],
+        "dropout": [0.0, 0.15, 0.12, 0.0, 0.45, 0.3], "l2": [0.0, 3e-5, 5e-4, 0.0, 2e-5, 0.0],
+        "sparsity": [0.1] * 6, "weight_norm": [3.0] * 6,
+    })
+    tables = effect_tables(frame, ["l2", "dropout"])
+    assert tables["dropout"]["strength"].tolist() == ["off", "0.1..0.2", "0.4..0.5"]
+    assert tables["dropout"]["trials"].tolist() == [2, 2, 1]
+    assert tables["dropout"]["score_mean"].tolist() == pytest.approx([0.75, 0.875, 0.95])
+    assert tables["penalties"]["strength"].tolist() == ["off", "1e-5..1e-4", "1e-4..1e-3"]
+    assert tables["batch_norm"].empty and tables["augmentation_noise"].empty
+
+
+def test_importances_need_enough_complete_trials() -> None:
+    study = optuna.create_study()
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    table, note = importance_table(study)
+    assert table.empty and "at least 3 complete trials" in note
+
+
+def test_cli_report_prints_the_comparison(finished: FinishedStudy, tmp_path: Path, capsys,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(finished.root)
+    main(["report", "--study", finished.name, "--storage", finished.storage, "--tracking-uri",
+          finished.tracking_uri, "--out", str(tmp_path / "cli")])
+    out = capsys.readouterr().out
+    assert "with vs without regularization" in out and "baseline" in out
+    assert (tmp_path / "cli" / "report.md").is_file()
+    with pytest.raises(SystemExit) as exc:
+        main(["report", "--study", "no-such-study", "--storage", finished.storage])
+    assert exc.value.code == 2
+    assert "no study 'no-such-study'" in capsys.readouterr().err
+
+
+def test_import_regtune_does_not_import_matplotlib() -> None:
+    code = ("import sys, regtune, regtune.cli, regtune.reporting, regtune.ablation; "
+            "assert 'matplotlib' not in sys.modules, 'matplotlib imported'; "
+            "assert callable(regtune.report) and callable(regtune.ablate), 'regtune.report is not callable'")
+    subprocess.run([sys.executable, "-c", code], check=True)

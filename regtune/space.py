@@ -9,10 +9,9 @@ regularizers help at all, not only how strong they should be.
 from __future__ import annotations
 
 import difflib
-import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,14 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from regtune.config import REGULARIZER_OFF, RegConfig, RegConfigError, no_regularization
+from regtune.distributions import (
+    CategoricalParam,
+    FloatParam,
+    IntParam,
+    Param,
+    SearchSpaceError,
+    _same,
+)
 
 if TYPE_CHECKING:
     from optuna.trial import BaseTrial
@@ -66,252 +73,6 @@ _SWITCH_ON: dict[str, Any] = {
 }
 _DERIVED = ("n_layers", "width")  # -> hidden_layer_sizes = (width,) * n_layers
 _MAX_LAYERS = 64
-_TOP_KEYS = ("description", "fixed", "params", "regularizers")
-_NUMERIC_KEYS = ("type", "low", "high", "log", "step", "default")
-_SPEC_KEYS = {
-    "float": _NUMERIC_KEYS,
-    "int": _NUMERIC_KEYS,
-    "categorical": ("type", "choices", "default"),
-}
-
-
-class SearchSpaceError(ValueError):
-    """A search space file, or params given to a space, cannot be used.
-
-    Parameters
-    ----------
-    detail : str
-        What is wrong and what is allowed.
-    path : path-like, optional
-        The space's YAML file.
-    line : int, optional
-        1-based line in that file.
-    key : str, optional
-        Dotted location of the offending entry, e.g. ``regularizers.dropout.dropout.high``.
-    """
-
-    def __init__(
-        self, detail: str, *, path: str | os.PathLike[str] | None = None,
-        line: int | None = None, key: str | None = None,
-    ) -> None:
-        self.detail, self.line, self.key = detail, line, key
-        self.path = Path(path) if path is not None else None
-        where = "search space" + (f" '{self.path.name}'" if self.path else "")
-        where += f", line {line}" if line else ""
-        super().__init__(f"{where}: {key}: {detail}" if key else f"{where}: {detail}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_error, (type(self), self.detail, self.path, self.line, self.key))
-
-    def within(self, prefix: str) -> SearchSpaceError:
-        """The same error, its key nested under ``prefix``."""
-        key = f"{prefix}.{self.key}" if self.key else prefix
-        return type(self)(self.detail, path=self.path, line=self.line, key=key)
-
-
-def _rebuild_error(cls: type[SearchSpaceError], detail: str, path: Path | None,
-                   line: int | None, key: str | None) -> SearchSpaceError:
-    return cls(detail, path=path, line=line, key=key)
-
-
-# ---------------------------------------------------------------- distributions
-
-
-@dataclass(frozen=True)
-class FloatParam:
-    """A float from ``[low, high]``, uniform, log-uniform (``log``) or on a grid of ``step``.
-
-    Parameters
-    ----------
-    name : str
-        The Optuna param name, a :class:`~regtune.config.RegConfig` field.
-    low, high : float
-        Inclusive bounds.
-    log : bool
-        Sample ``log(value)`` uniformly: right for strengths spanning decades.
-    step : float, optional
-        Grid spacing; cannot be combined with ``log``.
-    default : float, optional
-        Value of the baseline trial (required for always-sampled params).
-    """
-
-    name: str
-    low: float
-    high: float
-    log: bool = False
-    step: float | None = None
-    default: float | None = None
-
-    def __post_init__(self) -> None:
-        _check_numeric(self, integer=False)
-
-    def suggest(self, trial: BaseTrial) -> float:
-        return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=self.step)
-
-    def parse(self, value: Any) -> float:
-        """A value from ``trial.params`` or a log (where numbers may be text) as a float."""
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                raise SearchSpaceError(f"{value!r} is not a number", key=self.name) from None
-        return _number(self.name, value)
-
-    def to_spec(self) -> dict[str, Any]:
-        return _numeric_spec(self, "float")
-
-
-@dataclass(frozen=True)
-class IntParam:
-    """An integer from ``[low, high]``; see :class:`FloatParam` (``log`` needs ``low >= 1``)."""
-
-    name: str
-    low: int
-    high: int
-    log: bool = False
-    step: int | None = None
-    default: int | None = None
-
-    def __post_init__(self) -> None:
-        _check_numeric(self, integer=True)
-
-    def suggest(self, trial: BaseTrial) -> int:
-        return trial.suggest_int(self.name, self.low, self.high, log=self.log, step=self.step or 1)
-
-    def parse(self, value: Any) -> int:
-        """A value from ``trial.params`` or a log as an int (``"3"`` and ``3.0`` are accepted)."""
-        try:
-            number = float(value) if isinstance(value, str) else value
-            if isinstance(number, float) and number.is_integer():
-                number = int(number)
-        except (ValueError, OverflowError):
-            number = value
-        return _number(self.name, number, integer=True)
-
-    def to_spec(self) -> dict[str, Any]:
-        return _numeric_spec(self, "int")
-
-
-@dataclass(frozen=True)
-class CategoricalParam:
-    """One of ``choices`` (text, numbers, booleans or null), as Optuna allows.
-
-    Parameters
-    ----------
-    name : str
-        The Optuna param name, a :class:`~regtune.config.RegConfig` field.
-    choices : tuple
-        Distinct values, at least one.
-    default : optional
-        Value of the baseline trial; one of ``choices``.
-    """
-
-    name: str
-    choices: tuple[Any, ...]
-    default: Any = None
-
-    def __post_init__(self) -> None:
-        _check_name(self.name)
-        if not isinstance(self.choices, (list, tuple)) or not self.choices:
-            raise SearchSpaceError(f"{self.choices!r} must be a non-empty list", key="choices")
-        choices = tuple(self.choices)
-        for choice in choices:
-            if choice is not None and not isinstance(choice, (bool, int, float, str)):
-                raise SearchSpaceError(f"{choice!r} must be text, a number, true/false or null",
-                                       key="choices")
-            if isinstance(choice, float) and not math.isfinite(choice):
-                raise SearchSpaceError(f"{choice!r} must be finite", key="choices")
-        if len({(type(c), c) for c in choices}) < len(choices):
-            raise SearchSpaceError(f"{list(choices)!r} lists a choice twice", key="choices")
-        object.__setattr__(self, "choices", choices)
-        if self.default is not None and not any(_same(c, self.default) for c in choices):
-            raise SearchSpaceError(f"{self.default!r} is not one of {list(choices)!r}", key="default")
-
-    def suggest(self, trial: BaseTrial) -> Any:
-        return trial.suggest_categorical(self.name, self.choices)
-
-    def parse(self, value: Any) -> Any:
-        """The choice equal to ``value``, or whose text is ``value`` (logged params are text)."""
-        for choice in self.choices:
-            if _same(choice, value):
-                return choice
-        for choice in self.choices:
-            if str(choice) == str(value):
-                return choice
-        raise SearchSpaceError(f"{value!r} is not one of {list(self.choices)!r}", key=self.name)
-
-    def to_spec(self) -> dict[str, Any]:
-        spec: dict[str, Any] = {"type": "categorical", "choices": list(self.choices)}
-        return spec if self.default is None else {**spec, "default": self.default}
-
-
-Param = FloatParam | IntParam | CategoricalParam
-
-
-def _check_name(name: Any) -> None:
-    if not isinstance(name, str) or not name or name.startswith("use_"):
-        raise SearchSpaceError(f"param name {name!r} must be non-empty text not starting with 'use_'")
-
-
-def _number(attr: str, value: Any, *, integer: bool = False) -> Any:
-    if integer:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SearchSpaceError(f"{value!r} must be an integer", key=attr)
-        if abs(value) > 2**53:
-            raise SearchSpaceError(f"{value!r} is too large", key=attr)
-        return value
-    try:
-        finite = _is_number(value) and math.isfinite(value)
-    except OverflowError:
-        finite = False
-    if not finite:
-        raise SearchSpaceError(f"{value!r} must be a finite number", key=attr)
-    return float(value)
-
-
-def _check_numeric(param: FloatParam | IntParam, *, integer: bool) -> None:
-    _check_name(param.name)
-    low, high = _number("low", param.low, integer=integer), _number("high", param.high, integer=integer)
-    if not isinstance(param.log, bool):
-        raise SearchSpaceError(f"{param.log!r} must be true or false", key="log")
-    if low > high:
-        raise SearchSpaceError(f"low={low!r} must be <= high={high!r}", key="low")
-    if not math.isfinite(float(high) - float(low)):
-        raise SearchSpaceError(f"[{low!r}, {high!r}] is too wide to sample", key="high")
-    if param.log and (low < 1 if integer else low <= 0):
-        raise SearchSpaceError(f"log=true needs low > 0{' (and >= 1 for int)' if integer else ''}, "
-                               f"got low={low!r}", key="log")
-    object.__setattr__(param, "low", low)
-    object.__setattr__(param, "high", high)
-    if param.step is not None:
-        step = _number("step", param.step, integer=integer)
-        if step <= 0 or param.log:
-            raise SearchSpaceError(f"step={step!r} must be > 0 and cannot be combined with log=true",
-                                   key="step")
-        object.__setattr__(param, "step", step)
-    if param.default is not None:
-        default = _number("default", param.default, integer=integer)
-        if not low <= default <= high:
-            raise SearchSpaceError(f"{default!r} is outside [low, high] = [{low!r}, {high!r}]",
-                                   key="default")
-        object.__setattr__(param, "default", default)
-
-
-def _numeric_spec(param: FloatParam | IntParam, kind: str) -> dict[str, Any]:
-    spec: dict[str, Any] = {"type": kind, "low": param.low, "high": param.high}
-    extras = {"log": param.log or None, "step": param.step, "default": param.default}
-    return {**spec, **{k: v for k, v in extras.items() if v is not None}}
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal, without ``True == 1``: 64 and 64.0 are the same choice, True and 1 are not."""
-    if _is_number(a) and _is_number(b):
-        return a == b
-    return type(a) is type(b) and a == b
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 # ---------------------------------------------------------------- families and the space
@@ -424,6 +185,8 @@ class SearchSpace:
     @classmethod
     def from_yaml(cls, name_or_path: str | os.PathLike[str]) -> SearchSpace:
         """Load a shipped space by name (``"default"``) or any YAML file by path."""
+        from .space_yaml import _load, _resolve
+
         return _load(_resolve(name_or_path))
 
     @staticmethod
@@ -498,6 +261,8 @@ class SearchSpace:
     def to_yaml_text(self) -> str:
         """YAML that :meth:`from_yaml` reads back into an equal space (``regtune spaces NAME``)."""
         data = self.to_dict()
+        from .space_yaml import _Dumper, _Flow
+
         data["params"] = {k: _Flow(v) for k, v in data["params"].items()}
         data["regularizers"] = {f: {k: _Flow(v) for k, v in ps.items()} or None
                                 for f, ps in data["regularizers"].items()}
@@ -621,169 +386,3 @@ def _hint(name: str, options: Any) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-# ---------------------------------------------------------------- YAML loading
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads ``1e-4`` as a float, as YAML 1.2 does (YAML 1.1 reads text)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-class _Flow(dict):
-    """A param spec, dumped on one line like the shipped files."""
-
-
-class _Dumper(yaml.SafeDumper):
-    def represent_none(self, data: None) -> yaml.Node:
-        return self.represent_scalar("tag:yaml.org,2002:null", "")
-
-
-_Dumper.add_representer(
-    _Flow, lambda dumper, data: dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=True)
-)
-_Dumper.add_representer(type(None), _Dumper.represent_none)
-
-
-def _resolve(name_or_path: str | os.PathLike[str]) -> Path:
-    text = os.fspath(name_or_path)
-    available = SearchSpace.available()
-    if not isinstance(name_or_path, os.PathLike) and text in available:
-        return SPACES_DIR / f"{text}.yaml"
-    path = Path(text)
-    looks_like_path = isinstance(name_or_path, os.PathLike) or "/" in text or os.sep in text \
-        or text.endswith((".yaml", ".yml"))
-    if path.is_file():
-        return path
-    if looks_like_path:
-        raise SearchSpaceError(f"no such file: {text}", path=path)
-    raise SearchSpaceError(f"no space named {text!r}{_hint(text, available)}; available: "
-                           f"{', '.join(available) or '(none)'}, or give a path to a .yaml file")
-
-
-def _load(path: Path) -> SearchSpace:
-    lines: dict[str, int] = {}
-    try:
-        return _build(path, path.read_text(encoding="utf-8"), lines)
-    except (OSError, UnicodeDecodeError) as err:
-        raise SearchSpaceError(f"cannot read the file: {err}", path=path) from None
-    except SearchSpaceError as err:
-        key, line = err.key or "", err.line
-        while line is None and key:
-            line = lines.get(key)
-            key = key.rpartition(".")[0]
-        raise SearchSpaceError(err.detail, path=path, line=line, key=err.key) from None
-
-
-def _build(path: Path, text: str, lines: dict[str, int]) -> SearchSpace:
-    try:
-        root = yaml.compose(text, Loader=_Loader)
-    except yaml.YAMLError as err:
-        raise _yaml_error(err) from None
-    if root is None:
-        raise SearchSpaceError(f"the file is empty; expected the keys {', '.join(_TOP_KEYS)}")
-    data = _plain(root, "", lines, [0])
-    if not isinstance(data, dict):
-        raise SearchSpaceError(f"expected a mapping with the keys {', '.join(_TOP_KEYS)}", line=1)
-    _check_keys(data, _TOP_KEYS, "")
-    families = []
-    for family, spec in _section(data, "regularizers").items():
-        key = f"regularizers.{family}"
-        spec = {} if spec is None else spec
-        if not isinstance(spec, dict):
-            raise SearchSpaceError("expected a mapping of the family's params (empty for a plain "
-                                   "switch)", key=key)
-        params = tuple(_param(name, value, f"{key}.{name}") for name, value in spec.items())
-        families.append(_within(key, lambda f=family, p=params: RegularizerFamily(f, p)))
-    return SearchSpace(
-        name=path.stem,
-        description="" if data.get("description") is None else data["description"],
-        path=path,
-        fixed=_section(data, "fixed"),
-        params=tuple(_param(name, spec, f"params.{name}")
-                     for name, spec in _section(data, "params").items()),
-        regularizers=tuple(families),
-    )
-
-
-def _yaml_error(err: yaml.YAMLError) -> SearchSpaceError:
-    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-    problem = getattr(err, "problem", None) or str(err)
-    return SearchSpaceError(f"invalid YAML: {problem}", line=mark.line + 1 if mark else None)
-
-
-def _plain(node: yaml.Node, key: str, lines: dict[str, int], count: list[int], depth: int = 0) -> Any:
-    """Python values from YAML nodes, recording the line of every mapping key as we go."""
-    count[0] += 1
-    if depth > 16 or count[0] > 10_000:
-        raise SearchSpaceError("nested too deeply or too large", line=node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            name = _plain(key_node, key, lines, count, depth + 1)
-            line = key_node.start_mark.line + 1
-            sub = f"{key}.{name}" if key else str(name)
-            if not isinstance(name, str):
-                raise SearchSpaceError(f"key {name!r} must be text", line=line, key=key or None)
-            if name in out:
-                raise SearchSpaceError("duplicate key", line=line, key=sub)
-            lines[sub] = line
-            out[name] = _plain(value_node, sub, lines, count, depth + 1)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_plain(item, key, lines, count, depth + 1) for item in node.value]
-    try:
-        return yaml.constructor.SafeConstructor().construct_object(node)
-    except yaml.YAMLError as err:
-        raise _yaml_error(err) from None
-    except (ArithmeticError, LookupError, TypeError, ValueError):  # PyYAML on e.g. `!!float ''`
-        raise SearchSpaceError(f"invalid {node.tag.rpartition(':')[2]} value {node.value!r}",
-                               line=node.start_mark.line + 1, key=key or None) from None
-
-
-def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
-    value = data.get(name)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise SearchSpaceError(f"expected a mapping, got {value!r}", key=name)
-    return value
-
-
-def _check_keys(spec: dict[str, Any], allowed: tuple[str, ...], key: str) -> None:
-    for name in spec:
-        if name not in allowed:
-            detail = f"unknown key {name!r}{_hint(name, allowed)}; allowed: {', '.join(allowed)}"
-            raise SearchSpaceError(detail, key=f"{key}.{name}" if key else name)
-
-
-def _param(name: str, spec: Any, key: str) -> Param:
-    if not isinstance(spec, dict):
-        raise SearchSpaceError(f"{spec!r} must be a mapping such as "
-                               "{type: float, low: 0.1, high: 0.5}", key=key)
-    kind = spec.get("type")
-    if not isinstance(kind, str) or kind not in _SPEC_KEYS:
-        raise SearchSpaceError(f"type={kind!r} must be one of {', '.join(_SPEC_KEYS)}",
-                               key=f"{key}.type" if "type" in spec else key)
-    _check_keys(spec, _SPEC_KEYS[kind], key)
-    required = ("choices",) if kind == "categorical" else ("low", "high")
-    for needed in required:
-        if needed not in spec:
-            raise SearchSpaceError(f"{kind} param needs {needed!r}", key=key)
-    classes: dict[str, Callable[..., Param]] = {
-        "float": FloatParam, "int": IntParam, "categorical": CategoricalParam,
-    }
-    cls = classes[kind]
-    return _within(key, lambda: cls(name, **{k: v for k, v in spec.items() if k != "type"}))
-
-
-def _within(key: str, build: Callable[[], Any]) -> Any:
-    try:
-        return build()
-    except SearchSpaceError as err:
-        raise err.within(key) from None

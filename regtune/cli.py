@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -19,6 +18,7 @@ app = typer.Typer(
 )
 
 _DEBUG = "REGTUNE_DEBUG"
+_INTERRUPTED = "interrupted; run the same command again to resume the study"
 
 
 def _console():  # noqa: ANN202
@@ -31,30 +31,31 @@ def _console():  # noqa: ANN202
 @app.command()
 def tune(
     data: str = typer.Argument(..., help="CSV/Parquet path or built-in: digits, breast_cancer, wine, iris, diabetes."),
-    target: Optional[str] = typer.Option(None, help="Target column of a file (default: the last column)."),
+    target: str | None = typer.Option(None, help="Target column of a file (default: the last column)."),
     space: str = typer.Option("default", help="Search space name (see `regtune spaces`) or YAML path."),
     trials: int = typer.Option(30, help="Trials the study should hold; re-running adds only what is missing."),
-    timeout: Optional[float] = typer.Option(None, help="Stop starting new trials after this many seconds."),
+    timeout: float | None = typer.Option(None, help="Stop starting new trials after this many seconds."),
     pruner: str = typer.Option("hyperband", help="hyperband | median | sha | none"),
     sampler: str = typer.Option("tpe", help="tpe | random | cmaes | gp"),
-    metric: Optional[str] = typer.Option(None, help="accuracy | log_loss | balanced_accuracy | f1 | rmse | r2"),
+    metric: str | None = typer.Option(None, help="accuracy | log_loss | balanced_accuracy | f1 | rmse | r2"),
     cv: str = typer.Option("auto", help="Folds on the train part: auto (5/3/1 by size), 1 = one validation split, or K."),
-    storage: Optional[str] = typer.Option(None, help="Optuna storage URL or journal file (default ./regtune.journal)."),
-    study: Optional[str] = typer.Option(None, help="Study name (default DATA-SPACE-METRIC); same name resumes."),
+    storage: str | None = typer.Option(None, help="Optuna storage URL or journal file (default ./regtune.journal)."),
+    study: str | None = typer.Option(None, help="Study name (default DATA-SPACE-METRIC); same name resumes."),
     experiment: str = typer.Option("regtune", help="MLflow experiment."),
-    tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default sqlite:///mlflow.db)."),
+    tracking_uri: str | None = typer.Option(None, help="MLflow tracking URI (default sqlite:///mlflow.db)."),
     jobs: int = typer.Option(1, help="Worker processes running trials in parallel."),
     seed: int = typer.Option(0, help="Seed of the split, the sampler and every trial."),
     device: str = typer.Option("auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps."),
     retry_failed: int = typer.Option(0, help="Re-queue a trial whose worker died, up to N times, same params."),
-    heartbeat: Optional[int] = typer.Option(None, help="Heartbeat interval in seconds (database storages)."),
-    grace: Optional[int] = typer.Option(None, help="Seconds without heartbeat before a trial is failed."),
+    heartbeat: int | None = typer.Option(None, help="Heartbeat interval in seconds (database storages)."),
+    grace: int | None = typer.Option(None, help="Seconds without heartbeat before a trial is failed."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Search the regularization for DATA, refit the best, compare with no regularization."""
     from .data import load_dataset
     from .report_cli import print_tune_summary
-    from .tuner import TuneSettings, tune as run_tune
+    from .tuner import TuneSettings
+    from .tuner import tune as run_tune
 
     settings = TuneSettings(
         space=space, n_trials=trials, timeout=timeout, sampler=sampler, pruner=pruner, metric=metric,
@@ -63,6 +64,9 @@ def tune(
         grace_period=grace, progress=not quiet,
     )
     settings.check()
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and summary say it all
     console = _console()
     dataset = load_dataset(data, target)
     result = run_tune(dataset, settings=settings, console=console)
@@ -80,7 +84,7 @@ def _parse_cv(value: str) -> int | str:
 @app.command()
 def best(
     study: str = typer.Option(..., help="Study name."),
-    storage: Optional[str] = typer.Option(None, help="Optuna storage URL or journal file."),
+    storage: str | None = typer.Option(None, help="Optuna storage URL or journal file."),
 ) -> None:
     """Print the best trial of a study: value, parameters, MLflow run."""
     from .report_cli import print_best
@@ -93,8 +97,8 @@ def best(
 def predict(
     data: str = typer.Argument(..., help="CSV/Parquet path or built-in dataset name."),
     run: str = typer.Option(..., help="MLflow run id of a study's parent run (see `regtune tune` output)."),
-    tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default sqlite:///mlflow.db)."),
-    output: Optional[Path] = typer.Option(None, help="Write predictions to this CSV instead of stdout."),
+    tracking_uri: str | None = typer.Option(None, help="MLflow tracking URI (default sqlite:///mlflow.db)."),
+    output: Path | None = typer.Option(None, help="Write predictions to this CSV instead of stdout."),  # noqa: B008
     proba: bool = typer.Option(False, help="Class probabilities instead of labels."),
 ) -> None:
     """Predict DATA with the best model logged by a study."""
@@ -109,7 +113,7 @@ def predict(
 
 
 @app.command()
-def spaces(name: Optional[str] = typer.Argument(None, help="Print this space's YAML.")) -> None:
+def spaces(name: str | None = typer.Argument(None, help="Print this space's YAML.")) -> None:
     """List the search spaces, or print one."""
     from rich.table import Table
 
@@ -132,7 +136,7 @@ def spaces(name: Optional[str] = typer.Argument(None, help="Print this space's Y
 def ui(
     port: int = typer.Option(5000, help="Port."),
     host: str = typer.Option("127.0.0.1", help="Interface; loopback unless you mean to expose it."),
-    tracking_uri: Optional[str] = typer.Option(None, help="Backend store (default sqlite:///mlflow.db)."),
+    tracking_uri: str | None = typer.Option(None, help="Backend store (default sqlite:///mlflow.db)."),
 ) -> None:
     """Start the MLflow UI on the default local store."""
     from .tracking import DEFAULT_TRACKING_URI, mask_secrets
@@ -158,17 +162,21 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; turn every error into one line on stderr."""
     from typer._click.exceptions import ClickException
 
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no INFO lines about its own tables
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="regtune", standalone_mode=False)
+        code = command.main(args=argv, prog_name="regtune", standalone_mode=False)
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     except typer.Abort:
-        _fail("interrupted; run the same command again to resume the study", 130)
+        _fail(_INTERRUPTED, 130)
     except ClickException as exc:
-        _fail(exc.format_message().replace("\n", " "), exc.exit_code)
+        message = " ".join(exc.format_message().split())
+        if not message:  # `regtune` alone: click printed the help, there is no error to add
+            raise SystemExit(exc.exit_code) from None
+        _fail(message, exc.exit_code)
     except KeyboardInterrupt:
-        _fail("interrupted; run the same command again to resume the study", 130)
+        _fail(_INTERRUPTED, 130)
     except Exception as exc:  # every user-facing error: one line, no traceback
         if os.environ.get(_DEBUG):
             raise
@@ -176,6 +184,11 @@ def main(argv: list[str] | None = None) -> None:
 
         message, code = describe(exc)
         _fail(message, code)
+    # Without standalone mode, typer *returns* exit codes: 130 is how it reports a Ctrl-C.
+    if code == 130:
+        _fail(_INTERRUPTED, 130)
+    if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+        raise SystemExit(code)
 
 
 def _fail(message: str, code: int) -> None:

@@ -40,7 +40,7 @@ def _balanced_acc(out: Tensor, y: Tensor) -> float:
 
 
 def _f1(out: Tensor, y: Tensor) -> float:
-    return float(skm.f1_score(y.cpu().numpy(), out.argmax(1).cpu().numpy(), average="macro"))
+    return float(skm.f1_score(y.cpu().numpy(), out.argmax(1).cpu().numpy(), average="macro", zero_division=0))
 
 
 def _log_loss(out: Tensor, y: Tensor) -> float:
@@ -74,7 +74,7 @@ METRICS: dict[str, Metric] = {
         Metric("accuracy", "classification", "maximize", _acc, _sk(skm.accuracy_score)),
         Metric("balanced_accuracy", "classification", "maximize", _balanced_acc, _sk(skm.balanced_accuracy_score)),
         Metric("f1", "classification", "maximize", _f1,
-               _sk(lambda y, p: skm.f1_score(y, p, average="macro"))),
+               _sk(lambda y, p: skm.f1_score(y, p, average="macro", zero_division=0))),
         Metric("log_loss", "classification", "minimize", _log_loss, _sk(skm.log_loss, proba=True)),
         Metric("rmse", "regression", "minimize", _rmse, _sk(skm.root_mean_squared_error)),
         Metric("r2", "regression", "maximize", _r2, _sk(skm.r2_score)),

@@ -129,7 +129,9 @@ def run_objective(
             raise TrialPruned(epoch)
         epoch += 1
     value = float(np.mean([est.history_[est.best_epoch_]["val_score"] for est in estimators]))
-    train_scores = [metric.final_fn(est, folds.X[tr], folds.y[tr]) for est, (tr, _) in zip(estimators, folds.splits)]
+    if not math.isfinite(value):  # Optuna would fail the trial without saying why
+        raise FloatingPointError(f"validation {metric.name} is {value} (the network's outputs are not finite)")
+    train_scores = [metric.final_fn(est, folds.X[tr], folds.y[tr]) for est, (tr, _) in zip(estimators, folds.splits, strict=True)]
     stats = [weight_stats(est.module_) for est in estimators]
     summary = {key: float(np.mean([s[key] for s in stats])) for key in stats[0]}
     summary.update(

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .data import BUILTIN_DATASETS, DataError, load_dataset, read_table
 from .serving import load_model
-from .tracking import MLflowTracker
+from .tracking import DEFAULT_TRACKING_URI, MLflowTracker, TrackingError
 
 __all__ = ["predict_frame"]
 
@@ -24,6 +24,16 @@ def _features(data: str) -> pd.DataFrame:
     return read_table(path)
 
 
+def _check_store_exists(tracking_uri: str | None) -> None:
+    """A missing local SQLite store is a wrong path or directory, not a store to create."""
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise TrackingError(f"no MLflow store at {uri!r}; run `regtune tune` here first, or pass "
+                                "the store with --tracking-uri")
+
+
 def predict_frame(data: str, run_id: str, *, tracking_uri: str | None = None, proba: bool = False) -> pd.DataFrame:
     """Predictions for ``data`` from the model logged under the parent run ``run_id``.
 
@@ -31,6 +41,7 @@ def predict_frame(data: str, run_id: str, *, tracking_uri: str | None = None, pr
     """
     import mlflow
 
+    _check_store_exists(tracking_uri)
     tracker = MLflowTracker(tracking_uri, experiment=None)
     model_uri = tracker.run_tag(run_id, "regtune.model_uri")
     if not model_uri:

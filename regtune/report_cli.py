@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import optuna
@@ -14,6 +15,8 @@ __all__ = ["print_best", "print_tune_summary"]
 
 
 def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"  # e.g. no test part, or no complete baseline trial
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)

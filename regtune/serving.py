@@ -4,9 +4,11 @@ loaded with ``weights_only=True`` for the weights. The MLflow model is "models f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,25 +77,47 @@ def load_model(path: str | Path) -> TunedModel:
 
 def log_model(tracker: Any, run_id: str, estimator: _RegularizedNet, preprocessor: TabularPreprocessor | None,
               **meta: Any) -> str:
-    """Log the model under ``run_id`` as an MLflow pyfunc model at artifact path ``model``."""
+    """Log the model under ``run_id`` as an MLflow pyfunc model at artifact path ``model``.
+
+    MLflow's global tracking URI and active run are left as they were: a notebook user's own
+    MLflow setup is not ours to change.
+    """
     import os
 
     import mlflow
 
-    from . import mlflow_model
-
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    code = Path(__file__).with_name("mlflow_model.py")  # executed by MLflow, not imported here
 
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), _tracking_uri(tracker.tracking_uri):
         # MLflow asks for type hints to infer a signature; the model takes any DataFrame.
         warnings.simplefilter("ignore", UserWarning)
         save_model(Path(tmp) / "regtune_model", estimator, preprocessor, **meta)
-        mlflow.set_tracking_uri(tracker.tracking_uri)
-        with mlflow.start_run(run_id=run_id):
+        with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=mlflow_model.__file__,
+                python_model=str(code),
                 artifacts={"regtune_model": str(Path(tmp) / "regtune_model")},
                 pip_requirements=["regtune"],
             )
     return info.model_uri
+
+
+@contextlib.contextmanager
+def _tracking_uri(uri: str) -> Iterator[None]:
+    import mlflow
+
+    try:  # MLflow's own scoped setter (private, but stable since 1.x)
+        from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+    except ImportError:
+        _use_tracking_uri = None
+    if _use_tracking_uri is not None:
+        with _use_tracking_uri(uri):
+            yield
+        return
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)

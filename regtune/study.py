@@ -8,6 +8,7 @@ command only adds what is missing.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import time
@@ -28,6 +29,7 @@ __all__ = [
     "StudyError",
     "claim_trials",
     "counted_trials",
+    "journal_path",
     "load_existing_study",
     "make_pruner",
     "make_sampler",
@@ -63,8 +65,8 @@ def make_storage(
     url = url or DEFAULT_STORAGE
     if url == MEMORY:
         return optuna.storages.InMemoryStorage()
-    if "://" not in url:
-        path = Path(url.removeprefix("journal:")).expanduser()
+    path = journal_path(url)
+    if path is not None:
         if not path.parent.exists():
             raise StudyError(f"storage {url!r}: directory {str(path.parent)!r} does not exist")
         from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -90,8 +92,30 @@ def make_storage(
         raise StudyError(f"cannot reach storage {mask_secrets(url)}: {mask_secrets(reason)}") from None
 
 
+def journal_path(url: str | None) -> Path | None:
+    """The journal file a storage URL names (``None`` means ``./regtune.journal``), else ``None``."""
+    url = url or DEFAULT_STORAGE
+    if url == MEMORY or "://" in url:
+        return None
+    return Path(url.removeprefix("journal:")).expanduser()
+
+
+# Samplers whose Optuna implementation imports an optional package when it first samples.
+_SAMPLER_PACKAGES = {"cmaes": ("cmaes", "cmaes"), "gp": ("scipy", "scipy")}
+
+
 def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
-    """``tpe`` (multivariate, grouped for conditional spaces), ``random``, ``cmaes``, ``gp``."""
+    """``tpe`` (multivariate, grouped for conditional spaces), ``random``, ``cmaes``, ``gp``.
+
+    CMA-ES and GP cannot sample the conditional (regularizer-specific) params jointly; they
+    sample those independently, which is expected here, so that warning is off.
+    """
+    if name in _SAMPLER_PACKAGES:
+        module, package = _SAMPLER_PACKAGES[name]
+        if importlib.util.find_spec(module) is None:
+            # Otherwise every trial but the enqueued baseline would fail with ModuleNotFoundError.
+            raise StudyError(f"sampler {name!r} needs the {package!r} package; "
+                             f"install it (pip install {package}) or choose another sampler")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "tpe":
@@ -214,7 +238,9 @@ def reap_dead_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
     Returns the trials failed here (their MLflow runs are the caller's to close).
     """
-    optuna.storages.fail_stale_trials(study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
     host = socket.gethostname()
     reaped = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -253,6 +279,10 @@ def claim_trials(study: optuna.Study) -> Iterator[optuna.Trial]:
 
 def load_existing_study(study_name: str, storage: str | None = None) -> optuna.Study:
     """Load a study that must already exist; the error lists the studies that do."""
+    journal = journal_path(storage)
+    if journal is not None and not journal.is_file():  # do not leave an empty journal behind
+        raise StudyError(f"no study {study_name!r}: the journal file {str(journal)!r} does not exist; "
+                         "run `regtune tune` first or pass --storage")
     store = make_storage(storage)
     names = [s.study_name for s in optuna.study.get_all_study_summaries(store, include_best_trial=False)]
     if study_name not in names:

@@ -6,7 +6,10 @@ another machine it is simply another ``regtune tune`` against the same storage.
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import sys
 import time
 from dataclasses import dataclass
 
@@ -14,13 +17,15 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from .metrics import get_metric
+from .metrics import Metric, get_metric
 from .objective import Folds, TrialPruned, run_objective, trial_seed
 from .space import SearchSpace
 from .study import claim_trials, make_pruner, make_sampler, make_storage
 from .tracking import MLflowTracker, make_tracker
 
-__all__ = ["WorkerSpec", "run_worker"]
+__all__ = ["WorkerSpec", "run_worker", "worker_process"]
+
+_logger = logging.getLogger("regtune")
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class WorkerSpec:
     grace_period: int | None = None
     retry_failed: int = 0
     n_jobs: int = 1
+    deadline: float | None = None  # wall clock (time.time()): spawned workers share the parent's
 
 
 def run_worker(spec: WorkerSpec, folds: Folds, index: int, study: optuna.Study | None = None) -> None:
@@ -55,7 +61,7 @@ def run_worker(spec: WorkerSpec, folds: Folds, index: int, study: optuna.Study |
     if spec.n_jobs > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // spec.n_jobs))
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-    deadline = time.monotonic() + spec.timeout if spec.timeout else None
+    deadline = spec.deadline or (time.time() + spec.timeout if spec.timeout else None)
     if study is None:
         storage = make_storage(
             spec.storage, heartbeat_interval=spec.heartbeat_interval, grace_period=spec.grace_period,
@@ -72,49 +78,97 @@ def run_worker(spec: WorkerSpec, folds: Folds, index: int, study: optuna.Study |
     tracker = make_tracker(spec.tracking_uri, spec.experiment)
     for trial in claim_trials(study):
         _run_trial(study, trial, space, metric, folds, tracker, spec)
-        if deadline is not None and time.monotonic() > deadline:
+        if deadline is not None and time.time() > deadline:
             break
 
 
+def worker_process(spec: WorkerSpec, folds: Folds, index: int) -> None:
+    """Entry point of a spawned worker: a Ctrl-C ends it quietly (its trial is already failed).
+
+    Every trial is in the storage and MLflow by the time the queue is empty, so the process
+    leaves without the interpreter's slow teardown of torch, SQLAlchemy and MLflow (seconds).
+    """
+    signal.signal(signal.SIGINT, _interrupt_once)
+    try:
+        run_worker(spec, folds, index)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _interrupt_once(signum: int, frame: object) -> None:
+    """A Ctrl-C reaches a worker from the terminal and from the parent: act on the first only,
+    so the second cannot cut short the closing of the trial."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def _run_trial(
-    study: optuna.Study, trial: optuna.Trial, space: SearchSpace, metric, folds: Folds,  # noqa: ANN001
+    study: optuna.Study, trial: optuna.Trial, space: SearchSpace, metric: Metric, folds: Folds,
     tracker: MLflowTracker, spec: WorkerSpec,
 ) -> None:
+    """Run one claimed trial; whatever happens, it ends in one Optuna state and its MLflow run
+    carries the same state (tag ``state``)."""
     from optuna.storages._heartbeat import get_heartbeat_thread
 
     seed = trial_seed(spec.seed, trial.number)
     trial.set_user_attr("seed", seed)
     with get_heartbeat_thread(trial._trial_id, study._storage):
-        run_id = None
+        run_id, value, metrics, tags = None, None, None, {}
         try:
-            config = space.sample(trial)
+            config, sample_error = None, None
+            try:
+                config = space.sample(trial)
+            except Exception as exc:  # a trial that cannot even be sampled still gets its run
+                sample_error = exc
+            resolved = {f"config.{k}": v for k, v in config.to_dict().items()} if config else {}
             run_id = tracker.start_trial_run(
                 spec.parent_run_id, trial.number,
-                params={**trial.params, **{f"config.{k}": v for k, v in config.to_dict().items()}, "seed": seed},
+                params={**trial.params, **resolved, "seed": seed},
                 tags={"optuna.study": spec.study_name, "baseline": str(bool(trial.user_attrs.get("baseline")))},
             )
             trial.set_user_attr("mlflow_run_id", run_id)
+            if sample_error is not None:
+                raise sample_error
             value, summary = run_objective(
                 trial, config, folds, metric, seed=seed, device=spec.device, warmup=spec.warmup,
                 on_epoch=lambda epoch, record: tracker.log_epoch(run_id, epoch, record),
             )
         except TrialPruned as exc:
-            tracker.finish_trial(run_id, "PRUNED", tags={"pruned_epoch": str(exc.epoch)})
-            study.tell(trial, state=TrialState.PRUNED)
+            state, tags = TrialState.PRUNED, {"pruned_epoch": str(exc.epoch)}
         except KeyboardInterrupt:
+            # Not counted (no fail_reason): a re-run of the command queues a replacement.
             trial.set_user_attr("interrupted", True)
-            if run_id:
-                tracker.end_run(run_id, "KILLED")
-            study.tell(trial, state=TrialState.FAIL)
+            try:
+                _close_run(tracker, run_id, "FAIL", {"fail_reason": "interrupted"}, status="KILLED")
+            finally:
+                study.tell(trial, state=TrialState.FAIL)
             raise
         except Exception as exc:  # a diverging or crashing trial fails alone; the study goes on
             reason = f"{type(exc).__name__}: {exc}"[:500]
             trial.set_user_attr("fail_reason", reason)
-            if run_id:
-                tracker.finish_trial(run_id, "FAIL", tags={"fail_reason": reason})
-            study.tell(trial, state=TrialState.FAIL)
-            optuna.logging.get_logger("regtune").warning("trial %d failed: %s", trial.number, reason)
+            state, tags = TrialState.FAIL, {"fail_reason": reason}
+            _logger.warning("trial %d failed: %s", trial.number, reason)
         else:
+            state, metrics = TrialState.COMPLETE, summary
             trial.set_user_attr("best_epoch", summary["best_epoch"])
-            tracker.finish_trial(run_id, "COMPLETE", metrics=summary)
-            study.tell(trial, value)
+        try:
+            _close_run(tracker, run_id, state.name, tags, metrics=metrics)
+        finally:  # an MLflow error must not leave the Optuna trial RUNNING
+            study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+
+
+def _close_run(
+    tracker: MLflowTracker, run_id: str | None, state: str, tags: dict, *, metrics: dict | None = None,
+    status: str | None = None,
+) -> None:
+    if not run_id:
+        return
+    if status is None:
+        tracker.finish_trial(run_id, state, metrics=metrics, tags=tags)
+    else:
+        tracker.set_tags(run_id, {**tags, "state": state})
+        tracker.end_run(run_id, status)

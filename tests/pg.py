@@ -1,0 +1,401 @@
+"""A throwaway PostgreSQL cluster for the integration tests.
+
+``postgres_cluster`` (session) runs ``initdb`` and ``pg_ctl start`` under a fresh temporary
+directory on a free loopback port and stops the server at the end of the session, even when
+tests fail. ``postgres_url`` (per test) creates an empty database on it and returns its
+SQLAlchemy URL, ``postgresql+psycopg://regtune:PASSWORD@127.0.0.1:PORT/DB``.
+
+Local (Unix socket) connections are trusted, TCP connections need the password, so every URL a
+test hands to regtune carries a real secret that must never leak. PostgreSQL refuses to run
+as root: as root the server commands run as the ``postgres`` system user (``runuser``).
+
+Without a PostgreSQL installation (``/usr/lib/postgresql/*/bin``) the tests that use these
+fixtures skip, unless ``REGTUNE_REQUIRE_INTEGRATION=1`` (CI), where they fail. Anything else
+that stops the cluster (no psycopg, no ``postgres`` user for root) is an error, not a skip.
+
+The second half holds what the tests that drive ``regtune tune`` worker processes share:
+the command line, a tiny search space, and readers for the Optuna and MLflow stores they write.
+
+Use from a test module: ``from pg import postgres_cluster, postgres_url  # noqa: F401``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+__all__ = [
+    "PASSWORD",
+    "USER",
+    "MlflowRun",
+    "PostgresCluster",
+    "Worker",
+    "find_bin_dir",
+    "load_trials",
+    "mlflow_runs",
+    "postgres_cluster",
+    "postgres_url",
+    "regtune_command",
+    "start_worker",
+    "wait_for",
+    "write_space",
+]
+
+USER = "regtune"
+PASSWORD = "pg-S3cret-" + secrets.token_hex(6)  # distinctive, so a leak is easy to grep for
+_REQUIRE = "REGTUNE_REQUIRE_INTEGRATION"
+_SYSTEM_USER = "postgres"
+
+
+def find_bin_dir() -> Path | None:
+    """The newest ``/usr/lib/postgresql/<version>/bin`` holding ``initdb`` and ``pg_ctl``, or
+    the directory of an ``initdb`` on PATH."""
+
+    def version(path: str) -> tuple[int, ...]:
+        parts = Path(path).parent.parent.name.split(".")
+        return tuple(int(p) for p in parts if p.isdigit())
+
+    found = [p for p in glob.glob("/usr/lib/postgresql/*/bin/initdb") if os.access(p, os.X_OK)]
+    for initdb in sorted(found, key=version, reverse=True):
+        if Path(initdb).with_name("pg_ctl").exists():
+            return Path(initdb).parent
+    on_path = shutil.which("initdb")
+    return Path(on_path).parent if on_path and shutil.which("pg_ctl") else None
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get(_REQUIRE) == "1":
+        pytest.fail(f"{reason}, and {_REQUIRE}=1 makes that a failure", pytrace=False)
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class PostgresCluster:
+    """A running server: ``url(db)`` for clients, ``create_database`` for a fresh database."""
+
+    bin_dir: Path
+    base: Path
+    port: int
+    run_as: str | None  # system user the server commands run as (None: this user)
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = self.base / "server.log"
+
+    @property
+    def data(self) -> Path:
+        return self.base / "data"
+
+    @property
+    def sockets(self) -> Path:
+        return self.base / "sock"
+
+    def url(self, database: str, *, driver: str = "postgresql+psycopg", password: str = PASSWORD) -> str:
+        return f"{driver}://{USER}:{password}@127.0.0.1:{self.port}/{database}"
+
+    def run(self, tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run a server tool (``initdb``, ``pg_ctl``, ``psql``) as the cluster's owner."""
+        cmd = [str(self.bin_dir / tool), *args]
+        if self.run_as:
+            cmd = ["runuser", "-u", self.run_as, "--", *cmd]
+        proc = subprocess.run(cmd, cwd=self.base, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            tail = self.log.read_text()[-2000:] if self.log.exists() else ""
+            raise RuntimeError(
+                f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}\n{tail}"
+            )
+        return proc
+
+    def sql(self, statement: str, database: str = "postgres") -> str:
+        """Run one statement over the trusted Unix socket; returns psql's unaligned output."""
+        return self.run(
+            "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", str(self.sockets),
+            "-p", str(self.port), "-U", USER, "-d", database, "-c", statement,
+        ).stdout
+
+    def create_database(self, name: str) -> str:
+        """Create an empty database and return its URL (with the password)."""
+        self.sql(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def init(self) -> None:
+        pwfile = self.base / "pwfile"
+        pwfile.write_text(PASSWORD + "\n")
+        self.sockets.mkdir(exist_ok=True)
+        self._own(pwfile, self.sockets)
+        self.run(
+            "initdb", "-D", str(self.data), "-U", USER, f"--pwfile={pwfile}", "-E", "UTF8",
+            "--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync",
+        )
+        pwfile.unlink()
+
+    def start(self) -> None:
+        # fsync off: a test database need not survive a power cut, and commits get much cheaper
+        options = (
+            f"-k {self.sockets} -p {self.port} -h 127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        self.run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data), "-l", str(self.log), "-o", options)
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.run("pg_ctl", "stop", "-D", str(self.data), "-m", "immediate", "-w", "-t", "30")
+
+    def _own(self, *paths: Path) -> None:
+        if self.run_as:
+            info = pwd.getpwnam(self.run_as)
+            for path in paths:
+                os.chown(path, info.pw_uid, info.pw_gid)
+
+
+def _start_cluster(bin_dir: Path) -> PostgresCluster:
+    run_as = None
+    if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+        try:
+            pwd.getpwnam(_SYSTEM_USER)
+        except KeyError:
+            pytest.fail(f"running as root, and there is no '{_SYSTEM_USER}' user to run PostgreSQL as",
+                        pytrace=False)
+        if shutil.which("runuser") is None:
+            pytest.fail("running as root, and `runuser` (util-linux) is missing to run PostgreSQL as "
+                        f"'{_SYSTEM_USER}'", pytrace=False)
+        run_as = _SYSTEM_USER
+    # Not pytest's tmp_path: its parents are private to this user, and the server user must
+    # reach the directory; a short path also keeps the socket path under its length limit.
+    base = Path(tempfile.mkdtemp(prefix="regtune-pg-"))
+    if run_as:
+        info = pwd.getpwnam(run_as)
+        os.chown(base, info.pw_uid, info.pw_gid)
+    last: Exception | None = None
+    for _ in range(3):  # a free port can be taken between probing and binding it
+        cluster = PostgresCluster(bin_dir, base, _free_port(), run_as)
+        try:
+            if not cluster.data.exists():
+                cluster.init()
+            cluster.start()
+            return cluster
+        except Exception as exc:
+            last = exc
+            cluster.stop()
+            time.sleep(0.5)
+    shutil.rmtree(base, ignore_errors=True)
+    raise RuntimeError(f"could not start a PostgreSQL test cluster: {last}")
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """A PostgreSQL server for the whole session, stopped and deleted afterwards."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        _unavailable("PostgreSQL is not installed (no initdb in /usr/lib/postgresql/*/bin or on PATH)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.fail("psycopg is missing: install the dev extra (pip install -e '.[dev]')", pytrace=False)
+    cluster = _start_cluster(bin_dir)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(cluster.base, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: PostgresCluster, request: pytest.FixtureRequest) -> str:
+    """A new, empty database for one test; the URL carries the password."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:40]
+    name = f"{name}_{secrets.token_hex(3)}"
+    return postgres_cluster.create_database(name)
+
+
+# ---- driving `regtune tune` worker processes and reading the stores they write ----------------
+
+T = TypeVar("T")
+
+_SPACE = """\
+description: tiny test space; {max_epochs} epochs of a one-layer net
+fixed:
+  architecture: mlp
+  hidden_layer_sizes: [{width}]
+  batch_size: {batch_size}
+  max_epochs: {max_epochs}
+params:
+  lr: {{type: float, low: 1.0e-3, high: 1.0e-2, log: true, default: 3.0e-3}}
+regularizers:
+  l2:
+    l2: {{type: float, low: 1.0e-6, high: 1.0e-2, log: true}}
+"""
+
+
+def write_space(path: Path, *, max_epochs: int, batch_size: int = 16, width: int = 8) -> Path:
+    """A two-parameter space; no early stopping, so every trial trains ``max_epochs`` epochs."""
+    path.write_text(_SPACE.format(max_epochs=max_epochs, batch_size=batch_size, width=width))
+    return path
+
+
+def regtune_command(*args: Any) -> list[str]:
+    """``regtune ARGS`` through the installed console script (as users run it)."""
+    script = Path(sys.executable).with_name("regtune")
+    base = [str(script)] if script.exists() else [sys.executable, "-m", "regtune.cli"]
+    return [*base, *(str(a) for a in args)]
+
+
+def _worker_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "REGTUNE_DEBUG")}
+    # several workers share two cores: one torch thread each trains tiny nets fastest
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
+    return env
+
+
+@dataclass
+class Worker:
+    """A ``regtune`` process whose stdout and stderr go to files (no pipe can fill up)."""
+
+    proc: subprocess.Popen[bytes]
+    out: Path
+    err: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def stdout(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.err.read_text(errors="replace")
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"regtune did not finish in {timeout} s; stderr:\n{self.stderr[-3000:]}") from None
+
+    def describe(self) -> str:
+        return f"exit {self.proc.returncode}\nstdout:\n{self.stdout[-2000:]}\nstderr:\n{self.stderr[-4000:]}"
+
+
+def start_worker(args: list[Any], cwd: Path, name: str) -> Worker:
+    """Start ``regtune ARGS`` in ``cwd``; output goes to ``cwd/NAME.out`` and ``cwd/NAME.err``."""
+    out, err = cwd / f"{name}.out", cwd / f"{name}.err"
+    with out.open("wb") as o, err.open("wb") as e:
+        proc = subprocess.Popen(regtune_command(*args), cwd=cwd, stdout=o, stderr=e, env=_worker_env())
+    return Worker(proc, out, err)
+
+
+def wait_for(condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
+    """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+_storages: dict[str, Any] = {}
+
+
+def _schema_ready(url: str) -> bool:
+    """Whether a worker has finished creating Optuna's tables (``alembic_version`` is its last
+    step). Until then the reader keeps out: even with ``skip_table_creation``, Optuna's
+    RDBStorage stamps ``alembic_version``, which would race the worker creating the schema."""
+    import psycopg
+    import sqlalchemy
+
+    libpq = sqlalchemy.engine.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(libpq, connect_timeout=10) as con:
+        row = con.execute("SELECT to_regclass('public.alembic_version') IS NOT NULL").fetchone()
+        if not (row and row[0]):
+            return False
+        row = con.execute("SELECT count(*) FROM alembic_version").fetchone()
+        return bool(row and row[0])
+
+
+def load_trials(storage: str | Path, study: str) -> list[Any] | None:
+    """The study's trials (``FrozenTrial``), or ``None`` while it does not exist yet.
+
+    ``storage`` is a journal file or a PostgreSQL URL. Reading never writes: it waits until
+    the workers have created the database schema.
+    """
+    import optuna
+
+    key = str(storage)
+    if key not in _storages:
+        if "://" in key:
+            if not _schema_ready(key):
+                return None
+            _storages[key] = optuna.storages.RDBStorage(key, skip_table_creation=True,
+                                                        skip_compatibility_check=True)
+        else:
+            from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+            if not Path(key).exists():
+                return None
+            _storages[key] = JournalStorage(JournalFileBackend(key))
+    store = _storages[key]
+    try:
+        study_id = store.get_study_id_from_name(study)
+    except KeyError:  # no such study yet
+        return None
+    return store.get_all_trials(study_id, deepcopy=False)
+
+
+@dataclass
+class MlflowRun:
+    run_id: str
+    name: str
+    status: str
+    lifecycle: str
+    tags: dict[str, str]
+    params: dict[str, str]
+
+    @property
+    def trial(self) -> int | None:
+        value = self.tags.get("regtune.trial_number")
+        return int(value) if value is not None else None
+
+
+def mlflow_runs(db: Path) -> list[MlflowRun]:
+    """Every run in an MLflow SQLite store (deleted ones too), read without MLflow."""
+    if not db.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as con:
+        try:
+            rows = con.execute("SELECT run_uuid, name, status, lifecycle_stage FROM runs").fetchall()
+        except sqlite3.OperationalError:  # schema not created yet
+            return []
+        tags: dict[str, dict[str, str]] = {}
+        params: dict[str, dict[str, str]] = {}
+        for run, key, value in con.execute("SELECT run_uuid, key, value FROM tags"):
+            tags.setdefault(run, {})[key] = value
+        for run, key, value in con.execute("SELECT run_uuid, key, value FROM params"):
+            params.setdefault(run, {})[key] = value
+    return [MlflowRun(r, n or "", s, lc, tags.get(r, {}), params.get(r, {})) for r, n, s, lc in rows]

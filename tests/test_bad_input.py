@@ -1,0 +1,628 @@
+"""Bad input, through the CLI and the Python API, fails early, clearly and without leftovers.
+
+CLI: exactly one stderr line starting ``regtune: error:``, exit code 2, no traceback. API: a
+specific exception (DataError, SearchSpaceError, TuneError, StudyError, TrackingError, or a
+ValueError naming the parameter). In both cases nothing is half-written: no study in the
+journal, no MLflow run. The last section holds the security checks: secrets in URLs stay
+masked, ``regtune ui`` listens on loopback, and a tampered model file is refused, not run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pg import mlflow_runs, regtune_command, wait_for
+
+from regtune.cli import main
+from regtune.data import DataError, load_dataset
+from regtune.space import SearchSpace, SearchSpaceError
+
+UNREACHABLE_STORAGE = "postgresql+psycopg://u:Pw-9f3b@127.0.0.1:1/x"
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+
+def _cli(argv: list[Any], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run ``regtune ARGV`` in this process; its exit code, stdout and stderr."""
+    capsys.readouterr()
+    try:
+        main([str(a) for a in argv])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _assert_one_error_line(code: int, err: str, *words: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, f"exit code {code}; stderr:\n{err}"
+    assert len(lines) == 1 and lines[0].startswith("regtune: error: "), f"stderr:\n{err}"
+    assert "Traceback" not in err
+    for word in words:
+        assert word.lower() in lines[0].lower(), f"{word!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def _assert_nothing_written(cwd: Path) -> None:
+    """No study in the default journal, no MLflow run, no run artifacts under ``cwd``."""
+    journal = cwd / "regtune.journal"
+    if journal.exists():
+        import optuna
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        names = optuna.study.get_all_study_names(JournalStorage(JournalFileBackend(str(journal))))
+        assert names == [], f"a study was created: {names}"
+    assert mlflow_runs(cwd / "mlflow.db") == [], "an MLflow run was created"
+    runs = [p for p in (cwd / "mlruns").glob("*/*") if p.is_dir()] if (cwd / "mlruns").exists() else []
+    assert runs == [], f"run artifacts were written: {runs}"
+
+
+@pytest.fixture
+def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in an empty directory: the CLI writes its journal and MLflow store into the cwd."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "WARNING")  # restored after the test
+    monkeypatch.delenv("REGTUNE_DEBUG", raising=False)
+    return tmp_path
+
+
+def _iris_frame(rows: int = 30) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({
+        "a": rng.normal(size=rows), "b": rng.normal(size=rows),
+        "y": np.array(["x", "y", "z"])[np.arange(rows) % 3],
+    })
+
+
+# ---- data files: CLI and load_dataset --------------------------------------------------------
+
+
+def _csv(text: str) -> Any:
+    return lambda path: path.write_text(text)
+
+
+def _cell(col: str, row: int, value: Any) -> Any:
+    def write(path: Path) -> None:
+        frame = _iris_frame().astype(object)
+        frame.loc[row, col] = value
+        frame.to_csv(path, index=False)
+
+    return write
+
+
+BAD_DATA = {
+    # id: (write the file, extra CLI args, words the message must contain)
+    "empty-file": (_csv(""), [], ["empty"]),
+    "header-only": (_csv("a,b,y\n"), [], ["no data rows"]),
+    "missing-target": (_cell("a", 0, 1.0), ["--target", "label"], ["label", "a, b, y"]),
+    "garbage-in-numeric-column": (_cell("a", 5, "abc"), [], ["'a'", "abc", "line 7"]),
+    "nan-in-target": (_cell("y", 3, ""), [], ["missing", "line 5"]),
+    "inf-in-feature": (_cell("b", 2, "inf"), [], ["'b'", "infinite"]),
+    "huge-in-feature": (_cell("b", 2, "1e300"), [], ["'b'", "float32"]),
+    "inf-in-target": (_csv("a,y\n" + "".join(f"{i},{i * 0.37}\n" for i in range(29)) + "1,-inf\n"),
+                      [], ["target", "infinite"]),
+    "one-class": (_csv("a,y\n" + "".join(f"{i},same\n" for i in range(20))), [], ["single value"]),
+    "more-classes-than-rows": (_csv("a,y\n1,p\n2,q\n3,r\n4,s\n5,t\n"), [], ["classes", "rows"]),
+    "ragged-row": (_csv("a,b,y\n1,2,x\n1,2,3,x\n"), [], ["fields", "line 3"]),
+    "only-target-column": (_csv("y\n1\n2\n1\n2\n"), [], ["no feature columns"]),
+    "not-utf8": (lambda p: p.write_bytes(b"a,y\n\xff\xfe,1\n\x81,2\n"), [], ["utf-8"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DATA), ids=list(BAD_DATA))
+def test_bad_data_file_is_one_line_through_the_cli(case: str, cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write, extra, words = BAD_DATA[case]
+    write(cwd / "data.csv")
+    code, out, err = _cli(["tune", "data.csv", "--trials", 1, *extra], capsys)
+    _assert_one_error_line(code, err, *words)
+    _assert_nothing_written(cwd)
+
+
+@pytest.mark.parametrize("case", list(BAD_DATA), ids=list(BAD_DATA))
+def test_bad_data_file_raises_data_error_from_load_dataset(case: str, tmp_path: Path) -> None:
+    write, extra, words = BAD_DATA[case]
+    write(tmp_path / "data.csv")
+    target = extra[1] if extra else None
+    with pytest.raises(DataError) as info:
+        load_dataset(tmp_path / "data.csv", target)
+    for word in words:
+        assert word.lower() in str(info.value).lower()
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ("no_such_file.csv", ["no_such_file.csv", "does not exist"]),
+        ("no_such_name", ["no_such_name", "built-in"]),
+        ("data.txt", ["unsupported extension"]),
+    ],
+)
+def test_data_that_is_not_there_is_one_line(data: str, words: list[str], cwd: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    (cwd / "data.txt").write_text("a,y\n1,2\n")
+    code, _, err = _cli(["tune", data], capsys)
+    _assert_one_error_line(code, err, *words)
+    _assert_nothing_written(cwd)
+
+
+# ---- search spaces: CLI and SearchSpace.from_yaml --------------------------------------------
+
+_GOOD_HEAD = "fixed:\n  max_epochs: 3\n"
+BAD_SPACES = {
+    "yaml-syntax": ("params:\n  lr: {type: float, low: 1.0e-4, high: [1\n", ["line"]),
+    "unknown-top-key": (_GOOD_HEAD + "paramz:\n  lr: {type: float, low: 1.0e-4, high: 1.0e-2, default: 1.0e-3}\n",
+                        ["paramz"]),
+    "unknown-param-key": (_GOOD_HEAD + "params:\n  lr: {type: float, low: 1.0e-4, hihg: 1.0e-2, default: 1.0e-3}\n",
+                          ["hihg"]),
+    "wrong-type": (_GOOD_HEAD + "params:\n  lr: {type: float, low: abc, high: 1.0e-2, default: 1.0e-3}\n",
+                   ["abc"]),
+    "unknown-param-type": (_GOOD_HEAD + "params:\n  lr: {type: floaty, low: 1.0e-4, high: 1.0e-2}\n", ["floaty"]),
+    "low-above-high": (_GOOD_HEAD + "params:\n  lr: {type: float, low: 1.0e-2, high: 1.0e-4, default: 1.0e-3}\n",
+                       ["low", "high"]),
+    "rate-of-one": (_GOOD_HEAD + "regularizers:\n  dropout:\n    dropout: {type: float, low: 0.1, high: 1.0}\n",
+                    ["dropout", "1"]),
+    "unknown-regularizer": (_GOOD_HEAD + "regularizers:\n  dropoutt:\n", ["dropoutt"]),
+    "not-a-mapping": ("- just\n- a list\n", ["mapping"]),
+    "empty": ("", ["empty"]),
+    "python-tag": ("fixed: !!python/object/apply:os.system ['echo pwned']\n", []),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SPACES), ids=list(BAD_SPACES))
+def test_bad_space_is_one_line_through_the_cli(case: str, cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text, words = BAD_SPACES[case]
+    (cwd / "space.yaml").write_text(text)
+    code, _, err = _cli(["tune", "iris", "--space", "space.yaml", "--trials", 1], capsys)
+    line = _assert_one_error_line(code, err, *words)
+    assert "space.yaml" in line, "the message names the file"
+    _assert_nothing_written(cwd)
+
+
+@pytest.mark.parametrize("case", list(BAD_SPACES), ids=list(BAD_SPACES))
+def test_bad_space_raises_search_space_error(case: str, tmp_path: Path) -> None:
+    text, words = BAD_SPACES[case]
+    (tmp_path / "space.yaml").write_text(text)
+    with pytest.raises(SearchSpaceError) as info:
+        SearchSpace.from_yaml(tmp_path / "space.yaml")
+    for word in words:
+        assert word.lower() in str(info.value).lower()
+
+
+def test_unknown_space_name_is_one_line(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _cli(["tune", "iris", "--space", "no-such-space"], capsys)
+    _assert_one_error_line(code, err, "no-such-space", "minimal")
+    _assert_nothing_written(cwd)
+
+
+# ---- settings --------------------------------------------------------------------------------
+
+BAD_OPTIONS = {
+    "unknown-sampler": (["--sampler", "annealing"], ["sampler", "annealing", "tpe"]),
+    "unknown-pruner": (["--pruner", "guillotine"], ["pruner", "guillotine", "hyperband"]),
+    "zero-trials": (["--trials", 0], ["trials"]),
+    "trials-not-a-number": (["--trials", "many"], ["--trials", "integer"]),
+    "cv-not-a-number": (["--cv", "three"], ["cv", "three"]),
+    "zero-jobs": (["--jobs", 0], ["jobs"]),
+    "negative-timeout": (["--timeout", -5], ["timeout"]),
+    "negative-retries": (["--retry-failed", -1], ["retry_failed"]),
+    "zero-heartbeat": (["--heartbeat", 0], ["heartbeat"]),
+    "negative-grace": (["--grace", -2], ["grace"]),
+    "unknown-metric": (["--metric", "vibes"], ["vibes"]),
+    "unknown-device": (["--device", "tpu9"], ["tpu9"]),
+    "unknown-option": (["--trails", 3], ["--trails"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_OPTIONS), ids=list(BAD_OPTIONS))
+def test_bad_option_is_one_line_before_anything_is_created(case: str, cwd: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    args, words = BAD_OPTIONS[case]
+    code, _, err = _cli(["tune", "iris", "--space", "minimal", *args], capsys)
+    _assert_one_error_line(code, err, *words)
+    assert sorted(p.name for p in cwd.iterdir()) == [], "files were created before the options were checked"
+
+
+@pytest.mark.parametrize(
+    ("options", "param"),
+    [
+        ({"sampler": "annealing"}, "sampler"),
+        ({"pruner": "guillotine"}, "pruner"),
+        ({"n_trials": 0}, "trials"),
+        ({"n_jobs": 0}, "jobs"),
+        ({"cv": 0}, "cv"),
+        ({"timeout": -1.0}, "timeout"),
+        ({"retry_failed": -1}, "retry_failed"),
+        ({"heartbeat_interval": 0}, "heartbeat"),
+        ({"grace_period": -3}, "grace"),
+    ],
+)
+def test_bad_settings_raise_tune_error_naming_the_parameter(options: dict[str, Any], param: str, cwd: Path) -> None:
+    from regtune.tuner import TuneError, tune
+
+    with pytest.raises(TuneError, match=param):
+        tune("iris", space="minimal", **options)
+    assert list(cwd.iterdir()) == []
+
+
+def test_mismatched_x_and_y_raise_data_error(cwd: Path) -> None:
+    from regtune.tuner import tune
+
+    X = np.zeros((10, 2))
+    with pytest.raises(DataError, match="10 rows"):
+        tune(X, np.zeros(7), space="minimal", n_trials=1)
+    _assert_nothing_written(cwd)
+
+
+# ---- stores that cannot be used --------------------------------------------------------------
+
+
+def test_unreachable_storage_is_one_masked_line(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _cli(["tune", "iris", "--space", "minimal", "--storage", UNREACHABLE_STORAGE], capsys)
+    line = _assert_one_error_line(code, err, "storage", "127.0.0.1:1")
+    assert "Pw-9f3b" not in out + err and "u:***@" in line
+    _assert_nothing_written(cwd)
+
+
+def test_unreachable_storage_raises_study_error(cwd: Path) -> None:
+    from regtune.study import StudyError
+    from regtune.tuner import tune
+
+    with pytest.raises(StudyError) as info:
+        tune("iris", space="minimal", n_trials=1, storage=UNREACHABLE_STORAGE)
+    assert "Pw-9f3b" not in str(info.value)
+    _assert_nothing_written(cwd)
+
+
+def test_journal_in_a_missing_directory_is_one_line(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _cli(["tune", "iris", "--space", "minimal", "--storage", "nowhere/study.journal"], capsys)
+    _assert_one_error_line(code, err, "nowhere")
+    assert not (cwd / "nowhere").exists()
+    _assert_nothing_written(cwd)
+
+
+def test_unwritable_tracking_store_is_one_line(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (cwd / "afile.txt").write_text("a regular file, so no directory can be made under it\n")
+    uri = f"sqlite:///{cwd / 'afile.txt' / 'mlflow.db'}"
+    code, _, err = _cli(["tune", "iris", "--space", "minimal", "--tracking-uri", uri], capsys)
+    _assert_one_error_line(code, err, "afile.txt", "--tracking-uri")
+    _assert_nothing_written(cwd)
+    assert sorted(p.name for p in cwd.iterdir()) == ["afile.txt"], "a journal or store was left behind"
+
+
+def test_unwritable_tracking_store_raises_tracking_error(cwd: Path) -> None:
+    from regtune.tracking import TrackingError
+    from regtune.tuner import tune
+
+    (cwd / "afile.txt").write_text("x\n")
+    with pytest.raises(TrackingError, match="afile.txt"):
+        tune("iris", space="minimal", n_trials=1, tracking_uri=f"sqlite:///{cwd / 'afile.txt' / 'mlflow.db'}")
+    _assert_nothing_written(cwd)
+
+
+def test_unreachable_tracking_server_is_one_masked_line(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _cli(["tune", "iris", "--space", "minimal", "--tracking-uri", "http://bob:Pw-77ab@127.0.0.1:1"],
+                          capsys)
+    _assert_one_error_line(code, err, "127.0.0.1:1")
+    assert "Pw-77ab" not in out + err
+    _assert_nothing_written(cwd)
+
+
+# ---- the estimator ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("X", "y", "match"),
+    [
+        (np.array([[1.0, np.nan], [2.0, 3.0], [0.0, 1.0], [1.0, 1.0]]), [0, 1, 0, 1], "NaN"),
+        (np.array([[1.0, np.inf], [2.0, 3.0], [0.0, 1.0], [1.0, 1.0]]), [0, 1, 0, 1], "infinity"),
+        (np.zeros((4, 2)), [0, 1, 0], "inconsistent numbers of samples"),
+        (np.zeros((4, 2)), [1, 1, 1, 1], "2 classes"),
+        (np.zeros((4, 2)), [0.5, 1.5, 2.5, 3.5], "Unknown label type"),
+        (np.zeros((0, 2)), [], "0 sample"),
+    ],
+    ids=["nan-in-X", "inf-in-X", "lengths-differ", "one-class", "continuous-target", "no-rows"],
+)
+def test_classifier_fit_rejects_bad_data_with_value_error(X: np.ndarray, y: list, match: str) -> None:
+    from regtune import RegularizedNetClassifier
+
+    with pytest.raises(ValueError, match=match):
+        RegularizedNetClassifier(max_epochs=1).fit(X, np.asarray(y))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"dropout": 1.0}, {"dropout": -0.1}, {"l2": -1.0}, {"batch_norm": "sometimes"}, {"max_epochs": 0},
+     {"lr": 0.0}, {"batch_size": 0}, {"label_smoothing": 1.0}, {"dropout_variant": "cosmic"}],
+    ids=lambda p: next(iter(p)),
+)
+def test_classifier_fit_rejects_bad_parameters_naming_them(params: dict[str, Any]) -> None:
+    from regtune import RegularizedNetClassifier
+
+    X, y = np.random.default_rng(0).normal(size=(12, 2)), np.arange(12) % 2
+    with pytest.raises(ValueError, match=next(iter(params))):
+        RegularizedNetClassifier(**{"max_epochs": 1, **params}).fit(X, y)
+
+
+# ---- properties: whatever the user hands the CLI, it loads or fails with one line -------------
+
+
+class _Reached(BaseException):
+    """Raised by a stand-in once the CLI has accepted the input, so nothing trains (a
+    BaseException, so the CLI's handler of errors does not turn it into an error line)."""
+
+
+_cells = st.one_of(
+    st.integers(-5, 5).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["", "nan", "inf", "-inf", "abc", "1e999", '"', "x,y", " ", "NaN", "1.5", "TRUE"]),
+)
+
+
+@st.composite
+def _csv_texts(draw: st.DrawFn) -> str:
+    n_cols = draw(st.integers(1, 4))
+    header = draw(st.lists(st.sampled_from(["a", "b", "y", "", "a b", "1"]), min_size=n_cols, max_size=n_cols))
+    rows = draw(st.lists(st.lists(_cells, min_size=n_cols, max_size=n_cols + draw(st.integers(0, 1))),
+                         max_size=12))
+    return "\n".join(",".join(r) for r in [header, *rows]) + draw(st.sampled_from(["", "\n"]))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=_csv_texts())
+def test_any_csv_loads_or_fails_with_one_line(text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import regtune.tuner
+
+    def accepted(dataset: Any, **_: Any) -> None:
+        assert len(dataset.y) > 0 and dataset.X.shape[1] > 0 and dataset.y.nunique() >= 2
+        raise _Reached
+
+    monkeypatch.setattr(regtune.tuner, "tune", accepted)
+    monkeypatch.delenv("REGTUNE_DEBUG", raising=False)
+    path = tmp_path / "data.csv"
+    path.write_text(text)
+    try:
+        code, _, err = _cli(["tune", str(path), "--tracking-uri", "off"], capsys)
+    except _Reached:
+        return
+    _assert_one_error_line(code, err)
+
+
+_yaml_atoms = st.sampled_from([
+    "fixed:", "params:", "regularizers:", "description: d", "  max_epochs: 3", "  max_epochs: -1",
+    "  lr: {type: float, low: 1.0e-4, high: 1.0e-2, default: 1.0e-3}", "  lr: {type: float, low: 1, high: 0}",
+    "  lr: {type: int, low: 1, high: 3, log: true}", "  dropout:", "    dropout: {type: float, low: 0.1, high: 0.9}",
+    "    dropout: {type: float, low: 0.1, high: 1.5}", "  l2:", "    l2: {type: float, low: 0, high: 1, log: true}",
+    "  early_stopping:", "  batch_size: [1, 2]", "  hidden_layer_sizes: [8]", "  bogus: 1", "- item", "{", "]",
+    "  lr: {type: categorical, choices: []}", "&a x", "*a", "? complex", "\t", "",
+])
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(_yaml_atoms, max_size=10))
+def test_any_space_file_loads_or_fails_with_one_line(lines: list[str], tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import regtune.tuner
+
+    def prepared(*_: Any, **__: Any) -> None:
+        raise _Reached
+
+    monkeypatch.setattr(regtune.tuner, "prepare", prepared)
+    monkeypatch.delenv("REGTUNE_DEBUG", raising=False)
+    path = tmp_path / "space.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    try:
+        code, _, err = _cli(["tune", "iris", "--space", str(path), "--tracking-uri", "off"], capsys)
+    except _Reached:
+        return
+    _assert_one_error_line(code, err, "space.yaml")
+
+
+def test_garbage_csv_through_the_installed_command(tmp_path: Path) -> None:
+    """The real entry point, in a fresh process: stderr holds the error line and nothing else."""
+    (tmp_path / "data.csv").write_bytes(b"a,b,y\n1,2,x\n\x00\x01garbage,,\n3,4,y\n,,\n")
+    proc = subprocess.run(regtune_command("tune", "data.csv", "--trials", 1), cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "MLFLOW_LOGGING_LEVEL": "WARNING"})
+    _assert_one_error_line(proc.returncode, proc.stderr)
+    assert proc.stdout == ""
+    _assert_nothing_written(tmp_path)
+
+
+# ---- security --------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listening(port: int) -> list[str]:
+    """Local addresses (hex, as in /proc/net/tcp*) of sockets listening on ``port``."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                    found.append(local.rsplit(":", 1)[0])
+    return found
+
+
+@pytest.mark.slow  # the MLflow server takes 10-30 s to start listening
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads listening sockets from /proc")
+def test_ui_listens_on_loopback_only_by_default(tmp_path: Path) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(regtune_command("ui", "--port", port), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        addresses = wait_for(lambda: _listening(port), timeout=120, what=f"the MLflow UI to listen on {port}")
+        assert set(addresses) <= {"0100007F", "00000000000000000000000001000000"}, (
+            f"listening on {addresses}, not only on loopback")
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
+        assert b"127.0.0.1" in cmdline and b"0.0.0.0" not in cmdline
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.stderr is not None
+    assert f"http://127.0.0.1:{port}" in proc.stderr.read()
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads process arguments from /proc")
+def test_ui_runs_mlflow_on_loopback_without_the_password_in_its_arguments(tmp_path: Path) -> None:
+    """``regtune ui`` execs ``mlflow ui --host 127.0.0.1``. Any local user can read a process's
+    arguments (``ps``): a password the user kept out of them (``MLFLOW_TRACKING_URI`` in the
+    environment) must not end up in the MLflow server's."""
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": "postgresql://bob:Pw-ui-5e@127.0.0.1:1/mlflow"}
+    proc = subprocess.Popen(regtune_command("ui", "--port", port), cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        def mlflow_args() -> bytes | None:
+            args = Path(f"/proc/{proc.pid}/cmdline").read_bytes() if proc.poll() is None else b""
+            return args if b"\x00-m\x00mlflow\x00" in args else None
+
+        cmdline = wait_for(mlflow_args, timeout=60, what="regtune ui to start mlflow")
+        assert b"\x00--host\x00127.0.0.1\x00" in cmdline, cmdline
+        assert b"Pw-ui-5e" not in cmdline, "the password is visible in the process list"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert proc.stderr is not None
+    assert "Pw-ui-5e" not in proc.stderr.read()
+
+
+class _Payload:
+    """Unpickling this would create ``marker``: the model loader must never get that far."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.marker,))
+
+
+def _saved_model(path: Path) -> Path:
+    from regtune import RegularizedNetClassifier
+    from regtune.data import TabularPreprocessor
+    from regtune.serving import save_model
+
+    frame = _iris_frame()
+    X, y = frame[["a", "b"]], frame["y"]
+    prep = TabularPreprocessor().fit(X)
+    est = RegularizedNetClassifier(hidden_layer_sizes=(4,), max_epochs=2, random_state=0).fit(prep.transform(X), y)
+    return save_model(path, est, prep, target="y")
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dumps"])
+def test_tampered_weights_are_refused_not_unpickled(writer: str, tmp_path: Path) -> None:
+    import torch
+
+    from regtune.serving import load_model
+
+    model_dir = _saved_model(tmp_path / "model")
+    assert load_model(model_dir).predict(_iris_frame()[["a", "b"]]).shape == (30,)
+    marker = tmp_path / "pwned"
+    weights = model_dir / "weights.pt"
+    if writer == "torch.save":
+        torch.save({"0.weight": _Payload(marker)}, weights)
+    else:
+        weights.write_bytes(pickle.dumps(_Payload(marker)))
+    pickle.loads(pickle.dumps(_Payload(tmp_path / "control")))  # the payload does work when unpickled
+    assert (tmp_path / "control").exists()
+    with pytest.raises(Exception, match="(?i)weights|unpickl|global"):
+        load_model(model_dir)
+    assert not marker.exists(), "loading the model ran code from the weights file"
+
+
+def test_tampered_model_description_cannot_name_another_class(tmp_path: Path) -> None:
+    import json
+
+    from regtune.serving import load_model
+
+    model_dir = _saved_model(tmp_path / "model")
+    doc = json.loads((model_dir / "regtune_model.json").read_text())
+    doc["estimator"]["class"] = "os.system"
+    (model_dir / "regtune_model.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="not a regtune estimator"):
+        load_model(model_dir)
+
+
+def test_predict_refuses_a_tampered_logged_model(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """End to end: a weights file swapped in the MLflow artifact store is refused by `regtune predict`."""
+    import torch
+
+    from regtune.serving import load_model, log_model
+    from regtune.tracking import MLflowTracker
+
+    model_dir = _saved_model(cwd / "fitted")
+    fitted = load_model(model_dir)
+    tracker = MLflowTracker(f"sqlite:///{cwd / 'mlflow.db'}", experiment="security")
+    run = tracker.start_study_run("s", params={})
+    uri = log_model(tracker, run, fitted.estimator, fitted.preprocessor, target="y")
+    tracker.set_tags(run, {"regtune.model_uri": uri})
+    tracker.end_run(run)
+    frame = _iris_frame()
+    frame.to_csv(cwd / "rows.csv", index=False)
+    args = ["predict", "rows.csv", "--run", run, "--tracking-uri", f"sqlite:///{cwd / 'mlflow.db'}"]
+    code, out, err = _cli(args, capsys)
+    assert code == 0 and len(out.splitlines()) == 31, err
+
+    logged = [p for p in (cwd / "mlruns").rglob("weights.pt")]
+    assert logged, "the logged model has no weights.pt"
+    marker = cwd / "pwned"
+    for path in logged:
+        torch.save({"0.weight": _Payload(marker)}, path)
+    code, out, err = _cli(args, capsys)
+    assert code != 0 and err.startswith("regtune: error:") and len(err.strip().splitlines()) == 1, err
+    assert not marker.exists(), "regtune predict ran code from a tampered weights file"
+
+
+def test_secrets_in_storage_and_tracking_urls_are_masked_in_every_message(cwd: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Error messages quote the URLs the user gave; the password part is always masked."""
+    (cwd / "afile.txt").write_text("x\n")
+    for args in (
+        ["--storage", "postgresql://alice:Pw-s1@127.0.0.1:1/db"],
+        ["--storage", "mysql://alice:Pw-s1@127.0.0.1:1/db"],
+        ["--tracking-uri", "https://alice:Pw-s1@127.0.0.1:1"],
+    ):
+        code, out, err = _cli(["tune", "iris", "--space", "minimal", *args], capsys)
+        _assert_one_error_line(code, err)
+        assert "Pw-s1" not in out + err, args
+        assert "alice:***@" in err, err
+    _assert_nothing_written(cwd)
+
+
+@pytest.mark.slow  # MLflow retries a database it cannot reach for ~100 s before giving up
+def test_unreachable_database_tracking_store_fails_fast_with_one_masked_line(
+    cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    start = time.monotonic()
+    code, out, err = _cli(["tune", "iris", "--space", "minimal", "--tracking-uri",
+                           "postgresql://alice:Pw-s2@127.0.0.1:1/mlflow"], capsys)
+    _assert_one_error_line(code, err, "127.0.0.1:1", "--tracking-uri")
+    assert "Pw-s2" not in out + err and "alice:***@" in err
+    assert time.monotonic() - start < 20, "an unreachable store should fail in seconds, not minutes"
+    _assert_nothing_written(cwd)

@@ -1,0 +1,230 @@
+"""The ``regtune`` commands: a real run end to end, and every bad input as one error line.
+
+Commands run in-process through :func:`regtune.cli.main` (fast, output via ``capsys``); one
+run goes through the installed ``regtune`` script, and the Ctrl-C tests (slow) interrupt a
+real process. Each test works in its own ``tmp_path``: the CLI writes ``regtune.journal``,
+``mlflow.db`` and ``mlruns/`` into the current directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from regtune.cli import main
+from regtune.data import load_dataset
+from regtune.serving import load_model
+from regtune.study import load_existing_study
+
+REGTUNE = Path(sys.executable).with_name("regtune")
+STUDY = "iris-minimal-accuracy"
+# Slow enough per trial that a signal lands mid-study.
+SLOW = """\
+fixed: {architecture: mlp, hidden_layer_sizes: [64], batch_size: 8, max_epochs: 30}
+params:
+  lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true, default: 1.0e-3}
+regularizers:
+  dropout:
+    dropout: {type: float, low: 0.05, high: 0.5}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "WARNING")  # main() sets it; keep it scoped to the test
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _nothing_created(path: Path) -> None:
+    journal = path / "regtune.journal"
+    if journal.exists():
+        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+        assert optuna.study.get_all_study_names(storage) == []
+    if (path / "mlflow.db").exists():
+        with sqlite3.connect(path / "mlflow.db") as con:
+            assert con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
+
+
+def test_tune_best_and_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # An absolute URI: MLflow caches stores by URI, and a relative one may be cached for another cwd.
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    code, out, err = _run(capsys, "tune", "iris", "--space", "minimal", "--trials", "3", "--cv", "1", "-q",
+                          "--tracking-uri", uri)
+    assert code == 0, err
+    assert "Traceback" not in err and "regtune: error" not in err
+    for word in ("baseline", "best", "train", "val (search)", "test", "gap (train-test)"):
+        assert word in out
+    assert f"study {STUDY}" in out
+    counts = re.search(r"trials: (\d+) complete, (\d+) pruned, (\d+) failed", out)
+    assert counts is not None and sum(map(int, counts.groups())) == 3
+    parent = out.split("parent run ")[1].split()[0]
+
+    code, out, err = _run(capsys, "best", "--study", STUDY)
+    study = load_existing_study(STUDY)
+    assert code == 0 and err == ""
+    assert f"best trial {study.best_trial.number}" in out
+    for key in study.best_params:
+        assert key in out
+    assert study.best_trial.user_attrs["mlflow_run_id"] in out
+
+    code, out, err = _run(capsys, "predict", "iris", "--run", parent, "--tracking-uri", uri)
+    assert code == 0, err
+    predicted = np.array([int(line) for line in out.split()[1:]])
+    model_uri = MlflowClient(uri).get_run(parent).data.tags["regtune.model_uri"]
+    assert model_uri.startswith("models:/")
+    [model_dir] = Path("mlruns").rglob("artifacts/regtune_model")
+    expected = load_model(model_dir).predict(load_dataset("iris").X)
+    np.testing.assert_array_equal(predicted, expected)
+    assert len(predicted) == 150 and (predicted == load_dataset("iris").y.to_numpy()).mean() > 0.5
+
+    code, out, err = _run(capsys, "predict", "iris", "--run", "0123456789abcdef", "--tracking-uri", uri)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("regtune: error: run '0123456789abcdef' is not in")
+
+
+def test_resume_with_nothing_to_do_prints_the_same_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ("tune", "iris", "--space", str(tmp_path / "tiny.yaml"), "--trials", "2", "--cv", "1", "-q",
+            "--tracking-uri", "off")
+    (tmp_path / "tiny.yaml").write_text(
+        "fixed: {hidden_layer_sizes: [8], max_epochs: 4}\n"
+        "params:\n  lr: {type: float, low: 0.001, high: 0.03, log: true, default: 0.01}\n"
+    )
+    code, first, _ = _run(capsys, *argv)
+    assert code == 0 and "trials: 2 complete, 0 pruned, 0 failed" in first
+    code, again, _ = _run(capsys, *argv)
+    assert code == 0
+    table = first.split("best regularization settings")[0]
+    assert table == again.split("best regularization settings")[0]
+    assert "trials: 2 complete, 0 pruned, 0 failed" in again
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["tune", "no_such_dataset"], "'no_such_dataset' is neither a built-in dataset"),
+        (["tune", "missing.csv"], "data file 'missing.csv' does not exist"),
+        (["tune", "table.csv", "--target", "nope"], "nope"),
+        (["tune", "iris", "--space", "typo.yaml"], "search space 'typo.yaml', line 4: params.lr.defualt"),
+        (["tune", "iris", "--storage", "postgresql://u:secret@127.0.0.1:1/db"],
+         "cannot reach storage postgresql://u:***@127.0.0.1:1/db"),
+        (["tune", "iris", "--trials", "0"], "trials=0 must be a whole number >= 1"),
+        (["tune", "iris", "--sampler", "bayes"], "sampler 'bayes' is unknown"),
+        (["tune", "iris", "--pruner", "asha"], "pruner 'asha' is unknown"),
+        (["tune", "iris", "--metric", "rmse"], "metric='rmse' is for regression"),
+        (["tune", "iris", "--cv", "two"], "--cv 'two' must be 'auto' or a whole number"),
+        (["tune", "iris", "--bogus"], "No such option: --bogus"),
+        (["tune"], "Missing argument 'DATA'"),
+        (["best", "--study", "nope"], "no study 'nope'"),
+        (["predict", "iris", "--run", "abc"], "no MLflow store at 'sqlite:///mlflow.db'"),
+        (["spaces", "nope"], "no space named 'nope'"),
+        (["frobnicate"], "No such command 'frobnicate'"),
+    ],
+)
+def test_errors_are_one_line_and_create_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                argv: list[str], message: str) -> None:
+    (tmp_path / "table.csv").write_text("a,b,y\n" + "\n".join(f"{i},{i % 3},{i % 2}" for i in range(40)) + "\n")
+    (tmp_path / "typo.yaml").write_text(
+        "fixed:\n  max_epochs: 5\nparams:\n  lr: {type: float, low: 1.0e-4, high: 1.0e-2, defualt: 1.0e-3}\n"
+    )
+    code, out, err = _run(capsys, *argv)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("regtune: error: "), err
+    assert message.lower() in err.lower()
+    assert "Traceback" not in out + err and "secret" not in out + err
+    _nothing_created(tmp_path)
+    assert not (tmp_path / "regtune.journal").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_spaces(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "spaces")
+    assert code == 0
+    for name in ("cocktail", "default", "image", "minimal"):
+        assert f" {name} " in out
+    code, out, _ = _run(capsys, "spaces", "minimal")
+    assert code == 0
+    space = yaml.safe_load(out)
+    assert space["fixed"]["max_epochs"] == 30 and set(space["regularizers"]) == {"l2", "dropout", "early_stopping"}
+
+
+def test_no_arguments_prints_help_without_an_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(capsys)
+    assert "Usage" in out + err and "regtune: error" not in err
+    code, out, err = _run(capsys, "--help")
+    assert code == 0 and "tune" in out
+
+
+def _wait_for(predicate, timeout: float = 240) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.3)
+
+
+def _study_states(path: Path) -> list[TrialState]:
+    journal = path / "regtune.journal"
+    if not journal.exists():
+        return []
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    try:
+        return [t.state for t in optuna.load_study(study_name="s", storage=storage).get_trials()]
+    except KeyError:
+        return []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_ends_everything_cleanly_and_the_study_resumes(tmp_path: Path, jobs: str) -> None:
+    (tmp_path / "slow.yaml").write_text(SLOW)
+    argv = [str(REGTUNE), "tune", "breast_cancer", "--space", "slow.yaml", "--trials", "4", "--cv", "1", "--study", "s",
+            "--pruner", "none", "--jobs", jobs, "-q"]
+    env = {**os.environ, "MLFLOW_LOGGING_LEVEL": "WARNING"}
+    # A shell running this test in the background ignores SIGINT, and children inherit that.
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        # Interrupt once a trial is done and others are running.
+        _wait_for(lambda: _study_states(tmp_path).count(TrialState.COMPLETE) >= 1
+                  and TrialState.RUNNING in _study_states(tmp_path))
+        proc.send_signal(signal.SIGINT)  # this process only: a worker must be stopped by regtune
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "regtune: error: interrupted; run the same command again to resume the study"
+    assert "Traceback" not in err
+    states = _study_states(tmp_path)
+    assert TrialState.RUNNING not in states
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")  # absolute: MLflow caches stores by URI
+    runs = client.search_runs(["1"])
+    table = [(r.data.tags["regtune.run_type"], r.data.tags.get("state"), r.info.status) for r in runs]
+    assert [status for kind, _, status in table if kind == "study"] == ["KILLED"], (table, states, err)
+    assert "RUNNING" not in {status for _, _, status in table}, table
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    final = _study_states(tmp_path)
+    counted = [s for s in final if s in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(counted) == 4 and TrialState.RUNNING not in final and TrialState.WAITING not in final

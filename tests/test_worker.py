@@ -1,0 +1,259 @@
+"""A worker and one trial: every way a trial can end gives the same state in Optuna and in its
+MLflow run. A recording tracker stands in for MLflow; the networks are tiny."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+
+from regtune import worker
+from regtune.data import load_dataset
+from regtune.metrics import get_metric
+from regtune.objective import Folds, TrialPruned, make_estimator, run_objective
+from regtune.space import SearchSpace
+from regtune.study import make_storage, open_study
+from regtune.tuner import TuneSettings, prepare
+from regtune.worker import WorkerSpec, run_worker, worker_process
+
+TINY = """\
+description: tiny test space
+fixed: {architecture: mlp, hidden_layer_sizes: [8], batch_size: 32, max_epochs: 6, patience: 2}
+params:
+  lr: {type: float, low: 1.0e-3, high: 3.0e-2, log: true, default: 1.0e-2}
+regularizers:
+  l2:
+    l2: {type: float, low: 1.0e-5, high: 1.0e-2, log: true}
+  early_stopping:
+"""
+
+
+class RecordingTracker:
+    """The tracker interface, keeping what a trial logged in memory."""
+
+    enabled = True
+    tracking_uri = "memory"
+    experiment_id = "0"
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.fail_on = fail_on
+
+    def _check(self, name: str) -> None:
+        if self.fail_on == name:
+            raise RuntimeError(f"MLflow is down ({name})")
+
+    def start_trial_run(self, parent: str, number: int, params: dict, tags: dict | None = None) -> str:
+        self._check("start_trial_run")
+        run_id = f"run-{number}"
+        self.runs[run_id] = {"params": dict(params), "tags": dict(tags or {}), "steps": [],
+                             "status": "RUNNING", "metrics": {}}
+        return run_id
+
+    def log_epoch(self, run_id: str, epoch: int, record: dict) -> None:
+        self.runs[run_id]["steps"].append(epoch)
+
+    def log_params(self, run_id: str, params: dict) -> None:
+        self.runs[run_id]["params"].update(params)
+
+    def finish_trial(self, run_id: str, state: str, metrics: dict | None = None, tags: dict | None = None) -> None:
+        self._check("finish_trial")
+        run = self.runs[run_id]
+        run["tags"].update({**(tags or {}), "state": state})
+        run["metrics"].update(metrics or {})
+        run["status"] = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}[state]
+
+    def set_tags(self, run_id: str, tags: dict) -> None:
+        self.runs[run_id]["tags"].update(tags)
+
+    def end_run(self, run_id: str, status: str) -> None:
+        self.runs[run_id]["status"] = status
+
+
+@pytest.fixture(scope="module")
+def folds() -> Folds:
+    return prepare(load_dataset("iris"), TuneSettings(cv=2, seed=0))[0]
+
+
+@pytest.fixture
+def space_path(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+def _setup(tmp_path: Path, space_path: Path, n_trials: int, monkeypatch: pytest.MonkeyPatch,
+           tracker: RecordingTracker | None = None, **spec: Any) -> tuple[optuna.Study, WorkerSpec, RecordingTracker]:
+    space = SearchSpace.from_yaml(space_path)
+    study, _ = open_study(
+        study_name="w", storage=make_storage(":memory:"), sampler=optuna.samplers.RandomSampler(seed=0),
+        pruner=optuna.pruners.NopPruner(), direction="maximize", n_trials=n_trials,
+        baseline_params=space.baseline_params(), attrs={},
+    )
+    tracker = tracker or RecordingTracker()
+    monkeypatch.setattr(worker, "make_tracker", lambda uri, experiment: tracker)
+    options = {"study_name": "w", "storage": ":memory:", "sampler": "random", "pruner": "none", "seed": 0,
+               "space": str(space_path), "metric": "accuracy", "device": "cpu", "tracking_uri": "memory",
+               "experiment": "e", "parent_run_id": "parent", "warmup": 3, "max_epochs": 6, **spec}
+    return study, WorkerSpec(**options), tracker
+
+
+def _states(study: optuna.Study) -> list[str]:
+    return [t.state.name for t in study.get_trials()]
+
+
+def test_complete_trials_log_their_run(tmp_path: Path, space_path: Path, folds: Folds,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    study, spec, tracker = _setup(tmp_path, space_path, 2, monkeypatch)
+    run_worker(spec, folds, 0, study)
+    assert _states(study) == ["COMPLETE", "COMPLETE"]
+    for trial in study.get_trials():
+        run = tracker.runs[trial.user_attrs["mlflow_run_id"]]
+        assert run["tags"]["state"] == "COMPLETE" and run["status"] == "FINISHED"
+        assert run["steps"] == list(range(len(run["steps"]))) and run["steps"]
+        assert run["params"]["seed"] == trial.user_attrs["seed"]
+        assert run["params"]["config.lr"] == trial.params["lr"]
+        assert math.isclose(run["metrics"]["value"], trial.value)
+        assert "best_epoch" in trial.user_attrs and "regtune.owner" in trial.user_attrs
+    assert tracker.runs["run-0"]["tags"]["baseline"] == "True"
+
+
+def test_a_failing_trial_fails_alone(tmp_path: Path, space_path: Path, folds: Folds,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    study, spec, tracker = _setup(tmp_path, space_path, 3, monkeypatch)
+    real = worker.run_objective
+
+    def objective(trial: optuna.Trial, *args: Any, **kwargs: Any) -> Any:
+        if trial.number == 1:
+            raise FloatingPointError("training diverged at epoch 2: loss=nan")
+        return real(trial, *args, **kwargs)
+
+    monkeypatch.setattr(worker, "run_objective", objective)
+    run_worker(spec, folds, 0, study)
+    assert _states(study) == ["COMPLETE", "FAIL", "COMPLETE"]
+    failed = study.get_trials()[1]
+    assert failed.user_attrs["fail_reason"] == "FloatingPointError: training diverged at epoch 2: loss=nan"
+    run = tracker.runs["run-1"]
+    assert run["status"] == "FAILED" and run["tags"]["state"] == "FAIL"
+    assert run["tags"]["fail_reason"] == failed.user_attrs["fail_reason"]
+
+
+def test_a_pruned_trial_records_its_epoch(tmp_path: Path, space_path: Path, folds: Folds,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    study, spec, tracker = _setup(tmp_path, space_path, 1, monkeypatch)
+    monkeypatch.setattr(worker, "run_objective", lambda *a, **k: (_ for _ in ()).throw(TrialPruned(4)))
+    run_worker(spec, folds, 0, study)
+    assert _states(study) == ["PRUNED"]
+    assert tracker.runs["run-0"]["tags"] == {**tracker.runs["run-0"]["tags"], "state": "PRUNED", "pruned_epoch": "4"}
+
+
+def test_ctrl_c_fails_the_trial_uncounted_and_kills_its_run(tmp_path: Path, space_path: Path, folds: Folds,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    study, spec, tracker = _setup(tmp_path, space_path, 3, monkeypatch)
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(worker, "run_objective", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_worker(spec, folds, 0, study)
+    assert _states(study) == ["FAIL", "WAITING", "WAITING"]
+    trial = study.get_trials()[0]
+    assert trial.user_attrs["interrupted"] is True and "fail_reason" not in trial.user_attrs
+    assert tracker.runs["run-0"]["status"] == "KILLED" and tracker.runs["run-0"]["tags"]["state"] == "FAIL"
+
+
+def test_mlflow_errors_never_leave_a_trial_running(tmp_path: Path, space_path: Path, folds: Folds,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    study, spec, _ = _setup(tmp_path, space_path, 2, monkeypatch, RecordingTracker(fail_on="start_trial_run"))
+    run_worker(spec, folds, 0, study)
+    assert _states(study) == ["FAIL", "FAIL"]
+    assert "MLflow is down" in study.get_trials()[0].user_attrs["fail_reason"]
+    study, spec, _ = _setup(tmp_path, space_path, 1, monkeypatch, RecordingTracker(fail_on="finish_trial"))
+    with pytest.raises(RuntimeError, match="MLflow is down"):
+        run_worker(spec, folds, 0, study)
+    assert _states(study) == ["COMPLETE"]
+
+
+def test_a_trial_that_cannot_be_sampled_still_gets_a_failed_run(
+    tmp_path: Path, space_path: Path, folds: Folds, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study, spec, tracker = _setup(tmp_path, space_path, 1, monkeypatch)
+
+    def broken(self: SearchSpace, trial: optuna.Trial) -> Any:
+        raise ValueError("no valid configuration")
+
+    monkeypatch.setattr(SearchSpace, "sample", broken)
+    run_worker(spec, folds, 0, study)
+    assert _states(study) == ["FAIL"]
+    assert tracker.runs["run-0"]["tags"]["fail_reason"] == "ValueError: no valid configuration"
+
+
+def test_the_deadline_stops_new_trials(tmp_path: Path, space_path: Path, folds: Folds,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    study, spec, _ = _setup(tmp_path, space_path, 3, monkeypatch, deadline=time.time() - 1)
+    run_worker(spec, folds, 0, study)
+    assert _states(study) == ["COMPLETE", "WAITING", "WAITING"]
+
+
+def test_a_spawned_worker_exits_quietly_on_ctrl_c(monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(worker, "run_worker", interrupted)
+    with pytest.raises(SystemExit) as stop:
+        worker_process(None, None, 0)  # type: ignore[arg-type]
+    assert stop.value.code == 130
+
+
+class StubTrial:
+    """Just what run_objective uses of a trial; the pruner always says prune."""
+
+    def __init__(self, baseline: bool = False) -> None:
+        self.user_attrs = {"baseline": baseline}
+        self.reported: list[tuple[float, int]] = []
+
+    def report(self, value: float, step: int) -> None:
+        self.reported.append((value, step))
+
+    def should_prune(self) -> bool:
+        return True
+
+
+def test_objective_prunes_after_the_warmup_and_never_the_baseline(folds: Folds, space_path: Path) -> None:
+    config = SearchSpace.from_yaml(space_path).to_config({"lr": 0.01})
+    metric = get_metric("accuracy", "classification")
+    trial = StubTrial()
+    with pytest.raises(TrialPruned) as pruned:
+        run_objective(trial, config, folds, metric, seed=1, device="cpu", warmup=3)  # type: ignore[arg-type]
+    assert pruned.value.epoch == 2 and [step for _, step in trial.reported] == [0, 1, 2]
+    baseline = StubTrial(baseline=True)
+    value, summary = run_objective(baseline, config, folds, metric, seed=1, device="cpu", warmup=3)  # type: ignore[arg-type]
+    assert len(baseline.reported) == config.max_epochs and summary["value"] == value
+
+
+def test_objective_value_is_the_mean_over_folds(folds: Folds, space_path: Path) -> None:
+    config = SearchSpace.from_yaml(space_path).to_config({"lr": 0.01, "use_early_stopping": True})
+    metric = get_metric("accuracy", "classification")
+    value, _ = run_objective(StubTrial(baseline=True), config, folds, metric, seed=5, device="cpu", warmup=3)  # type: ignore[arg-type]
+    per_fold = []
+    for k, (tr, va) in enumerate(folds.splits):
+        est = make_estimator(config, "classification", image_shape=None, device="cpu", random_state=5 + k)
+        for _ in est.fit_iter(folds.X[tr], folds.y[tr], validation_data=(folds.X[va], folds.y[va]),
+                              score_fn=metric.epoch_fn):
+            pass
+        per_fold.append(est.history_[est.best_epoch_]["val_score"])
+    assert len(per_fold) == 2 and value == pytest.approx(np.mean(per_fold), abs=1e-12)
+
+
+def test_objective_refuses_a_non_finite_value(folds: Folds, space_path: Path) -> None:
+    config = SearchSpace.from_yaml(space_path).to_config({"lr": 0.01})
+    metric = get_metric("accuracy", "classification")
+    nan_metric = type(metric)("accuracy", "classification", "maximize", lambda out, y: float("nan"), metric.final_fn)
+    with pytest.raises(FloatingPointError, match="validation accuracy is nan"):
+        run_objective(StubTrial(baseline=True), config, folds, nan_metric, seed=1, device="cpu", warmup=3)  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ _EXPORTS = {
     "SearchSpace": "regtune.space",
     "TuneSettings": "regtune.tuner",
     "TuneResult": "regtune.tuner",
-    "tune": "regtune.api",
+    "tune": "regtune.tuner",
     "report": "regtune.reporting",
     "ablate": "regtune.ablation",
     "load_dataset": "regtune.data",

@@ -144,9 +144,11 @@ def ui(
     backend = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     artifacts = Path("mlruns").resolve()
     typer.echo(f"MLflow UI for {mask_secrets(backend)} on http://{host}:{port} (Ctrl-C stops it)", err=True)
-    args = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", backend,
-            "--default-artifact-root", artifacts.as_uri(), "--host", host, "--port", str(port)]
-    os.execv(sys.executable, args)
+    # Through the environment, not argv: any local user can read a process's arguments (ps).
+    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": backend}
+    args = [sys.executable, "-m", "mlflow", "ui", "--default-artifact-root", artifacts.as_uri(),
+            "--host", host, "--port", str(port)]
+    os.execve(sys.executable, args, env)
 
 
 def _register_extra_commands() -> None:

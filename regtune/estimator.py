@@ -17,7 +17,15 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .callbacks import Callback, EarlyStopping
-from .config import ACTIVATIONS, ARCHITECTURES, AUGMENTS, BATCH_NORM, DROPOUT_VARIANTS, OPTIMIZERS, RegConfig
+from .config import (
+    ACTIVATIONS,
+    ARCHITECTURES,
+    AUGMENTS,
+    BATCH_NORM,
+    DROPOUT_VARIANTS,
+    OPTIMIZERS,
+    RegConfig,
+)
 from .model import build_network
 from .regularizers import build_regularizers
 from .training import Trainer, predict_batches, resolve_device

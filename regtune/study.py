@@ -36,6 +36,8 @@ __all__ = [
     "make_storage",
     "open_study",
     "reap_dead_trials",
+    "sampler_seed",
+    "top_up",
 ]
 
 DEFAULT_STORAGE = "regtune.journal"
@@ -76,20 +78,36 @@ def make_storage(
         except OSError as exc:
             raise StudyError(f"storage {url!r} cannot be written: {exc.strerror or exc}") from None
     heartbeat = heartbeat_interval or 10
-    callback = optuna.storages.RetryFailedTrialCallback(max_retry=retry_failed) if retry_failed else None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
-                heartbeat_interval=heartbeat,
-                grace_period=grace_period or 3 * heartbeat,
-                failed_trial_callback=callback,
-            )
-    except Exception as exc:  # sqlalchemy raises many kinds; all mean "cannot use this storage"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StudyError(f"cannot reach storage {mask_secrets(url)}: {mask_secrets(reason)}") from None
+    for attempt in range(6):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                # No failed_trial_callback: reap_dead_trials fails stale trials itself, so their
+                # MLflow runs get closed and --retry-failed re-queues them like any other.
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+                    heartbeat_interval=heartbeat,
+                    grace_period=grace_period or 3 * heartbeat,
+                )
+        except Exception as exc:  # sqlalchemy raises many kinds; all mean "cannot use this storage"
+            if _schema_race(exc) and attempt < 5:
+                time.sleep(0.2 * (attempt + 1))  # another worker is creating the same tables
+                continue
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StudyError(f"cannot reach storage {mask_secrets(url)}: {mask_secrets(reason)}") from None
+    raise AssertionError("unreachable")
+
+
+def _schema_race(exc: BaseException | None) -> bool:
+    """Whether creating Optuna's tables collided with another process creating them."""
+    import sqlalchemy.exc
+
+    while exc is not None:
+        if isinstance(exc, (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def journal_path(url: str | None) -> Path | None:
@@ -201,13 +219,21 @@ def open_study(
         study.set_user_attr("regtune.enqueued", True)
     else:
         reaped = reap_dead_trials(study)
-        for t in reaped:
-            if retry_failed and _retries(study, t) < retry_failed:
-                study.enqueue_trial(t.params, user_attrs={**_public(t.user_attrs), "retry_of": t.number})
-        pending = [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.WAITING, TrialState.RUNNING)]
-        for _ in range(n_trials - len(counted_trials(study)) - len(pending)):
-            study.enqueue_trial({})
+        top_up(study, n_trials, reaped, retry_failed)
     return study, reaped
+
+
+def top_up(
+    study: optuna.Study, n_trials: int, reaped: list[optuna.trial.FrozenTrial], retry_failed: int = 0
+) -> None:
+    """Queue what the study lacks: the reaped trials' params again (up to ``retry_failed``
+    times each), then fresh trials until ``n_trials`` are counted, waiting or running."""
+    for t in reaped:
+        if retry_failed and _retries(study, t) < retry_failed:
+            study.enqueue_trial(t.params, user_attrs={**_public(t.user_attrs), "retry_of": t.number})
+    pending = [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.WAITING, TrialState.RUNNING)]
+    for _ in range(n_trials - len(counted_trials(study)) - len(pending)):
+        study.enqueue_trial({})
 
 
 def _public(attrs: dict) -> dict:
@@ -229,6 +255,17 @@ def _wait_until_enqueued(study: optuna.Study, timeout: float = 30.0) -> None:
         time.sleep(0.2)
 
 
+def sampler_seed(seed: int, *, creator: bool) -> int:
+    """``seed`` for the process that created the study, so a one-worker run is reproducible.
+    Any other (a resumed run, a spawned or remote worker) mixes in who it is: with the same
+    seed every worker, and every resume, would sample the very same configurations again."""
+    if creator:
+        return seed
+    import zlib
+
+    return zlib.crc32(f"{seed}:{owner_tag()}".encode())
+
+
 def owner_tag() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -238,11 +275,18 @@ def reap_dead_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
     Returns the trials failed here (their MLflow runs are the caller's to close).
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-    host = socket.gethostname()
+    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+
+    storage = study._storage
     reaped = []
+    if isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage):
+        for trial_id in storage._get_stale_trial_ids(study._study_id):
+            try:
+                if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                    reaped.append(storage.get_trial(trial_id))
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+    host = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = t.user_attrs.get(_OWNER, "")
         owner_host, _, pid = owner.rpartition(":")

@@ -8,11 +8,12 @@ write is one ``log_batch`` because each commit to a SQLite store costs milliseco
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,10 +83,12 @@ class MLflowTracker:
         try:
             from mlflow.tracking import MlflowClient
 
-            self._client = MlflowClient(self.tracking_uri)
-            self.experiment_id: str = (
-                self._get_or_create_experiment(artifact_root) if experiment is not None else ""
-            )
+            _probe_database(self.tracking_uri)
+            with _creation_lock(self.tracking_uri):
+                self._client = MlflowClient(self.tracking_uri)
+                self.experiment_id: str = (
+                    self._get_or_create_experiment(artifact_root) if experiment is not None else ""
+                )
         except TrackingError:
             raise
         except Exception as err:  # the store's errors come from sqlalchemy, requests, os, mlflow
@@ -288,6 +291,43 @@ class MLflowTracker:
                 run_id, metrics=metrics[:room], params=some_params, tags=some_tags
             )
             metrics, params, tags = metrics[room:], params[_BATCH_PARAMS:], tags[_BATCH_PARAMS:]
+
+
+@contextlib.contextmanager
+def _creation_lock(uri: str) -> Iterator[None]:
+    """Hold a lock file beside a local SQLite store while MLflow creates or migrates it: workers
+    starting together would otherwise run the same schema migrations at once, and fail."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks
+        yield
+        return
+    path = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+    if path is None or not path.parent.is_dir():
+        yield  # not a local file, or MLflow will report the missing directory
+        return
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _probe_database(uri: str) -> None:
+    """Connect once to a database store: MLflow itself retries an unreachable one for ~100 s."""
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme not in ("postgresql", "mysql", "mssql"):
+        return
+    import sqlalchemy
+
+    args = {"connect_timeout": 10} if scheme in ("postgresql", "mysql") else {}
+    engine = sqlalchemy.create_engine(uri, connect_args=args)
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
 
 
 def _run_status(status: str) -> str:

@@ -49,6 +49,7 @@ from .study import (
     make_storage,
     open_study,
     reap_dead_trials,
+    sampler_seed,
 )
 from .tracking import MLflowTracker, make_tracker, mask_secrets
 from .worker import WorkerSpec, run_worker, worker_process
@@ -278,6 +279,8 @@ def tune(
         attrs={"dataset": dataset.name, "space": space.name, "metric": metric.name, "seed": settings.seed},
         retry_failed=settings.retry_failed,
     )
+    if existed:  # resuming, or joining other workers: do not repeat their draws
+        study.sampler = make_sampler(settings.sampler, sampler_seed(settings.seed, creator=False))
     try:
         parent = tracker.start_study_run(
             study_name,
@@ -305,6 +308,7 @@ def tune(
             heartbeat_interval=settings.heartbeat_interval, grace_period=settings.grace_period,
             retry_failed=settings.retry_failed, n_jobs=settings.n_jobs,
             deadline=time.time() + settings.timeout if settings.timeout else None,
+            n_trials=settings.n_trials,
         )
         _run_workers(spec, folds, study, settings, console, tracker)
         meta = {"target": dataset.target, "columns": [str(c) for c in dataset.X.columns], "dataset": dataset.name}

@@ -20,7 +20,15 @@ from optuna.trial import TrialState
 from .metrics import Metric, get_metric
 from .objective import Folds, TrialPruned, run_objective, trial_seed
 from .space import SearchSpace
-from .study import claim_trials, make_pruner, make_sampler, make_storage
+from .study import (
+    claim_trials,
+    make_pruner,
+    make_sampler,
+    make_storage,
+    reap_dead_trials,
+    sampler_seed,
+    top_up,
+)
 from .tracking import MLflowTracker, make_tracker
 
 __all__ = ["WorkerSpec", "run_worker", "worker_process"]
@@ -51,6 +59,7 @@ class WorkerSpec:
     retry_failed: int = 0
     n_jobs: int = 1
     deadline: float | None = None  # wall clock (time.time()): spawned workers share the parent's
+    n_trials: int = 0  # the study's total, to replace the trials of workers that died
 
 
 def run_worker(spec: WorkerSpec, folds: Folds, index: int, study: optuna.Study | None = None) -> None:
@@ -70,16 +79,48 @@ def run_worker(spec: WorkerSpec, folds: Folds, index: int, study: optuna.Study |
         study = optuna.load_study(
             study_name=spec.study_name,
             storage=storage,
-            sampler=make_sampler(spec.sampler, spec.seed + index),
+            sampler=make_sampler(spec.sampler, sampler_seed(spec.seed + index, creator=False)),
             pruner=make_pruner(spec.pruner, warmup=spec.warmup, max_epochs=spec.max_epochs),
         )
     space = SearchSpace.from_yaml(spec.space)
     metric = get_metric(spec.metric, folds.task)
     tracker = make_tracker(spec.tracking_uri, spec.experiment)
-    for trial in claim_trials(study):
-        _run_trial(study, trial, space, metric, folds, tracker, spec)
-        if deadline is not None and time.time() > deadline:
-            break
+    while True:
+        for trial in claim_trials(study):
+            _run_trial(study, trial, space, metric, folds, tracker, spec)
+            if deadline is not None and time.time() > deadline:
+                return
+        if not _replace_dead_workers_trials(study, tracker, spec, deadline):
+            return
+
+
+def _replace_dead_workers_trials(
+    study: optuna.Study, tracker: MLflowTracker, spec: WorkerSpec, deadline: float | None
+) -> bool:
+    """The queue is empty: watch the trials other workers still run. One whose worker died
+    (stale heartbeat, or a dead process on this host) is failed, its MLflow run closed and a
+    replacement queued: then True. False once nothing runs, nothing can be watched (a journal
+    file shared across hosts has no heartbeats), or the timeout has passed."""
+    import socket
+
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    host = socket.gethostname()
+    heartbeats = is_heartbeat_enabled(study._storage)
+    while deadline is None or time.time() < deadline:
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not running:
+            return False
+        reaped = reap_dead_trials(study)
+        if reaped:
+            tracker.mark_orphans(spec.parent_run_id, trials=[t.number for t in reaped])
+            top_up(study, spec.n_trials, reaped, spec.retry_failed)
+            return True
+        local = all(t.user_attrs.get("regtune.owner", "").rpartition(":")[0] == host for t in running)
+        if not (heartbeats or local):
+            return False
+        time.sleep(min(spec.heartbeat_interval or 10, 5))
+    return False
 
 
 def worker_process(spec: WorkerSpec, folds: Folds, index: int) -> None:

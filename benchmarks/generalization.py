@@ -78,9 +78,12 @@ def score(task: str, y_true: Any, y_pred: Any) -> float:
     return float(accuracy_score(y_true, y_pred) if task == "classification" else r2_score(y_true, y_pred))
 
 
+REGTUNE_OPTIONS: dict[str, Any] = {}  # --regtune-cv / --regtune-space override the product defaults
+
+
 def run_regtune(train: Dataset, X_te: Any, y_te: Any, seed: int, budget: float) -> dict[str, Any]:
     settings = TuneSettings(
-        n_trials=500, timeout=budget, tracking_uri="off", storage=":memory:", test_size=0.0, seed=seed,
+        **REGTUNE_OPTIONS, n_trials=500, timeout=budget, tracking_uri="off", storage=":memory:", test_size=0.0, seed=seed,
         progress=False, log_model=False, device="cpu",
     )
     result = tune(train, settings=settings)
@@ -213,12 +216,20 @@ def main() -> None:
     parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated subset of the settings")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: faster for these "
                         "small nets, see training_speed)")
+    parser.add_argument("--regtune-cv", default=None, help="regtune's cv (default: the product's 'auto')")
+    parser.add_argument("--regtune-space", default=None, help="regtune's search space (default: 'default')")
+    parser.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated subset")
     parser.add_argument("--resume", action="store_true", help="keep saved runs and skip them")
     parser.add_argument("--output", default=NAME, help="results file name under benchmarks/results/")
     args = parser.parse_args()
     budget = args.budget or (20.0 if args.quick else 90.0)
     seeds = args.seeds or (1 if args.quick else 3)
     settings = [s.strip() for s in args.settings.split(",")]
+    contenders = [c.strip() for c in args.contenders.split(",")]
+    if args.regtune_cv is not None:
+        REGTUNE_OPTIONS["cv"] = "auto" if args.regtune_cv == "auto" else int(args.regtune_cv)
+    if args.regtune_space is not None:
+        REGTUNE_OPTIONS["space"] = args.regtune_space
     warnings.filterwarnings("ignore")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(args.threads)
@@ -229,13 +240,14 @@ def main() -> None:
     if args.resume and path.exists():
         runs = [r for r in json.loads(path.read_text()).get("runs", []) if "score" in r]
     payload: dict[str, Any] = {"benchmark": NAME, "budget_s": budget, "seeds": seeds, "settings": settings,
-                               "threads": args.threads, "machine": machine_info(), "runs": runs}
+                               "threads": args.threads, "regtune_options": dict(REGTUNE_OPTIONS),
+                               "machine": machine_info(), "runs": runs}
     done = {(r["setting"], r["seed"], r["contender"]) for r in runs}
     start = time.perf_counter()
     for seed in range(seeds):  # seed-major: a cut-short run still covers every setting
         for setting in settings:
             train, X_te, y_te = split(*SETTINGS[setting])
-            for name in CONTENDERS:
+            for name in contenders:
                 if (setting, seed, name) in done:
                     continue
                 t0 = time.perf_counter()

@@ -143,11 +143,16 @@ def ui(
 
     backend = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     artifacts = Path("mlruns").resolve()
-    typer.echo(f"MLflow UI for {mask_secrets(backend)} on http://{host}:{port} (Ctrl-C stops it)", err=True)
+    typer.echo(
+        f"MLflow UI for {mask_secrets(backend)}: http://{host}:{port}/#/experiments "
+        "(open an experiment's 'Model training' runs; Ctrl-C stops it)",
+        err=True,
+    )
     # Through the environment, not argv: any local user can read a process's arguments (ps).
-    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": backend}
+    # One web worker and no background job runners: a local UI needs neither, and 2 cores are few.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ, "MLFLOW_BACKEND_STORE_URI": backend}
     args = [sys.executable, "-m", "mlflow", "ui", "--default-artifact-root", artifacts.as_uri(),
-            "--host", host, "--port", str(port)]
+            "--host", host, "--port", str(port), "--workers", "1"]
     os.execve(sys.executable, args, env)
 
 

@@ -1,11 +1,10 @@
 """MLflow "models from code" entry point: ``mlflow.pyfunc.load_model`` runs this file instead of
 unpickling a Python object."""
 
-from __future__ import annotations
-
 from typing import Any
 
 import mlflow
+import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 
@@ -15,7 +14,7 @@ class RegtunePyfunc(PythonModel):
 
         self._model = load_model(context.artifacts["regtune_model"])
 
-    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201 (MLflow reads type hints)
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> Any:
         return self._model.predict(model_input)
 
 

@@ -35,6 +35,7 @@ OFF = "off"  # tracking_uri value that switches MLflow logging off
 STUDY_TAG = "regtune.study"
 TRIAL_TAG = "regtune.trial_number"
 ROLE_TAG = "regtune.run_type"
+UID_TAG = "regtune.study_uid"
 PARENT_TAG = "mlflow.parentRunId"
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
 TRIAL_END_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
@@ -77,7 +78,7 @@ class MLflowTracker:
         artifact_root: str | Path | None = None,
     ) -> None:
         uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-        self.tracking_uri = uri
+        self.tracking_uri = _absolute_sqlite(uri)
         self.experiment = experiment
         self._studies: dict[str, str] = {}
         try:
@@ -126,15 +127,24 @@ class MLflowTracker:
         return root if "://" in root else Path(root).resolve().as_uri()
 
     def start_study_run(
-        self, study_name: str, params: Mapping[str, Any], tags: Mapping[str, Any] | None = None
+        self,
+        study_name: str,
+        params: Mapping[str, Any],
+        tags: Mapping[str, Any] | None = None,
+        *,
+        uid: str | None = None,
     ) -> str:
-        """Open the study's parent run, reusing (and reopening) it when the study resumes."""
-        run_id = self.find_study_run(study_name)
+        """Open the study's parent run, reusing (and reopening) it when the study resumes.
+
+        ``uid`` identifies one Optuna study: a study deleted and created again under the same
+        name gets a new parent run instead of the old one's.
+        """
+        run_id = self.find_study_run(study_name, uid)
         if run_id is None:
-            own = {STUDY_TAG: study_name, ROLE_TAG: "study"}
+            own = {STUDY_TAG: study_name, ROLE_TAG: "study", **({UID_TAG: uid} if uid else {})}
             created = self._client.create_run(self.experiment_id, run_name=study_name, tags=own)
             # Two workers may race to create it; all of them settle on the oldest run.
-            run_id = self.find_study_run(study_name) or created.info.run_id
+            run_id = self.find_study_run(study_name, uid) or created.info.run_id
             if run_id != created.info.run_id:
                 self._client.delete_run(created.info.run_id)
         run = self._client.get_run(run_id)
@@ -234,12 +244,15 @@ class MLflowTracker:
         runs = self._search(f"tags.`{PARENT_TAG}` = '{parent_run_id}'")
         return sorted(runs, key=lambda run: (_trial_number(run), run.info.start_time))
 
-    def find_study_run(self, study_name: str) -> str | None:
-        """The id of the oldest active parent run of ``study_name``, if there is one."""
+    def find_study_run(self, study_name: str, uid: str | None = None) -> str | None:
+        """The id of the oldest active parent run of ``study_name`` (and study ``uid``), if any."""
         query = f"tags.`{ROLE_TAG}` = 'study'"
         if "'" not in study_name:
             query += f" and tags.`{STUDY_TAG}` = '{study_name}'"
-        runs = [run for run in self._search(query) if run.data.tags.get(STUDY_TAG) == study_name]
+        runs = [
+            run for run in self._search(query)
+            if run.data.tags.get(STUDY_TAG) == study_name and (uid is None or run.data.tags.get(UID_TAG) == uid)
+        ]
         runs.sort(key=lambda run: (run.info.start_time, run.info.run_id))
         return runs[0].info.run_id if runs else None
 
@@ -381,3 +394,12 @@ def make_tracker(tracking_uri: str | None, experiment: str) -> MLflowTracker | N
     if tracking_uri == OFF:
         return NullTracker()
     return MLflowTracker(tracking_uri, experiment)
+
+
+def _absolute_sqlite(uri: str) -> str:
+    """``sqlite:///mlflow.db`` -> ``sqlite:////abs/dir/mlflow.db``: MLflow caches stores by URI
+    string, so a relative one would keep pointing at the first directory after a ``chdir``."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/") and ":memory:" not in uri:
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri

@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -276,7 +277,8 @@ def tune(
         direction=metric.direction,
         n_trials=settings.n_trials,
         baseline_params=space.baseline_params(),
-        attrs={"dataset": dataset.name, "space": space.name, "metric": metric.name, "seed": settings.seed},
+        attrs={"dataset": dataset.name, "space": space.name, "metric": metric.name, "seed": settings.seed,
+               "regtune.uid": uuid.uuid4().hex},
         retry_failed=settings.retry_failed,
     )
     if existed:  # resuming, or joining other workers: do not repeat their draws
@@ -288,6 +290,7 @@ def tune(
                     "n_rows": len(dataset.y), "n_features": dataset.X.shape[1], "folds": len(folds.splits)},
             tags={"regtune.space": space.name,
                   "regtune.storage": mask_secrets(settings.storage or DEFAULT_STORAGE)},
+            uid=study.user_attrs.get("regtune.uid"),
         )
     except BaseException:
         if not existed:  # no run to log to: take back the study this call created

@@ -119,7 +119,7 @@ def _replace_dead_workers_trials(
         local = all(t.user_attrs.get("regtune.owner", "").rpartition(":")[0] == host for t in running)
         if not (heartbeats or local):
             return False
-        time.sleep(min(spec.heartbeat_interval or 10, 5))
+        time.sleep(1.0)  # a peer finishing its last trial should not keep this worker long
     return False
 
 

@@ -195,8 +195,9 @@ def _study_states(path: Path) -> list[TrialState]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("jobs", ["1", "2"])
-def test_ctrl_c_ends_everything_cleanly_and_the_study_resumes(tmp_path: Path, jobs: str) -> None:
+def test_ctrl_c_stops_parallel_workers_cleanly_and_the_study_resumes(tmp_path: Path) -> None:
+    """``kill -INT`` on the parent of two workers (test_crash.py covers one worker)."""
+    jobs = "2"
     (tmp_path / "slow.yaml").write_text(SLOW)
     argv = [str(REGTUNE), "tune", "breast_cancer", "--space", "slow.yaml", "--trials", "4", "--cv", "1", "--study", "s",
             "--pruner", "none", "--jobs", jobs, "-q"]

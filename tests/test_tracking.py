@@ -206,7 +206,8 @@ def test_default_uri_puts_the_store_and_artifacts_in_the_working_directory(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     tracker = MLflowTracker()
-    assert tracker.tracking_uri == tracking.DEFAULT_TRACKING_URI
+    # The default, made absolute: MLflow caches stores by URI string across chdir.
+    assert tracker.tracking_uri == f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}"
     with sqlite3.connect(tmp_path / "mlflow.db") as con:
         query = "SELECT artifact_location FROM experiments WHERE name = 'regtune'"
         assert con.execute(query).fetchall() == [((tmp_path / "mlruns").as_uri(),)]

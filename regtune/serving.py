@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -93,13 +94,20 @@ def log_model(tracker: Any, run_id: str, estimator: _RegularizedNet, preprocesso
         # MLflow asks for type hints to infer a signature; the model takes any DataFrame.
         warnings.simplefilter("ignore", UserWarning)
         save_model(Path(tmp) / "regtune_model", estimator, preprocessor, **meta)
-        with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=str(code),
-                artifacts={"regtune_model": str(Path(tmp) / "regtune_model")},
-                pip_requirements=["regtune"],
-            )
+        # The model takes any DataFrame the preprocessor knows: no signature to infer, no warning.
+        pyfunc_log = logging.getLogger("mlflow.pyfunc")
+        level = pyfunc_log.level
+        pyfunc_log.setLevel(logging.ERROR)
+        try:
+            with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=str(code),
+                    artifacts={"regtune_model": str(Path(tmp) / "regtune_model")},
+                    pip_requirements=["regtune"],
+                )
+        finally:
+            pyfunc_log.setLevel(level)
     return info.model_uri
 
 

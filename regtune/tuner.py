@@ -173,7 +173,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 def _folds(X: np.ndarray, y: np.ndarray, task: str, cv: int | str, seed: int, val_share: float) -> list:
     n = len(y)
     if cv == "auto":
-        cv = 5 if n < 1000 else 3 if n < 5000 else 1
+        cv = 5 if n < 500 else 3 if n < 1000 else 1
     if cv == 1:
         from sklearn.model_selection import train_test_split
 

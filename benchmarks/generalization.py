@@ -13,7 +13,7 @@ get the same wall budget (``--budget`` seconds, then one refit each):
   and width of a 2-layer MLP, 60 epochs, one hold-out validation split, then a refit.
 - defaults: ``MLPClassifier``/``MLPRegressor``, ``HistGradientBoosting*``,
   ``LogisticRegression``/``Ridge`` (scaled features), and the untuned, unregularized net of
-  regtune's default architecture (128-128, 60 epochs, Adam 1e-3, batch 64).
+  the search space's baseline (its default architecture and optimizer, every regularizer off).
 
 Scores: accuracy (classification) and R^2 (diabetes). Results are saved after every contender,
 so a long run killed midway keeps what finished; ``--resume`` skips what is already saved.
@@ -46,7 +46,9 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from regtune import RegularizedNetClassifier, RegularizedNetRegressor
+from regtune.config import no_regularization
 from regtune.data import Dataset, load_dataset
+from regtune.space import SearchSpace
 from regtune.tuner import TuneSettings, tune
 
 NAME = "generalization"
@@ -150,11 +152,15 @@ def run_optuna_skorch(train: Dataset, X_te: Any, y_te: Any, seed: int, budget: f
 
 
 def run_untuned(train: Dataset, X_te: Any, y_te: Any, seed: int, budget: float) -> dict[str, Any]:
+    """The search space's own baseline: its default architecture and optimizer, no regularizer."""
+    space = SearchSpace.from_yaml(REGTUNE_OPTIONS.get("space", "default"))
+    config = no_regularization(space.to_config(space.baseline_params()))
     cls = RegularizedNetClassifier if train.task == "classification" else RegularizedNetRegressor
-    net = cls(hidden_layer_sizes=(128, 128), early_stopping=False, max_epochs=60, batch_size=64, lr=1e-3,
-              device="cpu", random_state=seed)
+    net = cls(**config.to_dict(), device="cpu", random_state=seed)
     net.fit(train.X.to_numpy(np.float32), train.y.to_numpy())
-    return {"score": score(train.task, y_te, net.predict(X_te.to_numpy(np.float32)))}
+    return {"score": score(train.task, y_te, net.predict(X_te.to_numpy(np.float32))),
+            "config": {k: v for k, v in config.to_dict().items() if k in ("hidden_layer_sizes", "max_epochs",
+                                                                          "batch_size", "lr")}}
 
 
 def _sklearn(make: Any):  # noqa: ANN202

@@ -1,6 +1,6 @@
 """Parallel workers: trials per minute with ``n_jobs=2`` against ``n_jobs=1`` on 2 cores.
 
-    python benchmarks/parallel.py [--quick] [--repeats 3] [--trials 12]
+    python benchmarks/parallel.py [--quick] [--repeats 3] [--trials 12] [--space minimal] [--output parallel]
 
 The same study (``digits``, space ``minimal``, ``cv=1``, ``pruner="none"``, seed 0, journal
 storage in a temporary directory, MLflow off) runs with one worker and with two worker
@@ -30,7 +30,8 @@ from regtune.tuner import TuneSettings, tune
 NAME = "parallel"
 
 
-def contender(n_jobs: int, trials: int, threads: int | None, windows: dict[str, list[float]], name: str):  # noqa: ANN201
+def contender(n_jobs: int, trials: int, threads: int | None, windows: dict[str, list[float]], name: str,  # noqa: ANN201
+              space: str = "minimal"):
     def run() -> float:
         workdir = Path(tempfile.mkdtemp(prefix=f"regtune-parallel-{n_jobs}-"))
         before = torch.get_num_threads()
@@ -38,7 +39,7 @@ def contender(n_jobs: int, trials: int, threads: int | None, windows: dict[str, 
             torch.set_num_threads(threads)
         try:
             result = tune("digits", settings=TuneSettings(
-                space="minimal", n_trials=trials, pruner="none", cv=1, seed=0, storage=str(workdir / "regtune.journal"),
+                space=space, n_trials=trials, pruner="none", cv=1, seed=0, storage=str(workdir / "regtune.journal"),
                 tracking_uri="off", progress=False, log_model=False, device="cpu", n_jobs=n_jobs,
             ))
         finally:
@@ -56,6 +57,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="6 trials, 2 repeats")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--trials", type=int, default=None)
+    parser.add_argument("--space", default="minimal")
+    parser.add_argument("--output", default=NAME, help="results file name under benchmarks/results/")
     args = parser.parse_args()
     repeats = args.repeats or (2 if args.quick else 3)
     trials = args.trials or (6 if args.quick else 12)
@@ -66,12 +69,12 @@ def main() -> None:
 
     windows: dict[str, list[float]] = {}
     contenders = {
-        f"n_jobs=1 ({default_threads} torch threads, default)": contender(1, trials, None, windows, "n1"),
-        "n_jobs=1 (1 torch thread)": contender(1, trials, 1, windows, "n1t1"),
-        f"n_jobs=2 ({max(1, (os.cpu_count() or 1) // 2)} torch thread each)": contender(2, trials, None, windows, "n2"),
+        f"n_jobs=1 ({default_threads} torch threads, default)": contender(1, trials, None, windows, "n1", args.space),
+        "n_jobs=1 (1 torch thread)": contender(1, trials, 1, windows, "n1t1", args.space),
+        f"n_jobs=2 ({max(1, (os.cpu_count() or 1) // 2)} torch thread each)": contender(2, trials, None, windows, "n2", args.space),
     }
     keys = dict(zip(contenders, ("n1", "n1t1", "n2")))
-    payload: dict[str, Any] = {"benchmark": NAME, "trials": trials, "repeats": repeats, "machine": machine_info()}
+    payload: dict[str, Any] = {"benchmark": NAME, "space": args.space, "trials": trials, "repeats": repeats, "machine": machine_info()}
     timing = interleaved(contenders, repeats, warmup=False)
     for name, rec in timing.items():
         w = sorted(windows[keys[name]])
@@ -87,11 +90,11 @@ def main() -> None:
         rec["wall_speedup_vs_default"] = one["median"] / rec["median"]
     payload["timing"] = timing
     payload["machine"]["load_average_end"] = load()
-    path = save(NAME, payload)
+    path = save(args.output, payload)
     rows = [[name, rec["median"], rec["search_window_median"], f"{rec['trials_per_minute']:.1f}",
              f"{rec['speedup_vs_default']:.2f}x", f"{rec['speedup_vs_best_single']:.2f}x"]
             for name, rec in timing.items()]
-    print(f"\n{trials} trials on digits (space minimal, cv=1), median of {repeats}")
+    print(f"\n{trials} trials on digits (space {args.space}, cv=1), median of {repeats}")
     print(markdown_table(["workers", "tune() wall s", "search window s", "trials/min (window)",
                           "vs n_jobs=1 default", "vs best n_jobs=1"], rows))
     print(f"\nwrote {path}")

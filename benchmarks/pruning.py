@@ -1,6 +1,7 @@
 """Pruning: epochs saved by Hyperband and the median rule, and what it costs in best score.
 
     python benchmarks/pruning.py [--quick] [--seeds 3] [--trials 20] [--dataset digits] [--space default]
+                                 [--pruners none,hyperband,median] [--output pruning]
 
 For each seed, the same study (same sampler seed, same trial count, ``cv=1``) runs with
 ``pruner="hyperband"``, ``"median"`` and ``"none"`` (interleaved). Reported per run: epochs
@@ -26,7 +27,7 @@ import torch
 from regtune.tuner import TuneSettings, tune
 
 NAME = "pruning"
-PRUNERS = ("none", "hyperband", "median")
+PRUNERS = ("none", "hyperband", "median", "sha")
 
 
 def run(dataset: str, space: str, trials: int, pruner: str, seed: int) -> dict[str, Any]:
@@ -54,7 +55,10 @@ def main() -> None:
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--space", default=None, help="search space (default 'default'; quick 'minimal')")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--pruners", default="none,hyperband,median", help="'none' first; 'sha' also exists")
+    parser.add_argument("--output", default=NAME, help="results file name under benchmarks/results/")
     args = parser.parse_args()
+    pruners = tuple(p.strip() for p in args.pruners.split(","))
     seeds = args.seeds or (1 if args.quick else 3)
     trials = args.trials or (8 if args.quick else 20)
     space = args.space or ("minimal" if args.quick else "default")
@@ -64,18 +68,19 @@ def main() -> None:
     os.chdir(tempfile.mkdtemp(prefix="regtune-pruning-"))
 
     payload: dict[str, Any] = {"benchmark": NAME, "dataset": args.dataset, "space": space, "trials": trials,
-                               "seeds": seeds, "threads": args.threads, "machine": machine_info(), "runs": []}
+                               "seeds": seeds, "pruners": list(pruners), "threads": args.threads, "machine": machine_info(), "runs": []}
     for seed in range(seeds):
-        order = PRUNERS[seed % 3:] + PRUNERS[: seed % 3]  # rotate who runs first
+        k = seed % len(pruners)
+        order = pruners[k:] + pruners[:k]  # rotate who runs first
         for pruner in order:
             rec = {"seed": seed, "pruner": pruner, **run(args.dataset, space, trials, pruner, seed)}
             payload["runs"].append(rec)
-            save(NAME, payload)
+            save(args.output, payload)
             print(f"seed {seed}  {pruner:<10} epochs {rec['epochs']:5d}  best val {rec['best_val']:.4f}  "
                   f"test {rec['test']:.4f}  {rec['seconds']:.0f} s  {rec['counts']}", flush=True)
     payload["summary"] = summarize(payload["runs"])
     payload["machine"]["load_average_end"] = load()
-    path = save(NAME, payload)
+    path = save(args.output, payload)
     print_table(payload)
     print(f"\nwrote {path}")
 

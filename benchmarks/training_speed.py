@@ -91,18 +91,6 @@ def make_data(n: int, d: int) -> tuple[np.ndarray, np.ndarray]:
     return X.astype(np.float32), y.astype(np.int64)
 
 
-def with_threads(threads: int, fn):  # noqa: ANN001, ANN201
-    def run() -> Any:
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            return fn()
-        finally:
-            torch.set_num_threads(before)
-
-    return run
-
-
 def regtune_fit(X: np.ndarray, y: np.ndarray, r: dict[str, Any], **params: Any):  # noqa: ANN201
     def run() -> float:
         net = RegularizedNetClassifier(
@@ -173,7 +161,7 @@ def skorch_fit(X: np.ndarray, y: np.ndarray, r: dict[str, Any]):  # noqa: ANN201
     return run
 
 
-def speed(regime: str, r: dict[str, Any], threads: int, repeats: int) -> dict[str, Any]:
+def speed(regime: str, r: dict[str, Any], repeats: int) -> dict[str, Any]:
     X, y = make_data(r["n"], r["d"])
     contenders = {
         "regtune": regtune_fit(X, y, r),
@@ -182,9 +170,8 @@ def speed(regime: str, r: dict[str, Any], threads: int, repeats: int) -> dict[st
         "torch DataLoader": dataloader_loop(X, y, r),
         "skorch": skorch_fit(X, y, r),
     }
-    if threads != 1:
-        contenders["regtune, 1 thread"] = with_threads(1, regtune_fit(X, y, r))
-        contenders["floor, 1 thread"] = with_threads(1, floor_loop(X, y, r))
+    # Thread counts are compared in fresh interpreters (threads()): after set_num_threads(2), a
+    # later set_num_threads(1) in the same process still runs ~2x slower than a 1-thread process.
     print(f"\n== {regime}: {r['n']} x {r['d']}, MLP {r['hidden']}, {r['epochs']} epochs, batch {r['batch']}")
     out = interleaved(contenders, repeats)
     floor, sk = out["floor: index slicing"]["median"], out["skorch"]["median"]
@@ -200,7 +187,7 @@ def cost(regime: str, r: dict[str, Any], repeats: int) -> dict[str, Any]:
     X, y = make_data(r["n"], r["d"])
     contenders = {name: regtune_fit(X, y, r, **params) for name, params in REGULARIZERS.items()}
     print(f"\n== cost of regularization, {regime}")
-    out = interleaved(contenders, repeats)
+    out = interleaved(contenders, repeats, warmup=False)  # the speed part already warmed up
     base = out["none"]["median"]
     for rec in out.values():
         rec["vs_none"] = rec["median"] / base
@@ -280,7 +267,7 @@ def main() -> None:
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (active)"), "speed": {}, "cost": {},
     }
     for name, r in regimes.items():
-        payload["speed"][name] = speed(name, r, args.threads, repeats)
+        payload["speed"][name] = speed(name, r, repeats)
         save("training_speed", payload)
     if not args.skip_cost:
         for name, r in regimes.items():

@@ -127,7 +127,7 @@ def test_enqueued_baseline_is_the_first_trial() -> None:
     config = space.sample(trial)
     assert trial.params == space.baseline_params()
     assert config.active_regularizers() == []
-    assert config.hidden_layer_sizes == (128, 128) and config.lr == 1e-3 and config.batch_size == 64
+    assert config.hidden_layer_sizes == (128, 128) and config.lr == 1e-3 and config.batch_size == 128
 
 
 def test_default_space_has_every_regularizer_family_but_image_augmentation() -> None:

@@ -13,7 +13,7 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
@@ -309,9 +309,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def claim_trials(study: optuna.Study) -> Iterator[optuna.Trial]:
-    """Yield WAITING trials claimed atomically by this process until the queue is empty."""
-    while True:
+def claim_trials(study: optuna.Study, stop: Callable[[], bool] | None = None) -> Iterator[optuna.Trial]:
+    """Yield WAITING trials claimed atomically by this process until the queue is empty
+    (or ``stop()`` says to stop claiming)."""
+    while stop is None or not stop():
         trial_id = study._pop_waiting_trial_id()
         if trial_id is None:
             return

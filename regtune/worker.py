@@ -6,11 +6,14 @@ another machine it is simply another ``regtune tune`` against the same storage.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import optuna
@@ -85,13 +88,47 @@ def run_worker(spec: WorkerSpec, folds: Folds, index: int, study: optuna.Study |
     space = SearchSpace.from_yaml(spec.space)
     metric = get_metric(spec.metric, folds.task)
     tracker = make_tracker(spec.tracking_uri, spec.experiment)
-    while True:
-        for trial in claim_trials(study):
-            _run_trial(study, trial, space, metric, folds, tracker, spec)
-            if deadline is not None and time.time() > deadline:
+    with _deferred_interrupt():
+        while True:
+            for trial in claim_trials(study, stop=_STOP.is_set):
+                _run_trial(study, trial, space, metric, folds, tracker, spec)
+                if deadline is not None and time.time() > deadline:
+                    return
+            _stop_point()
+            if not _replace_dead_workers_trials(study, tracker, spec, deadline):
                 return
-        if not _replace_dead_workers_trials(study, tracker, spec, deadline):
-            return
+
+
+_STOP = threading.Event()
+
+
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[None]:
+    """Turn the first Ctrl-C into a request honoured at the next epoch boundary.
+
+    A KeyboardInterrupt raised inside a storage or MLflow write can leave a SQLite transaction
+    open and the store locked for everyone; between epochs nothing is being written. A second
+    Ctrl-C is ignored so it cannot cut short the closing of the trial either.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _STOP.clear()
+    previous = signal.signal(signal.SIGINT, _request_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _request_stop(signum: int, frame: object) -> None:
+    _STOP.set()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_point() -> None:
+    if _STOP.is_set():
+        raise KeyboardInterrupt
 
 
 def _replace_dead_workers_trials(
@@ -129,7 +166,6 @@ def worker_process(spec: WorkerSpec, folds: Folds, index: int) -> None:
     Every trial is in the storage and MLflow by the time the queue is empty, so the process
     leaves without the interpreter's slow teardown of torch, SQLAlchemy and MLflow (seconds).
     """
-    signal.signal(signal.SIGINT, _interrupt_once)
     try:
         run_worker(spec, folds, index)
     except KeyboardInterrupt:
@@ -138,13 +174,6 @@ def worker_process(spec: WorkerSpec, folds: Folds, index: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
-
-
-def _interrupt_once(signum: int, frame: object) -> None:
-    """A Ctrl-C reaches a worker from the terminal and from the parent: act on the first only,
-    so the second cannot cut short the closing of the trial."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
 
 
 def _run_trial(
@@ -176,7 +205,7 @@ def _run_trial(
                 raise sample_error
             value, summary = run_objective(
                 trial, config, folds, metric, seed=seed, device=spec.device, warmup=spec.warmup,
-                on_epoch=lambda epoch, record: tracker.log_epoch(run_id, epoch, record),
+                on_epoch=lambda epoch, record: (tracker.log_epoch(run_id, epoch, record), _stop_point()),
             )
         except TrialPruned as exc:
             state, tags = TrialState.PRUNED, {"pruned_epoch": str(exc.epoch)}

@@ -167,6 +167,9 @@ _register_extra_commands()
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; turn every error into one line on stderr."""
+    # Idle OpenMP threads sleep instead of spinning: spinning threads of small networks steal
+    # the cores other trials and workers need (5x slower under load in benchmarks/).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from typer._click.exceptions import ClickException
 
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no INFO lines about its own tables

@@ -20,6 +20,7 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
+from .config import RegConfig
 from .metrics import Metric, get_metric
 from .objective import Folds, TrialPruned, run_objective, trial_seed
 from .space import SearchSpace
@@ -71,7 +72,6 @@ def run_worker(spec: WorkerSpec, folds: Folds, index: int, study: optuna.Study |
     A spawned process rebuilds the study from ``spec``; the inline worker passes its own.
     """
     if spec.n_jobs > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // spec.n_jobs))
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     deadline = spec.deadline or (time.time() + spec.timeout if spec.timeout else None)
     if study is None:
@@ -88,7 +88,8 @@ def run_worker(spec: WorkerSpec, folds: Folds, index: int, study: optuna.Study |
     space = SearchSpace.from_yaml(spec.space)
     metric = get_metric(spec.metric, folds.task)
     tracker = make_tracker(spec.tracking_uri, spec.experiment)
-    with _deferred_interrupt():
+    threads = torch.get_num_threads()  # trials set their own; the caller's setting comes back
+    with _deferred_interrupt(), _restore_threads(threads):
         while True:
             for trial in claim_trials(study, stop=_STOP.is_set):
                 _run_trial(study, trial, space, metric, folds, tracker, spec)
@@ -97,6 +98,27 @@ def run_worker(spec: WorkerSpec, folds: Folds, index: int, study: optuna.Study |
             _stop_point()
             if not _replace_dead_workers_trials(study, tracker, spec, deadline):
                 return
+
+
+_SMALL_BATCH_FLOPS = 5e6  # below this, one thread beats two (benchmarks/training_speed.py)
+
+
+def _threads_for(config: RegConfig, n_features: int, n_jobs: int) -> int:
+    """Torch threads for one trial: small networks run fastest on one thread (two threads
+    spend more time synchronizing than computing); larger ones share the worker's cores."""
+    widths = [n_features, *config.hidden_layer_sizes]
+    flops = config.batch_size * sum(a * b for a, b in zip(widths, widths[1:], strict=False))
+    if config.architecture == "mlp" and flops < _SMALL_BATCH_FLOPS:
+        return 1
+    return max(1, (os.cpu_count() or 1) // n_jobs)
+
+
+@contextlib.contextmanager
+def _restore_threads(threads: int) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 _STOP = threading.Event()
@@ -192,6 +214,7 @@ def _run_trial(
             config, sample_error = None, None
             try:
                 config = space.sample(trial)
+                torch.set_num_threads(_threads_for(config, folds.X.shape[1], spec.n_jobs))
             except Exception as exc:  # a trial that cannot even be sampled still gets its run
                 sample_error = exc
             resolved = {f"config.{k}": v for k, v in config.to_dict().items()} if config else {}

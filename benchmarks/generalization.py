@@ -7,7 +7,7 @@ once on the same held-out test rows (20 %, stratified, fixed: ``random_state=0``
 changes only the contenders' own randomness (search, initialization, batches). The two searches
 get the same wall budget (``--budget`` seconds, then one refit each):
 
-- regtune: ``regtune.tuner.tune`` with the product defaults (space ``default``, TPE, Hyperband,
+- regtune: ``regtune.tuning.tuner.tune`` with the product defaults (space ``default``, TPE, Hyperband,
   ``cv="auto"``), in-memory storage, no MLflow.
 - Optuna + skorch: a hand-written TPE search over learning rate, weight decay (AdamW), dropout
   and width of a 2-layer MLP, 60 epochs, one hold-out validation split, then a refit.
@@ -31,11 +31,10 @@ import traceback
 import warnings
 from typing import Any
 
-from _common import RESULTS, load, machine_info, markdown_table, save
-
 import numpy as np
 import optuna
 import torch
+from _common import RESULTS, load, machine_info, markdown_table, save
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, r2_score
@@ -47,9 +46,9 @@ from torch import nn
 
 from regtune import RegularizedNetClassifier, RegularizedNetRegressor
 from regtune.config import no_regularization
-from regtune.data import Dataset, load_dataset
-from regtune.space import SearchSpace
-from regtune.tuner import TuneSettings, tune
+from regtune.data.loading import Dataset, load_dataset
+from regtune.space.space import SearchSpace
+from regtune.tuning.tuner import TuneSettings, tune
 
 NAME = "generalization"
 # setting -> (built-in dataset, share of the training rows kept)

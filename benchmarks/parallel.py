@@ -15,17 +15,15 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-from _common import interleaved, load, machine_info, markdown_table, save
-
 import optuna
 import torch
+from _common import interleaved, load, machine_info, markdown_table, save
 
-from regtune.tuner import TuneSettings, tune
+from regtune.tuning.tuner import TuneSettings, tune
 
 NAME = "parallel"
 
@@ -73,7 +71,7 @@ def main() -> None:
         "n_jobs=1 (1 torch thread)": contender(1, trials, 1, windows, "n1t1", args.space),
         f"n_jobs=2 ({max(1, (os.cpu_count() or 1) // 2)} torch thread each)": contender(2, trials, None, windows, "n2", args.space),
     }
-    keys = dict(zip(contenders, ("n1", "n1t1", "n2")))
+    keys = dict(zip(contenders, ("n1", "n1t1", "n2"), strict=True))
     payload: dict[str, Any] = {"benchmark": NAME, "space": args.space, "trials": trials, "repeats": repeats, "machine": machine_info()}
     timing = interleaved(contenders, repeats, warmup=False)
     for name, rec in timing.items():

@@ -18,13 +18,12 @@ import time
 import warnings
 from typing import Any
 
-from _common import load, machine_info, markdown_table, save
-
 import numpy as np
 import optuna
 import torch
+from _common import load, machine_info, markdown_table, save
 
-from regtune.tuner import TuneSettings, tune
+from regtune.tuning.tuner import TuneSettings, tune
 
 NAME = "pruning"
 PRUNERS = ("none", "hyperband", "median", "sha")

@@ -36,11 +36,10 @@ import subprocess
 import warnings
 from typing import Any
 
-from _common import interleaved, load, machine_info, markdown_table, median, save
-
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _common import interleaved, load, machine_info, markdown_table, median, save
 from sklearn.datasets import make_classification
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset

@@ -3,7 +3,7 @@
     python benchmarks/tuner_overhead.py [--quick] [--repeats 3] [--trials 30]
 
 A 30-trial study on ``digits`` (space ``minimal``, seed 0, ``pruner="none"``, ``cv=1``) run
-through ``regtune.tuner.tune`` with a journal file (the default storage) and MLflow on SQLite
+through ``regtune.tuning.tuner.tune`` with a journal file (the default storage) and MLflow on SQLite
 in a temporary directory, against the same 30 configurations (``space.to_config(t.params)`` of
 the finished study) and the same two refits trained by the bare estimator: no Optuna, no
 MLflow. The same study with ``sqlite:///`` storage, and with in-memory storage and MLflow off,
@@ -30,24 +30,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import interleaved, load, machine_info, markdown_table, median, save
-
-import numpy as np
 import optuna
 import torch
+from _common import interleaved, load, machine_info, markdown_table, median, save
 
-import regtune.objective
-import regtune.serving
-import regtune.study
-import regtune.tracking
-import regtune.training
-import regtune.tuner
-import regtune.worker
+import regtune.estimators.persistence
+import regtune.nn.trainer
+import regtune.tracking.tracker
+import regtune.tuning.storage
+import regtune.tuning.trial
+import regtune.tuning.tuner
+import regtune.tuning.worker
 from regtune import RegularizedNetClassifier
-from regtune.data import load_dataset
-from regtune.objective import trial_seed
-from regtune.space import SearchSpace
-from regtune.tuner import TuneSettings, prepare, tune
+from regtune.data.loading import load_dataset
+from regtune.space.space import SearchSpace
+from regtune.tuning.trial import trial_seed
+from regtune.tuning.tuner import TuneSettings, prepare, tune
 
 NAME = "tuner_overhead"
 DATASET, SPACE, SEED = "digits", "minimal", 0
@@ -101,12 +99,12 @@ class Probes:
 
 
 def install(probes: Probes) -> None:
-    T, trial, study = regtune.tracking.MLflowTracker, optuna.trial.Trial, optuna.study.Study
+    T, trial, study = regtune.tracking.tracker.MLflowTracker, optuna.trial.Trial, optuna.study.Study
     # setup
-    probes.wrap(regtune.tuner, "prepare", "setup: split + preprocess")
-    probes.wrap(regtune.tuner, "_open_storage", "setup: open storage")
-    probes.wrap(regtune.tuner, "_open_tracker", "setup: open MLflow store")
-    probes.wrap(regtune.tuner, "open_study", "setup: create study + enqueue trials")
+    probes.wrap(regtune.tuning.tuner, "prepare", "setup: split + preprocess")
+    probes.wrap(regtune.tuning.tuner, "_open_storage", "setup: open storage")
+    probes.wrap(regtune.tuning.tuner, "_open_tracker", "setup: open MLflow store")
+    probes.wrap(regtune.tuning.tuner, "open_study", "setup: create study + enqueue trials")
     probes.wrap(T, "start_study_run", "setup: parent run")
     probes.wrap(T, "log_artifact", "setup: log search space")
     # per trial
@@ -116,29 +114,29 @@ def install(probes: Probes) -> None:
     probes.wrap(T, "start_trial_run", "trial: MLflow start run + params")
     probes.wrap(T, "finish_trial", "trial: MLflow finish run + metrics")
     probes.wrap(study, "tell", "trial: study.tell (storage)")
-    probes.wrap(regtune.worker, "run_objective", "trial: objective (total)")
+    probes.wrap(regtune.tuning.worker, "run_objective", "trial: objective (total)")
     # per epoch
     probes.wrap(trial, "report", "epoch: trial.report (storage)")
     probes.wrap(trial, "should_prune", "epoch: should_prune")
     probes.wrap(T, "log_epoch", "epoch: MLflow log_epoch")
-    probes.wrap(regtune.objective, "weight_stats", "trial: weight stats for MLflow")
-    probes.wrap(regtune.training.Trainer, "step", lambda: f"training: {probes.phase} epochs")
-    probes.wrap(regtune.training.Trainer, "__init__", lambda: f"training: {probes.phase} model build")
+    probes.wrap(regtune.tuning.trial, "weight_stats", "trial: weight stats for MLflow")
+    probes.wrap(regtune.nn.trainer.Trainer, "step", lambda: f"training: {probes.phase} epochs")
+    probes.wrap(regtune.nn.trainer.Trainer, "__init__", lambda: f"training: {probes.phase} model build")
     # end
-    probes.phased(regtune.tuner, "refit", "refit")
-    probes.wrap(regtune.tuner, "refit", "end: refit best + baseline (total)")
-    probes.wrap(regtune.serving, "log_model", "end: MLflow log_model")
-    probes.wrap(regtune.tuner, "_finish", "end: finish (total: refits, test scores, MLflow)")
+    probes.phased(regtune.tuning.tuner, "refit", "refit")
+    probes.wrap(regtune.tuning.tuner, "refit", "end: refit best + baseline (total)")
+    probes.wrap(regtune.estimators.persistence, "log_model", "end: MLflow log_model")
+    probes.wrap(regtune.tuning.tuner, "_finish", "end: finish (total: refits, test scores, MLflow)")
 
 
 def buffer_epochs(probes: Probes) -> None:
     """Prototype: ``log_epoch`` keeps the epoch's metrics; ``finish_trial`` writes them in one batch."""
-    T = regtune.tracking.MLflowTracker
+    T = regtune.tracking.tracker.MLflowTracker
     finish = T.finish_trial
     pending: dict[str, list] = defaultdict(list)
 
     def log_epoch(self: Any, run_id: str, epoch: int, metrics: Any) -> None:
-        pending[run_id].extend(regtune.tracking._metrics(metrics, epoch))
+        pending[run_id].extend(regtune.tracking.tracker._metrics(metrics, epoch))
 
     def finish_trial(self: Any, run_id: str, state: str, metrics: Any = None, tags: Any = None, *,
                      step: int | None = None) -> None:
@@ -229,9 +227,9 @@ def micro(n: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         stores = {
-            "journal": lambda: regtune.study.make_storage(f"{tmp}/m.journal"),
-            "sqlite": lambda: regtune.study.make_storage(f"sqlite:///{tmp}/m.db"),
-            "memory": lambda: regtune.study.make_storage(":memory:"),
+            "journal": lambda: regtune.tuning.storage.make_storage(f"{tmp}/m.journal"),
+            "sqlite": lambda: regtune.tuning.storage.make_storage(f"sqlite:///{tmp}/m.db"),
+            "memory": lambda: regtune.tuning.storage.make_storage(":memory:"),
         }
         for kind, make in stores.items():
             study = optuna.create_study(storage=make(), study_name=f"micro-{kind}", direction="maximize")
@@ -256,7 +254,7 @@ def micro(n: int) -> dict[str, Any]:
             ask_tell = (time.perf_counter() - t0) / 20
             out[f"storage {kind}"] = {"trial.report ms": report * 1e3, "should_prune ms": prune * 1e3,
                                       "ask + tell ms": ask_tell * 1e3}
-        tracker = regtune.tracking.MLflowTracker(f"sqlite:///{tmp}/mlflow.db", "micro", artifact_root=f"{tmp}/mlruns")
+        tracker = regtune.tracking.tracker.MLflowTracker(f"sqlite:///{tmp}/mlflow.db", "micro", artifact_root=f"{tmp}/mlruns")
         parent = tracker.start_study_run("micro", params={"a": 1})
         record = {"train_loss": 0.5, "val_loss": 0.4, "val_score": 0.9}
         t0 = time.perf_counter()
@@ -268,7 +266,7 @@ def micro(n: int) -> dict[str, Any]:
         epoch = (time.perf_counter() - t0) / n
         # What an asynchronous log_epoch would cost (MlflowClient.log_batch(synchronous=False)).
         t0 = time.perf_counter()
-        futures = [tracker._client.log_batch(runs[1], metrics=regtune.tracking._metrics(record, s), synchronous=False)
+        futures = [tracker._client.log_batch(runs[1], metrics=regtune.tracking.tracker._metrics(record, s), synchronous=False)
                    for s in range(n)]
         queued = (time.perf_counter() - t0) / n
         for f in futures:
@@ -276,7 +274,7 @@ def micro(n: int) -> dict[str, Any]:
         async_total = (time.perf_counter() - t0) / n
         # All of a trial's epochs in one batch at the end instead of one write per epoch.
         t0 = time.perf_counter()
-        tracker._log_batch(runs[2], metrics=[m for s in range(n) for m in regtune.tracking._metrics(record, s)])
+        tracker._log_batch(runs[2], metrics=[m for s in range(n) for m in regtune.tracking.tracker._metrics(record, s)])
         one_batch = (time.perf_counter() - t0) / n
         t0 = time.perf_counter()
         for r in runs:

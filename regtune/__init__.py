@@ -9,22 +9,26 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from regtune import _legacy
+
 __version__ = "0.1.0"
+
+_legacy.install()
 
 _EXPORTS = {
     "RegConfig": "regtune.config",
-    "RegularizedNetClassifier": "regtune.estimator",
-    "RegularizedNetRegressor": "regtune.estimator",
-    "RegTuneClassifier": "regtune.search",
-    "RegTuneRegressor": "regtune.search",
-    "SearchSpace": "regtune.space",
-    "TuneSettings": "regtune.tuner",
-    "TuneResult": "regtune.tuner",
-    "tune": "regtune.tuner",
-    "report": "regtune.reporting",
-    "ablate": "regtune.ablation",
-    "load_dataset": "regtune.data",
-    "make_preprocessor": "regtune.data",
+    "RegularizedNetClassifier": "regtune.estimators.net",
+    "RegularizedNetRegressor": "regtune.estimators.net",
+    "RegTuneClassifier": "regtune.estimators.tuned",
+    "RegTuneRegressor": "regtune.estimators.tuned",
+    "SearchSpace": "regtune.space.space",
+    "TuneSettings": "regtune.tuning.tuner",
+    "TuneResult": "regtune.tuning.tuner",
+    "tune": "regtune.tuning.tuner",
+    "report": "regtune.analysis.report",
+    "ablate": "regtune.analysis.ablation",
+    "load_dataset": "regtune.data.loading",
+    "make_preprocessor": "regtune.data.loading",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

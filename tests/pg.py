@@ -258,7 +258,7 @@ def write_space(path: Path, *, max_epochs: int, batch_size: int = 16, width: int
 def regtune_command(*args: Any) -> list[str]:
     """``regtune ARGS`` through the installed console script (as users run it)."""
     script = Path(sys.executable).with_name("regtune")
-    base = [str(script)] if script.exists() else [sys.executable, "-m", "regtune.cli"]
+    base = [str(script)] if script.exists() else [sys.executable, "-m", "regtune.cli.app"]
     return [*base, *(str(a) for a in args)]
 
 

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from study_helpers import FinishedStudy, make_study
 
-from regtune.ablation import FULL, ablate, ablation_variants
-from regtune.cli import main
+from regtune.analysis.ablation import FULL, ablate, ablation_variants
+from regtune.analysis.study_data import ReportError
+from regtune.cli.app import main
 from regtune.config import REGULARIZER_OFF, RegConfig
-from regtune.study_data import ReportError
 
 SEEDS = 2
 

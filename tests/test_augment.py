@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
 from regtune import RegConfig, RegularizedNetClassifier
-from regtune.model import build_network
-from regtune.regularizers import CutMix, ImageAugment, Mixup, Regularizer, augment
-from regtune.training import train
+from regtune.nn.models import build_network
+from regtune.nn.regularizers import CutMix, ImageAugment, Mixup, Regularizer, augment
+from regtune.nn.trainer import train
 
 IMAGE = (1, 8, 8)
 

@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pg import mlflow_runs, regtune_command, wait_for
 
-from regtune.cli import main
-from regtune.data import DataError, load_dataset
-from regtune.space import SearchSpace, SearchSpaceError
+from regtune.cli.app import main
+from regtune.data.loading import DataError, load_dataset
+from regtune.space.space import SearchSpace, SearchSpaceError
 
 UNREACHABLE_STORAGE = "postgresql+psycopg://u:Pw-9f3b@127.0.0.1:1/x"
 
@@ -252,7 +252,7 @@ def test_bad_option_is_one_line_before_anything_is_created(case: str, cwd: Path,
     ],
 )
 def test_bad_settings_raise_tune_error_naming_the_parameter(options: dict[str, Any], param: str, cwd: Path) -> None:
-    from regtune.tuner import TuneError, tune
+    from regtune.tuning.tuner import TuneError, tune
 
     with pytest.raises(TuneError, match=param):
         tune("iris", space="minimal", **options)
@@ -260,7 +260,7 @@ def test_bad_settings_raise_tune_error_naming_the_parameter(options: dict[str, A
 
 
 def test_mismatched_x_and_y_raise_data_error(cwd: Path) -> None:
-    from regtune.tuner import tune
+    from regtune.tuning.tuner import tune
 
     X = np.zeros((10, 2))
     with pytest.raises(DataError, match="10 rows"):
@@ -279,8 +279,8 @@ def test_unreachable_storage_is_one_masked_line(cwd: Path, capsys: pytest.Captur
 
 
 def test_unreachable_storage_raises_study_error(cwd: Path) -> None:
-    from regtune.study import StudyError
-    from regtune.tuner import tune
+    from regtune.tuning.storage import StudyError
+    from regtune.tuning.tuner import tune
 
     with pytest.raises(StudyError) as info:
         tune("iris", space="minimal", n_trials=1, storage=UNREACHABLE_STORAGE)
@@ -305,8 +305,8 @@ def test_unwritable_tracking_store_is_one_line(cwd: Path, capsys: pytest.Capture
 
 
 def test_unwritable_tracking_store_raises_tracking_error(cwd: Path) -> None:
-    from regtune.tracking import TrackingError
-    from regtune.tuner import tune
+    from regtune.tracking.tracker import TrackingError
+    from regtune.tuning.tuner import tune
 
     (cwd / "afile.txt").write_text("x\n")
     with pytest.raises(TrackingError, match="afile.txt"):
@@ -385,13 +385,13 @@ def _csv_texts(draw: st.DrawFn) -> str:
 @given(text=_csv_texts())
 def test_any_csv_loads_or_fails_with_one_line(text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    import regtune.tuner
+    import regtune.tuning.tuner
 
     def accepted(dataset: Any, **_: Any) -> None:
         assert len(dataset.y) > 0 and dataset.X.shape[1] > 0 and dataset.y.nunique() >= 2
         raise _Reached
 
-    monkeypatch.setattr(regtune.tuner, "tune", accepted)
+    monkeypatch.setattr(regtune.tuning.tuner, "tune", accepted)
     monkeypatch.delenv("REGTUNE_DEBUG", raising=False)
     path = tmp_path / "data.csv"
     path.write_text(text)
@@ -417,12 +417,12 @@ _yaml_atoms = st.sampled_from([
 def test_any_space_file_loads_or_fails_with_one_line(lines: list[str], tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    import regtune.tuner
+    import regtune.tuning.tuner
 
     def prepared(*_: Any, **__: Any) -> None:
         raise _Reached
 
-    monkeypatch.setattr(regtune.tuner, "prepare", prepared)
+    monkeypatch.setattr(regtune.tuning.tuner, "prepare", prepared)
     monkeypatch.delenv("REGTUNE_DEBUG", raising=False)
     path = tmp_path / "space.yaml"
     path.write_text("\n".join(lines) + "\n")
@@ -525,8 +525,8 @@ class _Payload:
 
 def _saved_model(path: Path) -> Path:
     from regtune import RegularizedNetClassifier
-    from regtune.data import TabularPreprocessor
-    from regtune.serving import save_model
+    from regtune.data.loading import TabularPreprocessor
+    from regtune.estimators.persistence import save_model
 
     frame = _iris_frame()
     X, y = frame[["a", "b"]], frame["y"]
@@ -539,7 +539,7 @@ def _saved_model(path: Path) -> Path:
 def test_tampered_weights_are_refused_not_unpickled(writer: str, tmp_path: Path) -> None:
     import torch
 
-    from regtune.serving import load_model
+    from regtune.estimators.persistence import load_model
 
     model_dir = _saved_model(tmp_path / "model")
     assert load_model(model_dir).predict(_iris_frame()[["a", "b"]]).shape == (30,)
@@ -559,7 +559,7 @@ def test_tampered_weights_are_refused_not_unpickled(writer: str, tmp_path: Path)
 def test_tampered_model_description_cannot_name_another_class(tmp_path: Path) -> None:
     import json
 
-    from regtune.serving import load_model
+    from regtune.estimators.persistence import load_model
 
     model_dir = _saved_model(tmp_path / "model")
     doc = json.loads((model_dir / "regtune_model.json").read_text())
@@ -573,8 +573,8 @@ def test_predict_refuses_a_tampered_logged_model(cwd: Path, capsys: pytest.Captu
     """End to end: a weights file swapped in the MLflow artifact store is refused by `regtune predict`."""
     import torch
 
-    from regtune.serving import load_model, log_model
-    from regtune.tracking import MLflowTracker
+    from regtune.estimators.persistence import load_model, log_model
+    from regtune.tracking.tracker import MLflowTracker
 
     model_dir = _saved_model(cwd / "fitted")
     fitted = load_model(model_dir)

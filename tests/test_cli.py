@@ -1,6 +1,6 @@
 """The ``regtune`` commands: a real run end to end, and every bad input as one error line.
 
-Commands run in-process through :func:`regtune.cli.main` (fast, output via ``capsys``); one
+Commands run in-process through :func:`regtune.cli.app.main` (fast, output via ``capsys``); one
 run goes through the installed ``regtune`` script, and the Ctrl-C tests (slow) interrupt a
 real process. Each test works in its own ``tmp_path``: the CLI writes ``regtune.journal``,
 ``mlflow.db`` and ``mlruns/`` into the current directory.
@@ -24,10 +24,10 @@ import yaml
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from regtune.cli import main
-from regtune.data import load_dataset
-from regtune.serving import load_model
-from regtune.study import load_existing_study
+from regtune.cli.app import main
+from regtune.data.loading import load_dataset
+from regtune.estimators.persistence import load_model
+from regtune.tuning.storage import load_existing_study
 
 REGTUNE = Path(sys.executable).with_name("regtune")
 STUDY = "iris-minimal-accuracy"

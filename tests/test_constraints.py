@@ -8,9 +8,9 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from regtune import RegConfig
-from regtune.model import build_network
-from regtune.regularizers import Regularizer, build_regularizers, weight_layers
-from regtune.training import train
+from regtune.nn.models import build_network
+from regtune.nn.regularizers import Regularizer, build_regularizers, weight_layers
+from regtune.nn.trainer import train
 
 IMAGE = (1, 8, 8)
 

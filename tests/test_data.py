@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from regtune.data import (
+from regtune.data.loading import (
     BUILTIN_DATASETS,
     DataError,
     Dataset,

@@ -13,7 +13,7 @@ from sklearn.metrics import log_loss
 from torch import nn
 
 from regtune import RegularizedNetClassifier
-from regtune.regularizers import GradientNoise, InputNoise, WeightNoise
+from regtune.nn.regularizers import GradientNoise, InputNoise, WeightNoise
 
 
 def _net() -> nn.Sequential:

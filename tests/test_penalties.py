@@ -11,8 +11,8 @@ from sklearn.datasets import make_classification
 from torch import nn
 
 from regtune import RegConfig, RegularizedNetClassifier
-from regtune.model import build_model
-from regtune.regularizers import (
+from regtune.nn.models import build_model
+from regtune.nn.regularizers import (
     DecoupledWeightDecay,
     ElasticNetPenalty,
     L1Penalty,

@@ -86,7 +86,7 @@ def _together(code: str, cwd: Path, n: int = N_WORKERS) -> list[tuple[int, str]]
 def test_workers_starting_together_on_an_empty_database_all_open_the_storage(postgres_url: str,
                                                                              tmp_path: Path) -> None:
     """The first workers on a new database create Optuna's tables at the same moment."""
-    code = f"from regtune.study import make_storage; make_storage({postgres_url!r}); print('ok')"
+    code = f"from regtune.tuning.storage import make_storage; make_storage({postgres_url!r}); print('ok')"
     results = _together(code, tmp_path)
     for code_, output in results:
         _secret_free(output, "make_storage output")
@@ -96,7 +96,7 @@ def test_workers_starting_together_on_an_empty_database_all_open_the_storage(pos
 def test_workers_starting_together_on_a_new_sqlite_mlflow_store_all_open_it(tmp_path: Path) -> None:
     """Several workers on one host share ``sqlite:///mlflow.db``; the first ones create it together."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    code = f"from regtune.tracking import MLflowTracker; MLflowTracker({uri!r}, 'regtune'); print('ok')"
+    code = f"from regtune.tracking.tracker import MLflowTracker; MLflowTracker({uri!r}, 'regtune'); print('ok')"
     results = _together(code, tmp_path)
     for code_, output in results:
         assert code_ == 0 and output.strip().endswith("ok"), output[-2000:]

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 from study_helpers import FinishedStudy, make_study
 
-from regtune.cli import main
-from regtune.effects import effect_tables, importance_table
-from regtune.reporting import report, with_without
-from regtune.study_data import load_study_data
+from regtune.analysis.effects import effect_tables, importance_table
+from regtune.analysis.report import report, with_without
+from regtune.analysis.study_data import load_study_data
+from regtune.cli.app import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PLOTS = {"with_without", "learning_curves", "optimization_history", "param_importances", "effects"}
@@ -190,7 +190,7 @@ def test_cli_report_prints_the_comparison(finished: FinishedStudy, tmp_path: Pat
 
 
 def test_import_regtune_does_not_import_matplotlib() -> None:
-    code = ("import sys, regtune, regtune.cli, regtune.reporting, regtune.ablation; "
+    code = ("import sys, regtune, regtune.cli.app, regtune.analysis.report, regtune.analysis.ablation; "
             "assert 'matplotlib' not in sys.modules, 'matplotlib imported'; "
             "assert callable(regtune.report) and callable(regtune.ablate), 'regtune.report is not callable'")
     subprocess.run([sys.executable, "-c", code], check=True)

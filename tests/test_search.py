@@ -26,8 +26,8 @@ from regtune import (
     RegularizedNetClassifier,
     RegularizedNetRegressor,
 )
-from regtune.data import TabularPreprocessor
-from regtune.study import make_storage
+from regtune.data.loading import TabularPreprocessor
+from regtune.tuning.storage import make_storage
 
 TINY = str(Path(__file__).parent / "spaces" / "tiny.yaml")
 FAST = dict(space=TINY, n_trials=2, cv=2, tracking_uri="off", device="cpu")
@@ -234,9 +234,9 @@ def test_optuna_stays_quiet_and_its_verbosity_is_restored(capfd, iris) -> None:
 
 def test_report_hands_the_study_to_regtune_report(fitted_iris, monkeypatch) -> None:
     calls = []
-    fake = types.ModuleType("regtune.reporting")
+    fake = types.ModuleType("regtune.analysis.report")
     fake.report = lambda study, **kwargs: calls.append((study, kwargs)) or "the report"
-    monkeypatch.setitem(sys.modules, "regtune.reporting", fake)
+    monkeypatch.setitem(sys.modules, "regtune.analysis.report", fake)
     assert fitted_iris.report(top=3) == "the report"
     assert calls == [(fitted_iris.study_, {"top": 3})]
     with pytest.raises(NotFittedError):

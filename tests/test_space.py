@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from optuna.trial import FixedTrial
 
 from regtune.config import REGULARIZER_OFF, RegConfig
-from regtune.space import (
+from regtune.space.space import (
     REGULARIZER_FAMILIES,
     CategoricalParam,
     FloatParam,

@@ -9,8 +9,8 @@ from torch import nn
 
 from regtune import RegConfig, RegularizedNetClassifier
 from regtune.config import RegConfigError
-from regtune.model import build_model
-from regtune.regularizers import GaussianDropout, make_dropout
+from regtune.nn.models import build_model
+from regtune.nn.regularizers import GaussianDropout, make_dropout
 
 IMAGE = (1, 8, 8)
 VARIANTS = ["standard", "alpha", "gaussian"]

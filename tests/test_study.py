@@ -16,7 +16,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from regtune.study import (
+from regtune.tuning.storage import (
     StudyError,
     claim_trials,
     counted_trials,

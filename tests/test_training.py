@@ -11,10 +11,10 @@ from sklearn.metrics import log_loss
 from torch import nn
 
 from regtune import RegConfig, RegularizedNetClassifier
-from regtune.callbacks import Callback, EarlyStopping, LambdaCallback
-from regtune.model import build_model
-from regtune.regularizers import Regularizer, build_regularizers
-from regtune.training import DivergenceError, Trainer, resolve_device, train
+from regtune.nn.callbacks import Callback, EarlyStopping, LambdaCallback
+from regtune.nn.models import build_model
+from regtune.nn.regularizers import Regularizer, build_regularizers
+from regtune.nn.trainer import DivergenceError, Trainer, resolve_device, train
 
 RECORD_KEYS = {"epoch", "train_loss", "val_loss", "val_score", "seconds"}
 

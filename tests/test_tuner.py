@@ -23,13 +23,13 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 from sklearn.metrics import accuracy_score
 
-from regtune import tuner
-from regtune.data import DataError, load_dataset, split_dataset
-from regtune.objective import make_estimator
-from regtune.space import SearchSpace, SearchSpaceError
-from regtune.study import StudyError
-from regtune.tracking import MLflowTracker, TrackingError
-from regtune.tuner import TuneError, TuneResult, TuneSettings, prepare, tune
+import regtune.tuning.tuner as tuner
+from regtune.data.loading import DataError, load_dataset, split_dataset
+from regtune.space.space import SearchSpace, SearchSpaceError
+from regtune.tracking.tracker import MLflowTracker, TrackingError
+from regtune.tuning.storage import StudyError
+from regtune.tuning.trial import make_estimator
+from regtune.tuning.tuner import TuneError, TuneResult, TuneSettings, prepare, tune
 
 TINY = """\
 description: tiny test space
@@ -412,7 +412,7 @@ def test_the_parent_run_never_stays_running(workdir: dict[str, Any], monkeypatch
 
 def test_an_interrupted_study_resumes_to_the_asked_count(workdir: dict[str, Any],
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from regtune import worker
+    import regtune.tuning.worker as worker
 
     real, calls = worker.run_objective, []
 

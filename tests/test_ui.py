@@ -160,7 +160,7 @@ def mlflow_ui(finished: FinishedStudy, tmp_path: Path) -> Iterator[str]:
     """``regtune ui`` on the study's store; yields its base URL once it answers HTTP 200."""
     port = _free_port()
     script = Path(sys.executable).with_name("regtune")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "regtune.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "regtune.cli.app"]
     # MLflow's background job runner spawns a pool of workers a runs table does not need.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     log = tmp_path / "ui.log"

@@ -12,14 +12,14 @@ import numpy as np
 import optuna
 import pytest
 
-from regtune import worker
-from regtune.data import load_dataset
+import regtune.tuning.worker as worker
+from regtune.data.loading import load_dataset
 from regtune.metrics import get_metric
-from regtune.objective import Folds, TrialPruned, make_estimator, run_objective
-from regtune.space import SearchSpace
-from regtune.study import make_storage, open_study
-from regtune.tuner import TuneSettings, prepare
-from regtune.worker import WorkerSpec, run_worker, worker_process
+from regtune.space.space import SearchSpace
+from regtune.tuning.storage import make_storage, open_study
+from regtune.tuning.trial import Folds, TrialPruned, make_estimator, run_objective
+from regtune.tuning.tuner import TuneSettings, prepare
+from regtune.tuning.worker import WorkerSpec, run_worker, worker_process
 
 TINY = """\
 description: tiny test space

@@ -1,0 +1,5 @@
+"""`python -m regtune` is the `regtune` command."""
+
+from regtune.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""What a finished study says: the loaded study, effect tables, plots, the report and ablations."""

@@ -1,0 +1,212 @@
+"""The ``regtune`` command line. Errors are one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Find the regularization that makes a PyTorch network generalize.",
+)
+
+_DEBUG = "REGTUNE_DEBUG"
+_INTERRUPTED = "interrupted; run the same command again to resume the study"
+
+
+def _console():  # noqa: ANN202
+    from rich.console import Console
+
+    # Wide enough for the summary tables when output goes to a file or a CI log.
+    return Console(width=None if sys.stdout.isatty() else 140)
+
+
+@app.command()
+def tune(
+    data: str = typer.Argument(..., help="CSV/Parquet path or built-in: digits, breast_cancer, wine, iris, diabetes."),
+    target: str | None = typer.Option(None, help="Target column of a file (default: the last column)."),
+    space: str = typer.Option("default", help="Search space name (see `regtune spaces`) or YAML path."),
+    trials: int = typer.Option(30, help="Trials the study should hold; re-running adds only what is missing."),
+    timeout: float | None = typer.Option(None, help="Stop starting new trials after this many seconds."),
+    pruner: str = typer.Option("hyperband", help="hyperband | median | sha | none"),
+    sampler: str = typer.Option("tpe", help="tpe | random | cmaes | gp"),
+    metric: str | None = typer.Option(None, help="accuracy | log_loss | balanced_accuracy | f1 | rmse | r2"),
+    cv: str = typer.Option("auto", help="Folds on the train part: auto (5/3/1 by size), 1 = one validation split, or K."),
+    storage: str | None = typer.Option(None, help="Optuna storage URL or journal file (default ./regtune.journal)."),
+    study: str | None = typer.Option(None, help="Study name (default DATA-SPACE-METRIC); same name resumes."),
+    experiment: str = typer.Option("regtune", help="MLflow experiment."),
+    tracking_uri: str | None = typer.Option(None, help="MLflow tracking URI (default sqlite:///mlflow.db)."),
+    jobs: int = typer.Option(1, help="Worker processes running trials in parallel."),
+    seed: int = typer.Option(0, help="Seed of the split, the sampler and every trial."),
+    device: str = typer.Option("auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps."),
+    retry_failed: int = typer.Option(0, help="Re-queue a trial whose worker died, up to N times, same params."),
+    heartbeat: int | None = typer.Option(None, help="Heartbeat interval in seconds (database storages)."),
+    grace: int | None = typer.Option(None, help="Seconds without heartbeat before a trial is failed."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Search the regularization for DATA, refit the best, compare with no regularization."""
+    from regtune.cli.tables import print_tune_summary
+    from regtune.data.loading import load_dataset
+    from regtune.tuning.tuner import TuneSettings
+    from regtune.tuning.tuner import tune as run_tune
+
+    settings = TuneSettings(
+        space=space, n_trials=trials, timeout=timeout, sampler=sampler, pruner=pruner, metric=metric,
+        cv=_parse_cv(cv), storage=storage, study_name=study, experiment=experiment, tracking_uri=tracking_uri,
+        n_jobs=jobs, seed=seed, device=device, retry_failed=retry_failed, heartbeat_interval=heartbeat,
+        grace_period=grace, progress=not quiet,
+    )
+    settings.check()
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and summary say it all
+    console = _console()
+    dataset = load_dataset(data, target)
+    result = run_tune(dataset, settings=settings, console=console)
+    print_tune_summary(result, console)
+
+
+def _parse_cv(value: str) -> int | str:
+    if value == "auto":
+        return value
+    if not value.isdigit():
+        raise typer.BadParameter(f"--cv {value!r} must be 'auto' or a whole number")
+    return int(value)
+
+
+@app.command()
+def best(
+    study: str = typer.Option(..., help="Study name."),
+    storage: str | None = typer.Option(None, help="Optuna storage URL or journal file."),
+) -> None:
+    """Print the best trial of a study: value, parameters, MLflow run."""
+    from regtune.cli.tables import print_best
+    from regtune.tuning.storage import load_existing_study
+
+    print_best(load_existing_study(study, storage), _console())
+
+
+@app.command()
+def predict(
+    data: str = typer.Argument(..., help="CSV/Parquet path or built-in dataset name."),
+    run: str = typer.Option(..., help="MLflow run id of a study's parent run (see `regtune tune` output)."),
+    tracking_uri: str | None = typer.Option(None, help="MLflow tracking URI (default sqlite:///mlflow.db)."),
+    output: Path | None = typer.Option(None, help="Write predictions to this CSV instead of stdout."),  # noqa: B008
+    proba: bool = typer.Option(False, help="Class probabilities instead of labels."),
+) -> None:
+    """Predict DATA with the best model logged by a study."""
+    from regtune.cli.predict import predict_frame
+
+    frame = predict_frame(data, run, tracking_uri=tracking_uri, proba=proba)
+    if output is None:
+        frame.to_csv(sys.stdout, index=False)
+    else:
+        frame.to_csv(output, index=False)
+        typer.echo(f"wrote {len(frame)} predictions to {output}", err=True)
+
+
+@app.command()
+def spaces(name: str | None = typer.Argument(None, help="Print this space's YAML.")) -> None:
+    """List the search spaces, or print one."""
+    from rich.table import Table
+
+    from regtune.space.space import SearchSpace
+
+    console = _console()
+    if name:
+        console.print(SearchSpace.from_yaml(name).to_yaml_text(), markup=False, highlight=False)
+        return
+    table = Table(title="search spaces")
+    for col in ("name", "description", "params", "regularizer families"):
+        table.add_column(col)
+    for space_name in SearchSpace.available():
+        s = SearchSpace.from_yaml(space_name).summary()
+        table.add_row(space_name, s["description"], str(s["params"]), ", ".join(s["families"]))
+    console.print(table)
+
+
+@app.command()
+def ui(
+    port: int = typer.Option(5000, help="Port."),
+    host: str = typer.Option("127.0.0.1", help="Interface; loopback unless you mean to expose it."),
+    tracking_uri: str | None = typer.Option(None, help="Backend store (default sqlite:///mlflow.db)."),
+) -> None:
+    """Start the MLflow UI on the default local store."""
+    from regtune.tracking.tracker import DEFAULT_TRACKING_URI, mask_secrets
+
+    backend = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    artifacts = Path("mlruns").resolve()
+    typer.echo(
+        f"MLflow UI for {mask_secrets(backend)}: http://{host}:{port}/#/experiments "
+        "(open an experiment's 'Model training' runs; Ctrl-C stops it)",
+        err=True,
+    )
+    # Through the environment, not argv: any local user can read a process's arguments (ps).
+    # One web worker and no background job runners: a local UI needs neither, and 2 cores are few.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ, "MLFLOW_BACKEND_STORE_URI": backend}
+    args = [sys.executable, "-m", "mlflow", "ui", "--default-artifact-root", artifacts.as_uri(),
+            "--host", host, "--port", str(port), "--workers", "1"]
+    os.execve(sys.executable, args, env)
+
+
+def _register_extra_commands() -> None:
+    from regtune.cli.analysis import register
+
+    register(app)
+
+
+_register_extra_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app; turn every error into one line on stderr."""
+    # Idle OpenMP threads sleep instead of spinning: spinning threads of small networks steal
+    # the cores other trials and workers need (5x slower under load in benchmarks/).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from typer._click.exceptions import ClickException
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no INFO lines about its own tables
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="regtune", standalone_mode=False)
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        _fail(_INTERRUPTED, 130)
+    except ClickException as exc:
+        message = " ".join(exc.format_message().split())
+        if not message:  # `regtune` alone: click printed the help, there is no error to add
+            raise SystemExit(exc.exit_code) from None
+        _fail(message, exc.exit_code)
+    except KeyboardInterrupt:
+        _fail(_INTERRUPTED, 130)
+    except Exception as exc:  # every user-facing error: one line, no traceback
+        if os.environ.get(_DEBUG):
+            raise
+        from regtune.cli.errors import describe
+
+        message, code = describe(exc)
+        _fail(message, code)
+    # Without standalone mode, typer *returns* exit codes: 130 is how it reports a Ctrl-C.
+    if code == 130:
+        _fail(_INTERRUPTED, 130)
+    if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+        raise SystemExit(code)
+
+
+def _fail(message: str, code: int) -> None:
+    from regtune.tracking.tracker import mask_secrets
+
+    print(f"regtune: error: {mask_secrets(message)}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Console tables for ``regtune tune`` and ``regtune best``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+from rich.console import Console
+from rich.table import Table
+
+from regtune.tracking.tracker import mask_secrets
+
+__all__ = ["print_best", "print_tune_summary"]
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"  # e.g. no test part, or no complete baseline trial
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def print_tune_summary(result: Any, console: Console) -> None:
+    """Baseline vs best side by side, the chosen regularization, and where to look in MLflow."""
+    scores = result.scores
+    table = Table(title=f"study {result.study_name}: {result.metric.name}, baseline vs best")
+    for col in ("model", "trial", "train", "val (search)", "test", "gap (train-test)", "epochs", "regularizers"):
+        table.add_column(col, justify="left" if col in ("model", "regularizers") else "right")
+    for label, row in scores.iterrows():
+        table.add_row(str(label), _fmt(row["trial"]), _fmt(row["train"]), _fmt(row["val"]), _fmt(row["test"]),
+                      _fmt(row["gap"]), _fmt(row["epochs"]), row["regularizers"])
+    console.print(table)
+    settings = Table(title="best regularization settings")
+    settings.add_column("setting")
+    settings.add_column("value", justify="right")
+    base = result.best_config.__class__()
+    for key, value in result.best_config.to_dict().items():
+        if value != getattr(base, key) or key in result.best_config.active_regularizers():
+            settings.add_row(key, _fmt(value))
+    console.print(settings)
+    counts = result.counts
+    console.print(
+        f"trials: {counts.get('COMPLETE', 0)} complete, {counts.get('PRUNED', 0)} pruned, "
+        f"{counts.get('FAIL', 0)} failed"
+    )
+    console.print(
+        f"MLflow: {mask_secrets(result.tracking_uri)}  experiment {result.experiment_id}  "
+        f"parent run {result.parent_run_id}\n"
+        f"  browse: regtune ui    predict: regtune predict DATA --run {result.parent_run_id}",
+        highlight=False,
+    )
+
+
+def print_best(study: optuna.Study, console: Console) -> None:
+    """The best trial's value, parameters and MLflow run id."""
+    try:
+        best = study.best_trial
+    except ValueError:
+        raise ValueError(f"study {study.study_name!r} has no complete trial yet") from None
+    table = Table(title=f"study {study.study_name}: best trial {best.number}")
+    table.add_column("key")
+    table.add_column("value", justify="right")
+    table.add_row("value", _fmt(best.value))
+    table.add_row("mlflow run", str(best.user_attrs.get("mlflow_run_id", "")))
+    for key, value in best.params.items():
+        table.add_row(key, _fmt(value))
+    console.print(table)

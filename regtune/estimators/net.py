@@ -1,0 +1,466 @@
+"""scikit-learn estimators over the training loop: one network, explicit regularization."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from regtune.config import (
+    ACTIVATIONS,
+    ARCHITECTURES,
+    AUGMENTS,
+    BATCH_NORM,
+    DROPOUT_VARIANTS,
+    OPTIMIZERS,
+    RegConfig,
+)
+from regtune.nn.callbacks import Callback, EarlyStopping
+from regtune.nn.models import build_network
+from regtune.nn.regularizers import build_regularizers
+from regtune.nn.trainer import Trainer, predict_exact, resolve_device
+
+__all__ = ["RegularizedNetClassifier", "RegularizedNetRegressor"]
+
+_NON_NEGATIVE = [Interval(Real, 0, None, closed="left")]
+_RATE = [Interval(Real, 0, 1, closed="left")]
+_POSITIVE_INT = [Interval(Integral, 1, None, closed="left")]
+
+
+class _RegularizedNet(BaseEstimator):
+    """Shared parameters, fitting and persistence of the two estimators."""
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "architecture": [StrOptions(set(ARCHITECTURES))],
+        "conv_channels": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "image_shape": [None, "array-like"],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "optimizer": [StrOptions(set(OPTIMIZERS))],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": _POSITIVE_INT,
+        "max_epochs": _POSITIVE_INT,
+        "l1": _NON_NEGATIVE,
+        "l2": _NON_NEGATIVE,
+        "weight_decay": _NON_NEGATIVE,
+        "elastic_net": _NON_NEGATIVE,
+        "l1_ratio": [Interval(Real, 0, 1, closed="both")],
+        "dropout": _RATE,
+        "dropout_variant": [StrOptions(set(DROPOUT_VARIANTS))],
+        "batch_norm": [StrOptions(set(BATCH_NORM))],
+        "spectral_norm": ["boolean"],
+        "input_noise": _NON_NEGATIVE,
+        "weight_noise": _NON_NEGATIVE,
+        "gradient_noise": _NON_NEGATIVE,
+        "mixup_alpha": _NON_NEGATIVE,
+        "cutmix_alpha": _NON_NEGATIVE,
+        "augment": [StrOptions(set(AUGMENTS))],
+        "label_smoothing": _RATE,
+        "max_norm": _NON_NEGATIVE,
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "patience": _POSITIVE_INT,
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "callbacks": [None, list],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes: Sequence[int] = (128, 128),
+        *,
+        architecture: str = "mlp",
+        conv_channels: Sequence[int] = (16, 32),
+        image_shape: Sequence[int] | None = None,
+        activation: str = "relu",
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        batch_size: int = 128,
+        max_epochs: int = 100,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        weight_decay: float = 0.0,
+        elastic_net: float = 0.0,
+        l1_ratio: float = 0.5,
+        dropout: float = 0.0,
+        dropout_variant: str = "standard",
+        batch_norm: str = "none",
+        spectral_norm: bool = False,
+        input_noise: float = 0.0,
+        weight_noise: float = 0.0,
+        gradient_noise: float = 0.0,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        augment: str = "none",
+        label_smoothing: float = 0.0,
+        max_norm: float = 0.0,
+        early_stopping: bool = True,
+        validation_fraction: float = 0.1,
+        patience: int = 10,
+        device: str = "auto",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 0,
+        callbacks: list[Callback] | None = None,
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.architecture = architecture
+        self.conv_channels = conv_channels
+        self.image_shape = image_shape
+        self.activation = activation
+        self.optimizer = optimizer
+        self.lr = lr
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.l1 = l1
+        self.l2 = l2
+        self.weight_decay = weight_decay
+        self.elastic_net = elastic_net
+        self.l1_ratio = l1_ratio
+        self.dropout = dropout
+        self.dropout_variant = dropout_variant
+        self.batch_norm = batch_norm
+        self.spectral_norm = spectral_norm
+        self.input_noise = input_noise
+        self.weight_noise = weight_noise
+        self.gradient_noise = gradient_noise
+        self.mixup_alpha = mixup_alpha
+        self.cutmix_alpha = cutmix_alpha
+        self.augment = augment
+        self.label_smoothing = label_smoothing
+        self.max_norm = max_norm
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callbacks = callbacks
+
+    _task = ""
+
+    # ---- fitting -------------------------------------------------------------------------
+
+    def fit(self, X: Any, y: Any) -> _RegularizedNet:
+        """Train the network; with ``early_stopping`` a validation split picks the best epoch."""
+        for _ in self.fit_iter(X, y):
+            pass
+        return self
+
+    def fit_iter(
+        self,
+        X: Any,
+        y: Any,
+        validation_data: tuple[Any, Any] | None = None,
+        *,
+        callbacks: Sequence[Callback] = (),
+        score_fn: Any = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Fit epoch by epoch, yielding each epoch's history record; fitted when exhausted.
+
+        ``validation_data`` replaces the internal validation split (the tuner passes its own
+        folds). Stepping several of these generators in lockstep is how cross-validated
+        trials report a mean score per epoch.
+        """
+        self._validate_params()
+        config = self._config()
+        X, y = self._validate_xy(X, y)
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        self.device_ = resolve_device(self.device)
+        self._fit_scaling(X)
+        y_enc = self._encode_y(y, fit=True)
+        if validation_data is not None:
+            X_val, y_val = self._validate_xy(*validation_data, reset=False)
+            X_tr, y_tr, y_val = X, y_enc, self._encode_y(y_val)
+        elif self.early_stopping:
+            X_tr, X_val, y_tr, y_val = self._split_validation(X, y_enc, seed)
+        else:
+            X_tr, y_tr, X_val, y_val = X, y_enc, None, None
+        image_shape = tuple(self.image_shape) if self.image_shape is not None else None
+        regs = build_regularizers(config, n_classes=self._n_classes(), image_shape=image_shape)
+        self.n_outputs_ = self._n_outputs(y_enc)
+        self._network_args_ = (config, self.n_features_in_, self.n_outputs_, image_shape)
+        cbs = list(self.callbacks or []) + list(callbacks)
+        if self.early_stopping and X_val is not None:
+            cbs.append(EarlyStopping(config.patience))
+        trainer = Trainer(
+            lambda: build_network(*self._network_args_, regs),
+            config,
+            self._tensor(X_tr),
+            self._target_tensor(y_tr),
+            self._tensor(X_val) if X_val is not None else None,
+            self._target_tensor(y_val) if y_val is not None else None,
+            task=self._task,
+            regularizers=regs,
+            callbacks=cbs,
+            score_fn=score_fn,
+            seed=seed,
+        )
+        while not trainer.done:
+            record = trainer.step()
+            if self.verbose:
+                print(_format_record(record))
+            yield record
+        self.module_ = trainer.finish()
+        self.config_ = config
+        self.history_ = trainer.history
+        self.n_iter_ = trainer.epoch
+        self.best_epoch_ = trainer.best_epoch
+
+    def _config(self) -> RegConfig:
+        params = self.get_params()
+        if self._task == "regression" and params["label_smoothing"] > 0:
+            raise ValueError(f"label_smoothing={params['label_smoothing']!r} applies to classification only; use 0")
+        return RegConfig.from_params(params)
+
+    def _validate_xy(self, X: Any, y: Any, reset: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        return validate_data(
+            self, X, y, reset=reset, dtype=[np.float64, np.float32],
+            y_numeric=self._task == "regression", multi_output=self._task == "regression",
+        )
+
+    def _fit_scaling(self, X: np.ndarray) -> None:
+        # Images share one scale across pixels so shifts and rotations keep their meaning.
+        if self.image_shape is not None:
+            self._x_mean_, self._x_scale_ = float(X.mean()), float(X.std())
+        else:
+            self._x_mean_, self._x_scale_ = X.mean(0), X.std(0)
+            self._x_scale_ = np.where(self._x_scale_ < 1e-12, 1.0, self._x_scale_)
+        if np.ndim(self._x_scale_) == 0 and self._x_scale_ < 1e-12:
+            self._x_scale_ = 1.0
+
+    def _tensor(self, X: np.ndarray) -> torch.Tensor:
+        Xs = (X - self._x_mean_) / self._x_scale_
+        return torch.as_tensor(np.ascontiguousarray(Xs, dtype=np.float32), device=self.device_)
+
+    def _split_validation(self, X: np.ndarray, y: np.ndarray, seed: int) -> tuple:
+        n_val = int(np.ceil(self.validation_fraction * X.shape[0]))
+        if X.shape[0] - n_val < 1:
+            return X, None, y, None
+        stratify = None
+        if self._task == "classification":
+            counts = np.bincount(y)
+            if counts.min() >= 2 and n_val >= len(counts):
+                stratify = y
+        return train_test_split(X, y, test_size=n_val, random_state=seed, stratify=stratify)
+
+    def _predict_raw(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return predict_exact(self.module_, self._tensor(X)).cpu().numpy().astype(np.float64)
+
+    # ---- persistence: weights travel as a torch state dict, loaded with weights_only=True ----
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())  # object.__getstate__ returns the live __dict__
+        module = state.pop("module_", None)
+        if module is not None:
+            buffer = io.BytesIO()
+            torch.save(module.state_dict(), buffer)
+            state["_module_state"] = buffer.getvalue()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        blob = state.pop("_module_state", None)
+        super().__setstate__(state)
+        if blob is not None:
+            if self.device_.type != "cpu" and resolve_device("auto").type != self.device_.type:
+                self.device_ = torch.device("cpu")
+            self.module_ = self.load_weights(blob)
+
+    _FITTED = ("classes_", "n_features_in_", "n_outputs_", "_x_mean_", "_x_scale_", "_y_mean_", "_y_scale_",
+               "_y_1d_", "n_iter_", "best_epoch_")
+
+    def export_state(self) -> tuple[dict[str, Any], bytes]:
+        """A JSON-ready description of the fitted estimator and its weights as bytes.
+
+        Together they rebuild it with :meth:`from_state`, with no pickle involved.
+        """
+        check_is_fitted(self)
+        params = {k: v for k, v in self.get_params().items() if k != "callbacks"}
+        fitted = {k: _jsonable(getattr(self, k)) for k in self._FITTED if hasattr(self, k)}
+        buffer = io.BytesIO()
+        torch.save(self.module_.state_dict(), buffer)
+        return {"class": type(self).__name__, "params": _jsonable(params), "fitted": fitted}, buffer.getvalue()
+
+    @staticmethod
+    def from_state(state: dict[str, Any], weights: bytes, device: str = "cpu") -> _RegularizedNet:
+        """Inverse of :meth:`export_state`; weights load with ``torch.load(weights_only=True)``."""
+        classes = {c.__name__: c for c in (RegularizedNetClassifier, RegularizedNetRegressor)}
+        if state.get("class") not in classes:
+            raise ValueError(f"saved model class {state.get('class')!r} is not a regtune estimator")
+        est = classes[state["class"]](**state["params"])
+        for key, value in state["fitted"].items():
+            setattr(est, key, np.asarray(value) if isinstance(value, list) else value)
+        est.device_ = torch.device(device)
+        image_shape = tuple(est.image_shape) if est.image_shape is not None else None
+        est.config_ = est._config()
+        est._network_args_ = (est.config_, est.n_features_in_, est.n_outputs_, image_shape)
+        est.module_ = est.load_weights(weights)
+        return est
+
+    def load_weights(self, blob: bytes) -> torch.nn.Module:
+        """Rebuild the fitted network and load weights saved by :meth:`__getstate__`."""
+        config, n_features, n_outputs, image_shape = self._network_args_
+        regs = build_regularizers(config, n_classes=self._n_classes(), image_shape=image_shape)
+        module = build_network(config, n_features, n_outputs, image_shape, regs)
+        weights = torch.load(io.BytesIO(blob), map_location=self.device_, weights_only=True)
+        module.load_state_dict(weights)
+        return module.to(self.device_).eval()
+
+
+class RegularizedNetClassifier(ClassifierMixin, _RegularizedNet):
+    """A PyTorch network classifier with explicit, composable regularization.
+
+    Parameters follow :class:`sklearn.neural_network.MLPClassifier` where the idea is the same
+    (``hidden_layer_sizes``, ``batch_size``, ``early_stopping``, ``validation_fraction``,
+    ``random_state``). Every regularizer is off at its default (``0``, ``"none"``, ``False``)
+    except early stopping.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default=(128, 128)
+        Width of each hidden dense layer.
+    architecture : {"mlp", "cnn"}, default="mlp"
+        ``"cnn"`` reshapes each row to ``image_shape`` and adds 3x3 conv blocks.
+    l1, l2 : float, default=0
+        Coupled L1 / L2 penalties added to the loss (``l2 / 2 * sum w^2``).
+    weight_decay : float, default=0
+        Decoupled (AdamW-style) decay applied after each optimizer step.
+    elastic_net, l1_ratio : float
+        Elastic-net penalty strength and its L1 share.
+    dropout, dropout_variant : float, {"standard", "alpha", "gaussian"}
+        Dropout rate in [0, 1) after every hidden dense layer and its kind.
+    batch_norm : {"none", "before_activation", "after_activation"}
+        Batch normalization placement.
+    input_noise, weight_noise, gradient_noise : float
+        Standard deviations of Gaussian noise on inputs, weights (training forward) and gradients.
+    mixup_alpha, cutmix_alpha : float
+        Beta(alpha, alpha) mixing of samples and targets; cutmix swaps feature columns.
+    augment : {"none", "image", "image_flip"}
+        Image augmentation (shift, rotation, cutout; plus flips) for ``image_shape`` inputs.
+    label_smoothing : float in [0, 1)
+    max_norm : float
+        Upper bound on each unit's incoming weight norm (0 = off).
+    spectral_norm : bool
+        Spectrally normalize every hidden layer.
+    early_stopping, validation_fraction, patience
+        Stop after ``patience`` epochs without a better validation loss and restore the best.
+    device : str, default="auto"
+        CUDA, then MPS, then CPU.
+
+    Attributes
+    ----------
+    classes_, module_, history_, n_iter_, best_epoch_, config_, n_features_in_
+    """
+
+    _task = "classification"
+
+    def _encode_y(self, y: np.ndarray, fit: bool = False) -> np.ndarray:
+        if fit:
+            check_classification_targets(y)
+            self.classes_, encoded = np.unique(y, return_inverse=True)
+            if len(self.classes_) < 2:
+                raise ValueError(
+                    f"{type(self).__name__} needs at least 2 classes in y; got 1 class: {self.classes_[0].item()!r}"
+                )
+            return encoded
+        lookup = {c: i for i, c in enumerate(self.classes_)}
+        unknown = [v for v in np.unique(y) if v not in lookup]
+        if unknown:
+            raise ValueError(
+                f"validation labels {[v.item() for v in unknown]!r} were not seen in the training labels "
+                f"{self.classes_.tolist()!r}"
+            )
+        return np.array([lookup[v] for v in y])
+
+    def _n_classes(self) -> int:
+        return len(self.classes_)
+
+    def _n_outputs(self, y: np.ndarray) -> int:
+        return len(self.classes_)
+
+    def _target_tensor(self, y: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(y, dtype=torch.long, device=self.device_)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, columns ordered as ``classes_``."""
+        logits = self._predict_raw(X)
+        logits -= logits.max(1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(1, keepdims=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        scores = self._predict_raw(X)
+        return self.classes_[scores.argmax(1)]
+
+    def __sklearn_tags__(self):  # noqa: ANN204
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = True
+        return tags
+
+
+class RegularizedNetRegressor(RegressorMixin, _RegularizedNet):
+    """A PyTorch network regressor with explicit, composable regularization.
+
+    Same parameters as :class:`RegularizedNetClassifier` (``label_smoothing`` must stay 0).
+    Targets are standardized for training and mapped back in :meth:`predict`; 2-D targets
+    give a multi-output network.
+    """
+
+    _task = "regression"
+
+    def _encode_y(self, y: np.ndarray, fit: bool = False) -> np.ndarray:
+        y2 = y.reshape(len(y), -1).astype(np.float64)
+        if fit:
+            self._y_1d_ = y.ndim == 1
+            self._y_mean_ = y2.mean(0)
+            scale = y2.std(0)
+            self._y_scale_ = np.where(scale < 1e-12, 1.0, scale)
+        return (y2 - self._y_mean_) / self._y_scale_
+
+    def _n_classes(self) -> None:
+        return None
+
+    def _n_outputs(self, y: np.ndarray) -> int:
+        return y.shape[1]
+
+    def _target_tensor(self, y: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(y, dtype=np.float32), device=self.device_)
+
+    def predict(self, X: Any) -> np.ndarray:
+        y = self._predict_raw(X) * self._y_scale_ + self._y_mean_
+        return y.ravel() if self._y_1d_ else y
+
+    def __sklearn_tags__(self):  # noqa: ANN204
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _format_record(record: dict[str, Any]) -> str:
+    return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())

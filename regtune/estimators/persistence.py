@@ -1,0 +1,131 @@
+"""Saving and loading a tuned model without pickle: JSON for the settings, a torch state dict
+loaded with ``weights_only=True`` for the weights. The MLflow model is "models from code", so
+``mlflow.pyfunc.load_model`` does not unpickle anything either."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from regtune.data.loading import DataError, TabularPreprocessor
+from regtune.estimators.net import _RegularizedNet
+
+__all__ = ["TunedModel", "load_model", "log_model", "save_model"]
+
+_META, _WEIGHTS = "regtune_model.json", "weights.pt"
+
+
+class TunedModel:
+    """Preprocessor plus network: takes the raw table (DataFrame) the study was run on."""
+
+    def __init__(self, estimator: _RegularizedNet, preprocessor: TabularPreprocessor | None,
+                 meta: dict[str, Any] | None = None) -> None:
+        self.estimator = estimator
+        self.preprocessor = preprocessor
+        self.meta = meta or {}
+
+    def _features(self, X: Any) -> np.ndarray:
+        if self.preprocessor is not None:
+            return self.preprocessor.transform(X)
+        columns = self.meta.get("columns")
+        if isinstance(X, pd.DataFrame) and columns:
+            missing = [c for c in columns if c not in X.columns]
+            if missing:
+                raise DataError(f"the data lacks column(s) {missing[:5]} the model was trained on")
+            X = X[columns]
+        return np.asarray(X, dtype=np.float32)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.estimator.predict(self._features(X))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return self.estimator.predict_proba(self._features(X))
+
+
+def save_model(path: str | Path, estimator: _RegularizedNet, preprocessor: TabularPreprocessor | None,
+               **meta: Any) -> Path:
+    """Write ``regtune_model.json`` and ``weights.pt`` into the directory ``path``."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state, weights = estimator.export_state()
+    doc = {"format": 1, "estimator": state, "preprocessor": preprocessor.to_dict() if preprocessor else None,
+           "meta": meta}
+    (path / _META).write_text(json.dumps(doc, indent=1, default=str))
+    (path / _WEIGHTS).write_bytes(weights)
+    return path
+
+
+def load_model(path: str | Path) -> TunedModel:
+    """Load what :func:`save_model` wrote; never unpickles (JSON + ``weights_only=True``)."""
+    path = Path(path)
+    meta_file = path / _META
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{path} holds no regtune model ({_META} is missing)")
+    doc = json.loads(meta_file.read_text())
+    estimator = _RegularizedNet.from_state(doc["estimator"], (path / _WEIGHTS).read_bytes())
+    prep = TabularPreprocessor.from_dict(doc["preprocessor"]) if doc.get("preprocessor") else None
+    return TunedModel(estimator, prep, doc.get("meta", {}))
+
+
+def log_model(tracker: Any, run_id: str, estimator: _RegularizedNet, preprocessor: TabularPreprocessor | None,
+              **meta: Any) -> str:
+    """Log the model under ``run_id`` as an MLflow pyfunc model at artifact path ``model``.
+
+    MLflow's global tracking URI and active run are left as they were: a notebook user's own
+    MLflow setup is not ours to change.
+    """
+    import os
+
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    code = Path(__file__).resolve().parent.parent / "tracking" / "pyfunc_model.py"  # executed by MLflow, not imported here
+
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), _tracking_uri(tracker.tracking_uri):
+        # MLflow asks for type hints to infer a signature; the model takes any DataFrame.
+        warnings.simplefilter("ignore", UserWarning)
+        save_model(Path(tmp) / "regtune_model", estimator, preprocessor, **meta)
+        # The model takes any DataFrame the preprocessor knows: no signature to infer, no warning.
+        pyfunc_log = logging.getLogger("mlflow.pyfunc")
+        level = pyfunc_log.level
+        pyfunc_log.setLevel(logging.ERROR)
+        try:
+            with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=str(code),
+                    artifacts={"regtune_model": str(Path(tmp) / "regtune_model")},
+                    pip_requirements=["regtune"],
+                )
+        finally:
+            pyfunc_log.setLevel(level)
+    return info.model_uri
+
+
+@contextlib.contextmanager
+def _tracking_uri(uri: str) -> Iterator[None]:
+    import mlflow
+
+    try:  # MLflow's own scoped setter (private, but stable since 1.x)
+        from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+    except ImportError:
+        _use_tracking_uri = None
+    if _use_tracking_uri is not None:
+        with _use_tracking_uri(uri):
+            yield
+        return
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)

@@ -1,0 +1,330 @@
+"""scikit-learn estimators whose ``fit`` runs a regularization study and refits the best.
+
+``RegTuneClassifier(...).fit(X, y)`` is :func:`regtune.tuning.tuner.tune` on ``X, y`` with no test
+part held out (hold out your own test set and call ``score`` on it): every row takes part in
+the cross-validated search, and the best configuration is then refit on all of them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils import Tags, check_random_state
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from regtune.data.loading import Dataset
+from regtune.metrics import METRICS
+from regtune.nn.trainer import resolve_device
+from regtune.tuning.storage import MEMORY, PRUNERS, SAMPLERS, make_storage
+from regtune.tuning.tuner import TuneSettings, trials_frame, tune
+
+__all__ = ["RegTuneClassifier", "RegTuneRegressor"]
+
+_DTYPES = [np.float64, np.float32]
+
+
+class _RegTune(BaseEstimator):
+    """Parameters, ``fit`` and delegation shared by the classifier and the regressor."""
+
+    _task = ""
+    _parameter_constraints: dict = {
+        "space": [str, os.PathLike],
+        "n_trials": [Interval(Integral, 1, None, closed="left")],
+        "timeout": [None, Interval(Real, 0, None, closed="neither")],
+        "sampler": [StrOptions(set(SAMPLERS))],
+        "pruner": [StrOptions(set(PRUNERS))],
+        "cv": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "metric": [None],  # each task adds its metric names
+        "storage": [None, str, os.PathLike],
+        "study_name": [None, str],
+        "tracking_uri": [None, str],
+        "experiment": [str],
+        "n_jobs": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        *,
+        space: str | os.PathLike[str] = "default",
+        n_trials: int = 30,
+        timeout: float | None = None,
+        sampler: str = "tpe",
+        pruner: str = "hyperband",
+        cv: int | str = "auto",
+        metric: str | None = None,
+        storage: str | None = None,
+        study_name: str | None = None,
+        tracking_uri: str | None = None,
+        experiment: str = "regtune",
+        n_jobs: int = 1,
+        device: str = "auto",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: int = 0,
+    ) -> None:
+        self.space = space
+        self.n_trials = n_trials
+        self.timeout = timeout
+        self.sampler = sampler
+        self.pruner = pruner
+        self.cv = cv
+        self.metric = metric
+        self.storage = storage
+        self.study_name = study_name
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.n_jobs = n_jobs
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ---- fitting -------------------------------------------------------------------------
+
+    def fit(self, X: Any, y: Any) -> _RegTune:
+        """Run the study on all of ``X, y``, then refit the best configuration on all of it.
+
+        Raises ``ValueError`` for bad parameters or data before any study, MLflow run or file
+        is created.
+        """
+        settings = self._settings()
+        was_frame = isinstance(X, pd.DataFrame)
+        X, y = validate_data(
+            self, X, y, dtype=_DTYPES, ensure_all_finite="allow-nan", ensure_min_samples=2,
+            y_numeric=self._task == "regression",
+        )
+        classes = self._check_target(y, settings)
+        names = [str(c) for c in getattr(self, "feature_names_in_", [])]
+        if len(set(names)) != X.shape[1]:
+            names = [f"x{i}" for i in range(X.shape[1])]
+        data = Dataset(
+            name="dataframe" if was_frame else "array", X=pd.DataFrame(X, columns=names),
+            y=pd.Series(y, name="target"), task=self._task, image_shape=None, target="target",
+        )
+        # n_jobs > 1 without a storage: the worker processes share a journal file that lives
+        # only as long as this call; the study is copied into memory before it goes.
+        temporary = self.storage is None and settings.n_jobs > 1
+        with _quiet_optuna(), _temporary_journal(settings, temporary) as settings:
+            result = tune(data, settings=settings)
+            study = _in_memory(result.study_name, settings.storage) if temporary else result.study
+        if classes is not None:
+            self.classes_ = classes
+        self.study_ = study
+        self.best_params_ = dict(result.best_params)
+        self.best_score_ = result.best_value
+        self.baseline_score_ = float(result.scores.loc["baseline", "val"])
+        self.best_estimator_ = result.best_estimator
+        self.preprocessor_ = result.preprocessor
+        self.trials_ = trials_frame(study)
+        self.mlflow_run_id_ = result.parent_run_id or None
+        return self
+
+    def _settings(self) -> TuneSettings:
+        """Check every parameter and map them onto the tuner's settings; creates nothing."""
+        self._validate_params()
+        resolve_device(self.device)
+        n_jobs = (os.cpu_count() or 1) if self.n_jobs == -1 else self.n_jobs
+        if self.storage == MEMORY and n_jobs > 1:
+            raise ValueError(
+                f"storage={MEMORY!r} lives in one process, but n_jobs={self.n_jobs} starts several; "
+                "use storage=None (a temporary journal file), a journal file path or a database URL"
+            )
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        return TuneSettings(
+            space=str(self.space), n_trials=self.n_trials, timeout=self.timeout, sampler=self.sampler,
+            pruner=self.pruner, metric=self.metric, cv=self.cv,
+            storage=MEMORY if self.storage is None else str(self.storage),
+            study_name=self.study_name or f"regtune-{uuid.uuid4().hex[:12]}", experiment=self.experiment,
+            tracking_uri=self.tracking_uri, n_jobs=n_jobs, seed=seed, device=self.device, test_size=0.0,
+            progress=bool(self.verbose),
+        )
+
+    def _check_target(self, y: np.ndarray, settings: TuneSettings) -> np.ndarray | None:
+        """The classes of ``y``; ``None`` for regression, which ``validate_data`` has checked."""
+        return None
+
+    # ---- using the fitted model ------------------------------------------------------------
+
+    def _features(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=_DTYPES, ensure_all_finite="allow-nan")
+        return self.preprocessor_.transform(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predictions of :attr:`best_estimator_` on ``X`` as given to ``fit`` (not preprocessed)."""
+        X = self._features(X)
+        return self.best_estimator_.predict(X)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "best_estimator_")
+
+    def report(self, **kwargs: Any) -> Any:
+        """:func:`regtune.analysis.report.report` of :attr:`study_`; ``kwargs`` go to that function."""
+        check_is_fitted(self)
+        from regtune.analysis.report import report
+
+        return report(self.study_, **kwargs)
+
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # the preprocessor fills missing values with the median
+        return tags
+
+
+class RegTuneClassifier(ClassifierMixin, _RegTune):
+    """Search the regularization of a network classifier, then refit the best configuration.
+
+    ``fit`` runs an Optuna study over ``space`` (each trial cross-validated on ``cv`` folds of
+    all the rows given; the first trial is the unregularized baseline), then trains the best
+    configuration on every row. Hold out your own test set: :meth:`score` on it measures the
+    refit model. ``X`` must be numeric (missing values are filled with the training median);
+    for tables with text or categorical columns put the preprocessor in front::
+
+        make_pipeline(regtune.data.loading.TabularPreprocessor(), RegTuneClassifier(...))
+
+    Parameters
+    ----------
+    space : str or path, default="default"
+        A shipped search space name (``regtune spaces``) or a YAML file.
+    n_trials : int, default=30
+        Trials in the study, the baseline included.
+    timeout : float, optional
+        Seconds after which no new trial starts.
+    sampler : {"tpe", "random", "cmaes", "gp"}, default="tpe"
+    pruner : {"hyperband", "median", "sha", "none"}, default="hyperband"
+    cv : int or "auto", default="auto"
+        Folds per trial; ``1`` is one 80/20 validation split; ``"auto"`` picks 5, 3 or 1 as the
+        data grows (below 1000, 5000 rows and above).
+    metric : {"accuracy", "balanced_accuracy", "f1", "log_loss"}, optional
+        What the study optimizes; ``accuracy`` by default.
+    storage : str, optional
+        Optuna storage URL or journal file. ``None`` keeps the study in memory (``n_jobs=1``)
+        or in a temporary journal file that the worker processes share (``n_jobs > 1``);
+        either way :attr:`study_` ends up in memory.
+    study_name : str, optional
+        ``None`` gives each fit a new ``regtune-<hex>`` name, so fits never resume each other;
+        name it (with a persistent ``storage``) to resume or extend a study.
+    tracking_uri : str, optional
+        MLflow tracking URI; ``None`` is MLflow's default (``sqlite:///mlflow.db`` here, or
+        ``$MLFLOW_TRACKING_URI``) like the CLI, ``"off"`` logs nothing.
+    experiment : str, default="regtune"
+        MLflow experiment: one parent run per fit, one child run per trial.
+    n_jobs : int, default=1
+        Worker processes; ``-1`` uses every CPU.
+    device : str, default="auto"
+        CUDA, then Apple MPS, then CPU.
+    random_state : int, RandomState or None
+        Seeds the sampler, the folds and every trial's training.
+    verbose : int, default=0
+        A progress bar when > 0.
+
+    Attributes
+    ----------
+    best_params_ : dict
+        The best trial's Optuna params (``study_.best_params``).
+    best_score_ : float
+        Its mean cross-validated ``metric``.
+    baseline_score_ : float
+        The same for the unregularized baseline trial (NaN if it failed).
+    best_estimator_ : RegularizedNetClassifier
+        The best configuration refit on all rows. It takes ``preprocessor_.transform(X)``,
+        not ``X``; :meth:`predict` does that for you.
+    preprocessor_ : TabularPreprocessor
+        Median filling and scaling fitted on ``X``.
+    study_ : optuna.Study
+        The study. In-memory studies pickle with the estimator; a study in a file or database
+        pickles as a reference to it.
+    trials_ : pandas.DataFrame
+        One row per trial (baseline first): state, value, params, MLflow run id.
+    mlflow_run_id_ : str or None
+        The study's parent MLflow run (``None`` with ``tracking_uri="off"``).
+    classes_, n_features_in_, feature_names_in_
+    """
+
+    _task = "classification"
+    _parameter_constraints = {
+        **_RegTune._parameter_constraints,
+        "metric": [None, StrOptions({m for m, v in METRICS.items() if v.task == "classification"})],
+    }
+
+    def _check_target(self, y: np.ndarray, settings: TuneSettings) -> np.ndarray:
+        check_classification_targets(y)
+        classes, counts = np.unique(y, return_counts=True)
+        if len(classes) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 classes in y; got 1 class: {classes[0].item()!r}"
+            )
+        if settings.cv != 1 and counts.min() < 2:
+            lone = classes[counts.argmin()].item()
+            raise ValueError(
+                f"class {lone!r} has 1 row in y, but cross-validation needs at least 2 rows per class "
+                "so every training fold sees every class; add rows or drop that class"
+            )
+        return classes
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, columns ordered as ``classes_``."""
+        X = self._features(X)
+        return self.best_estimator_.predict_proba(X)
+
+
+class RegTuneRegressor(RegressorMixin, _RegTune):
+    """Search the regularization of a network regressor, then refit the best configuration.
+
+    Same parameters and attributes as :class:`RegTuneClassifier` (without ``classes_`` and
+    ``predict_proba``); ``metric`` is ``"r2"`` (the default, maximized) or ``"rmse"``
+    (minimized, so a lower :attr:`best_score_` is better). ``y`` is one target column.
+    """
+
+    _task = "regression"
+    _parameter_constraints = {
+        **_RegTune._parameter_constraints,
+        "metric": [None, StrOptions({m for m, v in METRICS.items() if v.task == "regression"})],
+    }
+
+
+@contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    """Optuna logs every trial at INFO; inside ``fit`` only warnings get through."""
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)
+
+
+@contextmanager
+def _temporary_journal(settings: TuneSettings, temporary: bool) -> Iterator[TuneSettings]:
+    """``settings``, with ``temporary`` a journal file in a directory removed on the way out."""
+    if not temporary:
+        yield settings
+        return
+    tmp = tempfile.mkdtemp(prefix="regtune-")
+    try:
+        yield replace(settings, storage=str(Path(tmp) / "study.journal"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _in_memory(study_name: str, storage: str) -> optuna.Study:
+    """A copy of the study in memory, to outlive the temporary file it was run in."""
+    memory = optuna.storages.InMemoryStorage()
+    optuna.copy_study(from_study_name=study_name, from_storage=make_storage(storage), to_storage=memory)
+    return optuna.load_study(study_name=study_name, storage=memory)

@@ -1,0 +1,75 @@
+"""Observers of the per-epoch history: early stopping here, pruning and MLflow elsewhere."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from regtune.nn.trainer import Trainer
+
+__all__ = ["Callback", "EarlyStopping", "LambdaCallback"]
+
+
+class Callback:
+    """Hooks called by :class:`~regtune.nn.trainer.Trainer`; each is a no-op by default.
+
+    ``on_epoch_end`` reads ``trainer.history[-1]`` and may set ``trainer.should_stop``.
+    """
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        """Called once, after the model and optimizer exist."""
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        """Called after every epoch's record is appended to ``trainer.history``."""
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        """Called once when training stops for any reason but an exception."""
+
+
+class LambdaCallback(Callback):
+    """Wrap a function ``f(trainer)`` as an ``on_epoch_end`` callback."""
+
+    def __init__(self, on_epoch_end: Any) -> None:
+        self._fn = on_epoch_end
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        self._fn(trainer)
+
+
+class EarlyStopping(Callback):
+    """Stop after ``patience`` epochs without a lower validation loss; restore the best weights.
+
+    Writes ``trainer.best_epoch``. Validation loss is smoother than accuracy, so it ranks
+    epochs more reliably on small validation splits.
+    """
+
+    def __init__(self, patience: int = 10, monitor: str = "val_loss", min_delta: float = 0.0) -> None:
+        self.patience = patience
+        self.monitor = monitor
+        self.min_delta = min_delta
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        self._best = math.inf
+        self._best_state: dict[str, Any] | None = None
+        self._wait = 0
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        record = trainer.history[-1]
+        value = record.get(self.monitor)
+        if value is None or not math.isfinite(value):
+            return
+        if value < self._best - self.min_delta:
+            self._best = value
+            self._best_state = copy.deepcopy(trainer.model.state_dict())
+            self._wait = 0
+            trainer.best_epoch = record["epoch"]
+            return
+        self._wait += 1
+        if self._wait >= self.patience:
+            trainer.should_stop = True
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        if self._best_state is not None:
+            trainer.model.load_state_dict(self._best_state)

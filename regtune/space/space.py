@@ -1,0 +1,388 @@
+"""Search spaces as data: YAML files in ``search_spaces/`` parsed into frozen, validated objects.
+
+A space has always-sampled ``params`` (architecture, optimizer) and regularizer *families*, each
+behind a ``use_<family>`` switch whose own params are sampled only when it is on. With every
+switch off a trial is the no-regularization baseline, so the search can show which
+regularizers help at all, not only how strong they should be.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from regtune.config import REGULARIZER_OFF, RegConfig, RegConfigError, no_regularization
+from regtune.space.distributions import (
+    CategoricalParam,
+    FloatParam,
+    IntParam,
+    Param,
+    SearchSpaceError,
+    _same,
+)
+
+if TYPE_CHECKING:
+    from optuna.trial import BaseTrial
+
+__all__ = [
+    "REGULARIZER_FAMILIES",
+    "SPACES_DIR",
+    "CategoricalParam",
+    "FloatParam",
+    "IntParam",
+    "Param",
+    "RegularizerFamily",
+    "SearchSpace",
+    "SearchSpaceError",
+]
+
+SPACES_DIR = Path(__file__).resolve().parent.parent.parent / "search_spaces"
+
+# family -> the RegConfig fields it owns; the first one is the switch listed in REGULARIZER_OFF.
+REGULARIZER_FAMILIES: dict[str, tuple[str, ...]] = {
+    "l1": ("l1",),
+    "l2": ("l2",),
+    "weight_decay": ("weight_decay",),
+    "elastic_net": ("elastic_net", "l1_ratio"),
+    "dropout": ("dropout", "dropout_variant"),
+    "batch_norm": ("batch_norm",),
+    "spectral_norm": ("spectral_norm",),
+    "input_noise": ("input_noise",),
+    "weight_noise": ("weight_noise",),
+    "gradient_noise": ("gradient_noise",),
+    "mixup": ("mixup_alpha",),
+    "cutmix": ("cutmix_alpha",),
+    "augment": ("augment",),
+    "label_smoothing": ("label_smoothing",),
+    "max_norm": ("max_norm",),
+    "early_stopping": ("early_stopping", "patience"),
+}
+# The switch value of a family that is on but does not sample its switch field.
+_SWITCH_ON: dict[str, Any] = {
+    "batch_norm": "before_activation",
+    "spectral_norm": True,
+    "augment": "image",
+    "early_stopping": True,
+}
+_DERIVED = ("n_layers", "width")  # -> hidden_layer_sizes = (width,) * n_layers
+_MAX_LAYERS = 64
+
+
+# ---------------------------------------------------------------- families and the space
+
+
+@dataclass(frozen=True)
+class RegularizerFamily:
+    """One regularization technique behind the switch ``use_<name>``.
+
+    Its params are sampled only when the switch is on; off maps its switch field to the value in
+    ``REGULARIZER_OFF``. A strength param must exclude that off value (``low > 0``), so that "on"
+    always means on.
+
+    Parameters
+    ----------
+    name : str
+        A key of ``REGULARIZER_FAMILIES``, e.g. ``"dropout"`` or ``"mixup"``.
+    params : tuple of Param
+        Distributions over the fields the family owns; none for a plain switch such as
+        ``spectral_norm``.
+    """
+
+    name: str
+    params: tuple[Param, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", tuple(self.params))
+        if self.name not in REGULARIZER_FAMILIES:
+            hint = _hint(self.name, REGULARIZER_FAMILIES)
+            raise SearchSpaceError(f"unknown regularizer family {self.name!r}{hint}; "
+                                   f"known: {', '.join(REGULARIZER_FAMILIES)}")
+        owned, names = REGULARIZER_FAMILIES[self.name], [p.name for p in self.params]
+        for param in self.params:
+            if param.name not in owned:
+                raise SearchSpaceError(f"family {self.name!r} has no param {param.name!r}"
+                                       f"{_hint(param.name, owned)}; allowed: {', '.join(owned)}",
+                                       key=param.name)
+            if names.count(param.name) > 1:
+                raise SearchSpaceError("is listed twice", key=param.name)
+            _check_values(param, param.name)
+        switch, off = self.switch, REGULARIZER_OFF[self.switch]
+        if switch in names:
+            _check_switch_param(self, self.params[names.index(switch)], off)
+        elif self.name not in _SWITCH_ON:
+            raise SearchSpaceError(f"needs a {switch!r} param: the strength used when "
+                                   f"{self.switch_param} is on")
+
+    @property
+    def switch(self) -> str:
+        """The RegConfig field that turns this family on or off."""
+        return REGULARIZER_FAMILIES[self.name][0]
+
+    @property
+    def switch_param(self) -> str:
+        """The Optuna param name of the switch."""
+        return f"use_{self.name}"
+
+
+def _check_switch_param(family: RegularizerFamily, param: Param, off: Any) -> None:
+    why = f"that is {family.switch} off, which {family.switch_param}=false already covers"
+    if isinstance(off, bool):
+        raise SearchSpaceError(f"{family.switch} is a true/false switch and takes no param; "
+                               f"{family.switch_param} turns it on", key=param.name)
+    if isinstance(param, CategoricalParam):
+        if any(_same(c, off) for c in param.choices):
+            raise SearchSpaceError(f"{off!r} must not be a choice: {why}", key=f"{param.name}.choices")
+    elif param.low <= off:
+        raise SearchSpaceError(f"low={param.low!r} must be > {off!r}: {why}", key=f"{param.name}.low")
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A validated search space: what stays fixed, what is always sampled, which regularizers.
+
+    Build one with :meth:`from_yaml`. A regularizer switch set in ``fixed`` holds in every trial
+    except the baseline, which is the trial with every ``use_*`` switch off.
+
+    Parameters
+    ----------
+    name : str
+        The file stem, e.g. ``"default"``.
+    description : str
+        One line for ``regtune spaces``.
+    path : Path, optional
+        The YAML file it came from.
+    fixed : dict
+        RegConfig fields (or ``n_layers``/``width``) held constant.
+    params : tuple of Param
+        Sampled in every trial; each has a ``default`` for the baseline.
+    regularizers : tuple of RegularizerFamily
+        Switchable families.
+    """
+
+    name: str
+    description: str = ""
+    path: Path | None = field(default=None, compare=False)
+    fixed: dict[str, Any] = field(default_factory=dict, hash=False)
+    params: tuple[Param, ...] = ()
+    regularizers: tuple[RegularizerFamily, ...] = ()
+
+    def __post_init__(self) -> None:
+        fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(self.fixed).items()}
+        object.__setattr__(self, "fixed", fixed)
+        object.__setattr__(self, "params", tuple(self.params))
+        object.__setattr__(self, "regularizers", tuple(self.regularizers))
+        if not isinstance(self.description, str):
+            raise SearchSpaceError(f"{self.description!r} must be text", key="description")
+        _validate(self)
+
+    @classmethod
+    def from_yaml(cls, name_or_path: str | os.PathLike[str]) -> SearchSpace:
+        """Load a shipped space by name (``"default"``) or any YAML file by path."""
+        from regtune.space.yaml import _load, _resolve
+
+        return _load(_resolve(name_or_path))
+
+    @staticmethod
+    def available() -> list[str]:
+        """Names of the spaces shipped in ``search_spaces/``."""
+        return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
+
+    def families(self) -> list[str]:
+        return [family.name for family in self.regularizers]
+
+    def sample(self, trial: BaseTrial) -> RegConfig:
+        """Suggest this trial's values (a family's params only when its switch is on)."""
+        values: dict[str, Any] = {p.name: p.suggest(trial) for p in self.params}
+        for family in self.regularizers:
+            values[family.switch_param] = trial.suggest_categorical(family.switch_param, [False, True])
+            if values[family.switch_param]:
+                values.update({p.name: p.suggest(trial) for p in family.params})
+        return self.to_config(values)
+
+    def to_config(self, params: Mapping[str, Any]) -> RegConfig:
+        """The RegConfig a trial with these ``params`` trained (``study.best_params``, a log).
+
+        Missing switches count as off and missing always-sampled params take their default.
+        """
+        try:
+            return self._to_config(params)
+        except SearchSpaceError as err:
+            raise SearchSpaceError(err.detail, path=self.path, key=err.key) from None
+
+    def _to_config(self, params: Mapping[str, Any]) -> RegConfig:
+        optional = {p.name: p for f in self.regularizers for p in f.params}
+        known = {p.name for p in self.params} | {f.switch_param for f in self.regularizers}
+        unknown = sorted(set(params) - known - optional.keys())
+        if unknown:
+            raise SearchSpaceError(f"unknown params {unknown}; this space has: "
+                                   f"{', '.join(sorted(known | optional.keys()))}")
+        values = dict(self.fixed)
+        values.update({p.name: p.parse(params[p.name]) if p.name in params else p.default
+                       for p in self.params})
+        on = [f for f in self.regularizers
+              if _switch(params.get(f.switch_param, False), f.switch_param)]
+        for family in on:
+            for param in family.params:
+                if param.name not in params and param.default is None:
+                    raise SearchSpaceError(f"{family.switch_param} is on but {param.name!r} is missing")
+                given = param.name in params
+                values[param.name] = param.parse(params[param.name]) if given else param.default
+            if all(p.name != family.switch for p in family.params):
+                values[family.switch] = _SWITCH_ON[family.name]
+        try:
+            config = RegConfig(**{**REGULARIZER_OFF, **_config_fields(values)})
+        except (TypeError, ValueError) as err:
+            detail = f"params {dict(params)!r} make no valid configuration: {err}"
+            raise SearchSpaceError(detail) from None
+        return config if on else no_regularization(config)
+
+    def baseline_params(self) -> dict[str, Any]:
+        """Params of the no-regularization trial: ``study.enqueue_trial(space.baseline_params())``."""
+        return {**{p.name: p.default for p in self.params},
+                **{f.switch_param: False for f in self.regularizers}}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The space in the YAML schema, resolved (defaults filled in, no comments)."""
+        return {
+            "description": self.description,
+            "fixed": {k: list(v) if isinstance(v, tuple) else v for k, v in self.fixed.items()},
+            "params": {p.name: p.to_spec() for p in self.params},
+            "regularizers": {f.name: {p.name: p.to_spec() for p in f.params}
+                             for f in self.regularizers},
+        }
+
+    def to_yaml_text(self) -> str:
+        """YAML that :meth:`from_yaml` reads back into an equal space (``regtune spaces NAME``)."""
+        data = self.to_dict()
+        from regtune.space.yaml import _Dumper, _Flow
+
+        data["params"] = {k: _Flow(v) for k, v in data["params"].items()}
+        data["regularizers"] = {f: {k: _Flow(v) for k, v in ps.items()} or None
+                                for f, ps in data["regularizers"].items()}
+        return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=100)
+
+    def summary(self) -> dict[str, Any]:
+        """One row of ``regtune spaces``; ``params`` counts every dimension, switches included."""
+        n_params = len(self.params) + sum(1 + len(f.params) for f in self.regularizers)
+        return {"name": self.name, "description": self.description, "params": n_params,
+                "families": self.families()}
+
+
+def _validate(space: SearchSpace) -> None:
+    where: dict[str, str] = {}
+
+    def claim(name: str, key: str) -> None:
+        if name in where:
+            raise SearchSpaceError(f"{name!r} is already set at {where[name]}; "
+                                   "set each field in one place", key=key)
+        where[name] = key
+
+    for name, value in space.fixed.items():
+        _check_known(name, f"fixed.{name}")
+        claim(name, f"fixed.{name}")
+        _check_value(name, value, f"fixed.{name}")
+    for param in space.params:
+        key = f"params.{param.name}"
+        _check_known(param.name, key)
+        family = next((f for f, owned in REGULARIZER_FAMILIES.items() if owned[0] == param.name), None)
+        if family:
+            raise SearchSpaceError(f"{param.name!r} is a regularizer: declare it under 'regularizers: "
+                                   f"{family}:' so the baseline can switch it off", key=key)
+        if param.default is None:
+            raise SearchSpaceError("needs a 'default' (the baseline trial uses it)", key=key)
+        claim(param.name, key)
+        _check_values(param, key)
+    for family in space.regularizers:
+        key = f"regularizers.{family.name}"
+        claim(f"use_{family.name}", key)
+        claim(family.switch, key)
+        for param in family.params:
+            if param.name != family.switch:
+                claim(param.name, f"{key}.{param.name}")
+    derived = [name for name in _DERIVED if name in where]
+    if len(derived) == 1:
+        missing = next(name for name in _DERIVED if name not in where)
+        raise SearchSpaceError(f"needs {missing!r} too: hidden_layer_sizes = (width,) * n_layers",
+                               key=where[derived[0]])
+    if derived and "hidden_layer_sizes" in where:
+        raise SearchSpaceError("n_layers and width replace hidden_layer_sizes; set one or the other",
+                               key=where["hidden_layer_sizes"])
+    fixed_on = [k for k, v in space.fixed.items() if k in REGULARIZER_OFF and v != REGULARIZER_OFF[k]]
+    if fixed_on and not space.regularizers:
+        raise SearchSpaceError("a fixed regularizer needs at least one family under 'regularizers': "
+                               "with none, every trial is the no-regularization baseline",
+                               key=f"fixed.{fixed_on[0]}")
+    try:
+        space.to_config(space.baseline_params())
+    except SearchSpaceError as err:
+        raise SearchSpaceError(err.detail, key="fixed") from None
+
+
+def _check_known(name: str, key: str) -> None:
+    fields = RegConfig.field_names()
+    if name not in fields and name not in _DERIVED:
+        raise SearchSpaceError(f"unknown param {name!r}{_hint(name, fields + _DERIVED)}; a param is a "
+                               f"RegConfig field or one of {', '.join(_DERIVED)}", key=key)
+
+
+def _check_values(param: Param, key: str) -> None:
+    """Every value the param can take must make a valid RegConfig (ranges are intervals)."""
+    if isinstance(param, CategoricalParam):
+        attrs = [("choices", c) for c in param.choices]
+    else:
+        attrs = [("low", param.low), ("high", param.high)]
+    for attr, value in [*attrs, ("default", param.default)]:
+        if value is not None or attr == "choices":
+            _check_value(param.name, value, f"{key}.{attr}")
+
+
+def _check_value(name: str, value: Any, key: str) -> None:
+    try:
+        RegConfig(**_config_fields({name: value}))
+    except (TypeError, ValueError) as err:
+        raise SearchSpaceError(str(err), key=key) from None
+
+
+def _config_fields(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Space values -> RegConfig keywords (derived ``n_layers``/``width``, ``"16-32"`` sizes).
+
+    Optuna choices cannot be tuples, so tuple fields are sampled as text such as ``"64-32"``.
+    """
+    out = {k: v for k, v in values.items() if k not in _DERIVED}
+    if "n_layers" in values or "width" in values:
+        n_layers, width = values.get("n_layers", 1), values.get("width", 1)
+        for label, value in (("n_layers", n_layers), ("width", width)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise RegConfigError(f"{label}={value!r} must be an integer >= 1")
+        if n_layers > _MAX_LAYERS:
+            raise RegConfigError(f"n_layers={n_layers!r} must be <= {_MAX_LAYERS}")
+        out["hidden_layer_sizes"] = (width,) * n_layers
+    for name in ("hidden_layer_sizes", "conv_channels"):
+        sizes = out.get(name)
+        if isinstance(sizes, str):
+            if not re.fullmatch(r"[0-9]+(-[0-9]+)*", sizes):
+                raise RegConfigError(f"{name}={sizes!r} must look like '16-32' (one size per layer)")
+            out[name] = tuple(int(size) for size in sizes.split("-"))
+    return out
+
+
+def _switch(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise SearchSpaceError(f"{name}={value!r} must be true or false")
+
+
+def _hint(name: str, options: Any) -> str:
+    close = difflib.get_close_matches(str(name), list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+

@@ -1,0 +1,1 @@
+"""The Optuna study: settings, storage, the trial queue, workers, one trial, progress."""

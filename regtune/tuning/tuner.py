@@ -1,0 +1,524 @@
+"""``tune()``: split the data, run the study in one or more worker processes, refit, log.
+
+Data flow: dataset -> test part held out -> preprocessor fitted on the rest -> folds ->
+workers claim trials from the study's queue -> best and baseline refit -> test scores once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+from sklearn.model_selection import KFold, StratifiedKFold
+
+from regtune.config import RegConfig, no_regularization
+from regtune.data.loading import (
+    DataError,
+    Dataset,
+    TabularPreprocessor,
+    dataset_from_frame,
+    load_dataset,
+    split_dataset,
+)
+from regtune.metrics import Metric, get_metric
+from regtune.space.space import SearchSpace
+from regtune.tracking.tracker import MLflowTracker, make_tracker, mask_secrets
+from regtune.tuning.storage import (
+    DEFAULT_STORAGE,
+    MEMORY,
+    PRUNERS,
+    SAMPLERS,
+    StudyError,
+    journal_path,
+    make_pruner,
+    make_sampler,
+    make_storage,
+    open_study,
+    reap_dead_trials,
+    sampler_seed,
+)
+from regtune.tuning.trial import Folds, make_estimator, trial_seed
+from regtune.tuning.worker import WorkerSpec, run_worker, worker_process
+
+__all__ = ["TuneError", "TuneResult", "TuneSettings", "as_dataset", "prepare", "trials_frame", "tune"]
+
+
+class TuneError(ValueError):
+    """Settings that cannot run; raised before anything is created."""
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """Everything a tuning run needs besides the data; mirrors the ``regtune tune`` options."""
+
+    space: str = "default"
+    n_trials: int = 30
+    timeout: float | None = None
+    sampler: str = "tpe"
+    pruner: str = "hyperband"
+    metric: str | None = None
+    cv: int | str = "auto"
+    storage: str | None = None
+    study_name: str | None = None
+    experiment: str = "regtune"
+    tracking_uri: str | None = None
+    n_jobs: int = 1
+    seed: int = 0
+    device: str = "auto"
+    test_size: float = 0.2
+    val_size: float = 0.2
+    retry_failed: int = 0
+    heartbeat_interval: int | None = None
+    grace_period: int | None = None
+    progress: bool = True
+    log_model: bool = True
+
+    def check(self) -> None:
+        """Reject settings that cannot run, before any data is read or anything is created."""
+        if isinstance(self.n_trials, bool) or not isinstance(self.n_trials, int) or self.n_trials < 1:
+            raise TuneError(f"trials={self.n_trials!r} must be a whole number >= 1")
+        if self.timeout is not None and (not _is_number(self.timeout) or not self.timeout > 0):
+            raise TuneError(f"timeout={self.timeout!r} must be > 0 seconds")
+        if self.sampler not in SAMPLERS:
+            raise TuneError(f"sampler {self.sampler!r} is unknown; choose one of {', '.join(SAMPLERS)}")
+        if self.pruner not in PRUNERS:
+            raise TuneError(f"pruner {self.pruner!r} is unknown; choose one of {', '.join(PRUNERS)}")
+        if isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, int) or self.n_jobs < 1:
+            raise TuneError(f"jobs={self.n_jobs!r} must be a whole number >= 1")
+        if self.storage == MEMORY and self.n_jobs > 1:
+            raise TuneError("storage ':memory:' lives in one process; use a journal file or database with n_jobs > 1")
+        if self.cv != "auto" and (isinstance(self.cv, bool) or not isinstance(self.cv, int) or self.cv < 1):
+            raise TuneError(f"cv={self.cv!r} must be 'auto', 1 (one validation split) or a number of folds >= 2")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise TuneError(f"seed={self.seed!r} must be a whole number >= 0")
+        if not _is_number(self.test_size) or not 0 <= self.test_size < 1:
+            raise TuneError(f"test_size={self.test_size!r} must be in [0, 1) (0 = no test part)")
+        if not _is_number(self.val_size) or not 0 < self.val_size < 1 - self.test_size:
+            raise TuneError(f"val_size={self.val_size!r} must be > 0 and leave rows to train on "
+                            f"(test_size + val_size < 1, test_size={self.test_size!r})")
+        if isinstance(self.retry_failed, bool) or not isinstance(self.retry_failed, int) or self.retry_failed < 0:
+            raise TuneError(f"retry_failed={self.retry_failed!r} must be a whole number >= 0")
+        for name in ("heartbeat_interval", "grace_period"):
+            value = getattr(self, name)
+            if value is not None and (not _is_number(value) or value < 1):
+                raise TuneError(f"{name}={value!r} must be >= 1 second")
+        if not isinstance(self.experiment, str) or not self.experiment.strip():
+            raise TuneError(f"experiment={self.experiment!r} must be a non-empty name")
+        if self.study_name is not None and (not isinstance(self.study_name, str) or not self.study_name.strip()):
+            raise TuneError(f"study_name={self.study_name!r} must be a non-empty name")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+@dataclass
+class TuneResult:
+    """What a finished study gives back: the refit models, scores side by side, where to look."""
+
+    study: optuna.Study
+    study_name: str
+    metric: Metric
+    best_params: dict[str, Any]
+    best_config: RegConfig
+    best_value: float
+    best_estimator: Any
+    baseline_estimator: Any
+    preprocessor: TabularPreprocessor | None
+    scores: pd.DataFrame
+    parent_run_id: str
+    tracking_uri: str
+    experiment_id: str
+    model_uri: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def trials(self) -> pd.DataFrame:
+        return trials_frame(self.study)
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial: number, state, value, params and the MLflow run id."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append({
+            "number": t.number,
+            "state": t.state.name,
+            "value": t.value,
+            "baseline": bool(t.user_attrs.get("baseline", False)),
+            "epochs": len(t.intermediate_values),
+            "duration_s": t.duration.total_seconds() if t.duration else None,
+            "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+            "fail_reason": t.user_attrs.get("fail_reason"),
+            **{f"params_{k}": v for k, v in t.params.items()},
+        })
+    return pd.DataFrame(rows)
+
+
+def _folds(X: np.ndarray, y: np.ndarray, task: str, cv: int | str, seed: int, val_share: float) -> list:
+    n = len(y)
+    if cv == "auto":
+        cv = 5 if n < 500 else 3 if n < 1000 else 1
+    if cv == 1:
+        from sklearn.model_selection import train_test_split
+
+        idx = np.arange(n)
+        strat = y if task == "classification" else None
+        tr, va = train_test_split(idx, test_size=val_share, random_state=seed, stratify=strat)
+        return [(tr, va)]
+    splitter = StratifiedKFold(cv, shuffle=True, random_state=seed) if task == "classification" else KFold(
+        cv, shuffle=True, random_state=seed
+    )
+    return list(splitter.split(X, y))
+
+
+def prepare(data: Dataset, settings: TuneSettings) -> tuple[Folds, Any, Any, TabularPreprocessor | None]:
+    """Hold out the test part (unless ``test_size=0``), preprocess the rest, build the folds.
+
+    Returns the folds, the test features and target (``None`` without a test part) and the
+    fitted preprocessor (``None`` for images, which the network scales itself).
+    """
+    if settings.test_size > 0:
+        split = split_dataset(
+            data.X, data.y, task=data.task, test_size=settings.test_size, val_size=settings.val_size,
+            random_state=settings.seed,
+        )
+        X_part, y_part = pd.concat([split.X_train, split.X_val]), pd.concat([split.y_train, split.y_val])
+        X_test_raw, y_test = split.X_test, split.y_test.to_numpy()
+    else:
+        X_part, y_part, X_test_raw, y_test = data.X, data.y, None, None
+    prep = None
+    if data.image_shape is None:
+        prep = TabularPreprocessor().fit(X_part)
+        X_arr = prep.transform(X_part)
+        X_test = prep.transform(X_test_raw) if X_test_raw is not None else None
+    else:
+        X_arr = X_part.to_numpy(np.float32)
+        X_test = X_test_raw.to_numpy(np.float32) if X_test_raw is not None else None
+    y_arr = y_part.to_numpy()
+    val_share = settings.val_size / (1 - settings.test_size)
+    splits = _folds(X_arr, y_arr, data.task, settings.cv, settings.seed, val_share)
+    return Folds(X_arr, y_arr, data.task, splits, data.image_shape), X_test, y_test, prep
+
+
+def as_dataset(data: Any, y: Any = None, *, target: str | None = None, task: str | None = None) -> Dataset:
+    """Accept what users have: a Dataset, a built-in name or file path, or X (and y)."""
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        return load_dataset(data, target, task=task)
+    frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(np.asarray(data))
+    frame = frame.rename(columns=str)
+    if y is None:
+        return dataset_from_frame(frame, target, task=task)
+    if len(y) != len(frame):
+        raise DataError(f"X has {len(frame)} rows but y has {len(y)}; pass matching rows")
+    name = target or getattr(y, "name", None) or "target"
+    while name in frame.columns:
+        name = f"{name}_"
+    frame = frame.assign(**{name: np.asarray(y)})
+    return dataset_from_frame(frame, name, task=task)
+
+
+def tune(
+    data: Any,
+    y: Any = None,
+    *,
+    target: str | None = None,
+    settings: TuneSettings | None = None,
+    console: Any = None,
+    **options: Any,
+) -> TuneResult:
+    """Search the regularization for ``data``; refit the best and the baseline; test both once.
+
+    ``data`` is a :class:`~regtune.data.loading.Dataset`, a built-in name, a CSV/Parquet path, or ``X``
+    with ``y``. ``options`` are :class:`TuneSettings` fields (``n_trials=20, space="minimal"``).
+
+    Every setting is checked before anything is created: bad input leaves no study, no MLflow
+    run. Once the parent run exists it always ends: KILLED on Ctrl-C, FAILED on an error.
+    """
+    settings = replace(settings or TuneSettings(), **options)
+    settings.check()
+    space = SearchSpace.from_yaml(settings.space)
+    dataset = as_dataset(data, y, target=target)
+    metric = get_metric(settings.metric, dataset.task)
+    _check_device(settings.device)
+    study_name = settings.study_name or f"{dataset.name}-{space.name}-{metric.name}"
+    folds, X_test, y_test, prep = prepare(dataset, settings)
+    max_epochs = space.to_config(space.baseline_params()).max_epochs
+    warmup = _warmup(max_epochs)
+    sampler = make_sampler(settings.sampler, settings.seed)
+    pruner = make_pruner(settings.pruner, warmup=warmup, max_epochs=max_epochs)
+    journal = journal_path(settings.storage)
+    fresh_journal = journal if journal is not None and not journal.exists() else None
+    storage = _open_storage(settings)
+    tracker = _open_tracker(settings, fresh_journal)
+    existed = study_name in optuna.study.get_all_study_names(storage)
+    study, reaped = open_study(
+        study_name=study_name,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        direction=metric.direction,
+        n_trials=settings.n_trials,
+        baseline_params=space.baseline_params(),
+        attrs={"dataset": dataset.name, "space": space.name, "metric": metric.name, "seed": settings.seed,
+               "regtune.uid": uuid.uuid4().hex},
+        retry_failed=settings.retry_failed,
+    )
+    if existed:  # resuming, or joining other workers: do not repeat their draws
+        study.sampler = make_sampler(settings.sampler, sampler_seed(settings.seed, creator=False))
+    try:
+        parent = tracker.start_study_run(
+            study_name,
+            params={**_loggable(settings), "dataset": dataset.name, "task": dataset.task, "metric": metric.name,
+                    "n_rows": len(dataset.y), "n_features": dataset.X.shape[1], "folds": len(folds.splits)},
+            tags={"regtune.space": space.name,
+                  "regtune.storage": mask_secrets(settings.storage or DEFAULT_STORAGE)},
+            uid=study.user_attrs.get("regtune.uid"),
+        )
+    except BaseException:
+        if not existed:  # no run to log to: take back the study this call created
+            optuna.delete_study(study_name=study_name, storage=storage)
+        raise
+    try:
+        if "mlflow_parent_run_id" not in study.user_attrs:
+            study.set_user_attr("mlflow_parent_run_id", parent)
+            if space.path is not None:
+                tracker.log_artifact(parent, str(space.path), "search_space")
+        if reaped:
+            tracker.mark_orphans(parent, trials=[t.number for t in reaped])
+        spec = WorkerSpec(
+            study_name=study_name, storage=settings.storage, sampler=settings.sampler, pruner=settings.pruner,
+            seed=settings.seed, space=settings.space, metric=metric.name, device=settings.device,
+            tracking_uri=tracker.tracking_uri, experiment=settings.experiment, parent_run_id=parent,
+            warmup=warmup, max_epochs=max_epochs, timeout=settings.timeout,
+            heartbeat_interval=settings.heartbeat_interval, grace_period=settings.grace_period,
+            retry_failed=settings.retry_failed, n_jobs=settings.n_jobs,
+            deadline=time.time() + settings.timeout if settings.timeout else None,
+            n_trials=settings.n_trials,
+        )
+        _run_workers(spec, folds, study, settings, console, tracker)
+        meta = {"target": dataset.target, "columns": [str(c) for c in dataset.X.columns], "dataset": dataset.name}
+        return _finish(study, space, metric, folds, X_test, y_test, prep, tracker, parent, settings, meta)
+    except KeyboardInterrupt:
+        _end_quietly(tracker, parent, "KILLED")
+        raise
+    except BaseException:
+        _end_quietly(tracker, parent, "FAILED")
+        raise
+
+
+def _warmup(max_epochs: int) -> int:
+    return max(3, max_epochs // 10)
+
+
+def _loggable(settings: TuneSettings) -> dict[str, Any]:
+    return {k: mask_secrets(str(v)) if isinstance(v, str) else v for k, v in asdict(settings).items()}
+
+
+def _check_device(device: str) -> None:
+    """A device that cannot train would fail every trial; say so before the study starts."""
+    import torch
+
+    from regtune.nn.trainer import resolve_device
+
+    kind = resolve_device(device).type
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise TuneError(f"device={device!r}: CUDA is not available here; use 'auto' or 'cpu'")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise TuneError(f"device={device!r}: Apple MPS is not available here; use 'auto' or 'cpu'")
+
+
+def _open_storage(settings: TuneSettings) -> optuna.storages.BaseStorage:
+    return make_storage(
+        settings.storage, heartbeat_interval=settings.heartbeat_interval, grace_period=settings.grace_period,
+        retry_failed=settings.retry_failed,
+    )
+
+
+def _open_tracker(settings: TuneSettings, fresh_journal: Path | None) -> MLflowTracker:
+    """The tracker; if the store is unusable, remove the empty journal file this run just made."""
+    try:
+        return make_tracker(settings.tracking_uri, settings.experiment)
+    except BaseException:
+        if fresh_journal is not None and fresh_journal.is_file() and fresh_journal.stat().st_size == 0:
+            fresh_journal.unlink()
+        raise
+
+
+def _end_quietly(tracker: MLflowTracker, run_id: str, status: str) -> None:
+    """End the parent run on the way out of an error; the original error is the one to report."""
+    try:
+        tracker.end_run(run_id, status)
+    except Exception as exc:  # the store may be what failed
+        warnings.warn(f"could not mark MLflow run {run_id} {status}: {exc}", RuntimeWarning, stacklevel=2)
+
+
+def _run_workers(
+    spec: WorkerSpec, folds: Folds, study: optuna.Study, settings: TuneSettings, console: Any,
+    tracker: MLflowTracker,
+) -> None:
+    from regtune.tuning.progress import StudyProgress
+
+    with StudyProgress(study, settings.n_trials, enabled=settings.progress, console=console):
+        if settings.n_jobs == 1:
+            run_worker(spec, folds, 0, study)
+            return
+        waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        n_procs = min(settings.n_jobs, waiting)
+        if n_procs == 0:
+            return
+        ctx = mp.get_context("spawn")
+        procs = [ctx.Process(target=worker_process, args=(spec, folds, i), daemon=False) for i in range(n_procs)]
+        with _sigint_ignored():  # inherited: a worker booting up is not killed mid-import by Ctrl-C
+            for p in procs:
+                p.start()
+        try:
+            for p in procs:
+                p.join()
+        except KeyboardInterrupt:
+            _stop_workers(procs)
+            raise
+        finally:
+            # A worker that died mid-trial left its trial RUNNING and its MLflow run open.
+            reaped = reap_dead_trials(study)
+            if reaped:
+                tracker.mark_orphans(spec.parent_run_id, trials=[t.number for t in reaped])
+        bad = [p.exitcode for p in procs if p.exitcode not in (0, None)]
+        if bad:
+            raise StudyError(f"{len(bad)} of {len(procs)} worker processes failed (exit codes {bad}); see the log above")
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_workers(procs: list) -> None:
+    """After Ctrl-C: let the workers fail their running trials and close their MLflow runs.
+
+    A Ctrl-C in a terminal reaches the workers too, ``kill -INT`` on this process does not:
+    each worker gets one SIGINT from here as well (a worker acts on the first only). A worker
+    still booting ignores it; one still running after 10 s is terminated, and a trial it left
+    RUNNING is reaped by the caller.
+    """
+    for p in procs:
+        if p.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGINT)
+    deadline = time.monotonic() + 10
+    for p in procs:
+        p.join(timeout=max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.terminate()
+            p.join(timeout=5)
+
+
+def _finish(
+    study: optuna.Study, space: SearchSpace, metric: Metric, folds: Folds, X_test: np.ndarray | None,
+    y_test: np.ndarray | None, prep: TabularPreprocessor | None, tracker: MLflowTracker, parent: str,
+    settings: TuneSettings, meta: dict[str, Any],
+) -> TuneResult:
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if not complete:
+        raise StudyError(_no_complete_trial(study))
+    best = study.best_trial
+    baseline = next((t for t in complete if t.user_attrs.get("baseline")), None)
+    best_config = space.to_config(best.params)
+    base_config = space.to_config(baseline.params) if baseline else no_regularization(best_config)
+    rows, models = [], {}
+    for label, config, trial in (("baseline", base_config, baseline), ("best", best_config, best)):
+        est = refit(config, trial, folds, settings)
+        models[label] = est
+        train = metric.final_fn(est, folds.X, folds.y)
+        test = metric.final_fn(est, X_test, y_test) if X_test is not None else float("nan")
+        rows.append({"model": label, "trial": trial.number if trial else None, "train": train,
+                     "val": trial.value if trial else float("nan"), "test": test, "gap": train - test,
+                     "epochs": est.n_iter_, "regularizers": ", ".join(config.active_regularizers()) or "none"})
+    scores = pd.DataFrame(rows).set_index("model")
+    counts = {s.name: 0 for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    for t in study.get_trials(deepcopy=False):
+        if t.state.name in counts:
+            counts[t.state.name] += 1
+    final = {f"{label}_{col}": float(scores.loc[label, col]) for label in scores.index
+             for col in ("train", "val", "test", "gap")}
+    tracker.log_metrics(parent, {"best_value": best.value, **final, **{f"n_{k.lower()}": v for k, v in counts.items()}})
+    tracker.set_tags(parent, {"best_trial": str(best.number), "best_run_id": best.user_attrs.get("mlflow_run_id", "")})
+    model_uri = None
+    if settings.log_model and tracker.enabled:
+        # A re-run that changed nothing (same best trial, data and split) keeps the logged model.
+        key = _model_key(best.number, folds, X_test, settings)
+        if tracker.run_tag(parent, "regtune.model_key") == key:
+            model_uri = tracker.run_tag(parent, "regtune.model_uri")
+        if not model_uri:
+            from regtune.estimators.persistence import log_model
+
+            model_uri = log_model(tracker, parent, models["best"], prep, metric=metric.name,
+                                  test_score=final["best_test"], **meta)
+            tracker.set_tags(parent, {"regtune.model_uri": model_uri, "regtune.model_key": key})
+    tracker.end_run(parent, "FINISHED")
+    return TuneResult(
+        study=study, study_name=study.study_name, metric=metric, best_params=dict(best.params), best_config=best_config,
+        best_value=float(best.value), best_estimator=models["best"], baseline_estimator=models["baseline"],
+        preprocessor=prep, scores=scores, parent_run_id=parent, tracking_uri=tracker.tracking_uri,
+        experiment_id=tracker.experiment_id, model_uri=model_uri, counts=counts,
+    )
+
+
+def _model_key(number: int, folds: Folds, X_test: np.ndarray | None, settings: TuneSettings) -> str:
+    digest = hashlib.sha1()
+    for array in (folds.X, folds.y, X_test):
+        if array is not None:
+            array = np.asarray(array)
+            digest.update(np.ascontiguousarray(array.astype(str) if array.dtype == object else array).tobytes())
+    return f"trial {number}, seed {settings.seed}, device {settings.device}, data {digest.hexdigest()[:16]}"
+
+
+def _no_complete_trial(study: optuna.Study) -> str:
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state for t in trials]
+    failed = [t for t in trials if t.state == TrialState.FAIL and "fail_reason" in t.user_attrs]
+    text = (f"study {study.study_name!r}: none of its {len(trials)} trials completed "
+            f"({states.count(TrialState.FAIL)} failed, {states.count(TrialState.PRUNED)} pruned, "
+            f"{states.count(TrialState.WAITING)} waiting)")
+    if failed:
+        text += (f"; first failure, trial {failed[0].number}: {failed[0].user_attrs['fail_reason']}; "
+                 "check the search space (e.g. lr) and the data")
+    return text
+
+
+def refit(config: RegConfig, trial: optuna.trial.FrozenTrial | None, folds: Folds, settings: TuneSettings) -> Any:
+    """Train ``config`` on the whole train part, seeded like its trial.
+
+    With early stopping, the folds already chose how many epochs to train: the refit trains
+    that long on all rows instead of holding some back again.
+    """
+    number = trial.number if trial is not None else 0
+    est = make_estimator(config, folds.task, image_shape=folds.image_shape, device=settings.device,
+                         random_state=trial_seed(settings.seed, number))
+    if config.early_stopping and trial is not None and "best_epoch" in trial.user_attrs:
+        est.set_params(early_stopping=False, max_epochs=max(1, round(trial.user_attrs["best_epoch"]) + 1))
+    return est.fit(folds.X, folds.y)

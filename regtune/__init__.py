@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 _legacy.install()
 
 _EXPORTS = {
+    "RegtuneError": "regtune.exceptions",
     "RegConfig": "regtune.config",
     "RegularizedNetClassifier": "regtune.estimators.net",
     "RegularizedNetRegressor": "regtune.estimators.net",

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from regtune.exceptions import RegConfigError
+
 __all__ = [
     "ACTIVATIONS",
     "ARCHITECTURES",
@@ -50,10 +52,6 @@ REGULARIZER_OFF: dict[str, Any] = {
     "spectral_norm": False,
     "early_stopping": False,
 }
-
-
-class RegConfigError(ValueError):
-    """A configuration value is outside what the network accepts."""
 
 
 @dataclass(frozen=True)

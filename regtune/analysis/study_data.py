@@ -21,6 +21,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from regtune.config import REGULARIZER_OFF
+from regtune.exceptions import ReportError
 from regtune.space.space import REGULARIZER_FAMILIES, SearchSpace, SearchSpaceError
 from regtune.tracking.tracker import (
     DEFAULT_TRACKING_URI,
@@ -41,10 +42,6 @@ __all__ = ["ReportError", "StudyData", "load_study_data", "prepare_data", "searc
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 RUN_METRICS = ("train_score", "best_epoch", "seconds", "sparsity", "weight_norm", "top_singular_value",
                "n_params", "n_effective_params")
-
-
-class ReportError(ValueError):
-    """A study cannot be reported or ablated as asked (missing store, run, space or data)."""
 
 
 @dataclass

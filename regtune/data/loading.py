@@ -24,6 +24,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from regtune.exceptions import DataError
+
 __all__ = [
     "BUILTIN_DATASETS",
     "DataError",
@@ -48,10 +50,6 @@ MIN_ROWS_PER_CLASS = 10  # ... and so is one whose values repeat fewer times on 
 MIN_CLASS_ROWS = 3  # a stratified train/validation/test split needs this many rows per class
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # networks compute in float32
 GARBAGE_SHARE = 0.1  # at most this share of a mostly numeric text column may be non-numbers
-
-
-class DataError(ValueError):
-    """The data cannot be used as given; the message says which value and how to fix it."""
 
 
 def _sklearn_frame(loader_name: str) -> Callable[[], pd.DataFrame]:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from regtune.config import RegConfig
+from regtune.exceptions import DivergenceError
 from regtune.nn.callbacks import Callback
 from regtune.nn.regularizers import Regularizer, overrides
 
@@ -19,15 +20,6 @@ __all__ = ["DivergenceError", "Trainer", "make_optimizer", "predict_batches", "p
 
 ScoreFn = Callable[[Tensor, Tensor], float]
 _GATHER_BYTES = 64 * 2**20  # per-chunk copy of shuffled training rows
-
-
-class DivergenceError(FloatingPointError):
-    """The training loss became NaN or infinite."""
-
-    def __init__(self, epoch: int, value: float) -> None:
-        super().__init__(f"training diverged at epoch {epoch}: loss={value}")
-        self.epoch = epoch
-        self.value = value
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

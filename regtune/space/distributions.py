@@ -3,54 +3,15 @@
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from regtune.exceptions import SearchSpaceError
 
 if TYPE_CHECKING:
     from optuna.trial import BaseTrial
 
 __all__ = ["CategoricalParam", "FloatParam", "IntParam", "Param", "SearchSpaceError"]
-
-
-class SearchSpaceError(ValueError):
-    """A search space file, or params given to a space, cannot be used.
-
-    Parameters
-    ----------
-    detail : str
-        What is wrong and what is allowed.
-    path : path-like, optional
-        The space's YAML file.
-    line : int, optional
-        1-based line in that file.
-    key : str, optional
-        Dotted location of the offending entry, e.g. ``regularizers.dropout.dropout.high``.
-    """
-
-    def __init__(
-        self, detail: str, *, path: str | os.PathLike[str] | None = None,
-        line: int | None = None, key: str | None = None,
-    ) -> None:
-        self.detail, self.line, self.key = detail, line, key
-        self.path = Path(path) if path is not None else None
-        where = "search space" + (f" '{self.path.name}'" if self.path else "")
-        where += f", line {line}" if line else ""
-        super().__init__(f"{where}: {key}: {detail}" if key else f"{where}: {detail}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_error, (type(self), self.detail, self.path, self.line, self.key))
-
-    def within(self, prefix: str) -> SearchSpaceError:
-        """The same error, its key nested under ``prefix``."""
-        key = f"{prefix}.{self.key}" if self.key else prefix
-        return type(self)(self.detail, path=self.path, line=self.line, key=key)
-
-
-def _rebuild_error(cls: type[SearchSpaceError], detail: str, path: Path | None,
-                   line: int | None, key: str | None) -> SearchSpaceError:
-    return cls(detail, path=path, line=line, key=key)
 
 
 # ---------------------------------------------------------------- distributions

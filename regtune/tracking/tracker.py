@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from regtune.exceptions import TrackingError
+
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
@@ -46,10 +48,6 @@ _REMOTE_SCHEMES = ("http", "https", "databricks")
 # scheme://user:PASSWORD@host. A raw password may hold '/' or '@', so it runs to the last '@'
 # of the word: masking too much beats leaking the tail of a password.
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"]*:)[^\s'\"]*(?=@)")
-
-
-class TrackingError(RuntimeError):
-    """The MLflow tracking store cannot be reached or written."""
 
 
 def mask_secrets(text: str) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from regtune.exceptions import StudyError
 from regtune.tracking.tracker import mask_secrets
 
 __all__ = [
@@ -45,10 +46,6 @@ MEMORY = ":memory:"  # one process only: trials vanish with it
 SAMPLERS = ("tpe", "random", "cmaes", "gp")
 PRUNERS = ("hyperband", "median", "sha", "none")
 _OWNER = "regtune.owner"
-
-
-class StudyError(RuntimeError):
-    """The study or its storage cannot be used as asked."""
 
 
 def make_storage(

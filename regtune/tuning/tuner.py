@@ -35,6 +35,7 @@ from regtune.data.loading import (
     load_dataset,
     split_dataset,
 )
+from regtune.exceptions import TuneError
 from regtune.metrics import Metric, get_metric
 from regtune.space.space import SearchSpace
 from regtune.tracking.tracker import MLflowTracker, make_tracker, mask_secrets
@@ -56,10 +57,6 @@ from regtune.tuning.trial import Folds, make_estimator, trial_seed
 from regtune.tuning.worker import WorkerSpec, run_worker, worker_process
 
 __all__ = ["TuneError", "TuneResult", "TuneSettings", "as_dataset", "prepare", "trials_frame", "tune"]
-
-
-class TuneError(ValueError):
-    """Settings that cannot run; raised before anything is created."""
 
 
 @dataclass(frozen=True)

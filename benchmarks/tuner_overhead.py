@@ -37,6 +37,7 @@ from _common import interleaved, load, machine_info, markdown_table, median, sav
 import regtune.estimators.persistence
 import regtune.nn.trainer
 import regtune.tracking.tracker
+import regtune.tuning.queue
 import regtune.tuning.storage
 import regtune.tuning.trial
 import regtune.tuning.tuner
@@ -108,7 +109,7 @@ def install(probes: Probes) -> None:
     probes.wrap(T, "start_study_run", "setup: parent run")
     probes.wrap(T, "log_artifact", "setup: log search space")
     # per trial
-    probes.wrap(study, "_pop_waiting_trial_id", "trial: claim (storage)")
+    probes.wrap(regtune.tuning.queue, "pop_waiting_trial", "trial: claim (storage)")
     probes.wrap(trial, "set_user_attr", "trial: set_user_attr (storage)")
     probes.wrap(SearchSpace, "sample", "trial: sample params (TPE + storage)")
     probes.wrap(T, "start_trial_run", "trial: MLflow start run + params")

@@ -29,7 +29,7 @@ _EXPORTS = {
     "report": "regtune.analysis.report",
     "ablate": "regtune.analysis.ablation",
     "load_dataset": "regtune.data.loading",
-    "make_preprocessor": "regtune.data.loading",
+    "make_preprocessor": "regtune.data.preprocess",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -8,11 +8,18 @@ what was logged.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from regtune.exceptions import RegConfigError
+from regtune.regularizer_table import (
+    POSITIVE,
+    POSITIVE_INT,
+    REGULARIZERS,
+    SIZES,
+    Constraint,
+    choice,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -20,7 +27,9 @@ __all__ = [
     "AUGMENTS",
     "BATCH_NORM",
     "DROPOUT_VARIANTS",
+    "FIELD_CONSTRAINTS",
     "OPTIMIZERS",
+    "REGULARIZER_OFF",
     "RegConfig",
     "RegConfigError",
     "no_regularization",
@@ -28,30 +37,28 @@ __all__ = [
 
 ACTIVATIONS = ("relu", "gelu", "selu", "tanh", "silu")
 ARCHITECTURES = ("mlp", "cnn")
-AUGMENTS = ("none", "image", "image_flip")
-BATCH_NORM = ("none", "before_activation", "after_activation")
-DROPOUT_VARIANTS = ("standard", "alpha", "gaussian")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 
-# Fields that switch a regularizer on; their "off" values define the no-regularization baseline.
-REGULARIZER_OFF: dict[str, Any] = {
-    "l1": 0.0,
-    "l2": 0.0,
-    "weight_decay": 0.0,
-    "elastic_net": 0.0,
-    "dropout": 0.0,
-    "batch_norm": "none",
-    "input_noise": 0.0,
-    "weight_noise": 0.0,
-    "gradient_noise": 0.0,
-    "mixup_alpha": 0.0,
-    "cutmix_alpha": 0.0,
-    "augment": "none",
-    "label_smoothing": 0.0,
-    "max_norm": 0.0,
-    "spectral_norm": False,
-    "early_stopping": False,
+_SPECS = {spec.name: spec for spec in REGULARIZERS}
+AUGMENTS = _SPECS["augment"].fields["augment"].choices
+BATCH_NORM = _SPECS["batch_norm"].fields["batch_norm"].choices
+DROPOUT_VARIANTS = _SPECS["dropout"].fields["dropout_variant"].choices
+
+# Every field's accepted values: the network and optimizer here, the regularizers from their table.
+FIELD_CONSTRAINTS: dict[str, Constraint] = {
+    "architecture": choice(*ARCHITECTURES),
+    "hidden_layer_sizes": SIZES,
+    "conv_channels": SIZES,
+    "activation": choice(*ACTIVATIONS),
+    "optimizer": choice(*OPTIMIZERS),
+    "lr": POSITIVE,
+    "batch_size": POSITIVE_INT,
+    "max_epochs": POSITIVE_INT,
+    **{name: constraint for spec in REGULARIZERS for name, constraint in spec.fields.items()},
 }
+
+# The switch fields of the regularizers; their "off" values define the no-regularization baseline.
+REGULARIZER_OFF: dict[str, Any] = {spec.switch: spec.off for spec in REGULARIZERS}
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,9 @@ class RegConfig:
     """Everything that decides how one network is built and trained.
 
     Penalty strengths multiply the mean training loss. ``0`` (or ``"none"``/``False``) switches
-    a technique off, so the default instance is an unregularized network.
+    a technique off, so the default instance is an unregularized network. The values each field
+    accepts are declared once, in :data:`FIELD_CONSTRAINTS` (the regularizers' come from
+    :data:`regtune.regularizer_table.REGULARIZERS`), and checked here.
     """
 
     # architecture
@@ -99,27 +108,8 @@ class RegConfig:
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden_layer_sizes", _int_tuple("hidden_layer_sizes", self.hidden_layer_sizes))
-        object.__setattr__(self, "conv_channels", _int_tuple("conv_channels", self.conv_channels))
-        _choice("architecture", self.architecture, ARCHITECTURES)
-        _choice("activation", self.activation, ACTIVATIONS)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("dropout_variant", self.dropout_variant, DROPOUT_VARIANTS)
-        _choice("batch_norm", self.batch_norm, BATCH_NORM)
-        _choice("augment", self.augment, AUGMENTS)
-        _positive("lr", self.lr)
-        _positive_int("batch_size", self.batch_size)
-        _positive_int("max_epochs", self.max_epochs)
-        _positive_int("patience", self.patience)
-        for name in ("l1", "l2", "weight_decay", "elastic_net", "input_noise", "weight_noise",
-                     "gradient_noise", "mixup_alpha", "cutmix_alpha", "max_norm"):
-            _non_negative(name, getattr(self, name))
-        for name in ("dropout", "label_smoothing"):
-            _rate(name, getattr(self, name))
-        _in_unit("l1_ratio", self.l1_ratio)
-        for name in ("spectral_norm", "early_stopping"):
-            if not isinstance(getattr(self, name), (bool, int)):
-                raise RegConfigError(f"{name}={getattr(self, name)!r} must be True or False")
+        for name, constraint in FIELD_CONSTRAINTS.items():
+            object.__setattr__(self, name, constraint.check(name, getattr(self, name)))
 
     def replace(self, **changes: Any) -> RegConfig:
         return dataclasses.replace(self, **changes)
@@ -146,51 +136,3 @@ class RegConfig:
 def no_regularization(config: RegConfig) -> RegConfig:
     """The same architecture and optimizer with every regularizer switched off."""
     return config.replace(**REGULARIZER_OFF)
-
-
-def _int_tuple(name: str, value: Any) -> tuple[int, ...]:
-    if isinstance(value, (int,)) and not isinstance(value, bool):
-        value = (value,)
-    try:
-        out = tuple(int(v) for v in value)
-    except (TypeError, ValueError):
-        raise RegConfigError(f"{name}={value!r} must be a sequence of positive integers") from None
-    if not out or any(v < 1 for v in out):
-        raise RegConfigError(f"{name}={value!r} must be a non-empty sequence of positive integers")
-    return out
-
-
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise RegConfigError(f"{name}={value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}")
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise RegConfigError(f"{name}={value!r} must be a finite number")
-    return float(value)
-
-
-def _positive(name: str, value: Any) -> None:
-    if _number(name, value) <= 0:
-        raise RegConfigError(f"{name}={value!r} must be > 0")
-
-
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise RegConfigError(f"{name}={value!r} must be an integer >= 1")
-
-
-def _non_negative(name: str, value: Any) -> None:
-    if _number(name, value) < 0:
-        raise RegConfigError(f"{name}={value!r} must be >= 0 (0 switches it off)")
-
-
-def _rate(name: str, value: Any) -> None:
-    if not 0 <= _number(name, value) < 1:
-        raise RegConfigError(f"{name}={value!r} must be in [0, 1)")
-
-
-def _in_unit(name: str, value: Any) -> None:
-    if not 0 <= _number(name, value) <= 1:
-        raise RegConfigError(f"{name}={value!r} must be in [0, 1]")

@@ -25,9 +25,6 @@ class Metric:
     epoch_fn: Callable[[Tensor, Tensor], float]
     final_fn: Callable[[object, np.ndarray, np.ndarray], float]
 
-    def better(self, a: float, b: float) -> bool:
-        return a > b if self.direction == "maximize" else a < b
-
 
 def _acc(out: Tensor, y: Tensor) -> float:
     return float((out.argmax(1) == y).float().mean())

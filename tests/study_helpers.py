@@ -1,4 +1,4 @@
-"""A small finished study on disk, shared by the report, ablation and MLflow UI tests."""
+"""A small finished study on disk; `tests/conftest.py` builds it once per session (`finished_study`)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from study_helpers import FinishedStudy, make_study
+from study_helpers import FinishedStudy
 
 from regtune.analysis.ablation import FULL, ablate, ablation_variants
 from regtune.analysis.study_data import ReportError
@@ -17,13 +17,8 @@ SEEDS = 2
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> FinishedStudy:
-    return make_study(tmp_path_factory.mktemp("ablation"))
-
-
-@pytest.fixture(scope="module")
-def table(finished: FinishedStudy) -> pd.DataFrame:
-    return ablate(finished.name, seeds=SEEDS, storage=finished.storage, tracking_uri=finished.tracking_uri,
+def table(finished_study: FinishedStudy) -> pd.DataFrame:
+    return ablate(finished_study.name, seeds=SEEDS, storage=finished_study.storage, tracking_uri=finished_study.tracking_uri,
                   progress=False)
 
 
@@ -37,8 +32,8 @@ def test_variants_switch_off_one_regularizer_each() -> None:
             assert variant.active_regularizers() == [r for r in config.active_regularizers() if r != name]
 
 
-def test_one_row_per_active_regularizer_plus_the_full_config(finished: FinishedStudy, table: pd.DataFrame) -> None:
-    active = finished.result.best_config.active_regularizers()
+def test_one_row_per_active_regularizer_plus_the_full_config(finished_study: FinishedStudy, table: pd.DataFrame) -> None:
+    active = finished_study.result.best_config.active_regularizers()
     assert len(active) >= 2
     assert table["removed"].tolist() == [FULL, *active]
     assert (table["seeds"] == SEEDS).all()
@@ -50,34 +45,34 @@ def test_one_row_per_active_regularizer_plus_the_full_config(finished: FinishedS
     assert table["delta_vs_full"].tolist() == pytest.approx((table["test_mean"] - full).tolist())
 
 
-def test_seed_zero_of_the_full_config_is_the_tuners_refit(finished: FinishedStudy, table: pd.DataFrame) -> None:
-    assert table.loc[0, "seed_0"] == pytest.approx(finished.result.scores.loc["best", "test"])
+def test_seed_zero_of_the_full_config_is_the_tuners_refit(finished_study: FinishedStudy, table: pd.DataFrame) -> None:
+    assert table.loc[0, "seed_0"] == pytest.approx(finished_study.result.scores.loc["best", "test"])
 
 
-def test_ablation_is_logged_to_the_parent_run(finished: FinishedStudy, table: pd.DataFrame) -> None:
+def test_ablation_is_logged_to_the_parent_run(finished_study: FinishedStudy, table: pd.DataFrame) -> None:
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(finished.tracking_uri)
-    files = {Path(f.path).name for f in client.list_artifacts(finished.parent_run_id, "ablation")}
+    client = MlflowClient(finished_study.tracking_uri)
+    files = {Path(f.path).name for f in client.list_artifacts(finished_study.parent_run_id, "ablation")}
     assert files == {"ablation.csv", "ablation.md"}
-    csv = Path(client.download_artifacts(finished.parent_run_id, "ablation/ablation.csv", str(finished.root)))
+    csv = Path(client.download_artifacts(finished_study.parent_run_id, "ablation/ablation.csv", str(finished_study.root)))
     pd.testing.assert_frame_equal(pd.read_csv(csv, keep_default_na=False, na_values=[""]).drop(columns="value_in_best"),
                                   table.drop(columns="value_in_best"), check_dtype=False)
-    metrics = client.get_run(finished.parent_run_id).data.metrics
+    metrics = client.get_run(finished_study.parent_run_id).data.metrics
     assert metrics["ablation/full_test_mean"] == pytest.approx(table.loc[0, "test_mean"])
     for name in table["removed"][1:]:
         assert f"ablation/no_{name}_delta" in metrics
 
 
-def test_cli_ablate_prints_a_row_per_technique(finished: FinishedStudy, capsys) -> None:
-    main(["ablate", "--study", finished.name, "--seeds", "1", "--storage", finished.storage, "--tracking-uri",
-          finished.tracking_uri, "--quiet"])
+def test_cli_ablate_prints_a_row_per_technique(finished_study: FinishedStudy, capsys) -> None:
+    main(["ablate", "--study", finished_study.name, "--seeds", "1", "--storage", finished_study.storage, "--tracking-uri",
+          finished_study.tracking_uri, "--quiet"])
     out = capsys.readouterr().out
     assert "ablation of best trial" in out and "delta vs full" in out
-    for name in [FULL, *finished.result.best_config.active_regularizers()]:
+    for name in [FULL, *finished_study.result.best_config.active_regularizers()]:
         assert name in out
 
 
-def test_seeds_must_be_positive(finished: FinishedStudy) -> None:
+def test_seeds_must_be_positive(finished_study: FinishedStudy) -> None:
     with pytest.raises(ReportError, match="seeds=0"):
-        ablate(finished.name, seeds=0, storage=finished.storage, tracking_uri=finished.tracking_uri)
+        ablate(finished_study.name, seeds=0, storage=finished_study.storage, tracking_uri=finished_study.tracking_uri)

@@ -10,7 +10,7 @@ from sklearn.datasets import load_digits
 from regtune import RegConfig, RegularizedNetClassifier
 from regtune.nn.models import build_network
 from regtune.nn.regularizers import CutMix, ImageAugment, Mixup, Regularizer, augment
-from regtune.nn.trainer import train
+from regtune.nn.trainer import Trainer
 
 IMAGE = (1, 8, 8)
 
@@ -110,10 +110,13 @@ def test_augmentation_is_applied_to_training_batches_only() -> None:
     config = RegConfig(hidden_layer_sizes=(32,), batch_size=64, max_epochs=3, early_stopping=False)
     spy = _Spy()
     regs = [ImageAugment(IMAGE), spy]
-    trainer = train(
+    trainer = Trainer(
         lambda: build_network(config, 64, 10, IMAGE, regs), config, X, y, X[:50], y[:50],
         task="classification", regularizers=regs, seed=0,
     )
+    while not trainer.done:
+        trainer.step()
+    trainer.finish()
     assert spy.rows == 3 * 200  # every training row, every epoch; never the 50 validation rows
     before = trainer.history[-1]["val_loss"]
     assert trainer.evaluate(X[:50], y[:50])["val_loss"] == before

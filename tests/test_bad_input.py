@@ -24,10 +24,11 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pg import mlflow_runs, regtune_command, wait_for
+from worker_helpers import mlflow_runs, regtune_command, wait_for
 
 from regtune.cli.app import main
-from regtune.data.loading import DataError, load_dataset
+from regtune.data.loading import load_dataset
+from regtune.exceptions import DataError
 from regtune.space.space import SearchSpace, SearchSpaceError
 
 UNREACHABLE_STORAGE = "postgresql+psycopg://u:Pw-9f3b@127.0.0.1:1/x"
@@ -525,7 +526,7 @@ class _Payload:
 
 def _saved_model(path: Path) -> Path:
     from regtune import RegularizedNetClassifier
-    from regtune.data.loading import TabularPreprocessor
+    from regtune.data.preprocess import TabularPreprocessor
     from regtune.estimators.persistence import save_model
 
     frame = _iris_frame()

@@ -105,13 +105,9 @@ def test_tune_best_and_predict_end_to_end(tmp_path: Path, capsys: pytest.Capture
     assert err.count("\n") == 1 and err.startswith("regtune: error: run '0123456789abcdef' is not in")
 
 
-def test_resume_with_nothing_to_do_prints_the_same_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ("tune", "iris", "--space", str(tmp_path / "tiny.yaml"), "--trials", "2", "--cv", "1", "-q",
-            "--tracking-uri", "off")
-    (tmp_path / "tiny.yaml").write_text(
-        "fixed: {hidden_layer_sizes: [8], max_epochs: 4}\n"
-        "params:\n  lr: {type: float, low: 0.001, high: 0.03, log: true, default: 0.01}\n"
-    )
+def test_resume_with_nothing_to_do_prints_the_same_summary(tiny_space: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ("tune", "iris", "--space", str(tiny_space), "--trials", "2", "--cv", "1", "-q", "--tracking-uri", "off")
     code, first, _ = _run(capsys, *argv)
     assert code == 0 and "trials: 2 complete, 0 pruned, 0 failed" in first
     code, again, _ = _run(capsys, *argv)

@@ -10,7 +10,7 @@ from torch import nn
 from regtune import RegConfig
 from regtune.nn.models import build_network
 from regtune.nn.regularizers import Regularizer, build_regularizers, weight_layers
-from regtune.nn.trainer import train
+from regtune.nn.trainer import Trainer
 
 IMAGE = (1, 8, 8)
 
@@ -38,11 +38,13 @@ def _unit_norms(weight: torch.Tensor) -> torch.Tensor:
 def _train(config: RegConfig, extra: list[Regularizer] = ()) -> nn.Module:
     X, y = _digits()
     regs = build_regularizers(config, n_classes=10, image_shape=IMAGE) + list(extra)
-    trainer = train(
+    trainer = Trainer(
         lambda: build_network(config, 64, 10, IMAGE, regs), config, X, y, task="classification",
         regularizers=regs, seed=0,
     )
-    return trainer.model
+    while not trainer.done:
+        trainer.step()
+    return trainer.finish()
 
 
 @pytest.mark.parametrize("architecture", ["mlp", "cnn"])

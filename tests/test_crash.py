@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pg import Worker, load_trials, mlflow_runs, start_worker, wait_for, write_space
-from pg import postgres_cluster as postgres_cluster  # noqa: F401  (fixtures: used by name)
-from pg import postgres_url as postgres_url  # noqa: F401
+from worker_helpers import Worker, load_trials, mlflow_runs, start_worker, wait_for, write_space
 
 N_TRIALS = 6
 STUDY = "crash"

@@ -1,4 +1,4 @@
-"""Tests for regtune.data: loading, checking, splitting and preprocessing tables."""
+"""Tests for regtune.data: loading, checks, split and preprocess (one section per module)."""
 
 from __future__ import annotations
 
@@ -17,18 +17,17 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from regtune.data.checks import infer_task
 from regtune.data.loading import (
     BUILTIN_DATASETS,
-    DataError,
     Dataset,
-    TabularPreprocessor,
     dataset_from_frame,
-    encode_target,
-    infer_task,
     load_dataset,
     read_table,
-    split_dataset,
 )
+from regtune.data.preprocess import TabularPreprocessor
+from regtune.data.split import split_dataset
+from regtune.exceptions import DataError
 
 FAST = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -491,21 +490,6 @@ def test_split_rejects_classes_too_small_to_stratify() -> None:
         DataError, match="the validation part of 24 rows would have 5 rows for 8 classes"
     ):
         split_dataset(np.zeros((24, 1)), y, task="classification")
-
-
-# --- target encoding ---------------------------------------------------------------------
-
-
-def test_encode_target() -> None:
-    codes, classes = encode_target(pd.Series(["b", "a", "c", "a"]), "classification")
-    assert codes.tolist() == [1, 0, 2, 0] and classes.tolist() == ["a", "b", "c"]
-    assert classes[codes].tolist() == ["b", "a", "c", "a"]
-    values, none = encode_target([1, 2.5], "regression")
-    assert values.dtype == np.float32 and none is None
-    with pytest.raises(DataError, match="missing"):
-        encode_target(pd.Series(["a", None]), "classification")
-    with pytest.raises(DataError, match="infinite"):
-        encode_target([1.0, np.inf], "regression")
 
 
 # --- properties --------------------------------------------------------------------------

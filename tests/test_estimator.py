@@ -116,6 +116,23 @@ def test_regressor_predicts_the_target_shape_it_was_given() -> None:
         RegularizedNetRegressor(label_smoothing=0.1).fit(X, y)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf], ids=["nan", "inf"])
+def test_a_missing_or_infinite_regression_target_is_refused(bad: float) -> None:
+    X, y = _digits(40)
+    target = y.astype(float)
+    target[3] = bad
+    with pytest.raises(ValueError, match="Input y contains"):
+        RegularizedNetRegressor(**FAST).fit(X, target)
+
+
+def test_a_missing_class_label_is_refused() -> None:
+    X, y = _digits(40)
+    labels = np.array([f"digit {v}" for v in y], dtype=object)
+    labels[3] = np.nan
+    with pytest.raises(ValueError, match="contains NaN"):
+        RegularizedNetClassifier(**FAST).fit(X, labels)
+
+
 def _with(X: np.ndarray, row: int, value: float) -> np.ndarray:
     X = X.astype(float).copy()
     X[row, 0] = value

@@ -20,6 +20,15 @@ def test_pickles_from_the_flat_layout_load_and_predict_the_same() -> None:
     np.testing.assert_allclose(reg.predict(X[:, :3]), np.load(LEGACY / "reg_pred.npy"), atol=1e-5)
 
 
+def test_pickled_make_preprocessor_pipeline_from_the_flat_layout_loads() -> None:
+    """0.1 pickled the preprocessor as ``regtune.data.TabularPreprocessor``."""
+    rows = pd.read_csv(LEGACY / "pipeline_rows.csv")
+    pipe = pickle.loads((LEGACY / "pipeline.pkl").read_bytes())
+    assert type(pipe.steps[0][1]).__module__ == "regtune.data.preprocess"
+    assert rows["age"].isna().any() and not pd.api.types.is_numeric_dtype(rows["city"])
+    np.testing.assert_allclose(pipe.predict_proba(rows), np.load(LEGACY / "pipeline_proba.npy"), atol=1e-5)
+
+
 def test_mlflow_model_logged_by_the_flat_layout_serves() -> None:
     import mlflow
 

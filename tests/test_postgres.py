@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from pg import PASSWORD, load_trials, mlflow_runs, start_worker, write_space
-from pg import postgres_cluster as postgres_cluster  # noqa: F401  (fixtures: used by name)
-from pg import postgres_url as postgres_url  # noqa: F401
+from plugins.postgres import PASSWORD
+from worker_helpers import load_trials, mlflow_runs, start_worker, write_space
 
 pytestmark = pytest.mark.integration
 

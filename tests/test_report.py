@@ -11,7 +11,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
-from study_helpers import FinishedStudy, make_study
+from study_helpers import FinishedStudy
 
 from regtune.analysis.effects import effect_tables, importance_table
 from regtune.analysis.report import report, with_without
@@ -24,28 +24,24 @@ TECHNIQUES = ["l1", "l2", "dropout", "batch_norm", "input_noise", "mixup_alpha",
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> FinishedStudy:
-    return make_study(tmp_path_factory.mktemp("report"))
-
-
-@pytest.fixture(scope="module")
-def reported(finished: FinishedStudy) -> tuple[dict[str, pd.DataFrame], Path]:
-    out = finished.root / "out"
+def reported(finished_study: FinishedStudy) -> tuple[dict[str, pd.DataFrame], Path]:
+    out = finished_study.root / "out"
     with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(finished.root)
-        tables = report(finished.name, storage=finished.storage, tracking_uri=finished.tracking_uri, out_dir=out)
+        mp.chdir(finished_study.root)
+        tables = report(finished_study.name, storage=finished_study.storage,
+                        tracking_uri=finished_study.tracking_uri, out_dir=out)
     return tables, out
 
 
-def _client(finished: FinishedStudy):  # noqa: ANN202
+def _client(finished_study: FinishedStudy):  # noqa: ANN202
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(finished.tracking_uri)
+    return MlflowClient(finished_study.tracking_uri)
 
 
-def test_trials_table_holds_every_trial_with_its_mlflow_metrics(finished: FinishedStudy, reported) -> None:
+def test_trials_table_holds_every_trial_with_its_mlflow_metrics(finished_study: FinishedStudy, reported) -> None:
     trials = reported[0]["trials"]
-    study = finished.result.study
+    study = finished_study.result.study
     assert list(trials["number"]) == [t.number for t in study.trials]
     assert list(trials["state"]) == [t.state.name for t in study.trials]
     complete = trials[trials["state"] == "COMPLETE"]
@@ -81,33 +77,33 @@ def test_every_effect_table_is_filled_from_the_complete_trials(reported) -> None
     assert (tables["augmentation_noise"]["score_mean"].between(0, 1)).all()
 
 
-def test_summary_shows_baseline_vs_best_with_the_tuners_test_scores(finished: FinishedStudy, reported) -> None:
+def test_summary_shows_baseline_vs_best_with_the_tuners_test_scores(finished_study: FinishedStudy, reported) -> None:
     summary = reported[0]["summary"].set_index("model")
-    logged = finished.result.scores
+    logged = finished_study.result.scores
     for label in ("baseline", "best"):
         assert summary.loc[label, "test"] == pytest.approx(logged.loc[label, "test"])
         assert summary.loc[label, "train"] == pytest.approx(logged.loc[label, "train"])
         assert summary.loc[label, "gap"] == pytest.approx(summary.loc[label, "train"] - summary.loc[label, "test"])
-    assert summary.loc["best", "trial"] == finished.result.study.best_trial.number
+    assert summary.loc["best", "trial"] == finished_study.result.study.best_trial.number
     assert summary.loc["baseline", "regularizers"] == "none"
     assert summary["source"].eq("tuner refit (MLflow)").all()
 
 
-def test_refit_without_logged_scores_reproduces_the_tuners_numbers(finished: FinishedStudy) -> None:
-    data = load_study_data(finished.name, storage=finished.storage, tracking_uri=finished.tracking_uri)
+def test_refit_without_logged_scores_reproduces_the_tuners_numbers(finished_study: FinishedStudy) -> None:
+    data = load_study_data(finished_study.name, storage=finished_study.storage, tracking_uri=finished_study.tracking_uri)
     refit = with_without(data, use_logged=False).set_index("model")
     assert refit["source"].eq("refit by the report").all()
     for label in ("baseline", "best"):
-        assert refit.loc[label, "test"] == pytest.approx(finished.result.scores.loc[label, "test"])
+        assert refit.loc[label, "test"] == pytest.approx(finished_study.result.scores.loc[label, "test"])
 
 
-def test_model_size_and_pruning_summaries(finished: FinishedStudy, reported) -> None:
+def test_model_size_and_pruning_summaries(finished_study: FinishedStudy, reported) -> None:
     tables = reported[0]
     size = tables["model_size"].set_index("model")
-    assert size.loc["best", "trial"] == finished.result.study.best_trial.number
+    assert size.loc["best", "trial"] == finished_study.result.study.best_trial.number
     assert 0 < size.loc["best", "n_effective_params"] <= size.loc["best", "n_params"]
     pruning = tables["pruning"].iloc[0]
-    counts = finished.result.counts
+    counts = finished_study.result.counts
     assert (pruning["complete"], pruning["pruned"], pruning["failed"]) == (counts["COMPLETE"], counts["PRUNED"],
                                                                             counts["FAIL"])
     trials = tables["trials"]
@@ -116,7 +112,7 @@ def test_model_size_and_pruning_summaries(finished: FinishedStudy, reported) -> 
     assert pruning["epochs_trained"] == pytest.approx(trials["epochs_run"].sum())
 
 
-def test_plots_are_pngs_and_the_report_is_logged_to_the_parent_run(finished: FinishedStudy, reported) -> None:
+def test_plots_are_pngs_and_the_report_is_logged_to_the_parent_run(finished_study: FinishedStudy, reported) -> None:
     import matplotlib.image
 
     out = reported[1]
@@ -126,10 +122,10 @@ def test_plots_are_pngs_and_the_report_is_logged_to_the_parent_run(finished: Fin
         assert png.read_bytes()[:8] == PNG_MAGIC
         height, width, _ = matplotlib.image.imread(png).shape
         assert height > 200 and width > 300
-    client = _client(finished)
-    logged = {Path(f.path).name for f in client.list_artifacts(finished.parent_run_id, "report")}
+    client = _client(finished_study)
+    logged = {Path(f.path).name for f in client.list_artifacts(finished_study.parent_run_id, "report")}
     assert logged == {p.name for p in pngs} | {"report.md", "trials.csv"}
-    copy = Path(client.download_artifacts(finished.parent_run_id, "report/effects.png", str(finished.root)))
+    copy = Path(client.download_artifacts(finished_study.parent_run_id, "report/effects.png", str(finished_study.root)))
     assert copy.read_bytes() == (out / "effects.png").read_bytes()
 
 
@@ -144,9 +140,9 @@ def test_report_md_has_every_section_and_links_its_images(reported) -> None:
     assert "Not searched" not in text
 
 
-def test_report_rebuilt_from_mlflow_alone_has_the_same_tables(finished: FinishedStudy, reported,
+def test_report_rebuilt_from_mlflow_alone_has_the_same_tables(finished_study: FinishedStudy, reported,
                                                                tmp_path: Path) -> None:
-    tables = report(finished.name, storage=str(tmp_path / "gone.journal"), tracking_uri=finished.tracking_uri,
+    tables = report(finished_study.name, storage=str(tmp_path / "gone.journal"), tracking_uri=finished_study.tracking_uri,
                     from_mlflow=True, out_dir=tmp_path / "out", log_artifacts=False)
     for key, expected in reported[0].items():
         pd.testing.assert_frame_equal(tables[key], expected, check_dtype=False, obj=key)
@@ -175,16 +171,16 @@ def test_importances_need_enough_complete_trials() -> None:
     assert table.empty and "at least 3 complete trials" in note
 
 
-def test_cli_report_prints_the_comparison(finished: FinishedStudy, tmp_path: Path, capsys,
+def test_cli_report_prints_the_comparison(finished_study: FinishedStudy, tmp_path: Path, capsys,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(finished.root)
-    main(["report", "--study", finished.name, "--storage", finished.storage, "--tracking-uri",
-          finished.tracking_uri, "--out", str(tmp_path / "cli")])
+    monkeypatch.chdir(finished_study.root)
+    main(["report", "--study", finished_study.name, "--storage", finished_study.storage, "--tracking-uri",
+          finished_study.tracking_uri, "--out", str(tmp_path / "cli")])
     out = capsys.readouterr().out
     assert "with vs without regularization" in out and "baseline" in out
     assert (tmp_path / "cli" / "report.md").is_file()
     with pytest.raises(SystemExit) as exc:
-        main(["report", "--study", "no-such-study", "--storage", finished.storage])
+        main(["report", "--study", "no-such-study", "--storage", finished_study.storage])
     assert exc.value.code == 2
     assert "no study 'no-such-study'" in capsys.readouterr().err
 

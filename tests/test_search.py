@@ -26,7 +26,7 @@ from regtune import (
     RegularizedNetClassifier,
     RegularizedNetRegressor,
 )
-from regtune.data.loading import TabularPreprocessor
+from regtune.data.preprocess import TabularPreprocessor
 from regtune.tuning.storage import make_storage
 
 TINY = str(Path(__file__).parent / "spaces" / "tiny.yaml")

@@ -16,17 +16,14 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from regtune.tuning.queue import claim_trials, counted_trials, open_study, reap_dead_trials
 from regtune.tuning.storage import (
     StudyError,
-    claim_trials,
-    counted_trials,
     journal_path,
     load_existing_study,
     make_pruner,
     make_sampler,
     make_storage,
-    open_study,
-    reap_dead_trials,
 )
 
 BASELINE = {"lr": 1e-3, "use_l2": False, "use_dropout": False}

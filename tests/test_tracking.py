@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 import regtune.tracking.tracker as tracking
-from regtune.tracking.tracker import MLflowTracker, TrackingError, mask_secrets
+from regtune.tracking.tracker import (
+    DEFAULT_TRACKING_URI,
+    MLflowTracker,
+    TrackingError,
+    mask_secrets,
+    resolve_tracking_uri,
+)
 
 SECRET = "s3cret-Pa55"
 
@@ -214,6 +220,15 @@ def test_default_uri_puts_the_store_and_artifacts_in_the_working_directory(
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
     assert MLflowTracker().tracking_uri == f"sqlite:///{store}"
+
+
+def test_tracking_uri_resolves_argument_then_environment_then_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert resolve_tracking_uri(None) == DEFAULT_TRACKING_URI == "sqlite:///mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///env.db")
+    assert resolve_tracking_uri(None) == "sqlite:///env.db"
+    assert resolve_tracking_uri("file:/tmp/given") == "file:/tmp/given"
 
 
 def test_unwritable_store_raises_a_readable_tracking_error(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,10 +12,11 @@ from sklearn.metrics import log_loss
 from torch import nn
 
 from regtune import RegConfig, RegularizedNetClassifier
+from regtune.metrics import get_metric
 from regtune.nn.callbacks import Callback, EarlyStopping, LambdaCallback
 from regtune.nn.models import build_model
 from regtune.nn.regularizers import Regularizer, build_regularizers
-from regtune.nn.trainer import DivergenceError, Trainer, resolve_device, train
+from regtune.nn.trainer import DivergenceError, Trainer, predict_batches, resolve_device
 
 RECORD_KEYS = {"epoch", "train_loss", "val_loss", "val_score", "seconds"}
 
@@ -34,10 +36,19 @@ def _config(**changes: object) -> RegConfig:
     return RegConfig(**{"hidden_layer_sizes": (32,), "batch_size": 32, "max_epochs": 5, **changes})
 
 
+def _train(*args: Any, **kwargs: Any) -> Trainer:
+    """Step a :class:`Trainer` to the end and finish it, as the estimators' ``fit`` does."""
+    trainer = Trainer(*args, **kwargs)
+    while not trainer.done:
+        trainer.step()
+    trainer.finish()
+    return trainer
+
+
 def test_history_has_one_complete_record_per_epoch_and_the_loss_falls() -> None:
     X, y = _noisy_problem(128, 0, noise=0.1)
     Xv, yv = _noisy_problem(64, 1, noise=0.1)
-    trainer = train(_builder(_config(lr=1e-2)), _config(lr=1e-2), X, y, Xv, yv, task="classification")
+    trainer = _train(_builder(_config(lr=1e-2)), _config(lr=1e-2), X, y, Xv, yv, task="classification")
     assert [r["epoch"] for r in trainer.history] == [0, 1, 2, 3, 4]
     for record in trainer.history:
         assert set(record) == RECORD_KEYS
@@ -49,9 +60,22 @@ def test_history_has_one_complete_record_per_epoch_and_the_loss_falls() -> None:
     assert not trainer.model.training
 
 
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_val_score_defaults_to_the_tasks_default_metric(task: str) -> None:
+    X, y = _noisy_problem(64, 0)
+    Xv, yv = _noisy_problem(32, 1)
+    n_out = 2 if task == "classification" else 1
+    if task == "regression":
+        y, yv = y.float()[:, None], yv.float()[:, None]
+    config = _config(max_epochs=2)
+    trainer = _train(lambda: build_model(config, 20, n_out), config, X, y, Xv, yv, task=task)
+    expected = get_metric(None, task).epoch_fn(predict_batches(trainer.model, Xv), yv)
+    assert trainer.history[-1]["val_score"] == pytest.approx(expected)
+
+
 def test_without_validation_data_records_hold_training_loss_only() -> None:
     X, y = _noisy_problem(64, 0)
-    trainer = train(_builder(_config()), _config(max_epochs=2), X, y, task="classification")
+    trainer = _train(_builder(_config()), _config(max_epochs=2), X, y, task="classification")
     assert [set(r) for r in trainer.history] == [{"epoch", "train_loss", "seconds"}] * 2
 
 
@@ -61,7 +85,7 @@ def test_same_seed_same_history_other_seed_other_history() -> None:
 
     def losses(seed: int) -> list[float]:
         regs = build_regularizers(config, n_classes=2, image_shape=None)
-        trainer = train(_builder(config), config, X, y, task="classification", regularizers=regs, seed=seed)
+        trainer = _train(_builder(config), config, X, y, task="classification", regularizers=regs, seed=seed)
         return [r["train_loss"] for r in trainer.history]
 
     assert losses(3) == losses(3)
@@ -86,7 +110,7 @@ class _Recorder(Callback):
 def test_callbacks_see_every_epoch_once_in_order() -> None:
     X, y = _noisy_problem(64, 0)
     recorder = _Recorder()
-    train(_builder(_config()), _config(max_epochs=3), X, y, task="classification", callbacks=[recorder])
+    _train(_builder(_config()), _config(max_epochs=3), X, y, task="classification", callbacks=[recorder])
     assert recorder.events == [("begin", 0, 0), ("epoch", 1, 1), ("epoch", 2, 2), ("epoch", 3, 3), ("end", 3, 3)]
 
 
@@ -96,7 +120,7 @@ def test_a_callback_can_stop_training() -> None:
     def stop_after_two(trainer: Trainer) -> None:
         trainer.should_stop = len(trainer.history) == 2
 
-    trainer = train(_builder(_config()), _config(max_epochs=50), X, y, task="classification",
+    trainer = _train(_builder(_config()), _config(max_epochs=50), X, y, task="classification",
                     callbacks=[LambdaCallback(stop_after_two)])
     assert len(trainer.history) == 2 and trainer.done
 
@@ -130,7 +154,7 @@ def test_hooks_run_once_per_batch_in_order_and_never_at_evaluation() -> None:
     Xv, yv = _noisy_problem(20, 1)
     log = _HookLog()
     config = _config(max_epochs=2, lr=0.005)
-    trainer = train(_builder(config), config, X, y, Xv, yv, task="classification", regularizers=[log])
+    trainer = _train(_builder(config), config, X, y, Xv, yv, task="classification", regularizers=[log])
     one_batch = ["on_batch", "before_forward", "penalty", "after_backward", "after_step"]
     assert log.calls == one_batch * 3 * 2
     trainer.evaluate(Xv, yv)
@@ -141,7 +165,7 @@ def test_hooks_run_once_per_batch_in_order_and_never_at_evaluation() -> None:
 def test_a_last_batch_of_one_sample_trains(batch_norm: str) -> None:
     X, y = _noisy_problem(65, 0)  # 32 + 32 + 1
     config = _config(batch_norm=batch_norm, max_epochs=1)
-    trainer = train(_builder(config), config, X, y, task="classification")
+    trainer = _train(_builder(config), config, X, y, task="classification")
     assert np.isfinite(trainer.history[0]["train_loss"])
 
 
@@ -161,7 +185,7 @@ def test_an_infinite_input_raises_divergence_error_in_the_first_epoch() -> None:
     X, y = _noisy_problem(64, 0)
     X[5, 3] = float("inf")
     with pytest.raises(DivergenceError) as info:
-        train(_builder(_config()), _config(), X, y, task="classification")
+        _train(_builder(_config()), _config(), X, y, task="classification")
     assert info.value.epoch == 0
 
 
@@ -205,7 +229,7 @@ def test_early_stopping_stops_an_overfitting_net_and_restores_its_best_epoch() -
     X, y = _noisy_problem(120, 0)
     Xv, yv = _noisy_problem(200, 1)
     config = RegConfig(hidden_layer_sizes=(128, 128), lr=1e-3, batch_size=32, max_epochs=200)
-    trainer = train(_builder(config), config, X, y, Xv, yv, task="classification",
+    trainer = _train(_builder(config), config, X, y, Xv, yv, task="classification",
                     callbacks=[EarlyStopping(patience=5)], seed=0)
     val = [r["val_loss"] for r in trainer.history]
     assert len(val) < 200

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,25 +24,15 @@ from optuna.trial import TrialState
 from sklearn.metrics import accuracy_score
 
 import regtune.tuning.tuner as tuner
-from regtune.data.loading import DataError, load_dataset, split_dataset
+from regtune.data.loading import load_dataset
+from regtune.data.split import split_dataset
+from regtune.exceptions import DataError
 from regtune.space.space import SearchSpace, SearchSpaceError
 from regtune.tracking.tracker import MLflowTracker, TrackingError
 from regtune.tuning.storage import StudyError
 from regtune.tuning.trial import make_estimator
 from regtune.tuning.tuner import TuneError, TuneResult, TuneSettings, prepare, tune
 
-TINY = """\
-description: tiny test space
-fixed: {architecture: mlp, hidden_layer_sizes: [16], batch_size: 32, max_epochs: 8, patience: 3}
-params:
-  lr: {type: float, low: 1.0e-3, high: 3.0e-2, log: true, default: 1.0e-2}
-regularizers:
-  l2:
-    l2: {type: float, low: 1.0e-5, high: 1.0e-2, log: true}
-  dropout:
-    dropout: {type: float, low: 0.05, high: 0.5}
-  early_stopping:
-"""
 # lr 1e6 with SGD makes the loss NaN within two epochs: those trials must fail alone.
 DIVERGING = """\
 fixed: {architecture: mlp, hidden_layer_sizes: [16], batch_size: 32, max_epochs: 6, optimizer: sgd}
@@ -64,25 +54,31 @@ def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
-def _workdir(path: Path, template: Path) -> dict[str, Any]:
+def _workdir(path: Path, template: Path, space: Path) -> dict[str, Any]:
     """MLflow and Optuna stores in ``path``, and the settings that point at them."""
     shutil.copy(template, path / "mlflow.db")
-    (path / "tiny.yaml").write_text(TINY)
     return {"tracking_uri": f"sqlite:///{path}/mlflow.db", "storage": str(path / "regtune.journal"),
-            "space": str(path / "tiny.yaml"), "progress": False}
+            "space": str(space), "progress": False}
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, mlflow_template: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def workdir(tmp_path: Path, mlflow_template: Path, tiny_space: Path,
+            monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.chdir(tmp_path)  # MLflow puts artifacts in ./mlruns
-    return _workdir(tmp_path, mlflow_template)
+    return _workdir(tmp_path, mlflow_template, tiny_space)
 
 
-def _offline(tmp_path: Path, **options: Any) -> dict[str, Any]:
-    """Settings for a study that needs neither MLflow nor a file."""
-    (tmp_path / "tiny.yaml").write_text(TINY)
-    return {"tracking_uri": "off", "storage": ":memory:", "space": str(tmp_path / "tiny.yaml"),
-            "progress": False, "log_model": False, "cv": 1, "pruner": "none", **options}
+Offline = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def offline(tiny_space: Path) -> Offline:
+    """Settings for a study that needs neither MLflow nor a file, with ``options`` on top."""
+    def settings(**options: Any) -> dict[str, Any]:
+        return {"tracking_uri": "off", "storage": ":memory:", "space": str(tiny_space),
+                "progress": False, "log_model": False, "cv": 1, "pruner": "none", **options}
+
+    return settings
 
 
 # ---------------------------------------------------------------- one shared study
@@ -91,12 +87,13 @@ N_TRIALS = 10
 
 
 @pytest.fixture(scope="module")
-def study_run(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> tuple[TuneResult, dict]:
+def study_run(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path,
+              tiny_space: Path) -> tuple[TuneResult, dict]:
     """Ten trials with the Hyperband pruner, two folds, MLflow on, the model logged."""
     path = tmp_path_factory.mktemp("study")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(path)
-        settings = _workdir(path, mlflow_template)
+        settings = _workdir(path, mlflow_template, tiny_space)
         result = tune("iris", n_trials=N_TRIALS, cv=2, pruner="hyperband", seed=0, **settings)
     return result, settings
 
@@ -108,7 +105,7 @@ def test_baseline_is_trial_zero_complete_and_unregularized(study_run: tuple[Tune
     assert baseline.user_attrs["baseline"] is True and baseline.state == TrialState.COMPLETE
     config = space.to_config(baseline.params)
     assert config.active_regularizers() == []
-    assert config.lr == 1e-2 and config.hidden_layer_sizes == (16,) and config.optimizer == "adam"
+    assert config.lr == 2e-2 and config.hidden_layer_sizes == (16,) and config.optimizer == "adam"  # the defaults
     assert sum(t.user_attrs.get("baseline", False) for t in result.study.trials) == 1
     assert result.scores.loc["baseline", "trial"] == 0
     assert result.scores.loc["baseline", "regularizers"] == "none"
@@ -126,8 +123,8 @@ def test_pruning_waits_for_the_warmup_and_spares_the_baseline(study_run: tuple[T
     assert result.counts == {"COMPLETE": N_TRIALS - len(pruned), "PRUNED": len(pruned), "FAIL": 0}
 
 
-def test_pruner_none_prunes_nothing(tmp_path: Path) -> None:
-    result = tune("iris", n_trials=6, **_offline(tmp_path, cv=2))
+def test_pruner_none_prunes_nothing(offline: Offline) -> None:
+    result = tune("iris", n_trials=6, **offline(cv=2))
     assert [t.state for t in result.study.trials] == [TrialState.COMPLETE] * 6
 
 
@@ -234,8 +231,8 @@ def test_parallel_workers_run_every_trial_exactly_once(workdir: dict[str, Any]) 
      ("iris", "balanced_accuracy", "maximize"), ("iris", "f1", "maximize"),
      ("diabetes", "rmse", "minimize"), ("diabetes", "r2", "maximize")],
 )
-def test_metrics_set_the_direction(tmp_path: Path, data: str, metric: str, direction: str) -> None:
-    result = tune(data, n_trials=2, metric=metric, **_offline(tmp_path))
+def test_metrics_set_the_direction(offline: Offline, data: str, metric: str, direction: str) -> None:
+    result = tune(data, n_trials=2, metric=metric, **offline())
     assert result.study.direction.name.lower() == direction
     assert result.metric.name == metric and result.study_name.endswith(f"-{metric}")
     assert np.isfinite(result.best_value) and np.isfinite(result.scores.loc["best", "test"])
@@ -244,13 +241,13 @@ def test_metrics_set_the_direction(tmp_path: Path, data: str, metric: str, direc
 
 
 @pytest.mark.parametrize(("data", "metric"), [("diabetes", "accuracy"), ("iris", "r2"), ("iris", "auc")])
-def test_a_metric_of_the_wrong_task_is_a_clear_error(tmp_path: Path, data: str, metric: str) -> None:
+def test_a_metric_of_the_wrong_task_is_a_clear_error(offline: Offline, data: str, metric: str) -> None:
     with pytest.raises(ValueError, match=f"metric='{metric}'"):
-        tune(data, n_trials=2, metric=metric, **_offline(tmp_path))
+        tune(data, n_trials=2, metric=metric, **offline())
 
 
-def test_regression_predictions_come_back_in_target_units(tmp_path: Path) -> None:
-    result = tune("diabetes", n_trials=2, metric="rmse", **_offline(tmp_path))
+def test_regression_predictions_come_back_in_target_units(offline: Offline) -> None:
+    result = tune("diabetes", n_trials=2, metric="rmse", **offline())
     data = load_dataset("diabetes")
     y = data.y.to_numpy(float)
     predicted = result.best_estimator.predict(result.preprocessor.transform(data.X))
@@ -271,9 +268,9 @@ def test_cv_builds_the_folds(cv: int | str, n_folds: int) -> None:
         assert len(folds.splits[0][1]) == 30  # val_size 0.2 of all rows = 0.25 of the train part
 
 
-def test_trials_reproduce_from_their_params_and_seed(tmp_path: Path) -> None:
+def test_trials_reproduce_from_their_params_and_seed(offline: Offline) -> None:
     """The value is the mean over the 3 folds, and retraining from what was logged gets it back."""
-    options = _offline(tmp_path, cv=3, seed=3)
+    options = offline(cv=3, seed=3)
     result = tune("iris", n_trials=3, **options)
     space = SearchSpace.from_yaml(options["space"])
     folds = prepare(load_dataset("iris"), TuneSettings(cv=3, seed=3))[0]
@@ -291,9 +288,9 @@ def test_trials_reproduce_from_their_params_and_seed(tmp_path: Path) -> None:
     assert trial.value == pytest.approx(float(np.mean(per_fold)), abs=1e-9)
 
 
-def test_the_same_seed_gives_the_same_study(tmp_path: Path) -> None:
+def test_the_same_seed_gives_the_same_study(offline: Offline) -> None:
     def run(seed: int) -> list[tuple]:
-        result = tune("iris", n_trials=4, **_offline(tmp_path, seed=seed, pruner="median"))
+        result = tune("iris", n_trials=4, **offline(seed=seed, pruner="median"))
         return [(t.params, t.value, t.state) for t in result.study.trials]
 
     first = run(0)
@@ -302,11 +299,11 @@ def test_the_same_seed_gives_the_same_study(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "gp"])
-def test_every_sampler_runs_the_minimal_space(tmp_path: Path, sampler: str) -> None:
+def test_every_sampler_runs_the_minimal_space(offline: Offline, sampler: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", optuna.exceptions.ExperimentalWarning)
         warnings.filterwarnings("error", message=".*independent sampling.*")
-        options = _offline(tmp_path, sampler=sampler, pruner="median")
+        options = offline(sampler=sampler, pruner="median")
         result = tune("iris", n_trials=4, **{**options, "space": "minimal"})
     assert len(result.study.trials) == 4
     assert result.counts["FAIL"] == 0 and result.counts["COMPLETE"] >= 1

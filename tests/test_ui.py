@@ -24,11 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from study_helpers import FinishedStudy, make_study
+from study_helpers import FinishedStudy
 
 pytestmark = pytest.mark.integration
 
-N_TRIALS = 3
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -150,13 +149,8 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> FinishedStudy:
-    return make_study(tmp_path_factory.mktemp("ui"), n_trials=N_TRIALS)
-
-
 @pytest.fixture
-def mlflow_ui(finished: FinishedStudy, tmp_path: Path) -> Iterator[str]:
+def mlflow_ui(finished_study: FinishedStudy, tmp_path: Path) -> Iterator[str]:
     """``regtune ui`` on the study's store; yields its base URL once it answers HTTP 200."""
     port = _free_port()
     script = Path(sys.executable).with_name("regtune")
@@ -165,8 +159,8 @@ def mlflow_ui(finished: FinishedStudy, tmp_path: Path) -> Iterator[str]:
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     log = tmp_path / "ui.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([*command, "ui", "--port", str(port), "--tracking-uri", finished.tracking_uri],
-                                cwd=finished.root, stdout=out, stderr=subprocess.STDOUT, env=env,
+        proc = subprocess.Popen([*command, "ui", "--port", str(port), "--tracking-uri", finished_study.tracking_uri],
+                                cwd=finished_study.root, stdout=out, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
     url = f"http://127.0.0.1:{port}"
 
@@ -207,27 +201,28 @@ def browser(chromium: str, tmp_path: Path) -> Iterator[DevTools]:
         _stop(proc)
 
 
-def test_runs_table_lists_the_parent_run_and_every_trial(chromium: str, finished: FinishedStudy, browser: DevTools,
-                                                         mlflow_ui: str, tmp_path: Path) -> None:
-    trials = [f"trial-{n}" for n in range(N_TRIALS)]
-    browser.call("Page.navigate", url=f"{mlflow_ui}/#/experiments/{finished.result.experiment_id}")
+def test_runs_table_lists_the_parent_run_and_every_trial(
+    chromium: str, finished_study: FinishedStudy, browser: DevTools, mlflow_ui: str, tmp_path: Path
+) -> None:
+    trials = [f"trial-{t.number}" for t in finished_study.result.study.trials]
+    browser.call("Page.navigate", url=f"{mlflow_ui}/#/experiments/{finished_study.result.experiment_id}")
     try:
         _wait("the MLflow app to render", lambda: "Model training" in browser.text(), timeout=60)
         links = browser.evaluate(LINK_TEXTS)
-        if finished.name not in links:  # a fresh browser opens the GenAI view: switch to training runs
+        if finished_study.name not in links:  # a fresh browser opens the GenAI view: switch to training runs
             browser.click(_wait("the 'Model training' switch", lambda: browser.evaluate(
                 f"{TEXT_CENTRE}('Model training')"), timeout=30))
-        _wait(f"the parent run {finished.name!r} in the runs table",
-              lambda: finished.name in browser.evaluate(LINK_TEXTS), timeout=60)
+        _wait(f"the parent run {finished_study.name!r} in the runs table",
+              lambda: finished_study.name in browser.evaluate(LINK_TEXTS), timeout=60)
         if not set(trials) <= set(browser.evaluate(LINK_TEXTS)):  # children are folded under the parent
             browser.click(_wait("the parent run's expand button", lambda: browser.evaluate(
-                f"{EXPANDER}({json.dumps(finished.name)})"), timeout=30))
+                f"{EXPANDER}({json.dumps(finished_study.name)})"), timeout=30))
         shown = _wait("the trial runs under the parent",
                       lambda: set(trials) <= set(links := browser.evaluate(LINK_TEXTS)) and links, timeout=60)
     except AssertionError as err:
         shot = browser.screenshot(tmp_path / "mlflow-ui-failure.png")
         raise AssertionError(f"{err}; screenshot {shot}; page text:\n{browser.text()[:2000]}") from None
-    assert finished.name in shown
+    assert finished_study.name in shown
     assert set(trials) <= set(shown)
     assert not {t for t in shown if t.startswith("trial-")} - set(trials)
     shot = browser.screenshot(tmp_path / "mlflow-runs.png")

@@ -16,21 +16,11 @@ import regtune.tuning.worker as worker
 from regtune.data.loading import load_dataset
 from regtune.metrics import get_metric
 from regtune.space.space import SearchSpace
-from regtune.tuning.storage import make_storage, open_study
+from regtune.tuning.queue import open_study
+from regtune.tuning.storage import make_storage
 from regtune.tuning.trial import Folds, TrialPruned, make_estimator, run_objective
 from regtune.tuning.tuner import TuneSettings, prepare
 from regtune.tuning.worker import WorkerSpec, run_worker, worker_process
-
-TINY = """\
-description: tiny test space
-fixed: {architecture: mlp, hidden_layer_sizes: [8], batch_size: 32, max_epochs: 6, patience: 2}
-params:
-  lr: {type: float, low: 1.0e-3, high: 3.0e-2, log: true, default: 1.0e-2}
-regularizers:
-  l2:
-    l2: {type: float, low: 1.0e-5, high: 1.0e-2, log: true}
-  early_stopping:
-"""
 
 
 class RecordingTracker:
@@ -80,16 +70,9 @@ def folds() -> Folds:
     return prepare(load_dataset("iris"), TuneSettings(cv=2, seed=0))[0]
 
 
-@pytest.fixture
-def space_path(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(TINY)
-    return path
-
-
-def _setup(tmp_path: Path, space_path: Path, n_trials: int, monkeypatch: pytest.MonkeyPatch,
+def _setup(tmp_path: Path, tiny_space: Path, n_trials: int, monkeypatch: pytest.MonkeyPatch,
            tracker: RecordingTracker | None = None, **spec: Any) -> tuple[optuna.Study, WorkerSpec, RecordingTracker]:
-    space = SearchSpace.from_yaml(space_path)
+    space = SearchSpace.from_yaml(tiny_space)
     study, _ = open_study(
         study_name="w", storage=make_storage(":memory:"), sampler=optuna.samplers.RandomSampler(seed=0),
         pruner=optuna.pruners.NopPruner(), direction="maximize", n_trials=n_trials,
@@ -98,8 +81,8 @@ def _setup(tmp_path: Path, space_path: Path, n_trials: int, monkeypatch: pytest.
     tracker = tracker or RecordingTracker()
     monkeypatch.setattr(worker, "make_tracker", lambda uri, experiment: tracker)
     options = {"study_name": "w", "storage": ":memory:", "sampler": "random", "pruner": "none", "seed": 0,
-               "space": str(space_path), "metric": "accuracy", "device": "cpu", "tracking_uri": "memory",
-               "experiment": "e", "parent_run_id": "parent", "warmup": 3, "max_epochs": 6, **spec}
+               "space": str(tiny_space), "metric": "accuracy", "device": "cpu", "tracking_uri": "memory",
+               "experiment": "e", "parent_run_id": "parent", "warmup": 3, "max_epochs": space.to_config({}).max_epochs, **spec}
     return study, WorkerSpec(**options), tracker
 
 
@@ -107,9 +90,9 @@ def _states(study: optuna.Study) -> list[str]:
     return [t.state.name for t in study.get_trials()]
 
 
-def test_complete_trials_log_their_run(tmp_path: Path, space_path: Path, folds: Folds,
+def test_complete_trials_log_their_run(tmp_path: Path, tiny_space: Path, folds: Folds,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    study, spec, tracker = _setup(tmp_path, space_path, 2, monkeypatch)
+    study, spec, tracker = _setup(tmp_path, tiny_space, 2, monkeypatch)
     run_worker(spec, folds, 0, study)
     assert _states(study) == ["COMPLETE", "COMPLETE"]
     for trial in study.get_trials():
@@ -123,9 +106,9 @@ def test_complete_trials_log_their_run(tmp_path: Path, space_path: Path, folds: 
     assert tracker.runs["run-0"]["tags"]["baseline"] == "True"
 
 
-def test_a_failing_trial_fails_alone(tmp_path: Path, space_path: Path, folds: Folds,
+def test_a_failing_trial_fails_alone(tmp_path: Path, tiny_space: Path, folds: Folds,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    study, spec, tracker = _setup(tmp_path, space_path, 3, monkeypatch)
+    study, spec, tracker = _setup(tmp_path, tiny_space, 3, monkeypatch)
     real = worker.run_objective
 
     def objective(trial: optuna.Trial, *args: Any, **kwargs: Any) -> Any:
@@ -143,18 +126,18 @@ def test_a_failing_trial_fails_alone(tmp_path: Path, space_path: Path, folds: Fo
     assert run["tags"]["fail_reason"] == failed.user_attrs["fail_reason"]
 
 
-def test_a_pruned_trial_records_its_epoch(tmp_path: Path, space_path: Path, folds: Folds,
+def test_a_pruned_trial_records_its_epoch(tmp_path: Path, tiny_space: Path, folds: Folds,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    study, spec, tracker = _setup(tmp_path, space_path, 1, monkeypatch)
+    study, spec, tracker = _setup(tmp_path, tiny_space, 1, monkeypatch)
     monkeypatch.setattr(worker, "run_objective", lambda *a, **k: (_ for _ in ()).throw(TrialPruned(4)))
     run_worker(spec, folds, 0, study)
     assert _states(study) == ["PRUNED"]
     assert tracker.runs["run-0"]["tags"] == {**tracker.runs["run-0"]["tags"], "state": "PRUNED", "pruned_epoch": "4"}
 
 
-def test_ctrl_c_fails_the_trial_uncounted_and_kills_its_run(tmp_path: Path, space_path: Path, folds: Folds,
+def test_ctrl_c_fails_the_trial_uncounted_and_kills_its_run(tmp_path: Path, tiny_space: Path, folds: Folds,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    study, spec, tracker = _setup(tmp_path, space_path, 3, monkeypatch)
+    study, spec, tracker = _setup(tmp_path, tiny_space, 3, monkeypatch)
 
     def interrupted(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt
@@ -168,22 +151,22 @@ def test_ctrl_c_fails_the_trial_uncounted_and_kills_its_run(tmp_path: Path, spac
     assert tracker.runs["run-0"]["status"] == "KILLED" and tracker.runs["run-0"]["tags"]["state"] == "FAIL"
 
 
-def test_mlflow_errors_never_leave_a_trial_running(tmp_path: Path, space_path: Path, folds: Folds,
+def test_mlflow_errors_never_leave_a_trial_running(tmp_path: Path, tiny_space: Path, folds: Folds,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    study, spec, _ = _setup(tmp_path, space_path, 2, monkeypatch, RecordingTracker(fail_on="start_trial_run"))
+    study, spec, _ = _setup(tmp_path, tiny_space, 2, monkeypatch, RecordingTracker(fail_on="start_trial_run"))
     run_worker(spec, folds, 0, study)
     assert _states(study) == ["FAIL", "FAIL"]
     assert "MLflow is down" in study.get_trials()[0].user_attrs["fail_reason"]
-    study, spec, _ = _setup(tmp_path, space_path, 1, monkeypatch, RecordingTracker(fail_on="finish_trial"))
+    study, spec, _ = _setup(tmp_path, tiny_space, 1, monkeypatch, RecordingTracker(fail_on="finish_trial"))
     with pytest.raises(RuntimeError, match="MLflow is down"):
         run_worker(spec, folds, 0, study)
     assert _states(study) == ["COMPLETE"]
 
 
 def test_a_trial_that_cannot_be_sampled_still_gets_a_failed_run(
-    tmp_path: Path, space_path: Path, folds: Folds, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_space: Path, folds: Folds, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    study, spec, tracker = _setup(tmp_path, space_path, 1, monkeypatch)
+    study, spec, tracker = _setup(tmp_path, tiny_space, 1, monkeypatch)
 
     def broken(self: SearchSpace, trial: optuna.Trial) -> Any:
         raise ValueError("no valid configuration")
@@ -194,9 +177,9 @@ def test_a_trial_that_cannot_be_sampled_still_gets_a_failed_run(
     assert tracker.runs["run-0"]["tags"]["fail_reason"] == "ValueError: no valid configuration"
 
 
-def test_the_deadline_stops_new_trials(tmp_path: Path, space_path: Path, folds: Folds,
+def test_the_deadline_stops_new_trials(tmp_path: Path, tiny_space: Path, folds: Folds,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    study, spec, _ = _setup(tmp_path, space_path, 3, monkeypatch, deadline=time.time() - 1)
+    study, spec, _ = _setup(tmp_path, tiny_space, 3, monkeypatch, deadline=time.time() - 1)
     run_worker(spec, folds, 0, study)
     assert _states(study) == ["COMPLETE", "WAITING", "WAITING"]
 
@@ -225,8 +208,8 @@ class StubTrial:
         return True
 
 
-def test_objective_prunes_after_the_warmup_and_never_the_baseline(folds: Folds, space_path: Path) -> None:
-    config = SearchSpace.from_yaml(space_path).to_config({"lr": 0.01})
+def test_objective_prunes_after_the_warmup_and_never_the_baseline(folds: Folds, tiny_space: Path) -> None:
+    config = SearchSpace.from_yaml(tiny_space).to_config({"lr": 0.01})
     metric = get_metric("accuracy", "classification")
     trial = StubTrial()
     with pytest.raises(TrialPruned) as pruned:
@@ -237,8 +220,8 @@ def test_objective_prunes_after_the_warmup_and_never_the_baseline(folds: Folds, 
     assert len(baseline.reported) == config.max_epochs and summary["value"] == value
 
 
-def test_objective_value_is_the_mean_over_folds(folds: Folds, space_path: Path) -> None:
-    config = SearchSpace.from_yaml(space_path).to_config({"lr": 0.01, "use_early_stopping": True})
+def test_objective_value_is_the_mean_over_folds(folds: Folds, tiny_space: Path) -> None:
+    config = SearchSpace.from_yaml(tiny_space).to_config({"lr": 0.01, "use_early_stopping": True})
     metric = get_metric("accuracy", "classification")
     value, _ = run_objective(StubTrial(baseline=True), config, folds, metric, seed=5, device="cpu", warmup=3)  # type: ignore[arg-type]
     per_fold = []
@@ -251,8 +234,8 @@ def test_objective_value_is_the_mean_over_folds(folds: Folds, space_path: Path) 
     assert len(per_fold) == 2 and value == pytest.approx(np.mean(per_fold), abs=1e-12)
 
 
-def test_objective_refuses_a_non_finite_value(folds: Folds, space_path: Path) -> None:
-    config = SearchSpace.from_yaml(space_path).to_config({"lr": 0.01})
+def test_objective_refuses_a_non_finite_value(folds: Folds, tiny_space: Path) -> None:
+    config = SearchSpace.from_yaml(tiny_space).to_config({"lr": 0.01})
     metric = get_metric("accuracy", "classification")
     nan_metric = type(metric)("accuracy", "classification", "maximize", lambda out, y: float("nan"), metric.final_fn)
     with pytest.raises(FloatingPointError, match="validation accuracy is nan"):

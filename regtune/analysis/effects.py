@@ -14,14 +14,20 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from regtune.config import REGULARIZER_OFF
+from regtune.config import BATCH_NORM, REGULARIZER_OFF
+from regtune.regularizer_table import REGULARIZERS
 
-__all__ = ["effect_tables", "importance_evaluator", "importance_table", "markdown_table", "model_size_table",
-           "pruning_table"]
+__all__ = ["NOISE_AND_AUGMENTATION", "PENALTIES", "effect_tables", "importance_evaluator", "importance_table",
+           "markdown_table", "model_size_table", "pruning_table", "switches_in"]
 
-NOISE_AND_AUGMENTATION = ("augment", "mixup_alpha", "cutmix_alpha", "input_noise", "weight_noise",
-                          "gradient_noise")
-PENALTIES = ("l1", "l2", "weight_decay", "elastic_net")
+
+def switches_in(*categories: str) -> tuple[str, ...]:
+    """The switch fields of the regularizers in ``categories``, in table order."""
+    return tuple(spec.switch for spec in REGULARIZERS if spec.category in categories)
+
+
+NOISE_AND_AUGMENTATION = switches_in("data", "noise")
+PENALTIES = switches_in("penalty")
 MIN_TRIALS_FOR_IMPORTANCE = 3
 
 
@@ -91,8 +97,6 @@ def _on_off(frame: pd.DataFrame, field_name: str) -> pd.Series:
 
 
 def _placement(values: pd.Series) -> pd.Series:
-    from regtune.config import BATCH_NORM
-
     return pd.Series(pd.Categorical(values, categories=list(BATCH_NORM), ordered=True), index=values.index,
                      name="placement")
 

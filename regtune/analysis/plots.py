@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from regtune.analysis.effects import switches_in
 from regtune.config import REGULARIZER_OFF
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["save_plots"]
 
 _DPI = 110
-_LOG_SCALE = {"l1", "l2", "weight_decay", "elastic_net", "input_noise", "weight_noise", "gradient_noise"}
+_LOG_SCALE = set(switches_in("penalty", "noise"))  # strengths that span decades
 
 
 def _pyplot() -> Any:

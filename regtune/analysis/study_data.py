@@ -21,15 +21,15 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from regtune.config import REGULARIZER_OFF
-from regtune.exceptions import ReportError
+from regtune.exceptions import DataError, ReportError
 from regtune.space.space import REGULARIZER_FAMILIES, SearchSpace, SearchSpaceError
 from regtune.tracking.tracker import (
-    DEFAULT_TRACKING_URI,
     OFF,
     TRIAL_TAG,
     MLflowTracker,
     TrackingError,
     mask_secrets,
+    resolve_tracking_uri,
 )
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def load_study_data(
     experiment: str = "regtune", from_mlflow: bool = False,
 ) -> StudyData:
     """Open a study from its Optuna storage (or, with ``from_mlflow``, from its MLflow runs)."""
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    uri = resolve_tracking_uri(tracking_uri)
     if from_mlflow:
         if uri == OFF:
             raise ReportError("from_mlflow needs an MLflow tracking URI, not 'off'")
@@ -273,7 +273,7 @@ def searched(space: SearchSpace) -> list[str]:
 
 def prepare_data(data: StudyData, dataset: str | None = None, device: str | None = None) -> tuple[Any, ...]:
     """The study's folds and test split rebuilt from its seed: ``(folds, X_test, y_test, metric, settings)``."""
-    from regtune.data.loading import DataError, load_dataset
+    from regtune.data.loading import load_dataset
     from regtune.metrics import get_metric
     from regtune.tuning.tuner import prepare
 

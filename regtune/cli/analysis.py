@@ -7,11 +7,13 @@ from pathlib import Path
 
 import typer
 
+from regtune.tracking.tracker import DEFAULT_TRACKING_URI
+
 __all__ = ["register"]
 
 _STUDY = typer.Option(..., help="Study name (see `regtune tune` output).")
 _STORAGE = typer.Option(None, help="Optuna storage URL or journal file (default ./regtune.journal).")
-_TRACKING = typer.Option(None, help="MLflow tracking URI (default sqlite:///mlflow.db).")
+_TRACKING = typer.Option(None, help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI}).")
 _EXPERIMENT = typer.Option("regtune", help="MLflow experiment (used with --from-mlflow).")
 _DATA = typer.Option(None, help="Dataset file, when a refit needs it and the study ran on a CSV/Parquet file.")
 _DEVICE = typer.Option(None, help="Device for refits (default: the study's).")

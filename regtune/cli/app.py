@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from regtune.tracking.tracker import DEFAULT_TRACKING_URI
+
 __all__ = ["app", "main"]
 
 app = typer.Typer(
@@ -42,7 +44,7 @@ def tune(
     storage: str | None = typer.Option(None, help="Optuna storage URL or journal file (default ./regtune.journal)."),
     study: str | None = typer.Option(None, help="Study name (default DATA-SPACE-METRIC); same name resumes."),
     experiment: str = typer.Option("regtune", help="MLflow experiment."),
-    tracking_uri: str | None = typer.Option(None, help="MLflow tracking URI (default sqlite:///mlflow.db)."),
+    tracking_uri: str | None = typer.Option(None, help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI})."),
     jobs: int = typer.Option(1, help="Worker processes running trials in parallel."),
     seed: int = typer.Option(0, help="Seed of the split, the sampler and every trial."),
     device: str = typer.Option("auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps."),
@@ -97,7 +99,7 @@ def best(
 def predict(
     data: str = typer.Argument(..., help="CSV/Parquet path or built-in dataset name."),
     run: str = typer.Option(..., help="MLflow run id of a study's parent run (see `regtune tune` output)."),
-    tracking_uri: str | None = typer.Option(None, help="MLflow tracking URI (default sqlite:///mlflow.db)."),
+    tracking_uri: str | None = typer.Option(None, help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI})."),
     output: Path | None = typer.Option(None, help="Write predictions to this CSV instead of stdout."),  # noqa: B008
     proba: bool = typer.Option(False, help="Class probabilities instead of labels."),
 ) -> None:
@@ -136,12 +138,12 @@ def spaces(name: str | None = typer.Argument(None, help="Print this space's YAML
 def ui(
     port: int = typer.Option(5000, help="Port."),
     host: str = typer.Option("127.0.0.1", help="Interface; loopback unless you mean to expose it."),
-    tracking_uri: str | None = typer.Option(None, help="Backend store (default sqlite:///mlflow.db)."),
+    tracking_uri: str | None = typer.Option(None, help=f"Backend store (default {DEFAULT_TRACKING_URI})."),
 ) -> None:
     """Start the MLflow UI on the default local store."""
-    from regtune.tracking.tracker import DEFAULT_TRACKING_URI, mask_secrets
+    from regtune.tracking.tracker import mask_secrets, resolve_tracking_uri
 
-    backend = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    backend = resolve_tracking_uri(tracking_uri)
     artifacts = Path("mlruns").resolve()
     typer.echo(
         f"MLflow UI for {mask_secrets(backend)}: http://{host}:{port}/#/experiments "

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from regtune.data.loading import BUILTIN_DATASETS, DataError, load_dataset, read_table
+from regtune.data.loading import BUILTIN_DATASETS, load_dataset, read_table
 from regtune.estimators.persistence import load_model
-from regtune.tracking.tracker import DEFAULT_TRACKING_URI, MLflowTracker, TrackingError
+from regtune.exceptions import DataError
+from regtune.tracking.tracker import MLflowTracker, TrackingError, resolve_tracking_uri
 
 __all__ = ["predict_frame"]
 
@@ -26,7 +27,7 @@ def _features(data: str) -> pd.DataFrame:
 
 def _check_store_exists(tracking_uri: str | None) -> None:
     """A missing local SQLite store is a wrong path or directory, not a store to create."""
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    uri = resolve_tracking_uri(tracking_uri)
     if uri.startswith("sqlite:///"):
         path = Path(uri.removeprefix("sqlite:///"))
         if not path.is_file():

@@ -16,60 +16,36 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from regtune.config import (
-    ACTIVATIONS,
-    ARCHITECTURES,
-    AUGMENTS,
-    BATCH_NORM,
-    DROPOUT_VARIANTS,
-    OPTIMIZERS,
-    RegConfig,
-)
+from regtune.config import FIELD_CONSTRAINTS, RegConfig
+from regtune.exceptions import DataError, RegConfigError
 from regtune.nn.callbacks import Callback, EarlyStopping
 from regtune.nn.models import build_network
 from regtune.nn.regularizers import build_regularizers
 from regtune.nn.trainer import Trainer, predict_exact, resolve_device
+from regtune.regularizer_table import REGULARIZERS, Constraint
 
 __all__ = ["RegularizedNetClassifier", "RegularizedNetRegressor"]
 
-_NON_NEGATIVE = [Interval(Real, 0, None, closed="left")]
-_RATE = [Interval(Real, 0, 1, closed="left")]
-_POSITIVE_INT = [Interval(Integral, 1, None, closed="left")]
+
+def _sklearn_constraint(constraint: Constraint) -> list[Any]:
+    """A RegConfig field's :class:`~regtune.regularizer_table.Constraint` in sklearn's terms."""
+    if constraint.kind == "choice":
+        return [StrOptions(set(constraint.choices))]
+    if constraint.kind == "bool":
+        return ["boolean"]
+    if constraint.kind == "sizes":
+        return ["array-like", Interval(Integral, 1, None, closed="left")]
+    number = Integral if constraint.kind == "int" else Real
+    return [Interval(number, constraint.low, constraint.high, closed=constraint.closed)]
 
 
 class _RegularizedNet(BaseEstimator):
     """Shared parameters, fitting and persistence of the two estimators."""
 
     _parameter_constraints: dict = {
-        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "architecture": [StrOptions(set(ARCHITECTURES))],
-        "conv_channels": ["array-like", Interval(Integral, 1, None, closed="left")],
+        **{name: _sklearn_constraint(c) for name, c in FIELD_CONSTRAINTS.items()},
         "image_shape": [None, "array-like"],
-        "activation": [StrOptions(set(ACTIVATIONS))],
-        "optimizer": [StrOptions(set(OPTIMIZERS))],
-        "lr": [Interval(Real, 0, None, closed="neither")],
-        "batch_size": _POSITIVE_INT,
-        "max_epochs": _POSITIVE_INT,
-        "l1": _NON_NEGATIVE,
-        "l2": _NON_NEGATIVE,
-        "weight_decay": _NON_NEGATIVE,
-        "elastic_net": _NON_NEGATIVE,
-        "l1_ratio": [Interval(Real, 0, 1, closed="both")],
-        "dropout": _RATE,
-        "dropout_variant": [StrOptions(set(DROPOUT_VARIANTS))],
-        "batch_norm": [StrOptions(set(BATCH_NORM))],
-        "spectral_norm": ["boolean"],
-        "input_noise": _NON_NEGATIVE,
-        "weight_noise": _NON_NEGATIVE,
-        "gradient_noise": _NON_NEGATIVE,
-        "mixup_alpha": _NON_NEGATIVE,
-        "cutmix_alpha": _NON_NEGATIVE,
-        "augment": [StrOptions(set(AUGMENTS))],
-        "label_smoothing": _RATE,
-        "max_norm": _NON_NEGATIVE,
-        "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "patience": _POSITIVE_INT,
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -219,10 +195,12 @@ class _RegularizedNet(BaseEstimator):
         self.best_epoch_ = trainer.best_epoch
 
     def _config(self) -> RegConfig:
-        params = self.get_params()
-        if self._task == "regression" and params["label_smoothing"] > 0:
-            raise ValueError(f"label_smoothing={params['label_smoothing']!r} applies to classification only; use 0")
-        return RegConfig.from_params(params)
+        config = RegConfig.from_params(self.get_params())
+        for spec in REGULARIZERS:
+            if self._task not in spec.tasks and spec.is_on(config):
+                raise RegConfigError(f"{spec.switch}={getattr(config, spec.switch)!r} applies to "
+                                     f"{' and '.join(spec.tasks)} only; use {spec.off!r}")
+        return config
 
     def _validate_xy(self, X: Any, y: Any, reset: bool = True) -> tuple[np.ndarray, np.ndarray]:
         return validate_data(
@@ -299,7 +277,7 @@ class _RegularizedNet(BaseEstimator):
         """Inverse of :meth:`export_state`; weights load with ``torch.load(weights_only=True)``."""
         classes = {c.__name__: c for c in (RegularizedNetClassifier, RegularizedNetRegressor)}
         if state.get("class") not in classes:
-            raise ValueError(f"saved model class {state.get('class')!r} is not a regtune estimator")
+            raise DataError(f"saved model class {state.get('class')!r} is not a regtune estimator")
         est = classes[state["class"]](**state["params"])
         for key, value in state["fitted"].items():
             setattr(est, key, np.asarray(value) if isinstance(value, list) else value)
@@ -320,46 +298,97 @@ class _RegularizedNet(BaseEstimator):
         return module.to(self.device_).eval()
 
 
+# The estimators' shared "Parameters" section; tests/test_docstrings.py checks it covers __init__.
+_PARAMETERS = """Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default=(128, 128)
+        Width of each hidden dense layer (after the conv blocks when ``architecture="cnn"``).
+    architecture : {"mlp", "cnn"}, default="mlp"
+        ``"cnn"`` reshapes each row to ``image_shape`` and adds 3x3 conv blocks.
+    conv_channels : tuple of int, default=(16, 32)
+        Output channels of each conv block (``"cnn"`` only); each block halves the image with
+        2x2 max pooling while it is at least 4 pixels wide.
+    image_shape : tuple of int (C, H, W), optional
+        The shape of one image stored as a row of ``C*H*W`` values; ``"cnn"`` and ``augment``
+        need it. Images are then scaled by one mean and std, so shifts keep their meaning.
+    activation : {"relu", "gelu", "selu", "tanh", "silu"}, default="relu"
+        ``"selu"`` also gets LeCun-normal weights; pair it with ``dropout_variant="alpha"``.
+    optimizer : {"adam", "adamw", "sgd", "rmsprop"}, default="adam"
+        ``"sgd"`` has Nesterov momentum 0.9. ``"adamw"`` is torch's AdamW: it decays weights
+        (never biases or normalization parameters) by ``weight_decay``; ``"adam"`` with
+        ``weight_decay`` makes the same update through a hook.
+    lr : float, default=1e-3
+        Learning rate, constant over training.
+    batch_size : int, default=128
+        Rows per optimizer step (at most the training rows).
+    max_epochs : int, default=100
+        Passes over the training rows; early stopping may end training sooner.
+    l1 : float, default=0
+        Penalty ``l1 * sum|w|`` on the weights: drives uninformative weights to exactly zero.
+    l2 : float, default=0
+        Penalty ``l2 / 2 * sum w^2`` added to the loss (coupled: Adam rescales it per weight).
+    weight_decay : float, default=0
+        Decoupled (AdamW-style) decay ``w -= lr * weight_decay * w`` at every optimizer step.
+    elastic_net : float, default=0
+        Strength of the elastic-net penalty, which mixes L1 and L2 like sklearn's ``ElasticNet``.
+    l1_ratio : float in [0, 1], default=0.5
+        The L1 share of ``elastic_net`` (1 = pure L1, 0 = pure L2).
+    dropout : float in [0, 1), default=0
+        Dropout rate after every hidden dense layer.
+    dropout_variant : {"standard", "alpha", "gaussian"}, default="standard"
+        Inverted dropout, alpha dropout (keeps SELU's mean and variance) or multiplicative
+        Gaussian noise.
+    batch_norm : {"none", "before_activation", "after_activation"}, default="none"
+        Where each hidden layer's batch normalization goes.
+    spectral_norm : bool, default=False
+        Divide each hidden layer's weight by its largest singular value (the output layer
+        stays free).
+    input_noise : float, default=0
+        Std of Gaussian noise added to the standardized training inputs.
+    weight_noise : float, default=0
+        Std of Gaussian noise on the weights in each training forward pass, removed before
+        the step.
+    gradient_noise : float, default=0
+        Std of Gaussian noise added to the gradients, annealed over the steps.
+    mixup_alpha : float, default=0
+        Mix sample pairs and their targets with a Beta(alpha, alpha) weight (mixup).
+    cutmix_alpha : float, default=0
+        Like ``mixup_alpha``, but swaps a random share of feature columns between pairs.
+    augment : {"none", "image", "image_flip"}, default="none"
+        Shifts, small rotations and cutout of ``image_shape`` rows; ``"image_flip"`` adds
+        horizontal flips (wrong for digits and text).
+    label_smoothing : float in [0, 1), default=0
+        Share of each target's probability spread over all classes (classifiers only).
+    max_norm : float, default=0
+        Upper bound on the L2 norm of each unit's incoming weights, enforced after every step.
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the rows, stop after ``patience`` epochs without a
+        better validation loss and keep the best epoch's weights.
+    validation_fraction : float in (0, 1), default=0.1
+        Share of the rows held out for early stopping (stratified for classifiers).
+    patience : int, default=10
+        Epochs without a better validation loss before early stopping ends training.
+    device : str, default="auto"
+        Torch device; ``"auto"`` picks CUDA, then Apple MPS, then CPU.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the validation split, the initial weights, the batch order and every noise.
+    verbose : int, default=0
+        Print each epoch's history record when > 0.
+    callbacks : list of Callback, optional
+        Extra :class:`~regtune.nn.callbacks.Callback` observers of every epoch (logging,
+        pruning); early stopping adds its own.
+"""
+
+
 class RegularizedNetClassifier(ClassifierMixin, _RegularizedNet):
-    """A PyTorch network classifier with explicit, composable regularization.
+    __doc__ = f"""A PyTorch network classifier with explicit, composable regularization.
 
     Parameters follow :class:`sklearn.neural_network.MLPClassifier` where the idea is the same
     (``hidden_layer_sizes``, ``batch_size``, ``early_stopping``, ``validation_fraction``,
     ``random_state``). Every regularizer is off at its default (``0``, ``"none"``, ``False``)
     except early stopping.
 
-    Parameters
-    ----------
-    hidden_layer_sizes : tuple of int, default=(128, 128)
-        Width of each hidden dense layer.
-    architecture : {"mlp", "cnn"}, default="mlp"
-        ``"cnn"`` reshapes each row to ``image_shape`` and adds 3x3 conv blocks.
-    l1, l2 : float, default=0
-        Coupled L1 / L2 penalties added to the loss (``l2 / 2 * sum w^2``).
-    weight_decay : float, default=0
-        Decoupled (AdamW-style) decay applied after each optimizer step.
-    elastic_net, l1_ratio : float
-        Elastic-net penalty strength and its L1 share.
-    dropout, dropout_variant : float, {"standard", "alpha", "gaussian"}
-        Dropout rate in [0, 1) after every hidden dense layer and its kind.
-    batch_norm : {"none", "before_activation", "after_activation"}
-        Batch normalization placement.
-    input_noise, weight_noise, gradient_noise : float
-        Standard deviations of Gaussian noise on inputs, weights (training forward) and gradients.
-    mixup_alpha, cutmix_alpha : float
-        Beta(alpha, alpha) mixing of samples and targets; cutmix swaps feature columns.
-    augment : {"none", "image", "image_flip"}
-        Image augmentation (shift, rotation, cutout; plus flips) for ``image_shape`` inputs.
-    label_smoothing : float in [0, 1)
-    max_norm : float
-        Upper bound on each unit's incoming weight norm (0 = off).
-    spectral_norm : bool
-        Spectrally normalize every hidden layer.
-    early_stopping, validation_fraction, patience
-        Stop after ``patience`` epochs without a better validation loss and restore the best.
-    device : str, default="auto"
-        CUDA, then MPS, then CPU.
-
+    {_PARAMETERS}
     Attributes
     ----------
     classes_, module_, history_, n_iter_, best_epoch_, config_, n_features_in_
@@ -372,14 +401,14 @@ class RegularizedNetClassifier(ClassifierMixin, _RegularizedNet):
             check_classification_targets(y)
             self.classes_, encoded = np.unique(y, return_inverse=True)
             if len(self.classes_) < 2:
-                raise ValueError(
+                raise DataError(
                     f"{type(self).__name__} needs at least 2 classes in y; got 1 class: {self.classes_[0].item()!r}"
                 )
             return encoded
         lookup = {c: i for i, c in enumerate(self.classes_)}
         unknown = [v for v in np.unique(y) if v not in lookup]
         if unknown:
-            raise ValueError(
+            raise DataError(
                 f"validation labels {[v.item() for v in unknown]!r} were not seen in the training labels "
                 f"{self.classes_.tolist()!r}"
             )
@@ -412,11 +441,16 @@ class RegularizedNetClassifier(ClassifierMixin, _RegularizedNet):
 
 
 class RegularizedNetRegressor(RegressorMixin, _RegularizedNet):
-    """A PyTorch network regressor with explicit, composable regularization.
+    __doc__ = f"""A PyTorch network regressor with explicit, composable regularization.
 
-    Same parameters as :class:`RegularizedNetClassifier` (``label_smoothing`` must stay 0).
+    The parameters are :class:`RegularizedNetClassifier`'s (``label_smoothing`` must stay 0).
     Targets are standardized for training and mapped back in :meth:`predict`; 2-D targets
     give a multi-output network.
+
+    {_PARAMETERS}
+    Attributes
+    ----------
+    module_, history_, n_iter_, best_epoch_, config_, n_features_in_
     """
 
     _task = "regression"

@@ -16,18 +16,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from regtune.data.loading import DataError, TabularPreprocessor
-from regtune.estimators.net import _RegularizedNet
+from regtune.data.preprocess import TabularPreprocessor
+from regtune.estimators.net import RegularizedNetClassifier, RegularizedNetRegressor
+from regtune.exceptions import DataError
 
 __all__ = ["TunedModel", "load_model", "log_model", "save_model"]
 
 _META, _WEIGHTS = "regtune_model.json", "weights.pt"
+_Net = RegularizedNetClassifier | RegularizedNetRegressor
 
 
 class TunedModel:
     """Preprocessor plus network: takes the raw table (DataFrame) the study was run on."""
 
-    def __init__(self, estimator: _RegularizedNet, preprocessor: TabularPreprocessor | None,
+    def __init__(self, estimator: _Net, preprocessor: TabularPreprocessor | None,
                  meta: dict[str, Any] | None = None) -> None:
         self.estimator = estimator
         self.preprocessor = preprocessor
@@ -51,7 +53,7 @@ class TunedModel:
         return self.estimator.predict_proba(self._features(X))
 
 
-def save_model(path: str | Path, estimator: _RegularizedNet, preprocessor: TabularPreprocessor | None,
+def save_model(path: str | Path, estimator: _Net, preprocessor: TabularPreprocessor | None,
                **meta: Any) -> Path:
     """Write ``regtune_model.json`` and ``weights.pt`` into the directory ``path``."""
     path = Path(path)
@@ -71,12 +73,13 @@ def load_model(path: str | Path) -> TunedModel:
     if not meta_file.is_file():
         raise FileNotFoundError(f"{path} holds no regtune model ({_META} is missing)")
     doc = json.loads(meta_file.read_text())
-    estimator = _RegularizedNet.from_state(doc["estimator"], (path / _WEIGHTS).read_bytes())
+    # from_state builds whichever of the two classes the saved state names
+    estimator = RegularizedNetClassifier.from_state(doc["estimator"], (path / _WEIGHTS).read_bytes())
     prep = TabularPreprocessor.from_dict(doc["preprocessor"]) if doc.get("preprocessor") else None
     return TunedModel(estimator, prep, doc.get("meta", {}))
 
 
-def log_model(tracker: Any, run_id: str, estimator: _RegularizedNet, preprocessor: TabularPreprocessor | None,
+def log_model(tracker: Any, run_id: str, estimator: _Net, preprocessor: TabularPreprocessor | None,
               **meta: Any) -> str:
     """Log the model under ``run_id`` as an MLflow pyfunc model at artifact path ``model``.
 

@@ -28,6 +28,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from regtune.data.loading import Dataset
+from regtune.exceptions import DataError, TuneError
 from regtune.metrics import METRICS
 from regtune.nn.trainer import resolve_device
 from regtune.tuning.storage import MEMORY, PRUNERS, SAMPLERS, make_storage
@@ -141,7 +142,7 @@ class _RegTune(BaseEstimator):
         resolve_device(self.device)
         n_jobs = (os.cpu_count() or 1) if self.n_jobs == -1 else self.n_jobs
         if self.storage == MEMORY and n_jobs > 1:
-            raise ValueError(
+            raise TuneError(
                 f"storage={MEMORY!r} lives in one process, but n_jobs={self.n_jobs} starts several; "
                 "use storage=None (a temporary journal file), a journal file path or a database URL"
             )
@@ -187,18 +188,9 @@ class _RegTune(BaseEstimator):
         return tags
 
 
-class RegTuneClassifier(ClassifierMixin, _RegTune):
-    """Search the regularization of a network classifier, then refit the best configuration.
-
-    ``fit`` runs an Optuna study over ``space`` (each trial cross-validated on ``cv`` folds of
-    all the rows given; the first trial is the unregularized baseline), then trains the best
-    configuration on every row. Hold out your own test set: :meth:`score` on it measures the
-    refit model. ``X`` must be numeric (missing values are filled with the training median);
-    for tables with text or categorical columns put the preprocessor in front::
-
-        make_pipeline(regtune.data.loading.TabularPreprocessor(), RegTuneClassifier(...))
-
-    Parameters
+# The estimators' shared "Parameters" section, around each one's ``metric``;
+# tests/test_docstrings.py checks it covers __init__.
+_PARAMETERS_BEFORE_METRIC = """Parameters
     ----------
     space : str or path, default="default"
         A shipped search space name (``regtune spaces``) or a YAML file.
@@ -207,13 +199,14 @@ class RegTuneClassifier(ClassifierMixin, _RegTune):
     timeout : float, optional
         Seconds after which no new trial starts.
     sampler : {"tpe", "random", "cmaes", "gp"}, default="tpe"
+        How Optuna picks each trial's params.
     pruner : {"hyperband", "median", "sha", "none"}, default="hyperband"
+        How Optuna stops trials that fall behind, from their per-epoch validation scores.
     cv : int or "auto", default="auto"
         Folds per trial; ``1`` is one 80/20 validation split; ``"auto"`` picks 5, 3 or 1 as the
         data grows (below 1000, 5000 rows and above).
-    metric : {"accuracy", "balanced_accuracy", "f1", "log_loss"}, optional
-        What the study optimizes; ``accuracy`` by default.
-    storage : str, optional
+"""
+_PARAMETERS_AFTER_METRIC = """storage : str, optional
         Optuna storage URL or journal file. ``None`` keeps the study in memory (``n_jobs=1``)
         or in a temporary journal file that the worker processes share (``n_jobs > 1``);
         either way :attr:`study_` ends up in memory.
@@ -234,7 +227,23 @@ class RegTuneClassifier(ClassifierMixin, _RegTune):
     verbose : int, default=0
         A progress bar when > 0.
 
-    Attributes
+"""
+
+
+class RegTuneClassifier(ClassifierMixin, _RegTune):
+    __doc__ = f"""Search the regularization of a network classifier, then refit the best configuration.
+
+    ``fit`` runs an Optuna study over ``space`` (each trial cross-validated on ``cv`` folds of
+    all the rows given; the first trial is the unregularized baseline), then trains the best
+    configuration on every row. Hold out your own test set: :meth:`score` on it measures the
+    refit model. ``X`` must be numeric (missing values are filled with the training median);
+    for tables with text or categorical columns put the preprocessor in front::
+
+        make_pipeline(regtune.data.preprocess.make_preprocessor(), RegTuneClassifier(...))
+
+    {_PARAMETERS_BEFORE_METRIC}    metric : {{"accuracy", "balanced_accuracy", "f1", "log_loss"}}, optional
+        What the study optimizes; ``accuracy`` by default.
+    {_PARAMETERS_AFTER_METRIC}    Attributes
     ----------
     best_params_ : dict
         The best trial's Optuna params (``study_.best_params``).
@@ -267,12 +276,12 @@ class RegTuneClassifier(ClassifierMixin, _RegTune):
         check_classification_targets(y)
         classes, counts = np.unique(y, return_counts=True)
         if len(classes) < 2:
-            raise ValueError(
+            raise DataError(
                 f"{type(self).__name__} needs at least 2 classes in y; got 1 class: {classes[0].item()!r}"
             )
         if settings.cv != 1 and counts.min() < 2:
             lone = classes[counts.argmin()].item()
-            raise ValueError(
+            raise DataError(
                 f"class {lone!r} has 1 row in y, but cross-validation needs at least 2 rows per class "
                 "so every training fold sees every class; add rows or drop that class"
             )
@@ -285,12 +294,15 @@ class RegTuneClassifier(ClassifierMixin, _RegTune):
 
 
 class RegTuneRegressor(RegressorMixin, _RegTune):
-    """Search the regularization of a network regressor, then refit the best configuration.
+    __doc__ = f"""Search the regularization of a network regressor, then refit the best configuration.
 
-    Same parameters and attributes as :class:`RegTuneClassifier` (without ``classes_`` and
-    ``predict_proba``); ``metric`` is ``"r2"`` (the default, maximized) or ``"rmse"``
-    (minimized, so a lower :attr:`best_score_` is better). ``y`` is one target column.
-    """
+    Works as :class:`RegTuneClassifier` does, with the same attributes (without ``classes_``
+    and ``predict_proba``). ``y`` is one target column.
+
+    {_PARAMETERS_BEFORE_METRIC}    metric : {{"r2", "rmse"}}, optional
+        What the study optimizes: ``"r2"`` (the default, maximized) or ``"rmse"`` (minimized,
+        so a lower :attr:`best_score_` is better).
+    {_PARAMETERS_AFTER_METRIC}"""
 
     _task = "regression"
     _parameter_constraints = {

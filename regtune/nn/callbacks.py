@@ -1,15 +1,30 @@
-"""Observers of the per-epoch history: early stopping here, pruning and MLflow elsewhere."""
+"""Observers of the per-epoch history: early stopping here, pruning and MLflow elsewhere.
+
+Callbacks see the trainer only through :class:`TrainerState`, so this module does not import
+the trainer that imports it.
+"""
 
 from __future__ import annotations
 
 import copy
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from regtune.nn.trainer import Trainer
+    from torch import nn
 
-__all__ = ["Callback", "EarlyStopping", "LambdaCallback"]
+__all__ = ["Callback", "EarlyStopping", "LambdaCallback", "TrainerState"]
+
+
+class TrainerState(Protocol):
+    """What a callback may read (``history``, ``model``, ``epoch``) and write (``should_stop``,
+    ``best_epoch``) of :class:`~regtune.nn.trainer.Trainer`."""
+
+    history: list[dict[str, Any]]
+    model: nn.Module
+    epoch: int
+    best_epoch: int | None
+    should_stop: bool
 
 
 class Callback:
@@ -18,13 +33,13 @@ class Callback:
     ``on_epoch_end`` reads ``trainer.history[-1]`` and may set ``trainer.should_stop``.
     """
 
-    def on_train_begin(self, trainer: Trainer) -> None:
+    def on_train_begin(self, trainer: TrainerState) -> None:
         """Called once, after the model and optimizer exist."""
 
-    def on_epoch_end(self, trainer: Trainer) -> None:
+    def on_epoch_end(self, trainer: TrainerState) -> None:
         """Called after every epoch's record is appended to ``trainer.history``."""
 
-    def on_train_end(self, trainer: Trainer) -> None:
+    def on_train_end(self, trainer: TrainerState) -> None:
         """Called once when training stops for any reason but an exception."""
 
 
@@ -34,7 +49,7 @@ class LambdaCallback(Callback):
     def __init__(self, on_epoch_end: Any) -> None:
         self._fn = on_epoch_end
 
-    def on_epoch_end(self, trainer: Trainer) -> None:
+    def on_epoch_end(self, trainer: TrainerState) -> None:
         self._fn(trainer)
 
 
@@ -50,12 +65,12 @@ class EarlyStopping(Callback):
         self.monitor = monitor
         self.min_delta = min_delta
 
-    def on_train_begin(self, trainer: Trainer) -> None:
+    def on_train_begin(self, trainer: TrainerState) -> None:
         self._best = math.inf
         self._best_state: dict[str, Any] | None = None
         self._wait = 0
 
-    def on_epoch_end(self, trainer: Trainer) -> None:
+    def on_epoch_end(self, trainer: TrainerState) -> None:
         record = trainer.history[-1]
         value = record.get(self.monitor)
         if value is None or not math.isfinite(value):
@@ -70,6 +85,6 @@ class EarlyStopping(Callback):
         if self._wait >= self.patience:
             trainer.should_stop = True
 
-    def on_train_end(self, trainer: Trainer) -> None:
+    def on_train_end(self, trainer: TrainerState) -> None:
         if self._best_state is not None:
             trainer.model.load_state_dict(self._best_state)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from regtune.config import RegConfig
+from regtune.exceptions import RegConfigError
 from regtune.nn.regularizers import Regularizer, layer_block, make_dropout
 
 __all__ = ["CNN", "MLP", "build_model", "build_network"]
@@ -82,10 +83,10 @@ def build_model(
     """The network a configuration describes; ``architecture="cnn"`` needs ``image_shape``."""
     if config.architecture == "cnn":
         if image_shape is None:
-            raise ValueError("architecture='cnn' needs image_shape, e.g. (1, 8, 8) for digits")
+            raise RegConfigError("architecture='cnn' needs image_shape, e.g. (1, 8, 8) for digits")
         c, h, w = image_shape
         if c * h * w != n_features:
-            raise ValueError(f"image_shape={tuple(image_shape)} holds {c * h * w} values but X has {n_features} features")
+            raise RegConfigError(f"image_shape={tuple(image_shape)} holds {c * h * w} values but X has {n_features} features")
         return CNN(tuple(image_shape), n_outputs, config)
     return MLP(n_features, n_outputs, config)
 

@@ -13,10 +13,11 @@ from torch import Tensor, nn
 
 from regtune.config import RegConfig
 from regtune.exceptions import DivergenceError
+from regtune.metrics import get_metric
 from regtune.nn.callbacks import Callback
-from regtune.nn.regularizers import Regularizer, overrides
+from regtune.nn.regularizers import Regularizer, decay_parameters, overrides
 
-__all__ = ["DivergenceError", "Trainer", "make_optimizer", "predict_batches", "predict_exact", "resolve_device", "train"]
+__all__ = ["DivergenceError", "Trainer", "make_optimizer", "predict_batches", "predict_exact", "resolve_device"]
 
 ScoreFn = Callable[[Tensor, Tensor], float]
 _GATHER_BYTES = 64 * 2**20  # per-chunk copy of shuffled training rows
@@ -37,17 +38,30 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def make_optimizer(model: nn.Module, config: RegConfig) -> torch.optim.Optimizer:
-    """Plain optimizers: decay, if any, is a regularizer hook, so every optimizer gets it alike."""
+    """The optimizer ``config.optimizer`` names, at ``config.lr``.
+
+    ``adamw`` is torch's AdamW with two parameter groups: the Linear and convolution weights
+    decay by ``config.weight_decay``, biases and normalization parameters never do (0 = no
+    decay, so the no-regularization baseline stays unregularized). The DecoupledWeightDecay
+    hook then steps aside, so decay is applied once. ``adam`` with ``weight_decay`` gets the
+    same update from that hook, which works with every optimizer; ``adamw`` does it inside
+    the fused kernel, without the hook's per-batch copy of the weights.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
-    if config.optimizer in ("adam", "adamw"):
-        # adamw = Adam + decoupled decay; the decay itself is DecoupledWeightDecay's job.
+    if config.optimizer == "adamw":
+        decay = decay_parameters(model)
+        decay_ids = {id(p) for p in decay}
+        groups = [{"params": decay, "weight_decay": config.weight_decay},
+                  {"params": [p for p in params if id(p) not in decay_ids], "weight_decay": 0.0}]
+        return _fused(torch.optim.AdamW, [g for g in groups if g["params"]], lr=config.lr)
+    if config.optimizer == "adam":
         return _fused(torch.optim.Adam, params, lr=config.lr)
     if config.optimizer == "sgd":
         return _fused(torch.optim.SGD, params, lr=config.lr, momentum=0.9, nesterov=True)
     return torch.optim.RMSprop(params, lr=config.lr)
 
 
-def _fused(cls: type[torch.optim.Optimizer], params: list[nn.Parameter], **kwargs: Any) -> torch.optim.Optimizer:
+def _fused(cls: type[torch.optim.Optimizer], params: list[Any], **kwargs: Any) -> torch.optim.Optimizer:
     """The fused kernel updates every tensor in one call (on CPU too): the step is the largest
     per-batch cost of small networks. Same update rule; falls back where no kernel exists."""
     try:
@@ -86,7 +100,8 @@ class Trainer:
 
     Data are tensors already on the device; batches are index slices of a per-epoch
     permutation. Each epoch appends ``{epoch, train_loss, val_loss, val_score, seconds}`` to
-    ``history`` and calls the callbacks, which may set ``should_stop``.
+    ``history`` and calls the callbacks, which may set ``should_stop``. ``val_score`` is
+    ``score_fn``, by default the epoch form of the task's default metric (accuracy, R^2).
     """
 
     def __init__(
@@ -108,7 +123,7 @@ class Trainer:
         self.task = task
         self.X, self.y, self.X_val, self.y_val = X, y, X_val, y_val
         self.device = X.device
-        self.score_fn = score_fn or (_accuracy if task == "classification" else _r2)
+        self.score_fn = score_fn or get_metric(None, task).epoch_fn
         self.callbacks = list(callbacks)
         self.history: list[dict[str, Any]] = []
         self.epoch = 0
@@ -252,31 +267,3 @@ def predict_exact(model: nn.Module, X: Tensor) -> Tensor:
         return predict_batches(model, X.double())
     finally:
         model.float()
-
-
-def train(
-    build: Callable[[], nn.Module],
-    config: RegConfig,
-    X: Tensor,
-    y: Tensor,
-    X_val: Tensor | None = None,
-    y_val: Tensor | None = None,
-    **kwargs: Any,
-) -> Trainer:
-    """Run a :class:`Trainer` to the end; returns it with ``model``, ``history``, ``best_epoch``."""
-    trainer = Trainer(build, config, X, y, X_val, y_val, **kwargs)
-    while not trainer.done:
-        trainer.step()
-    trainer.finish()
-    return trainer
-
-
-def _accuracy(output: Tensor, y: Tensor) -> float:
-    return float((output.argmax(1) == y).float().mean())
-
-
-def _r2(output: Tensor, y: Tensor) -> float:
-    ss_res = ((y - output) ** 2).sum(0)
-    ss_tot = ((y - y.mean(0)) ** 2).sum(0).clamp_min(1e-12)
-    return float((1 - ss_res / ss_tot).mean())
-

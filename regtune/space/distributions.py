@@ -124,11 +124,15 @@ class CategoricalParam:
         if len({(type(c), c) for c in choices}) < len(choices):
             raise SearchSpaceError(f"{list(choices)!r} lists a choice twice", key="choices")
         object.__setattr__(self, "choices", choices)
-        if self.default is not None and not any(_same(c, self.default) for c in choices):
+        if self.default is not None and not self.includes(self.default):
             raise SearchSpaceError(f"{self.default!r} is not one of {list(choices)!r}", key="default")
 
     def suggest(self, trial: BaseTrial) -> Any:
         return trial.suggest_categorical(self.name, self.choices)
+
+    def includes(self, value: Any) -> bool:
+        """Whether ``value`` is a choice: 64 and 64.0 are the same choice, True and 1 are not."""
+        return any(_same(choice, value) for choice in self.choices)
 
     def parse(self, value: Any) -> Any:
         """The choice equal to ``value``, or whose text is ``value`` (logged params are text)."""

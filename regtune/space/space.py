@@ -9,24 +9,24 @@ regularizers help at all, not only how strong they should be.
 from __future__ import annotations
 
 import difflib
+import importlib.resources
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from regtune.config import REGULARIZER_OFF, RegConfig, RegConfigError, no_regularization
+from regtune.regularizer_table import REGULARIZERS
 from regtune.space.distributions import (
     CategoricalParam,
     FloatParam,
     IntParam,
     Param,
     SearchSpaceError,
-    _same,
 )
+from regtune.space.yaml import dump_yaml, read_yaml
 
 if TYPE_CHECKING:
     from optuna.trial import BaseTrial
@@ -43,34 +43,23 @@ __all__ = [
     "SearchSpaceError",
 ]
 
-SPACES_DIR = Path(__file__).resolve().parent.parent.parent / "search_spaces"
+
+def _spaces_dir() -> Path:
+    """Where the shipped spaces are: inside the installed package (the wheel carries the
+    repository's top-level ``search_spaces/`` as ``regtune/search_spaces/``), else, in an
+    editable install or a source checkout, that top-level folder itself."""
+    shipped = importlib.resources.files("regtune") / "search_spaces"
+    if shipped.is_dir():
+        return Path(str(shipped))
+    return Path(__file__).resolve().parents[2] / "search_spaces"
+
+
+SPACES_DIR = _spaces_dir()
 
 # family -> the RegConfig fields it owns; the first one is the switch listed in REGULARIZER_OFF.
-REGULARIZER_FAMILIES: dict[str, tuple[str, ...]] = {
-    "l1": ("l1",),
-    "l2": ("l2",),
-    "weight_decay": ("weight_decay",),
-    "elastic_net": ("elastic_net", "l1_ratio"),
-    "dropout": ("dropout", "dropout_variant"),
-    "batch_norm": ("batch_norm",),
-    "spectral_norm": ("spectral_norm",),
-    "input_noise": ("input_noise",),
-    "weight_noise": ("weight_noise",),
-    "gradient_noise": ("gradient_noise",),
-    "mixup": ("mixup_alpha",),
-    "cutmix": ("cutmix_alpha",),
-    "augment": ("augment",),
-    "label_smoothing": ("label_smoothing",),
-    "max_norm": ("max_norm",),
-    "early_stopping": ("early_stopping", "patience"),
-}
+REGULARIZER_FAMILIES: dict[str, tuple[str, ...]] = {spec.name: tuple(spec.fields) for spec in REGULARIZERS}
 # The switch value of a family that is on but does not sample its switch field.
-_SWITCH_ON: dict[str, Any] = {
-    "batch_norm": "before_activation",
-    "spectral_norm": True,
-    "augment": "image",
-    "early_stopping": True,
-}
+_SWITCH_ON: dict[str, Any] = {spec.name: spec.switch_on for spec in REGULARIZERS if spec.switch_on is not None}
 _DERIVED = ("n_layers", "width")  # -> hidden_layer_sizes = (width,) * n_layers
 _MAX_LAYERS = 64
 
@@ -137,7 +126,7 @@ def _check_switch_param(family: RegularizerFamily, param: Param, off: Any) -> No
         raise SearchSpaceError(f"{family.switch} is a true/false switch and takes no param; "
                                f"{family.switch_param} turns it on", key=param.name)
     if isinstance(param, CategoricalParam):
-        if any(_same(c, off) for c in param.choices):
+        if param.includes(off):
             raise SearchSpaceError(f"{off!r} must not be a choice: {why}", key=f"{param.name}.choices")
     elif param.low <= off:
         raise SearchSpaceError(f"low={param.low!r} must be > {off!r}: {why}", key=f"{param.name}.low")
@@ -185,9 +174,11 @@ class SearchSpace:
     @classmethod
     def from_yaml(cls, name_or_path: str | os.PathLike[str]) -> SearchSpace:
         """Load a shipped space by name (``"default"``) or any YAML file by path."""
-        from regtune.space.yaml import _load, _resolve
-
-        return _load(_resolve(name_or_path))
+        document = read_yaml(_resolve(name_or_path))
+        try:
+            return _from_data(document.data, document.path)
+        except SearchSpaceError as err:
+            raise document.locate(err) from None
 
     @staticmethod
     def available() -> list[str]:
@@ -261,12 +252,8 @@ class SearchSpace:
     def to_yaml_text(self) -> str:
         """YAML that :meth:`from_yaml` reads back into an equal space (``regtune spaces NAME``)."""
         data = self.to_dict()
-        from regtune.space.yaml import _Dumper, _Flow
-
-        data["params"] = {k: _Flow(v) for k, v in data["params"].items()}
-        data["regularizers"] = {f: {k: _Flow(v) for k, v in ps.items()} or None
-                                for f, ps in data["regularizers"].items()}
-        return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=100)
+        data["regularizers"] = {f: ps or None for f, ps in data["regularizers"].items()}
+        return dump_yaml(data)
 
     def summary(self) -> dict[str, Any]:
         """One row of ``regtune spaces``; ``params`` counts every dimension, switches included."""
@@ -386,3 +373,98 @@ def _hint(name: str, options: Any) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+# ---------------------------------------------------------------- from YAML data
+
+_TOP_KEYS = ("description", "fixed", "params", "regularizers")
+_NUMERIC_KEYS = ("type", "low", "high", "log", "step", "default")
+_SPEC_KEYS = {
+    "float": _NUMERIC_KEYS,
+    "int": _NUMERIC_KEYS,
+    "categorical": ("type", "choices", "default"),
+}
+_PARAM_CLASSES: dict[str, Callable[..., Param]] = {
+    "float": FloatParam, "int": IntParam, "categorical": CategoricalParam,
+}
+
+
+def _resolve(name_or_path: str | os.PathLike[str]) -> Path:
+    text = os.fspath(name_or_path)
+    available = SearchSpace.available()
+    if not isinstance(name_or_path, os.PathLike) and text in available:
+        return SPACES_DIR / f"{text}.yaml"
+    path = Path(text)
+    looks_like_path = isinstance(name_or_path, os.PathLike) or "/" in text or os.sep in text \
+        or text.endswith((".yaml", ".yml"))
+    if path.is_file():
+        return path
+    if looks_like_path:
+        raise SearchSpaceError(f"no such file: {text}", path=path)
+    raise SearchSpaceError(f"no space named {text!r}{_hint(text, available)}; available: "
+                           f"{', '.join(available) or '(none)'}, or give a path to a .yaml file")
+
+
+def _from_data(data: Any, path: Path) -> SearchSpace:
+    """The space a YAML file's data describes; errors carry the dotted key of the culprit."""
+    if data is None:
+        raise SearchSpaceError(f"the file is empty; expected the keys {', '.join(_TOP_KEYS)}")
+    if not isinstance(data, dict):
+        raise SearchSpaceError(f"expected a mapping with the keys {', '.join(_TOP_KEYS)}", line=1)
+    _check_keys(data, _TOP_KEYS, "")
+    families = []
+    for family, spec in _section(data, "regularizers").items():
+        key = f"regularizers.{family}"
+        spec = {} if spec is None else spec
+        if not isinstance(spec, dict):
+            raise SearchSpaceError("expected a mapping of the family's params (empty for a plain "
+                                   "switch)", key=key)
+        params = tuple(_param(name, value, f"{key}.{name}") for name, value in spec.items())
+        families.append(_within(key, lambda f=family, p=params: RegularizerFamily(f, p)))
+    return SearchSpace(
+        name=path.stem,
+        description="" if data.get("description") is None else data["description"],
+        path=path,
+        fixed=_section(data, "fixed"),
+        params=tuple(_param(name, spec, f"params.{name}")
+                     for name, spec in _section(data, "params").items()),
+        regularizers=tuple(families),
+    )
+
+
+def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
+    value = data.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SearchSpaceError(f"expected a mapping, got {value!r}", key=name)
+    return value
+
+
+def _check_keys(spec: dict[str, Any], allowed: tuple[str, ...], key: str) -> None:
+    for name in spec:
+        if name not in allowed:
+            detail = f"unknown key {name!r}{_hint(name, allowed)}; allowed: {', '.join(allowed)}"
+            raise SearchSpaceError(detail, key=f"{key}.{name}" if key else name)
+
+
+def _param(name: str, spec: Any, key: str) -> Param:
+    if not isinstance(spec, dict):
+        raise SearchSpaceError(f"{spec!r} must be a mapping such as "
+                               "{type: float, low: 0.1, high: 0.5}", key=key)
+    kind = spec.get("type")
+    if not isinstance(kind, str) or kind not in _SPEC_KEYS:
+        raise SearchSpaceError(f"type={kind!r} must be one of {', '.join(_SPEC_KEYS)}",
+                               key=f"{key}.type" if "type" in spec else key)
+    _check_keys(spec, _SPEC_KEYS[kind], key)
+    required = ("choices",) if kind == "categorical" else ("low", "high")
+    for needed in required:
+        if needed not in spec:
+            raise SearchSpaceError(f"{kind} param needs {needed!r}", key=key)
+    cls = _PARAM_CLASSES[kind]
+    return _within(key, lambda: cls(name, **{k: v for k, v in spec.items() if k != "type"}))
+
+
+def _within(key: str, build: Callable[[], Any]) -> Any:
+    try:
+        return build()
+    except SearchSpaceError as err:
+        raise err.within(key) from None

@@ -30,6 +30,7 @@ __all__ = [
     "TrackingError",
     "make_tracker",
     "mask_secrets",
+    "resolve_tracking_uri",
 ]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -50,6 +51,12 @@ _REMOTE_SCHEMES = ("http", "https", "databricks")
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"]*:)[^\s'\"]*(?=@)")
 
 
+def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
+    """The store to use: ``tracking_uri`` if given, else ``$MLFLOW_TRACKING_URI``, else
+    :data:`DEFAULT_TRACKING_URI`. Every default store in regtune comes from here."""
+    return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
 def mask_secrets(text: str) -> str:
     """Replace the password of every ``scheme://user:password@host`` URL in ``text`` with ``***``."""
     return _URL_PASSWORD.sub(r"\g<head>***", text)
@@ -61,7 +68,7 @@ class MLflowTracker:
     Parameters
     ----------
     tracking_uri : str, optional
-        Where runs go; defaults to ``$MLFLOW_TRACKING_URI``, then ``sqlite:///mlflow.db``.
+        Where runs go; see :func:`resolve_tracking_uri` for the default.
     experiment : str
         MLflow experiment, created on first use.
     artifact_root : str or Path, optional
@@ -75,8 +82,7 @@ class MLflowTracker:
         experiment: str | None = "regtune",
         artifact_root: str | Path | None = None,
     ) -> None:
-        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-        self.tracking_uri = _absolute_sqlite(uri)
+        self.tracking_uri = _absolute_sqlite(resolve_tracking_uri(tracking_uri))
         self.experiment = experiment
         self._studies: dict[str, str] = {}
         try:

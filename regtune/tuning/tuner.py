@@ -27,18 +27,14 @@ from optuna.trial import TrialState
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from regtune.config import RegConfig, no_regularization
-from regtune.data.loading import (
-    DataError,
-    Dataset,
-    TabularPreprocessor,
-    dataset_from_frame,
-    load_dataset,
-    split_dataset,
-)
-from regtune.exceptions import TuneError
+from regtune.data.loading import Dataset, dataset_from_frame, load_dataset
+from regtune.data.preprocess import TabularPreprocessor
+from regtune.data.split import split_dataset
+from regtune.exceptions import DataError, TuneError
 from regtune.metrics import Metric, get_metric
 from regtune.space.space import SearchSpace
 from regtune.tracking.tracker import MLflowTracker, make_tracker, mask_secrets
+from regtune.tuning.queue import open_study, reap_dead_trials
 from regtune.tuning.storage import (
     DEFAULT_STORAGE,
     MEMORY,
@@ -49,8 +45,6 @@ from regtune.tuning.storage import (
     make_pruner,
     make_sampler,
     make_storage,
-    open_study,
-    reap_dead_trials,
     sampler_seed,
 )
 from regtune.tuning.trial import Folds, make_estimator, trial_seed

@@ -24,15 +24,15 @@ from regtune.config import RegConfig
 from regtune.metrics import Metric, get_metric
 from regtune.space.space import SearchSpace
 from regtune.tracking.tracker import MLflowTracker, make_tracker
-from regtune.tuning.storage import (
+from regtune.tuning.queue import (
+    OWNER_ATTR,
     claim_trials,
-    make_pruner,
-    make_sampler,
-    make_storage,
+    has_heartbeats,
+    heartbeat,
     reap_dead_trials,
-    sampler_seed,
     top_up,
 )
+from regtune.tuning.storage import make_pruner, make_sampler, make_storage, sampler_seed
 from regtune.tuning.trial import Folds, TrialPruned, run_objective, trial_seed
 
 __all__ = ["WorkerSpec", "run_worker", "worker_process"]
@@ -162,10 +162,8 @@ def _replace_dead_workers_trials(
     file shared across hosts has no heartbeats), or the timeout has passed."""
     import socket
 
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-
     host = socket.gethostname()
-    heartbeats = is_heartbeat_enabled(study._storage)
+    heartbeats = has_heartbeats(study)
     while deadline is None or time.time() < deadline:
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if not running:
@@ -175,7 +173,7 @@ def _replace_dead_workers_trials(
             tracker.mark_orphans(spec.parent_run_id, trials=[t.number for t in reaped])
             top_up(study, spec.n_trials, reaped, spec.retry_failed)
             return True
-        local = all(t.user_attrs.get("regtune.owner", "").rpartition(":")[0] == host for t in running)
+        local = all(t.user_attrs.get(OWNER_ATTR, "").rpartition(":")[0] == host for t in running)
         if not (heartbeats or local):
             return False
         time.sleep(1.0)  # a peer finishing its last trial should not keep this worker long
@@ -204,11 +202,9 @@ def _run_trial(
 ) -> None:
     """Run one claimed trial; whatever happens, it ends in one Optuna state and its MLflow run
     carries the same state (tag ``state``)."""
-    from optuna.storages._heartbeat import get_heartbeat_thread
-
     seed = trial_seed(spec.seed, trial.number)
     trial.set_user_attr("seed", seed)
-    with get_heartbeat_thread(trial._trial_id, study._storage):
+    with heartbeat(trial):
         run_id, value, metrics, tags = None, None, None, {}
         try:
             config, sample_error = None, None

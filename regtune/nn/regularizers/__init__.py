@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+
 from regtune.config import RegConfig
+from regtune.regularizer_table import REGULARIZERS
 
 from .augment import CutMix, ImageAugment, Mixup
 from .base import Regularizer, decay_parameters, overrides, weight_layers
@@ -28,6 +31,7 @@ __all__ = [
     "WeightNoise",
     "build_regularizers",
     "decay_parameters",
+    "hook_class",
     "layer_block",
     "make_dropout",
     "overrides",
@@ -38,34 +42,21 @@ __all__ = [
 def build_regularizers(
     config: RegConfig, *, n_classes: int | None, image_shape: tuple[int, int, int] | None
 ) -> list[Regularizer]:
-    """The hook objects a configuration switches on (dropout and batch norm are built into the model)."""
+    """The hook objects a configuration switches on, in the table's order (the order they run).
+
+    Techniques without a hook in :data:`~regtune.regularizer_table.REGULARIZERS` (dropout,
+    batch norm) are built into the model, or read by the loop (label smoothing, early stopping).
+    """
     regs: list[Regularizer] = []
-    if config.augment != "none":
-        if image_shape is None:
-            raise ValueError(f"augment={config.augment!r} needs image data: set image_shape, e.g. (1, 8, 8)")
-        regs.append(ImageAugment(image_shape, flip=config.augment == "image_flip"))
-    if config.mixup_alpha > 0:
-        regs.append(Mixup(config.mixup_alpha, n_classes))
-    if config.cutmix_alpha > 0:
-        regs.append(CutMix(config.cutmix_alpha, n_classes))
-    if config.input_noise > 0:
-        regs.append(InputNoise(config.input_noise))
-    # Hooks run in list order. Weight noise comes off first, so decay and penalties read clean
-    # weights; decay acts before the L1 step puts weights on exactly zero; spectral norm is last.
-    if config.weight_noise > 0:
-        regs.append(WeightNoise(config.weight_noise))
-    if config.weight_decay > 0:
-        regs.append(DecoupledWeightDecay(config.weight_decay))
-    if config.l1 > 0:
-        regs.append(L1Penalty(config.l1))
-    if config.l2 > 0:
-        regs.append(L2Penalty(config.l2))
-    if config.elastic_net > 0:
-        regs.append(ElasticNetPenalty(config.elastic_net, config.l1_ratio))
-    if config.gradient_noise > 0:
-        regs.append(GradientNoise(config.gradient_noise))
-    if config.max_norm > 0:
-        regs.append(MaxNorm(config.max_norm))
-    if config.spectral_norm:
-        regs.append(SpectralNorm())
+    for spec in REGULARIZERS:
+        if spec.hook is not None and spec.is_on(config):
+            hook = hook_class(spec.hook).from_config(config, n_classes=n_classes, image_shape=image_shape)
+            if hook is not None:
+                regs.append(hook)
     return regs
+
+
+def hook_class(path: str) -> type[Regularizer]:
+    """The Regularizer a table entry names as ``"module.Class"`` in this package."""
+    module, _, name = path.partition(".")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

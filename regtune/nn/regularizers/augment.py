@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from regtune.exceptions import RegConfigError
+
 from .base import Regularizer
+
+if TYPE_CHECKING:
+    from regtune.config import RegConfig
 
 __all__ = ["CutMix", "ImageAugment", "Mixup"]
 
@@ -19,8 +25,6 @@ class ImageAugment(Regularizer):
     Inputs are ``(batch, C*H*W)``; every sample gets its own affine transform in one
     ``grid_sample`` call. Horizontal flips are off by default because they change digits.
     """
-
-    name = "augment"
 
     def __init__(
         self,
@@ -36,6 +40,12 @@ class ImageAugment(Regularizer):
         self.max_degrees = max_degrees
         self.cutout = cutout
         self.flip = flip
+
+    @classmethod
+    def from_config(cls, config: RegConfig, *, n_classes: int | None, image_shape: tuple[int, int, int] | None) -> ImageAugment:
+        if image_shape is None:
+            raise RegConfigError(f"augment={config.augment!r} needs image data: set image_shape, e.g. (1, 8, 8)")
+        return cls(image_shape, flip=config.augment == "image_flip")
 
     def on_batch(self, X: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         n = X.shape[0]
@@ -84,7 +94,9 @@ class _Mixing(Regularizer):
 class Mixup(_Mixing):
     """Convex combinations of sample pairs and of their targets (Zhang et al. 2018)."""
 
-    name = "mixup"
+    @classmethod
+    def from_config(cls, config: RegConfig, *, n_classes: int | None, image_shape: tuple[int, int, int] | None) -> Mixup:
+        return cls(config.mixup_alpha, n_classes)
 
     def on_batch(self, X: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         lam = self._lam()
@@ -96,7 +108,9 @@ class Mixup(_Mixing):
 class CutMix(_Mixing):
     """Swap a random subset of feature columns between sample pairs; targets mix by the share kept."""
 
-    name = "cutmix"
+    @classmethod
+    def from_config(cls, config: RegConfig, *, n_classes: int | None, image_shape: tuple[int, int, int] | None) -> CutMix:
+        return cls(config.cutmix_alpha, n_classes)
 
     def on_batch(self, X: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         lam = self._lam()

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+if TYPE_CHECKING:
+    from regtune.config import RegConfig
 
 __all__ = ["Regularizer", "decay_parameters", "overrides", "weight_layers"]
 
@@ -11,10 +17,17 @@ class Regularizer:
     """A regularization technique as a set of optional hooks; every hook is a no-op here.
 
     The training loop calls a hook only on the regularizers that override it, so an inactive
-    hook costs nothing per batch.
+    hook costs nothing per batch. A subclass named by an entry of
+    :data:`regtune.regularizer_table.REGULARIZERS` builds itself with :meth:`from_config`.
     """
 
-    name = "regularizer"
+    @classmethod
+    def from_config(
+        cls, config: RegConfig, *, n_classes: int | None, image_shape: tuple[int, int, int] | None
+    ) -> Regularizer | None:
+        """The hook ``config`` asks for, once its table entry is on; ``None`` if training
+        applies it some other way (the optimizer, say)."""
+        raise NotImplementedError(f"{cls.__name__} does not say how to build itself from a RegConfig")
 
     def build(self, model: nn.Module) -> nn.Module:
         """Change the network once, before the optimizer is created."""
@@ -49,8 +62,17 @@ def overrides(regularizers: list[Regularizer], hook: str) -> list[Regularizer]:
 
 
 def decay_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """Weight matrices and kernels only: penalties never touch biases or normalization scales."""
-    return [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    """The weights of the Linear and convolution layers, found by module type: penalties, decay
+    and weight noise never touch biases or normalization parameters."""
+    params = []
+    for layer in weight_layers(model):
+        if parametrize.is_parametrized(layer, "weight"):
+            weight = layer.parametrizations.weight.original
+        else:
+            weight = layer.weight
+        if weight.requires_grad:
+            params.append(weight)
+    return params
 
 
 def weight_layers(model: nn.Module, *, include_head: bool = True) -> list[nn.Module]:

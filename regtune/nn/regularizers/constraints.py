@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from .base import Regularizer, weight_layers
+
+if TYPE_CHECKING:
+    from regtune.config import RegConfig
 
 __all__ = ["MaxNorm", "SpectralNorm", "constrained_weight"]
 
@@ -14,10 +19,12 @@ __all__ = ["MaxNorm", "SpectralNorm", "constrained_weight"]
 class MaxNorm(Regularizer):
     """After every step, rescale each unit's incoming weight vector to L2 norm <= ``max_norm``."""
 
-    name = "max_norm"
-
     def __init__(self, max_norm: float) -> None:
         self.max_norm = float(max_norm)
+
+    @classmethod
+    def from_config(cls, config: RegConfig, *, n_classes: int | None, image_shape: tuple[int, int, int] | None) -> MaxNorm:
+        return cls(config.max_norm)
 
     @torch.no_grad()
     def after_step(self, model: nn.Module, lr: float) -> None:
@@ -39,11 +46,13 @@ class SpectralNorm(Regularizer):
     1.25 instead of 1.
     """
 
-    name = "spectral_norm"
-
     def __init__(self, tol: float = 1e-2, max_iter: int = 10) -> None:
         self.tol = tol
         self.max_iter = max_iter
+
+    @classmethod
+    def from_config(cls, config: RegConfig, *, n_classes: int | None, image_shape: tuple[int, int, int] | None) -> SpectralNorm:
+        return cls()
 
     def build(self, model: nn.Module) -> nn.Module:
         for layer in weight_layers(model, include_head=False):

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
 from .base import Regularizer, decay_parameters
+
+if TYPE_CHECKING:
+    from regtune.config import RegConfig
 
 __all__ = ["GradientNoise", "InputNoise", "WeightNoise"]
 
@@ -13,10 +18,12 @@ __all__ = ["GradientNoise", "InputNoise", "WeightNoise"]
 class InputNoise(Regularizer):
     """Additive Gaussian noise on the (standardized) training inputs."""
 
-    name = "input_noise"
-
     def __init__(self, std: float) -> None:
         self.std = float(std)
+
+    @classmethod
+    def from_config(cls, config: RegConfig, *, n_classes: int | None, image_shape: tuple[int, int, int] | None) -> InputNoise:
+        return cls(config.input_noise)
 
     def on_batch(self, X: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         return X + self.std * torch.randn_like(X), y
@@ -28,11 +35,13 @@ class WeightNoise(Regularizer):
     Gradients are taken at the perturbed point, the update applies to the clean weights.
     """
 
-    name = "weight_noise"
-
     def __init__(self, std: float) -> None:
         self.std = float(std)
         self._clean: list[tuple[Tensor, Tensor]] = []
+
+    @classmethod
+    def from_config(cls, config: RegConfig, *, n_classes: int | None, image_shape: tuple[int, int, int] | None) -> WeightNoise:
+        return cls(config.weight_noise)
 
     @torch.no_grad()
     def before_forward(self, model: nn.Module) -> None:
@@ -52,11 +61,13 @@ class WeightNoise(Regularizer):
 class GradientNoise(Regularizer):
     """Annealed Gaussian gradient noise, variance ``std^2 / (1 + t)^0.55`` (Neelakantan et al.)."""
 
-    name = "gradient_noise"
-
     def __init__(self, std: float) -> None:
         self.std = float(std)
         self._step = 0
+
+    @classmethod
+    def from_config(cls, config: RegConfig, *, n_classes: int | None, image_shape: tuple[int, int, int] | None) -> GradientNoise:
+        return cls(config.gradient_noise)
 
     @torch.no_grad()
     def after_backward(self, model: nn.Module) -> None:

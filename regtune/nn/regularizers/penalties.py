@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
 from .base import Regularizer, decay_parameters
+
+if TYPE_CHECKING:
+    from regtune.config import RegConfig
 
 __all__ = ["DecoupledWeightDecay", "ElasticNetPenalty", "L1Penalty", "L2Penalty"]
 
@@ -21,12 +26,14 @@ class ElasticNetPenalty(Regularizer):
     weight the step would carry across zero lands on exactly zero.
     """
 
-    name = "elastic_net"
-
     def __init__(self, strength: float, l1_ratio: float = 0.5) -> None:
         self.strength = float(strength)
         self.l1_ratio = float(l1_ratio)
         self._orthants: list[tuple[Tensor, Tensor]] = []
+
+    @classmethod
+    def from_config(cls, config: RegConfig, *, n_classes: int | None, image_shape: tuple[int, int, int] | None) -> ElasticNetPenalty:
+        return cls(config.elastic_net, config.l1_ratio)
 
     def penalty(self, model: nn.Module) -> Tensor:
         params = decay_parameters(model)
@@ -64,19 +71,23 @@ class ElasticNetPenalty(Regularizer):
 class L1Penalty(ElasticNetPenalty):
     """``strength * sum|w|``: drives uninformative weights to exactly zero."""
 
-    name = "l1"
-
     def __init__(self, strength: float) -> None:
         super().__init__(strength, l1_ratio=1.0)
+
+    @classmethod
+    def from_config(cls, config: RegConfig, *, n_classes: int | None, image_shape: tuple[int, int, int] | None) -> L1Penalty:
+        return cls(config.l1)
 
 
 class L2Penalty(ElasticNetPenalty):
     """``strength / 2 * sum w^2`` added to the loss (coupled: adaptive optimizers rescale it)."""
 
-    name = "l2"
-
     def __init__(self, strength: float) -> None:
         super().__init__(strength, l1_ratio=0.0)
+
+    @classmethod
+    def from_config(cls, config: RegConfig, *, n_classes: int | None, image_shape: tuple[int, int, int] | None) -> L2Penalty:
+        return cls(config.l2)
 
 
 class DecoupledWeightDecay(Regularizer):
@@ -84,13 +95,17 @@ class DecoupledWeightDecay(Regularizer):
 
     Like ``torch.optim.AdamW`` it decays the weights from before the step, so Adam plus this
     hook is AdamW; the weights are read after the backward pass, once weight noise is removed.
+    It works with every optimizer. With ``optimizer="adamw"`` torch's AdamW applies the same
+    decay itself (in its fused kernel), so no hook is built and the decay is applied once.
     """
-
-    name = "weight_decay"
 
     def __init__(self, decay: float) -> None:
         self.decay = float(decay)
         self._before: list[tuple[Tensor, Tensor]] = []
+
+    @classmethod
+    def from_config(cls, config: RegConfig, *, n_classes: int | None, image_shape: tuple[int, int, int] | None) -> DecoupledWeightDecay | None:
+        return None if config.optimizer == "adamw" else cls(config.weight_decay)
 
     @torch.no_grad()
     def after_backward(self, model: nn.Module) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from regtune.exceptions import RegConfigError
+
 __all__ = ["GaussianDropout", "layer_block", "make_dropout"]
 
 
@@ -35,7 +37,7 @@ _DROPOUTS: dict[str, type[nn.Module]] = {
 def make_dropout(p: float, variant: str) -> nn.Module | None:
     """``standard`` inverted dropout, ``alpha`` dropout (keeps SELU's mean and variance), ``gaussian``."""
     if variant not in _DROPOUTS:
-        raise ValueError(f"dropout_variant={variant!r} is not one of 'standard', 'alpha', 'gaussian'")
+        raise RegConfigError(f"dropout_variant={variant!r} is not one of 'standard', 'alpha', 'gaussian'")
     return _DROPOUTS[variant](p) if p > 0 else None
 
 

@@ -1,0 +1,93 @@
+"""Train, validation and test parts of a dataset; the search never sees the test part."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from regtune.data.checks import MIN_CLASS_ROWS, Task, check_task, show
+from regtune.exceptions import DataError
+
+__all__ = ["Split", "split_dataset"]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train, validation and test parts of one dataset; the search never sees the test part."""
+
+    X_train: Any
+    X_val: Any
+    X_test: Any
+    y_train: Any
+    y_val: Any
+    y_test: Any
+
+
+def split_dataset(
+    X: Any,
+    y: Any,
+    *,
+    task: Task,
+    test_size: float = 0.2,
+    val_size: float = 0.2,
+    random_state: int = 0,
+) -> Split:
+    """Split into train, validation and test parts, stratified by class for classification.
+
+    ``test_size`` and ``val_size`` are shares of the whole dataset, rounded to whole rows, so
+    the defaults give 60/20/20. The same ``random_state`` always gives the same split, and
+    pandas inputs keep their index so every row can be traced back.
+
+    Raises
+    ------
+    DataError
+        If a share is out of range, a part would be empty, or a class is too small to stratify.
+    """
+    from sklearn.model_selection import train_test_split  # scipy-heavy; only needed here
+
+    check_task(task)
+    for label, share in (("test_size", test_size), ("val_size", val_size)):
+        if not 0 < share < 1:
+            raise DataError(f"split_dataset: {label}={share} must be between 0 and 1 (exclusive)")
+    if test_size + val_size >= 1:
+        raise DataError(
+            f"split_dataset: test_size + val_size = {test_size + val_size:g} leaves no "
+            "training rows; make their sum smaller than 1"
+        )
+    n = len(y)
+    if len(X) != n:
+        raise DataError(f"split_dataset: X has {len(X)} rows but y has {n}; pass matching rows")
+    n_test, n_val = math.floor(test_size * n + 0.5), math.floor(val_size * n + 0.5)
+    sizes = {"train": n - n_test - n_val, "validation": n_val, "test": n_test}
+    stratify, n_classes = None, 1
+    if task == "classification":
+        counts = pd.Series(np.asarray(y)).value_counts()
+        if counts.min() < MIN_CLASS_ROWS:
+            raise DataError(
+                f"split_dataset: class {show(counts.idxmin())} has {counts.min()} row(s) but "
+                f"a stratified train/validation/test split needs {MIN_CLASS_ROWS}; "
+                "add rows, or merge or drop rare classes"
+            )
+        stratify, n_classes = y, len(counts)
+    for part, size in sizes.items():
+        if size < n_classes or size < 1:
+            what = "be empty" if size < 1 else f"have {size} rows for {n_classes} classes"
+            raise DataError(
+                f"split_dataset: the {part} part of {n} rows would {what}; "
+                "use more rows or change test_size/val_size"
+            )
+    X_rest, X_test, y_rest, y_test = train_test_split(
+        X, y, test_size=n_test, stratify=stratify, random_state=random_state
+    )
+    X_train, X_val, y_train, y_val = train_test_split(
+        X_rest,
+        y_rest,
+        test_size=n_val,
+        stratify=None if stratify is None else y_rest,
+        random_state=random_state,
+    )
+    return Split(X_train, X_val, X_test, y_train, y_val, y_test)

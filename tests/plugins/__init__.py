@@ -1,0 +1,1 @@
+"""pytest plugins of the regtune test suite, registered in ``tests/conftest.py``."""

@@ -62,7 +62,8 @@ def _commit() -> str | None:
         return None
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info(extra: Sequence[str] = ()) -> dict[str, Any]:
+    """Facts about this machine and run; ``extra`` names more packages whose versions to record."""
     import torch
 
     return {
@@ -74,7 +75,7 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "versions": {name: _version(name) for name in
-                     ("torch", "scikit-learn", "optuna", "mlflow", "skorch", "numpy", "regtune")},
+                     ("torch", "scikit-learn", "optuna", "mlflow", "skorch", "numpy", "regtune", *extra)},
         "commit": _commit(),
     }
 

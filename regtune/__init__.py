@@ -7,11 +7,18 @@ MLflow are imported by the first thing that needs them.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Any
 
 from regtune import _legacy
 
 __version__ = "0.1.0"
+
+# Idle OpenMP threads of torch sleep instead of spinning and stealing cores from other trials
+# (regtune.tuning.resources); OpenMP reads this once, when torch loads.
+if "torch" not in sys.modules:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _legacy.install()
 

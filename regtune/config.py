@@ -27,7 +27,9 @@ __all__ = [
     "AUGMENTS",
     "BATCH_NORM",
     "DROPOUT_VARIANTS",
+    "FEATURE_SCALINGS",
     "FIELD_CONSTRAINTS",
+    "LR_SCHEDULES",
     "OPTIMIZERS",
     "REGULARIZER_OFF",
     "RegConfig",
@@ -38,6 +40,9 @@ __all__ = [
 ACTIVATIONS = ("relu", "gelu", "selu", "tanh", "silu")
 ARCHITECTURES = ("mlp", "cnn")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+# Implemented by regtune.nn.schedules (one shape each) and regtune.data.scaling.
+LR_SCHEDULES = ("constant", "cosine", "onecycle", "flat_anneal")
+FEATURE_SCALINGS = ("standard", "robust_clip", "quantile")
 
 _SPECS = {spec.name: spec for spec in REGULARIZERS}
 AUGMENTS = _SPECS["augment"].fields["augment"].choices
@@ -52,6 +57,9 @@ FIELD_CONSTRAINTS: dict[str, Constraint] = {
     "activation": choice(*ACTIVATIONS),
     "optimizer": choice(*OPTIMIZERS),
     "lr": POSITIVE,
+    "lr_schedule": choice(*LR_SCHEDULES),
+    "warmup_epochs": Constraint("int", low=0, closed="left"),
+    "feature_scaling": choice(*FEATURE_SCALINGS),
     "batch_size": POSITIVE_INT,
     "max_epochs": POSITIVE_INT,
     **{name: constraint for spec in REGULARIZERS for name, constraint in spec.fields.items()},
@@ -79,8 +87,12 @@ class RegConfig:
     # optimizer
     optimizer: str = "adam"
     lr: float = 1e-3
+    lr_schedule: str = "constant"
+    warmup_epochs: int = 0
     batch_size: int = 128
     max_epochs: int = 100
+    # inputs: how numeric columns are scaled before the network sees them
+    feature_scaling: str = "standard"
     # penalties
     l1: float = 0.0
     l2: float = 0.0

@@ -15,6 +15,7 @@ from typing import Any
 __all__ = [
     "DataError",
     "DivergenceError",
+    "ModuleError",
     "RegConfigError",
     "RegtuneError",
     "ReportError",
@@ -51,6 +52,11 @@ class StudyError(RegtuneError, RuntimeError):
 
 class TrackingError(RegtuneError, RuntimeError):
     """The MLflow tracking store cannot be reached or written."""
+
+
+class ModuleError(RegtuneError, ValueError):
+    """A network given as ``module=`` / ``--model`` cannot be loaded, built, run or saved;
+    the message names the module, the argument and what was expected."""
 
 
 class DivergenceError(RegtuneError, FloatingPointError):

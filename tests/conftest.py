@@ -8,7 +8,10 @@ run beside other processes on 2 cores). The PostgreSQL fixtures (``postgres_clus
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,3 +51,48 @@ def finished_study(tmp_path_factory: pytest.TempPathFactory) -> FinishedStudy:
     session for the report, ablation and MLflow UI tests. They add artifacts to its parent run
     under their own paths (``report/``, ``ablation/``) and change nothing else."""
     return make_study(tmp_path_factory.mktemp("finished-study"))
+
+
+@pytest.fixture
+def dead_port(request: pytest.FixtureRequest) -> Iterator[int]:
+    """A loopback port that refuses connections (``"refuses"``, the default) or accepts them and
+    never answers (``"never_answers"``); choose with ``@pytest.mark.parametrize(..., indirect=True)``."""
+    kind = getattr(request, "param", "refuses")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    if kind == "refuses":
+        sock.close()
+    else:
+        sock.listen(64)  # the kernel completes the handshakes; nobody ever reads or writes
+    try:
+        yield port
+    finally:
+        sock.close()
+
+
+@pytest.fixture
+def fails_within() -> Callable[[float, Callable[[], object]], BaseException]:
+    """``fails_within(seconds, call)``: run ``call`` in a thread, assert it raised within
+    ``seconds`` and return the error. A call still waiting is abandoned (daemon thread)."""
+
+    def check(seconds: float, call: Callable[[], object]) -> BaseException:
+        outcome: dict[str, object] = {}
+
+        def run() -> None:
+            start = time.monotonic()
+            try:
+                call()
+            except BaseException as exc:  # noqa: BLE001 - the error is what the test inspects
+                outcome["error"] = exc
+            outcome["seconds"] = time.monotonic() - start
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        thread.join(seconds + 5)
+        assert "seconds" in outcome, f"still waiting after {seconds + 5:g} s"
+        assert outcome["seconds"] < seconds, f"took {outcome['seconds']:.1f} s"
+        assert "error" in outcome, "no error raised"
+        return outcome["error"]  # type: ignore[return-value]
+
+    return check

@@ -76,3 +76,50 @@ def test_cli_ablate_prints_a_row_per_technique(finished_study: FinishedStudy, ca
 def test_seeds_must_be_positive(finished_study: FinishedStudy) -> None:
     with pytest.raises(ReportError, match="seeds=0"):
         ablate(finished_study.name, seeds=0, storage=finished_study.storage, tracking_uri=finished_study.tracking_uri)
+
+
+# ---------------------------------------------------------------- issue 11, item 1: the study's own target
+
+
+@pytest.fixture(scope="module")
+def target_first(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A study tuned on a CSV whose target (``species``) is its first column, not its last
+    (the issue's penguins repro, on iris: the ``minimal`` space, no MLflow)."""
+    from sklearn.datasets import load_iris
+
+    from regtune.tuning.tuner import tune
+
+    root = tmp_path_factory.mktemp("target-first")
+    frame = load_iris(as_frame=True).frame
+    names = pd.Series(["setosa", "versicolor", "virginica"])[frame.pop("target")].to_numpy()
+    frame.insert(0, "species", names)
+    csv = root / "data" / "flowers.csv"
+    csv.parent.mkdir()
+    frame.to_csv(csv, index=False)
+    storage = str(root / "regtune.journal")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        result = tune(str(csv), target="species", n_trials=3, space="minimal", cv=1, pruner="none",
+                      storage=storage, study_name="flowers", tracking_uri="off", progress=False, log_model=False)
+    return {"root": root, "csv": csv, "storage": storage, "result": result, "frame": frame}
+
+
+def test_ablate_retrains_on_the_studys_target_not_the_last_column(target_first: dict, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # elsewhere: the study must find its file by the path it recorded
+    table = ablate("flowers", seeds=1, storage=target_first["storage"], tracking_uri="off", progress=False)
+    tuned = target_first["result"].scores.loc["best", "test"]
+    assert table.attrs["metric"] == "accuracy"
+    assert table.loc[0, "test_mean"] == pytest.approx(tuned, abs=0.034)  # seed 0 is the tuner's refit
+    assert table.loc[0, "test_mean"] > 0.6  # chance is 1/3
+
+
+def test_ablate_refuses_other_data_for_the_study(target_first: dict, tmp_path: Path, capsys) -> None:
+    other = tmp_path / "flowers.csv"
+    target_first["frame"].iloc[::-1].iloc[5:].to_csv(other, index=False)
+    with pytest.raises(SystemExit) as exc:
+        main(["ablate", "--study", "flowers", "--seeds", "1", "--storage", target_first["storage"],
+              "--tracking-uri", "off", "--data", str(other), "--quiet"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not the data study 'flowers' was tuned on" in err[0] and "--data" in err[0]

@@ -1,10 +1,12 @@
-"""Augmentation changes training batches as promised and never touches evaluation."""
+"""Augmentation changes training batches as promised and never touches evaluation: on rows of
+pixels and on image batches ``(N, C, H, W)``, for the built-in networks and for a custom module."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
+from byo_modules import SmallConvNet
 from sklearn.datasets import load_digits
 
 from regtune import RegConfig, RegularizedNetClassifier
@@ -96,39 +98,79 @@ def test_image_augment_transforms_the_whole_batch_in_one_call(monkeypatch: pytes
     assert len(distinct) == 32
 
 
+def test_image_augment_transforms_image_batches_as_it_does_rows() -> None:
+    X, y = _digits(64)
+    torch.manual_seed(0)
+    rows, _ = ImageAugment(IMAGE).on_batch(X, y)
+    torch.manual_seed(0)
+    images, _ = ImageAugment(IMAGE).on_batch(X.reshape(-1, *IMAGE), y)
+    assert images.shape == (64, *IMAGE)
+    torch.testing.assert_close(images.reshape(64, -1), rows)
+
+
+def test_cutmix_on_images_pastes_one_box_of_the_partner_and_weights_targets_by_its_area() -> None:
+    torch.manual_seed(0)
+    X, y = torch.randn(16, 3, 8, 8), torch.randint(0, 4, (16,))
+    Xc, t = CutMix(1.0, 4).on_batch(X, y)
+    onehot = F.one_hot(y, 4).float()
+    boxes = 0
+    for i in range(16):
+        j = _partner(Xc[i].flatten(), X.flatten(1), i)
+        pasted = (Xc[i] != X[i]).any(0)  # pixels (all channels) taken from the partner
+        if j != i:
+            rows, cols = pasted.nonzero(as_tuple=True)
+            assert int(pasted.sum()) == (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)  # a box
+            assert torch.equal(Xc[i][:, pasted], X[j][:, pasted])
+            boxes += 1
+        own = 1 - float(pasted.float().mean())
+        torch.testing.assert_close(t[i], own * onehot[i] + (1 - own) * onehot[j], atol=1e-6, rtol=0)
+    assert boxes > 8
+
+
 class _Spy(Regularizer):
     def __init__(self) -> None:
         self.rows = 0
+        self.shapes: set[tuple[int, ...]] = set()
 
     def on_batch(self, X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.rows += X.shape[0]
+        self.shapes.add(tuple(X.shape[1:]))
         return X, y
 
 
-def test_augmentation_is_applied_to_training_batches_only() -> None:
+@pytest.mark.parametrize("kind", ["mlp", "custom-conv"])
+def test_augmentation_is_applied_to_training_batches_only(kind: str) -> None:
     X, y = _digits(200)
-    config = RegConfig(hidden_layer_sizes=(32,), batch_size=64, max_epochs=3, early_stopping=False)
+    module = {}
+    if kind == "custom-conv":
+        X, module = X.reshape(-1, *IMAGE), {"module": SmallConvNet, "module_params": {"channels": 4}}
+    config = RegConfig(batch_size=64, max_epochs=3, early_stopping=False)
     spy = _Spy()
     regs = [ImageAugment(IMAGE), spy]
     trainer = Trainer(
-        lambda: build_network(config, 64, 10, IMAGE, regs), config, X, y, X[:50], y[:50],
+        lambda: build_network(config, 64, 10, IMAGE, regs, **module), config, X, y, X[:50], y[:50],
         task="classification", regularizers=regs, seed=0,
     )
     while not trainer.done:
         trainer.step()
     trainer.finish()
     assert spy.rows == 3 * 200  # every training row, every epoch; never the 50 validation rows
+    assert spy.shapes == {tuple(X.shape[1:])}  # as the module takes them: rows, or images
     before = trainer.history[-1]["val_loss"]
     assert trainer.evaluate(X[:50], y[:50])["val_loss"] == before
     assert spy.rows == 600
 
 
-def test_fitted_estimator_with_augmentation_predicts_deterministically() -> None:
+@pytest.mark.parametrize("kind", ["mlp", "custom-conv"])
+def test_fitted_estimator_with_augmentation_predicts_deterministically(kind: str) -> None:
     X, y = load_digits(return_X_y=True)
-    net = RegularizedNetClassifier(
-        (32,), augment="image", image_shape=IMAGE, max_epochs=5, early_stopping=False, lr=1e-2,
-        random_state=0, device="cpu",
-    ).fit(X[:300], y[:300])
+    if kind == "mlp":
+        net = RegularizedNetClassifier((32,), image_shape=IMAGE)
+    else:  # images as images: the shape is inferred
+        X, net = X.reshape(-1, 8, 8), RegularizedNetClassifier(module=SmallConvNet, module__channels=16)
+    net.set_params(augment="image", max_epochs=5, early_stopping=False, lr=1e-2,
+                   random_state=0, device="cpu").fit(X[:300], y[:300])
+    assert net.image_shape_ == IMAGE
     first, second = net.predict_proba(X[300:400]), net.predict_proba(X[300:400])
     assert (first == second).all()
     assert net.score(X[:300], y[:300]) > 0.8  # still learns through the augmentation

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import numpy as np
 import optuna
@@ -23,6 +25,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 from optuna.trial import TrialState
+from plugins.postgres import PostgresCluster
 
 from regtune.cli.app import main
 from regtune.data.loading import load_dataset
@@ -103,6 +106,42 @@ def test_tune_best_and_predict_end_to_end(tmp_path: Path, capsys: pytest.Capture
     code, out, err = _run(capsys, "predict", "iris", "--run", "0123456789abcdef", "--tracking-uri", uri)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("regtune: error: run '0123456789abcdef' is not in")
+
+
+@pytest.mark.integration
+def test_no_form_of_a_database_password_leaks(postgres_cluster: PostgresCluster, tmp_path: Path, tiny_space: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 11, item 10: a password with quotes, a space and '%', given in the query or in the
+    URL, reaches no MLflow param or tag, no logged model, no output, no report."""
+    token = secrets.token_hex(3)
+    password = f"it's a \"pa{token}\" w%rd"
+    role, db = f"leaky_{token}", f"leaky_{token}"
+    postgres_cluster.sql(f"CREATE ROLE {role} LOGIN PASSWORD '{password.replace(chr(39), chr(39) * 2)}'")
+    postgres_cluster.sql(f'CREATE DATABASE "{db}" OWNER {role}')
+    host = f"127.0.0.1:{postgres_cluster.port}/{db}"
+    forms = {
+        "query": f"postgresql+psycopg://{role}@{host}?sslmode=disable&password={quote_plus(password)}",
+        "userinfo": f"postgresql+psycopg://{role}:{quote(password, safe='')}@{host}",
+    }
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    printed = []
+    for name, storage in forms.items():
+        common = ("--study", name, "--storage", storage, "--tracking-uri", uri)
+        code, out, err = _run(capsys, "tune", "iris", "--space", str(tiny_space), "--trials", "2", "--cv", "1",
+                              "-q", *common)
+        assert code == 0, err
+        printed.append(out + err)
+        for argv in (("best", *common[:4]), ("report", *common, "--out", str(tmp_path / f"report-{name}"))):
+            code, out, err = _run(capsys, *argv)
+            assert code == 0, err
+            printed.append(out + err)
+    with sqlite3.connect(tmp_path / "mlflow.db") as con:  # params, tags, logged models' params, all
+        stored = "\n".join(con.iterdump())
+    files = [p.read_bytes().decode(errors="replace") for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".db"]
+    assert "regtune.storage" in stored and "password=***" in stored and f"{role}:***@" in stored
+    for secret in (password, quote(password, safe=""), quote_plus(password), f"pa{token}"):
+        for where, text in (("MLflow store", stored), ("output", "\n".join(printed)), ("files", "\n".join(files))):
+            assert secret not in text, f"the password leaks in the {where}"
 
 
 def test_resume_with_nothing_to_do_prints_the_same_summary(tiny_space: Path,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from worker_helpers import Worker, load_trials, mlflow_runs, start_worker, wait_for, write_space
+from worker_helpers import Worker, load_trials, mlflow_runs, mlflow_steps, start_worker, wait_for, write_space
 
 N_TRIALS = 6
 STUDY = "crash"
@@ -82,6 +82,11 @@ def _assert_study_complete(trials: list[Any], stopped: Any, db: Path) -> None:
     for t in trials:
         if t.state.name in COUNTED:
             assert status[t.user_attrs["mlflow_run_id"]] == "FINISHED"
+    # Epochs still queued for MLflow when the worker died come back from Optuna's record.
+    logged = mlflow_steps(db, "val_score")
+    for t in trials:
+        missing = set(t.intermediate_values) - logged.get(t.user_attrs["mlflow_run_id"], set())
+        assert not missing, f"trial {t.number} ({t.state.name}): epochs {sorted(missing)} are not in MLflow"
 
 
 def _assert_no_repeats(trials: list[Any], stopped: Any, retry: bool) -> None:

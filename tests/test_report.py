@@ -190,3 +190,27 @@ def test_import_regtune_does_not_import_matplotlib() -> None:
             "assert 'matplotlib' not in sys.modules, 'matplotlib imported'; "
             "assert callable(regtune.report) and callable(regtune.ablate), 'regtune.report is not callable'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_thin_cells_carry_their_count_and_a_caveat(reported) -> None:
+    """Issue 11: on/off means and importances from cells of one or two trials are noise; the
+    report shows n for every row and says so under any table that has such a row."""
+    tables, out = reported
+    text = (out / "report.md").read_text(encoding="utf-8")
+    n_complete = int((tables["trials"]["state"] == "COMPLETE").sum())
+    assert f"from n = {n_complete} complete trials" in text
+    assert "mostly noise" in text  # fewer than 10 complete trials behind the importances
+    on_off = tables["on_off"]
+    assert (on_off["trials"] < 3).any(), "the 7-trial study should have thin on/off cells"
+    section = text.split("### Each regularizer on vs off")[1].split("###")[0]
+    assert "Column `trials` is n" in section
+    assert "Caveat:" in section and "fewer than 3 trials" in section and "noise, not evidence" in section
+
+
+def test_few_trials_caveat_only_for_thin_rows() -> None:
+    from regtune.analysis.report import few_trials_caveat
+
+    thin = pd.DataFrame({"setting": ["off", "on"], "score_mean": [0.9, 0.95], "trials": [6, 1]})
+    assert "1 of 2 rows" in few_trials_caveat(thin) and "smallest n = 1" in few_trials_caveat(thin)
+    assert few_trials_caveat(thin.assign(trials=[6, 3])) == ""
+    assert few_trials_caveat(pd.DataFrame()) == ""

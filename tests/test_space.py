@@ -481,3 +481,54 @@ def test_any_text_loads_or_raises_search_space_error(tmp_path_factory: pytest.Te
         SearchSpace.from_yaml(path)
     except SearchSpaceError:
         pass
+
+
+# ---------------------------------------------------------------- priors
+
+PRIORS = SPACE + """\
+priors:
+  - {use_dropout: true, dropout: 0.15, dropout_variant: standard, use_batch_norm: true, lr: 2.0e-3}
+  - {n_layers: 3, width: 64, use_spectral_norm: true}
+"""
+
+
+def test_priors_come_back_as_complete_trial_params(tmp_path: Path) -> None:
+    space = SearchSpace.from_yaml(_write(tmp_path, PRIORS))
+    first, second = space.prior_params()
+    # every param and switch set, a family's params where it is on: what trial.params will hold
+    assert set(second) == set(space.baseline_params()) == set(first) - {"dropout", "dropout_variant"}
+    assert first == {**space.baseline_params(), "use_dropout": True, "dropout": 0.15,
+                     "dropout_variant": "standard", "use_batch_norm": True, "lr": 2e-3}
+    assert space.to_config(second).hidden_layer_sizes == (64, 64, 64)
+    assert space.to_config(second).active_regularizers() == ["spectral_norm", "early_stopping"]
+    (tmp_path / "again").mkdir()
+    again = SearchSpace.from_yaml(_write(tmp_path / "again", space.to_yaml_text()))
+    assert again == space and again.prior_params() == space.prior_params()
+
+
+def test_the_default_space_ships_priors_that_differ_from_the_baseline() -> None:
+    space = SearchSpace.from_yaml("default")
+    priors = space.prior_params()
+    assert 3 <= len(priors) <= 5
+    assert all(p != space.baseline_params() for p in priors)
+    assert len({tuple(sorted(p.items())) for p in priors}) == len(priors)
+
+
+@pytest.mark.parametrize(("prior", "words"), [
+    ("{use_dropout: true, dropuot: 0.2}", ["priors.1.dropuot", "did you mean 'dropout'"]),
+    ("{use_dropout: true, dropout: 0.9}", ["priors.1.dropout", "dropout=0.9", "outside", "[0.1, 0.5]"]),
+    ("{dropout: 0.2}", ["priors.1.dropout", "'dropout' is set but use_dropout is not true"]),
+    ("{batch_size: 64}", ["priors.1.batch_size", "not one of [16, 32]"]),
+    ("{use_batch_norm: yes please}", ["use_batch_norm='yes please' must be true or false"]),
+    ("{use_dropout: true}", ["priors.1:", "'dropout' needs a value"]),
+    ("[lr, 0.1]", ["priors.1:", "must be a mapping"]),
+])
+def test_a_bad_prior_is_refused_with_the_file_line_and_what_to_fix(tmp_path: Path, prior: str,
+                                                                   words: list[str]) -> None:
+    path = _write(tmp_path, SPACE + f"priors:\n  - {{lr: 0.01}}\n  - {prior}\n", "bad.yaml")
+    with pytest.raises(SearchSpaceError) as info:
+        SearchSpace.from_yaml(path)
+    message = str(info.value)
+    assert message.startswith("search space 'bad.yaml'") and info.value.line == SPACE.count("\n") + 3, message
+    for word in words:
+        assert word in message

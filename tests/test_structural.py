@@ -1,15 +1,18 @@
-"""Dropout variants and batch-norm placement: active when training, off at eval, in the right order."""
+"""Dropout variants and batch-norm placement: active when training, off at eval, in the right order;
+on a custom module, dropout reaches its dropout layers and what it cannot take is refused."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from byo_modules import NoDropout, ResidualMLP, SmallConvNet, mlp_factory
 from sklearn.datasets import load_digits
 from torch import nn
 
 from regtune import RegConfig, RegularizedNetClassifier
 from regtune.config import RegConfigError
-from regtune.nn.models import build_model
+from regtune.exceptions import ModuleError
+from regtune.nn.models import build_model, dropout_layers
 from regtune.nn.regularizers import GaussianDropout, make_dropout
 
 IMAGE = (1, 8, 8)
@@ -133,3 +136,46 @@ def test_batch_norm_trains_in_both_placements(placement: str, architecture: str)
     norms = [m for m in net.module_.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
     assert norms and all(m.num_batches_tracked > 0 for m in norms)
     assert all(m.running_mean.abs().sum() > 0 for m in norms)  # statistics were gathered
+
+
+# --- on a module a user brings ---------------------------------------------------------------
+
+
+def test_dropout_sets_p_on_every_dropout_layer_of_a_custom_module() -> None:
+    X, y = _digits()
+    for module, params, layers in ((ResidualMLP, {"width": 32}, 2), (SmallConvNet, {"channels": 4}, 1)):
+        X_in = X.reshape(-1, *IMAGE) if module is SmallConvNet else X
+        net = RegularizedNetClassifier(module=module, dropout=0.3, max_epochs=3, early_stopping=False, lr=1e-2,
+                                       random_state=0, device="cpu", **{f"module__{k}": v for k, v in params.items()})
+        net.fit(X_in, y)
+        dropouts = dropout_layers(net.module_)
+        assert len(dropouts) == layers and all(m.p == 0.3 for m in dropouts)
+        batch = torch.as_tensor(X_in[:16], dtype=torch.float32)
+        net.module_.train()
+        assert not torch.allclose(net.module_(batch), net.module_(batch))  # active in training
+        first = net.predict_proba(X_in)
+        assert (first == net.predict_proba(X_in)).all()  # off at eval
+        # The baseline is unregularized: dropout=0 switches the module's own dropout off too.
+        plain = RegularizedNetClassifier(module=module, max_epochs=1, device="cpu",
+                                         **{f"module__{k}": v for k, v in params.items()}).fit(X_in, y)
+        assert all(m.p == 0 for m in dropout_layers(plain.module_))
+
+
+def test_a_factory_that_takes_dropout_and_batch_norm_builds_them_itself() -> None:
+    X, y = _digits()
+    net = RegularizedNetClassifier(module=mlp_factory, module__width=16, dropout=0.2, batch_norm="before_activation",
+                                   max_epochs=3, early_stopping=False, random_state=0, device="cpu").fit(X, y)
+    types = [type(m) for m in net.module_]
+    assert types == [nn.Flatten, nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Dropout, nn.Linear]
+    assert net.module_[4].p == 0.2
+
+
+@pytest.mark.parametrize(("setting", "value"), [("dropout_variant", "alpha"), ("batch_norm", "before_activation")])
+def test_structural_settings_a_module_cannot_take_are_refused_not_ignored(setting: str, value: str) -> None:
+    X, y = _digits(50)
+    net = RegularizedNetClassifier(module=ResidualMLP, dropout=0.2, device="cpu", **{setting: value})
+    with pytest.raises(ModuleError, match=rf"{setting}='{value}' cannot apply to ResidualMLP: it takes no "
+                                          rf"'{setting}' argument \(it takes width, depth\)"):
+        net.fit(X, y)
+    with pytest.raises(ModuleError, match=r"dropout=0.2 cannot apply to NoDropout: it has no nn.Dropout layer"):
+        RegularizedNetClassifier(module=NoDropout, dropout=0.2, device="cpu").fit(X, y)

@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -200,6 +201,18 @@ def test_unreachable_database_is_one_masked_error() -> None:
         make_storage("postgresql://u:secret@127.0.0.1:1/db")
     text = str(err.value)
     assert text.startswith("cannot reach storage postgresql://u:***@127.0.0.1:1/db")
+    assert "secret" not in text and "\n" not in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dead_port", ["never_answers"], indirect=True)
+def test_database_that_never_answers_fails_fast(dead_port: int, fails_within: Callable) -> None:
+    """Issue 11, item 12: a PostgreSQL port that accepts and never answers held `regtune tune`
+    for 143 s."""
+    error = fails_within(20, lambda: make_storage(f"postgresql+psycopg://u:secret@127.0.0.1:{dead_port}/db"))
+    assert isinstance(error, StudyError)
+    text = str(error)
+    assert text.startswith(f"cannot reach storage postgresql+psycopg://u:***@127.0.0.1:{dead_port}/db")
     assert "secret" not in text and "\n" not in text
 
 

@@ -6,9 +6,14 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote, quote_plus
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import regtune.tracking.tracker as tracking
 from regtune.tracking.tracker import (
@@ -80,6 +85,73 @@ def test_mask_secrets_leaves_urls_without_passwords_alone() -> None:
         "sqlite:///mlflow.db http://localhost:5000/#/runs bob@example.com postgresql://bob@host/db"
     )
     assert mask_secrets(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [  # issue 11, item 10: each of these leaked before
+        ("postgresql://bob@h/db?password=s3cret", "postgresql://bob@h/db?password=***"),
+        ("postgresql://h/db?sslmode=require&PASSWORD=a%20b&x=1", "postgresql://h/db?sslmode=require&PASSWORD=***&x=1"),
+        ("postgresql://bob:it's@h/db", "postgresql://bob:***@h/db"),
+        ('postgresql://bob:say "hi"@h/db', "postgresql://bob:***@h/db"),
+        ("postgresql://bob:two words@h:5432/db", "postgresql://bob:***@h:5432/db"),
+        ("postgresql://bob:12/a b@h/db", "postgresql://bob:***@h/db"),
+        ("host=h user=bob password=s3cret dbname=x", "host=h user=bob password=*** dbname=x"),
+        ("host=h password='it\\'s two' dbname=x", "host=h password=*** dbname=x"),
+        ("PGPASSWORD=s3cret regtune tune", "PGPASSWORD=*** regtune tune"),
+        ("https://ghp_t0ken@mlflow.example.com", "https://***@mlflow.example.com"),
+        ("https://alice:p@ss@mlflow.example.com:5000", "https://alice:***@mlflow.example.com:5000"),
+        ("mssql+pyodbc:///?odbc_connect=DRIVER%3Dx%3BUID%3Du%3BPWD%3Ds3cr%3BServer%3Dh",
+         "mssql+pyodbc:///?odbc_connect=DRIVER%3Dx%3BUID%3Du%3BPWD%3D***%3BServer%3Dh"),
+        ("cannot reach storage 'postgresql://bob:it\\'s \"x\"@h/db': refused",
+         "cannot reach storage 'postgresql://bob:***@h/db': refused"),
+        ("storage \"postgresql://h/db?password=it's me\" failed", "storage \"postgresql://h/db?password=***\" failed"),
+    ],
+)
+def test_mask_secrets_hides_every_credential_form(text: str, masked: str) -> None:
+    assert mask_secrets(text) == masked
+    assert mask_secrets(masked) == masked
+
+
+# Passwords a user may choose: anything printable, quotes, spaces and URL delimiters included.
+_PASSWORDS = st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=24)
+
+
+def _credential_forms(password: str) -> list[tuple[str, str]]:
+    """(URL or DSN carrying ``password``, what it must mask to), in every form regtune's users can
+    hand to SQLAlchemy, psycopg/libpq or MLflow's HTTP client."""
+    encoded = quote(password, safe="")
+    libpq = password.replace("\\", "\\\\").replace("'", "\\'")
+    forms = [
+        (f"postgresql+psycopg://bob:{encoded}@db.example.com:5432/optuna",
+         "postgresql+psycopg://bob:***@db.example.com:5432/optuna"),
+        (f"postgresql+psycopg://bob@db.example.com/optuna?sslmode=require&password={quote_plus(password)}&x=1",
+         "postgresql+psycopg://bob@db.example.com/optuna?sslmode=require&password=***&x=1"),
+        (f"host=db.example.com user=bob password='{libpq}' dbname=optuna",
+         "host=db.example.com user=bob password=*** dbname=optuna"),
+        (f"https://alice:{encoded}@mlflow.example.com:5000", "https://alice:***@mlflow.example.com:5000"),
+    ]
+    if "@" not in password:  # SQLAlchemy takes any raw password but one with '@'
+        forms.append((f"mysql+pymysql://bob:{password}@db/optuna", "mysql+pymysql://bob:***@db/optuna"))
+    if not set("/?#") & set(password) and password.strip() == password and " " not in password:
+        forms.append((f"http://alice:{password}@127.0.0.1:5000", "http://alice:***@127.0.0.1:5000"))
+    return forms
+
+
+@settings(max_examples=300, deadline=None)
+@given(password=_PASSWORDS)
+def test_mask_secrets_hides_generated_passwords_in_every_form(password: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    if "@" not in password and "%" not in password:  # the raw form is one SQLAlchemy accepts
+        assert make_url(f"mysql+pymysql://bob:{password}@db/optuna").password == password
+    for url, masked in _credential_forms(password):
+        assert mask_secrets(url) == masked, url  # a param or tag value, a URL printed alone
+        if "://" in url:  # regtune's messages show a URL with repr
+            quoted = repr(url)
+            assert mask_secrets(f"storage {quoted} cannot be used") == f"storage {quoted[0]}{masked}{quoted[0]} cannot be used"
+        if "://" not in url or not any(c.isspace() or c in "'\"" for c in password):
+            assert mask_secrets(f"cannot reach {url}: refused") == f"cannot reach {masked}: refused"
 
 
 def test_parent_and_child_runs_form_a_tree_with_epoch_curves(
@@ -157,6 +229,7 @@ def test_secrets_never_reach_the_store(tracker: MLflowTracker, store: Path, tmp_
     tracker.set_tags(child, {"again": storage})
     tracker.log_params(child, {"other": f"x {storage}"})
     tracker.log_text(child, f"storage: {storage}\n", "config.yaml")
+    tracker.flush()  # trial params are queued
 
     stored = _stored_text(store)
     assert "optuna:***@db:5432" in stored
@@ -174,6 +247,7 @@ def test_long_and_many_params_are_truncated_and_split_not_rejected(
     parent = tracker.start_study_run("s", {})
     params = {f"p{i}": i for i in range(250)} | {"space": "x" * (MAX_PARAM_VAL_LENGTH + 500)}
     child = tracker.start_trial_run(parent, 0, params)
+    tracker.flush(child)  # trial params are queued, like epochs
     logged = tracker._client.get_run(child).data.params
     assert len(logged) == 251
     assert logged["space"] == "x" * MAX_PARAM_VAL_LENGTH
@@ -249,3 +323,141 @@ def test_unreachable_server_error_masks_the_password(monkeypatch: pytest.MonkeyP
         MLflowTracker(f"http://bob:{SECRET}@127.0.0.1:9/")
     assert "http://bob:***@127.0.0.1:9/" in str(info.value)
     assert SECRET not in str(info.value)
+
+
+# ---------------------------------------------------------------- queued epochs (the writer)
+
+
+def _tracker(store: Path, tmp_path: Path, name: str, flush_interval: float) -> MLflowTracker:
+    return MLflowTracker(f"sqlite:///{store}", experiment=name, artifact_root=tmp_path / "mlruns",
+                         flush_interval=flush_interval)
+
+
+def _steps(tracker: MLflowTracker, run_id: str, key: str = "val_score") -> list[int]:
+    return [m.step for m in tracker._client.get_metric_history(run_id, key)]
+
+
+def _epoch(step: int) -> dict[str, float]:
+    return {"train_loss": 1.0 / (step + 1), "val_score": step / 10}
+
+
+def test_the_background_writer_logs_live_epochs_in_order(store: Path, tmp_path: Path) -> None:
+    tracker = _tracker(store, tmp_path, "live", flush_interval=0.05)
+    parent = tracker.start_study_run("s", {})
+    run_id = tracker.start_trial_run(parent, 0, {"lr": 0.01})
+    for step in range(5):
+        tracker.log_epoch(run_id, step, _epoch(step))
+    deadline = time.monotonic() + 30
+    while len(_steps(tracker, run_id)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Written while the run is still RUNNING: the curve is live in the MLflow UI.
+    run = tracker._client.get_run(run_id)
+    assert run.info.status == "RUNNING" and run.data.params == {"lr": "0.01"}
+    history = tracker._client.get_metric_history(run_id, "val_score")
+    assert [m.step for m in history] == [0, 1, 2, 3, 4]
+    assert [m.value for m in history] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    tracker.close()
+
+
+def test_finish_trial_writes_every_queued_epoch_with_the_final_record(store: Path, tmp_path: Path) -> None:
+    tracker = _tracker(store, tmp_path, "finish", flush_interval=3600)  # no background write comes
+    parent = tracker.start_study_run("s", {})
+    run_id = tracker.start_trial_run(parent, 0, {"lr": 0.01})
+    for step in range(30):
+        tracker.log_epoch(run_id, step, _epoch(step))
+    assert _steps(tracker, run_id) == []
+    tracker.finish_trial(run_id, "PRUNED", {"value": 0.9}, tags={"pruned_epoch": 29})
+    run = tracker._client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["state"] == "PRUNED"
+    assert run.data.params == {"lr": "0.01"} and run.data.metrics["value"] == 0.9
+    assert _steps(tracker, run_id) == list(range(30))
+    assert _steps(tracker, run_id, "train_loss") == list(range(30))
+
+
+def test_ending_an_interrupted_run_writes_its_queued_epochs_first(store: Path, tmp_path: Path) -> None:
+    """The Ctrl-C path: the worker tags the run and ends it KILLED."""
+    tracker = _tracker(store, tmp_path, "ctrl-c", flush_interval=3600)
+    parent = tracker.start_study_run("s", {})
+    run_id = tracker.start_trial_run(parent, 0, {})
+    for step in range(3):
+        tracker.log_epoch(run_id, step, _epoch(step))
+    tracker.set_tags(run_id, {"state": "FAIL", "fail_reason": "interrupted"})
+    tracker.end_run(run_id, "KILLED")
+    assert tracker._client.get_run(run_id).info.status == "KILLED"
+    assert _steps(tracker, run_id) == [0, 1, 2]
+
+
+def test_a_failed_write_keeps_the_queue_for_the_next_one(store: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    tracker = _tracker(store, tmp_path, "store-down", flush_interval=3600)
+    parent = tracker.start_study_run("s", {})
+    run_id = tracker.start_trial_run(parent, 0, {"lr": 1})
+    tracker.log_epoch(run_id, 0, _epoch(0))
+    real = tracker._client.log_batch
+
+    def down(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("MLflow is down")
+
+    monkeypatch.setattr(tracker._client, "log_batch", down)
+    with pytest.raises(ConnectionError):
+        tracker.flush()
+    tracker.log_epoch(run_id, 1, _epoch(1))
+    monkeypatch.setattr(tracker._client, "log_batch", real)
+    tracker.finish_trial(run_id, "COMPLETE")
+    assert _steps(tracker, run_id) == [0, 1]
+    assert tracker._client.get_run(run_id).data.params == {"lr": "1"}
+
+
+def test_queued_epochs_are_written_when_the_process_exits(store: Path, tmp_path: Path) -> None:
+    code = f"""
+from regtune.tracking.tracker import MLflowTracker
+t = MLflowTracker({f"sqlite:///{store}"!r}, experiment="exit", artifact_root={str(tmp_path)!r}, flush_interval=3600)
+run = t.start_trial_run(t.start_study_run("s", {{}}), 0, {{"lr": 1}})
+for step in range(3):
+    t.log_epoch(run, step, {{"val_score": step / 10}})
+print(run)
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=300)
+    run_id = out.stdout.split()[-1]
+    tracker = MLflowTracker(f"sqlite:///{store}", experiment="exit")
+    assert _steps(tracker, run_id) == [0, 1, 2]
+
+
+def test_backfill_adds_only_the_missing_steps_and_params(tracker: MLflowTracker) -> None:
+    """What a reaper does for a worker killed with epochs still queued."""
+    parent = tracker.start_study_run("s", {})
+    run_id = tracker.start_trial_run(parent, 0, {})
+    tracker.log_epoch(run_id, 0, _epoch(0))
+    tracker.log_epoch(run_id, 1, _epoch(1))
+    tracker.flush()
+    reported = {step: step / 10 for step in range(5)}
+    assert tracker.backfill(run_id, "val_score", reported, params={"lr": 0.01, "seed": 3}) == 3
+    assert tracker.backfill(run_id, "val_score", reported, params={"lr": 0.01}) == 0
+    history = tracker._client.get_metric_history(run_id, "val_score")
+    assert sorted(m.step for m in history) == [0, 1, 2, 3, 4]
+    assert {m.step: m.value for m in history} == pytest.approx(reported)
+    assert tracker._client.get_run(run_id).data.params == {"lr": "0.01", "seed": "3"}
+
+
+@pytest.mark.parametrize(
+    "dead_port", ["refuses", pytest.param("never_answers", marks=pytest.mark.slow)], indirect=True
+)
+def test_unreachable_tracking_server_fails_fast_with_one_masked_line(
+    dead_port: int, fails_within: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11, item 12: with MLflow's default retries a refused port took 268 s, a port that
+    accepts and never answers over 600 s."""
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)  # the user's default
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    uri = f"http://bob:{SECRET}@127.0.0.1:{dead_port}"
+    error = fails_within(20, lambda: MLflowTracker(uri))
+    assert isinstance(error, TrackingError)
+    text = str(error)
+    assert f"'http://bob:***@127.0.0.1:{dead_port}'" in text and "\n" not in text
+    assert SECRET not in text and "--tracking-uri" in text
+
+
+def test_unreachable_database_store_fails_fast(dead_port: int, fails_within: Callable) -> None:
+    error = fails_within(20, lambda: MLflowTracker(f"postgresql+psycopg://bob:{SECRET}@127.0.0.1:{dead_port}/mlflow"))
+    assert isinstance(error, TrackingError)
+    assert f"bob:***@127.0.0.1:{dead_port}/mlflow" in str(error) and "\n" not in str(error)

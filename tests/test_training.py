@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from byo_modules import ResidualMLP
 from sklearn.metrics import log_loss
 from torch import nn
 
@@ -239,11 +240,13 @@ def test_early_stopping_stops_an_overfitting_net_and_restores_its_best_epoch() -
     assert trainer.evaluate(Xv, yv)["val_loss"] == pytest.approx(val[trainer.best_epoch], abs=1e-6)
 
 
-def test_estimator_early_stopping_restores_the_best_epoch() -> None:
+@pytest.mark.parametrize("kind", ["mlp", "custom"])
+def test_estimator_early_stopping_restores_the_best_epoch(kind: str) -> None:
     X, y = (t.numpy() for t in _noisy_problem(120, 0))
     Xv, yv = (t.numpy() for t in _noisy_problem(200, 1))
-    net = RegularizedNetClassifier((128, 128), lr=1e-3, batch_size=32, max_epochs=200, patience=5,
-                                   random_state=0, device="cpu")
+    module = {"hidden_layer_sizes": (128, 128)} if kind == "mlp" else {"module": ResidualMLP, "module__width": 128}
+    net = RegularizedNetClassifier(lr=1e-3, batch_size=32, max_epochs=200, patience=5, random_state=0, device="cpu",
+                                   **module)
     records = list(net.fit_iter(X, y, validation_data=(Xv, yv)))
     assert records == net.history_  # fit_iter yields each epoch's record as it is made
     assert len(records) == net.n_iter_ < 200

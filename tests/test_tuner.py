@@ -29,7 +29,8 @@ from regtune.data.split import split_dataset
 from regtune.exceptions import DataError
 from regtune.space.space import SearchSpace, SearchSpaceError
 from regtune.tracking.tracker import MLflowTracker, TrackingError
-from regtune.tuning.storage import StudyError
+from regtune.tuning.queue import OWNER_ATTR, owner_tag
+from regtune.tuning.storage import StudyError, make_storage
 from regtune.tuning.trial import make_estimator
 from regtune.tuning.tuner import TuneError, TuneResult, TuneSettings, prepare, tune
 
@@ -212,8 +213,10 @@ def test_parallel_workers_run_every_trial_exactly_once(workdir: dict[str, Any]) 
     result = tune("iris", n_trials=10, cv=2, pruner="none", n_jobs=2, log_model=False, **workdir)
     trials = result.study.trials
     assert len(trials) == 10 and all(t.state == TrialState.COMPLETE for t in trials)
+    # This process is worker 0 and trains at once; the spawned worker joins once it has booted
+    # (on a tiny study it may find the queue empty).
     owners = {t.user_attrs["regtune.owner"] for t in trials}
-    assert len(owners) == 2, f"both workers should have run trials, got {owners}"
+    assert owner_tag() in owners and len(owners) <= 2, owners
     client = MlflowClient(workdir["tracking_uri"])
     children = client.search_runs([result.experiment_id], f"tags.`mlflow.parentRunId` = '{result.parent_run_id}'")
     numbers = sorted(int(r.data.tags["regtune.trial_number"]) for r in children)
@@ -286,6 +289,43 @@ def test_trials_reproduce_from_their_params_and_seed(offline: Offline) -> None:
         per_fold.append(est.history_[est.best_epoch_]["val_score"])
     assert len(per_fold) == 3
     assert trial.value == pytest.approx(float(np.mean(per_fold)), abs=1e-9)
+
+
+def _space_with_priors(tmp_path: Path, tiny_space: Path, extra: str = "") -> Path:
+    path = tmp_path / "priors.yaml"
+    path.write_text(tiny_space.read_text() + extra + """\
+priors:
+  - {lr: 0.03, use_dropout: true, dropout: 0.1, use_early_stopping: true}
+  - {use_l2: true, l2: 1.0e-4}
+""")
+    return path
+
+
+def test_the_trials_after_the_baseline_carry_exactly_the_priors(offline: Offline, tmp_path: Path,
+                                                                tiny_space: Path) -> None:
+    space_path = _space_with_priors(tmp_path, tiny_space)
+    priors = SearchSpace.from_yaml(space_path).prior_params()
+    result = tune("iris", n_trials=5, **offline(space=str(space_path), sampler="random"))
+    trials = result.study.trials
+    assert trials[0].user_attrs["baseline"] is True
+    assert [t.params for t in trials[1:3]] == priors
+    assert [t.user_attrs.get("prior") for t in trials] == [None, 0, 1, None, None]
+    assert all(t.params not in priors for t in trials[3:])  # then the sampler takes over
+    short = tune("iris", n_trials=2, **offline(space=str(space_path), study_name="short"))
+    assert [t.params for t in short.study.trials] == [SearchSpace.from_yaml(space_path).baseline_params(), priors[0]]
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_a_refit_trains_to_its_trials_best_epoch_on_the_trials_horizon(schedule: str) -> None:
+    """A scheduled refit stops at the trial's best epoch but keeps max_epochs, so the annealing
+    follows the trial's curve instead of a compressed one; a constant rate needs no horizon."""
+    config = SearchSpace.from_yaml("minimal").to_config({}).replace(
+        hidden_layer_sizes=(8,), max_epochs=12, early_stopping=True, lr_schedule=schedule)
+    trial = optuna.trial.create_trial(value=0.9, user_attrs={"best_epoch": 2.0})
+    settings = TuneSettings(cv=1, seed=0)
+    est = tuner.refit(config, trial, prepare(load_dataset("iris"), settings)[0], settings)
+    assert est.n_iter_ == 3 and not est.early_stopping
+    assert est.max_epochs == (3 if schedule == "constant" else 12)
 
 
 def test_the_same_seed_gives_the_same_study(offline: Offline) -> None:
@@ -444,3 +484,213 @@ def test_settings_are_checked() -> None:
 def _reset_mlflow_uri() -> Iterator[None]:
     yield
     mlflow.set_tracking_uri(None)
+
+
+# ---------------------------------------------------------------- issue 11: resume and join safely
+
+
+def _journal_settings(path: Path, tiny_space: Path, **options: Any) -> dict[str, Any]:
+    """A persistent study (journal file) without MLflow: fast, and resumable."""
+    return {"storage": str(path / "regtune.journal"), "tracking_uri": "off", "space": str(tiny_space),
+            "progress": False, "log_model": False, "cv": 1, "pruner": "none", **options}
+
+
+def _two_target_csv(path: Path) -> Path:
+    """iris with the class first and a second categorical column that could be a target too."""
+    from sklearn.datasets import load_iris
+
+    frame = load_iris(as_frame=True).frame
+    frame.insert(0, "species", frame.pop("target").map({0: "setosa", 1: "versicolor", 2: "virginica"}))
+    frame["long"] = np.where(frame["petal length (cm)"] > 4, "yes", "no")
+    path.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path / "flowers.csv", index=False)
+    return path / "flowers.csv"
+
+
+@pytest.fixture(scope="module")
+def created(tmp_path_factory: pytest.TempPathFactory, tiny_space: Path) -> dict[str, Any]:
+    """One study on flowers.csv (target species, seed 0, one validation split); the refusal
+    tests below try to join it with something else and must change nothing."""
+    root = tmp_path_factory.mktemp("fingerprint")
+    csv = _two_target_csv(root)
+    settings = _journal_settings(root, tiny_space, study_name="flowers")
+    tune(str(csv), target="species", n_trials=2, **settings)
+    return {"csv": csv, "settings": settings, "root": root}
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [({"space": "minimal"}, "search space 'tiny'.*this run has search space 'minimal'.*the same --space"),
+     ({"seed": 1}, "seed 0; this run has seed 1: use another --study, or the same --seed"),
+     ({"cv": 2}, r"cv 1 \(1 folds\); this run has cv 2 \(2 folds\)"),
+     ({"metric": "balanced_accuracy"}, "metric 'accuracy'; this run has metric 'balanced_accuracy'"),
+     ({"target": "long"}, "target 'species'.*this run has .*target 'long'.*the same --target")],
+)
+def test_joining_a_study_with_other_settings_is_refused(created: dict[str, Any], change: dict, match: str) -> None:
+    """Issue 11, item 3: another --space/--seed/--cv/--metric/--target never continues a study
+    (a worker elsewhere with another --seed would score trials on other splits)."""
+    options = {**created["settings"], **change}
+    target = options.pop("target", "species")
+    with pytest.raises(StudyError, match=match):
+        tune(str(created["csv"]), target=target, n_trials=4, **options)
+    study = optuna.load_study(study_name="flowers", storage=make_storage(created["settings"]["storage"]))
+    assert len(study.trials) == 2
+
+
+def test_the_same_file_name_with_other_content_is_refused(tmp_path: Path, tiny_space: Path,
+                                                          monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """Issue 11, item 3: iris's study must not continue on another table saved as iris.csv."""
+    from regtune.cli.app import main
+
+    monkeypatch.chdir(tmp_path)
+    csv = tmp_path / "iris.csv"
+    load_dataset("iris").X.assign(target=load_dataset("iris").y).to_csv(csv, index=False)
+    args = ["tune", str(csv), "--space", str(tiny_space), "--trials", "2", "--cv", "1", "--pruner", "none",
+            "--tracking-uri", "off", "--quiet"]
+    main(args)
+    load_dataset("wine").X.iloc[:, :4].assign(target=load_dataset("wine").y).to_csv(csv, index=False)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "was created for data hash" in err[0] and "(iris.csv, 150 rows)" in err[0]
+    assert "(iris.csv, 178 rows)" in err[0] and "use another --study" in err[0]
+
+
+def _interrupt_call(monkeypatch: pytest.MonkeyPatch, which: int) -> None:
+    """Ctrl-C in the ``which``-th trial (1-based) this process runs."""
+    import regtune.tuning.worker as worker
+
+    real, calls = worker.run_objective, []
+
+    def interrupt(trial: optuna.Trial, *args: Any, **kwargs: Any) -> Any:
+        calls.append(trial.number)
+        if len(calls) == which:
+            raise KeyboardInterrupt
+        return real(trial, *args, **kwargs)
+
+    monkeypatch.setattr(worker, "run_objective", interrupt)
+
+
+def test_a_baseline_interrupted_in_trial_0_is_run_again_on_resume(tmp_path: Path, tiny_space: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11, item 4: Ctrl-C during the baseline; the rerun must have one, and say its scores."""
+    settings = _journal_settings(tmp_path, tiny_space)
+    with monkeypatch.context() as patch:
+        _interrupt_call(patch, 1)
+        with pytest.raises(KeyboardInterrupt):
+            tune("iris", n_trials=3, **settings)
+    result = tune("iris", n_trials=3, **settings)
+    baselines = [t for t in result.study.trials if t.user_attrs.get("baseline")]
+    assert [t.state for t in baselines] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert baselines[1].params == baselines[0].system_attrs["fixed_params"]
+    assert result.counts == {"COMPLETE": 3, "PRUNED": 0, "FAIL": 1}
+    assert result.scores.loc["baseline", "trial"] == baselines[1].number
+    assert np.isfinite(result.scores.loc["baseline", "val"])
+
+
+def test_a_lower_trials_count_on_resume_is_honoured(tmp_path: Path, tiny_space: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 11, item 6: 5 trials asked, Ctrl-C in the second, resumed with --trials 3."""
+    settings = _journal_settings(tmp_path, tiny_space)
+    with monkeypatch.context() as patch:
+        _interrupt_call(patch, 2)
+        with pytest.raises(KeyboardInterrupt):
+            tune("iris", n_trials=5, **settings)
+    with caplog.at_level("WARNING", logger="regtune"):
+        result = tune("iris", n_trials=3, **settings)
+    # Trial 0 complete, trial 1 interrupted (not counted), 2-4 queued: two of them run.
+    assert result.counts == {"COMPLETE": 3, "PRUNED": 0, "FAIL": 1}
+    assert [t.number for t in result.study.trials if t.state == TrialState.WAITING] == [4]
+    lines = [r.getMessage() for r in caplog.records if r.name == "regtune"]
+    assert lines == ["study 'iris-tiny-accuracy' holds 4 trials but --trials 3 asks for fewer: 1 queued trial is "
+                     "left unrun (run with --trials 4 to run it)"]
+
+
+def test_jobs_waits_for_a_trial_running_in_another_process(tmp_path: Path, tiny_space: Path) -> None:
+    """Issue 11, item 5: with nothing queued, --jobs 2 used to finish at once, beside a trial
+    still running elsewhere. It must wait, and replace the trial if its worker dies."""
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from regtune.tuning.queue import pop_waiting_trial
+
+    settings = _journal_settings(tmp_path, tiny_space, study_name="s")
+    tune("iris", n_trials=2, **settings)
+    storage = make_storage(settings["storage"])
+    optuna.load_study(study_name="s", storage=storage).enqueue_trial({})
+    study_id = storage.get_study_id_from_name("s")
+    trial_id = pop_waiting_trial(storage, study_id)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    storage.set_trial_user_attr(trial_id, OWNER_ATTR, f"{socket.gethostname()}:{other.pid}")
+
+    def other_worker_dies() -> None:
+        time.sleep(3)
+        other.kill()
+        other.wait()
+
+    threading.Thread(target=other_worker_dies, daemon=True).start()
+    start = time.monotonic()
+    try:
+        result = tune("iris", n_trials=3, n_jobs=2, **settings)
+    finally:
+        other.kill()
+        other.wait()
+    assert time.monotonic() - start >= 3, "finished while another process still ran a trial"
+    assert result.counts == {"COMPLETE": 3, "PRUNED": 0, "FAIL": 1}
+    assert not [t for t in result.study.trials if t.state == TrialState.RUNNING]
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (a zombie nobody reaps counts as exited)."""
+    import os
+
+    if Path("/proc/self/stat").exists():
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+        except FileNotFoundError:
+            return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.slow
+def test_killing_a_jobs_2_parent_stops_its_workers(tmp_path: Path) -> None:
+    """Issue 11, item 5: after kill -9 of a --jobs 2 run, its worker processes must not train
+    on as orphans; they fail their trials as a Ctrl-C would and exit within seconds."""
+    import signal
+
+    from worker_helpers import load_trials, start_worker, wait_for, write_space
+
+    space = write_space(tmp_path / "tiny.yaml", max_epochs=5000)  # trials of minutes: orphans would go on
+    journal = tmp_path / "regtune.journal"
+    parent = start_worker(["tune", "iris", "--space", space, "--cv", "1", "--trials", 6, "--pruner", "none",
+                           "--study", "s", "--tracking-uri", "off", "--quiet", "--jobs", 2], tmp_path, "parent")
+
+    def both_training() -> set[int] | None:
+        if parent.proc.poll() is not None:
+            raise AssertionError(f"the run ended before it could be killed: {parent.describe()}")
+        owners = {int(t.user_attrs[OWNER_ATTR].rpartition(":")[2]) for t in load_trials(journal, "s") or []
+                  if t.state.name == "RUNNING" and OWNER_ATTR in t.user_attrs and t.intermediate_values}
+        return owners if len(owners) == 2 else None
+
+    owners = wait_for(both_training, timeout=180, what="two worker processes training")
+    workers = owners - {parent.pid}  # the parent may be worker 0 and train too
+    assert workers, owners
+    parent.proc.send_signal(signal.SIGKILL)
+    parent.wait(timeout=30)
+    wait_for(lambda: all(_gone(pid) for pid in workers), timeout=15, what=f"orphaned workers {workers} to exit")
+    # The killed parent's own trial stays RUNNING (the next run reaps it); the worker failed its own.
+    mine = [t for t in load_trials(journal, "s") or [] if t.user_attrs.get(OWNER_ATTR, "").endswith(
+        tuple(f":{pid}" for pid in workers))]
+    assert mine and all(t.state.name != "RUNNING" for t in mine), [(t.number, t.state.name) for t in mine]
+    assert any(t.user_attrs.get("interrupted") for t in mine)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
+import torch
 
 import regtune.tuning.worker as worker
 from regtune.data.loading import load_dataset
@@ -63,6 +64,11 @@ class RecordingTracker:
 
     def end_run(self, run_id: str, status: str) -> None:
         self.runs[run_id]["status"] = status
+
+    closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
 
 
 @pytest.fixture(scope="module")
@@ -240,3 +246,60 @@ def test_objective_refuses_a_non_finite_value(folds: Folds, tiny_space: Path) ->
     nan_metric = type(metric)("accuracy", "classification", "maximize", lambda out, y: float("nan"), metric.final_fn)
     with pytest.raises(FloatingPointError, match="validation accuracy is nan"):
         run_objective(StubTrial(baseline=True), config, folds, nan_metric, seed=1, device="cpu", warmup=3)  # type: ignore[arg-type]
+
+
+def test_a_worker_restores_the_callers_torch_threads(tmp_path: Path, tiny_space: Path, folds: Folds,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trials of small networks train on one thread; the caller's setting comes back after."""
+    study, spec, tracker = _setup(tmp_path, tiny_space, 2, monkeypatch)
+    seen = []
+    real = worker.run_objective
+
+    def objective(*args: Any, **kwargs: Any) -> Any:
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(worker, "run_objective", objective)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run_worker(spec, folds, 0, study)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 1] and tracker.closed == 1
+
+
+def test_a_reaped_trials_run_gets_back_every_epoch_optuna_has(tmp_path: Path) -> None:
+    """A worker killed with epochs still queued for MLflow: whoever reaps its trial restores
+    the curve (and the params) from Optuna's record before closing the run."""
+    from regtune.tracking.tracker import MLflowTracker
+
+    def tracker() -> MLflowTracker:  # one per process; flush_interval=0: only explicit writes
+        return MLflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "e", artifact_root=tmp_path / "mlruns",
+                             flush_interval=0)
+
+    dead = tracker()
+    parent = dead.start_study_run("s", {})
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    trial.suggest_float("lr", 1e-3, 1e-1, log=True)
+    run_id = dead.start_trial_run(parent, trial.number, {**trial.params, "seed": 7})
+    trial.set_user_attr("mlflow_run_id", run_id)
+    trial.set_user_attr("seed", 7)
+    for step in range(6):
+        dead.log_epoch(run_id, step, {"train_loss": 1.0, "val_score": step / 10})
+        trial.report(step / 10, step)
+        if step == 1:
+            dead.flush()
+    del dead  # kill -9: epochs 2-5 and nothing else reached the store
+
+    reaper = tracker()
+    frozen = study.trials[0]
+    worker.close_reaped_runs(reaper, parent, [frozen])
+    run = reaper._client.get_run(run_id)
+    assert run.info.status == "KILLED" and run.data.tags["state"] == "FAIL"
+    history = reaper._client.get_metric_history(run_id, worker.REPORTED_METRIC)
+    assert sorted(m.step for m in history) == sorted(frozen.intermediate_values) == list(range(6))
+    assert {m.step: m.value for m in history} == pytest.approx(frozen.intermediate_values)
+    assert run.data.params == {"lr": str(frozen.params["lr"]), "seed": "7"}

@@ -21,6 +21,7 @@ __all__ = [
     "Worker",
     "load_trials",
     "mlflow_runs",
+    "mlflow_steps",
     "regtune_command",
     "start_worker",
     "wait_for",
@@ -194,3 +195,14 @@ def mlflow_runs(db: Path) -> list[MlflowRun]:
         for run, key, value in con.execute("SELECT run_uuid, key, value FROM params"):
             params.setdefault(run, {})[key] = value
     return [MlflowRun(r, n or "", s, lc, tags.get(r, {}), params.get(r, {})) for r, n, s, lc in rows]
+
+
+def mlflow_steps(db: Path, key: str) -> dict[str, set[int]]:
+    """The steps of metric ``key`` logged per run in an MLflow SQLite store, read without MLflow."""
+    if not db.exists():
+        return {}
+    steps: dict[str, set[int]] = {}
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as con:
+        for run, step in con.execute("SELECT run_uuid, step FROM metrics WHERE key = ?", (key,)):
+            steps.setdefault(run, set()).add(step)
+    return steps

@@ -15,10 +15,12 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from regtune.config import BATCH_NORM, REGULARIZER_OFF
+from regtune.metrics import format_gap, format_score
 from regtune.regularizer_table import REGULARIZERS
 
-__all__ = ["NOISE_AND_AUGMENTATION", "PENALTIES", "effect_tables", "importance_evaluator", "importance_table",
-           "markdown_table", "model_size_table", "pruning_table", "switches_in"]
+__all__ = ["GAP_COLUMNS", "NOISE_AND_AUGMENTATION", "PENALTIES", "SCORE_COLUMNS", "effect_tables",
+           "importance_evaluator", "importance_table", "markdown_table", "model_size_table", "pruning_table",
+           "switches_in"]
 
 
 def switches_in(*categories: str) -> tuple[str, ...]:
@@ -167,8 +169,16 @@ def importance_evaluator() -> optuna.importance.FanovaImportanceEvaluator:
     return optuna.importance.FanovaImportanceEvaluator(seed=0)
 
 
+# Columns holding a score, or a difference of scores, in every report table.
+SCORE_COLUMNS = frozenset({"train", "val", "test", "value", "train_score", "score_mean", "score_std",
+                           "train_score_mean", "test_mean", "test_std"})
+GAP_COLUMNS = frozenset({"gap", "gap_mean", "delta_vs_full"})
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub-flavoured markdown table; floats to 4 significant digits."""
+    """A GitHub-flavoured markdown table. Scores in one fixed format (4 decimals, gaps signed:
+    :func:`~regtune.metrics.format_score`), whole numbers as integers, other floats to 4
+    significant digits."""
     if not len(frame):
         return "_(no rows)_"
     cols = [str(c) for c in frame.columns]
@@ -176,13 +186,18 @@ def markdown_table(frame: pd.DataFrame) -> str:
                for c in frame.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
     for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+        lines.append("| " + " | ".join(_cell(v, c) for v, c in zip(row, cols, strict=True)) + " |")
     return "\n".join(lines)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, column: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
+    if isinstance(value, (float, np.floating, int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        if column in SCORE_COLUMNS:
+            return format_score(value, missing="")
+        if column in GAP_COLUMNS:
+            return format_gap(value, missing="")
     if isinstance(value, (float, np.floating)):
         value = float(value)
         return f"{value:.0f}" if value.is_integer() and abs(value) < 1e12 else f"{value:.4g}"

@@ -12,11 +12,12 @@ import pandas as pd
 
 from regtune.analysis.effects import switches_in
 from regtune.config import REGULARIZER_OFF
+from regtune.metrics import format_score
 
 if TYPE_CHECKING:
     from regtune.analysis.study_data import StudyData
 
-__all__ = ["save_plots"]
+__all__ = ["MAX_LOG_TICKS", "save_plots"]
 
 _DPI = 110
 _LOG_SCALE = set(switches_in("penalty", "noise"))  # strengths that span decades
@@ -87,7 +88,7 @@ def _with_without(plt: Any, summary: pd.DataFrame, metric: str) -> Any:
     for i, (_, row) in enumerate(summary.iterrows()):
         xs = [j + (i - 0.5) * width for j in range(len(parts))]
         bars = ax.bar(xs, [row[p] for p in parts], width, label=f"{row['model']} ({row['regularizers']})")
-        ax.bar_label(bars, fmt="%.3f", fontsize=8)
+        ax.bar_label(bars, labels=[format_score(v, missing="") for v in bars.datavalues], fontsize=8)
     ax.set_xticks(range(len(parts)), ["train", "validation", "test"])
     values = summary[list(parts)].to_numpy(dtype=float)
     finite = values[~pd.isna(values)]
@@ -123,6 +124,43 @@ def _learning_curves(plt: Any, data: StudyData, summary: pd.DataFrame) -> Any:
     return fig
 
 
+MAX_LOG_TICKS = 4  # labels on a log axis; 10^-7 .. 10^-3 with every decade labelled runs into itself
+
+
+def _log_axis(ax: Any) -> None:
+    """A log x axis with at most :data:`MAX_LOG_TICKS` labels, evenly spread, no minor labels.
+
+    Left to itself matplotlib labels every decade and, on a range narrower than two decades, the
+    minor ticks too (``2x10^-5``, ``3x10^-5``, ``4x10^-5`` ...), and in a small panel the labels
+    run into each other. Ticks here are powers of ten (1 to 9 times one on narrow ranges), each
+    at least a quarter of the axis away from the last.
+    """
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    ax.set_xscale("log")
+    low, high = (math.log10(v) for v in ax.get_xlim())
+    span = max(high - low, 1e-9)
+    mantissas = (1,) if span >= 2 else range(1, 10)
+    candidates = sorted(math.log10(m) + e for e in range(math.floor(low), math.ceil(high) + 1) for m in mantissas)
+    ticks: list[float] = []
+    for t in candidates:
+        if low <= t <= high and (not ticks or t - ticks[-1] >= span / MAX_LOG_TICKS):
+            ticks.append(t)
+    if not ticks:  # a range within one step of 1..9: label its middle
+        ticks = [float(math.log10(float(f"{10 ** ((low + high) / 2):.1e}")))]
+    ax.xaxis.set_major_locator(FixedLocator([10 ** t for t in ticks]))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _power_of_ten(v)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _power_of_ten(value: float) -> str:
+    """``2e-05`` as mathtext ``2x10^-5`` (``10^-5`` for 1e-05)."""
+    mantissa, exponent = f"{value:.1e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    power = f"10^{{{int(exponent)}}}"
+    return f"${power}$" if mantissa == "1" else f"${mantissa}\\times{power}$"
+
+
 def _effects(plt: Any, trials: pd.DataFrame, techniques: list[str]) -> Any:
     """Validation score against each numeric regularizer's strength, complete trials only."""
     done = trials[(trials["state"] == "COMPLETE") & trials["value"].notna()] if len(trials) else trials
@@ -143,7 +181,7 @@ def _effects(plt: Any, trials: pd.DataFrame, techniques: list[str]) -> Any:
         if len(baseline):
             ax.axhline(float(baseline.iloc[0]), color="tab:red", linestyle=":", linewidth=1, label="baseline")
         if key in _LOG_SCALE:
-            ax.set_xscale("log")
+            _log_axis(ax)
         ax.set_xlabel(key)
         ax.set_ylabel("validation score")
         ax.legend(fontsize=7)

@@ -8,7 +8,11 @@ so a report survives the loss of the Optuna storage.
 from __future__ import annotations
 
 import math
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 import pandas as pd
@@ -32,14 +36,23 @@ from regtune.analysis.study_data import (
     trials_table,
 )
 from regtune.config import REGULARIZER_OFF, no_regularization
+from regtune.metrics import METRICS
 from regtune.tracking.tracker import mask_secrets
 
-__all__ = ["ReportError", "default_out_dir", "markdown_table", "render_markdown", "report", "with_without"]
+if TYPE_CHECKING:
+    from regtune.data.loading import Dataset
+
+__all__ = ["FEW_TRIALS", "ReportError", "default_out_dir", "few_trials_caveat", "markdown_table",
+           "render_markdown", "report", "with_without"]
+
+FEW_TRIALS = 3  # a table cell (a mean over its trials) with fewer is noise, not evidence
+FEW_FOR_IMPORTANCE = 10  # fANOVA's forest over fewer complete trials ranks noise
 
 
-def with_without(data: StudyData, *, dataset: str | None = None, device: str | None = None,
+def with_without(data: StudyData, *, dataset: str | Dataset | None = None, device: str | None = None,
                  use_logged: bool = True) -> pd.DataFrame:
-    """Baseline (no regularization) vs best trial: train, validation and test score, and the gap.
+    """Baseline (no regularization) vs best trial (and the ensemble of a study tuned with
+    ``--ensemble K``): train, validation and test score, and the gap.
 
     Test scores are the tuner's refit, logged on the parent run; without them (or with
     ``use_logged=False``) both models are refit here on the study's split, seeded as the tuner
@@ -73,6 +86,11 @@ def with_without(data: StudyData, *, dataset: str | None = None, device: str | N
                      "regularizers": ", ".join(config.active_regularizers()) or "none", "train": train,
                      "val": trial.value if trial else math.nan, "test": test, "gap": train - test,
                      "source": source, "mlflow_run_id": trial.user_attrs.get("mlflow_run_id") if trial else None})
+    if all(f"ensemble_{col}" in logged for col in ("train", "val", "test")):  # tuned with --ensemble K
+        rows.append({"model": "ensemble", "trial": None, "regularizers": data.parent.data.tags.get("regtune.ensemble", ""),
+                     "train": logged["ensemble_train"], "val": logged["ensemble_val"], "test": logged["ensemble_test"],
+                     "gap": logged["ensemble_train"] - logged["ensemble_test"], "source": "tuner refit (MLflow)",
+                     "mlflow_run_id": None})
     return pd.DataFrame(rows)
 
 
@@ -86,7 +104,7 @@ def default_out_dir(study_name: str) -> Path:
 def report(
     study: str | optuna.Study, *, storage: str | None = None, tracking_uri: str | None = None,
     out_dir: str | Path | None = None, experiment: str = "regtune", from_mlflow: bool = False,
-    data: str | None = None, device: str | None = None, log_artifacts: bool = True,
+    data: str | Dataset | None = None, device: str | None = None, log_artifacts: bool = True,
 ) -> dict[str, pd.DataFrame]:
     """Write ``report.md``, ``trials.csv`` and PNG plots on what regularization did in ``study``.
 
@@ -95,7 +113,8 @@ def report(
     ``summary`` (baseline vs best), ``trials``, ``importances``, ``on_off``, ``dropout``,
     ``penalties``, ``batch_norm``, ``early_stopping``, ``augmentation_noise``, ``model_size``
     and ``pruning``. ``data`` points at the dataset when a refit needs it and the study only
-    recorded a file name.
+    recorded a file name (or is the :class:`~regtune.data.loading.Dataset` itself). Nothing is
+    written unless the report is complete: a failure leaves no folder behind.
     """
     from regtune.analysis.plots import save_plots
 
@@ -105,7 +124,6 @@ def report(
     if not sd.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise ReportError(f"study {name!r} has no complete trial yet; nothing to report")
     out = Path(out_dir) if out_dir is not None else default_out_dir(name)
-    out.mkdir(parents=True, exist_ok=True)
     trials = trials_table(sd)
     tables: dict[str, pd.DataFrame] = {"summary": with_without(sd, dataset=data, device=device), "trials": trials}
     tables["importances"], importance_note = importance_table(sd.study)
@@ -113,13 +131,28 @@ def report(
     numbers = tables["summary"].set_index("model")["trial"]
     tables["model_size"] = model_size_table(trials, numbers["best"], numbers["baseline"])
     tables["pruning"] = pruning_table(trials)
-    images = save_plots(sd, tables, out)
-    (out / "report.md").write_text(render_markdown(sd, tables, images, importance_note), encoding="utf-8")
-    trials.to_csv(out / "trials.csv", index=False)
+    with _new_folder(out):
+        images = save_plots(sd, tables, out)
+        (out / "report.md").write_text(render_markdown(sd, tables, images, importance_note), encoding="utf-8")
+        trials.to_csv(out / "trials.csv", index=False)
     if log_artifacts and sd.tracker is not None and sd.parent_run_id:
         for path in (out / "report.md", out / "trials.csv", *images.values()):
             sd.tracker.log_artifact(sd.parent_run_id, path, "report")
     return tables
+
+
+@contextmanager
+def _new_folder(out: Path) -> Iterator[None]:
+    """``out`` created for the block, and removed again (with what it holds) if the block fails
+    and the folder did not exist before."""
+    existed = out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 _SECTIONS = (
@@ -144,6 +177,7 @@ def render_markdown(data: StudyData, tables: dict[str, pd.DataFrame], images: di
     """The report as markdown; images are linked by file name, next to ``report.md``."""
     attrs, study = data.study.user_attrs, data.study
     metric = attrs.get("metric", "score")
+    metric = METRICS[metric].label if metric in METRICS else metric  # "f1 (macro)"
     searched_now = set(searched(data.space))
     lines = [f"# Regularization report: {study.study_name}", "",
              f"- dataset: {attrs.get('dataset', '?')}, metric: {metric} ({study.direction.name.lower()}), "
@@ -166,14 +200,23 @@ def render_markdown(data: StudyData, tables: dict[str, pd.DataFrame], images: di
     image("learning_curves", "per-epoch losses of the baseline and the best trial")
     lines += ["## Optimization history", ""]
     image("optimization_history", "optimization history")
-    lines += ["## Parameter importances", "", "fANOVA (seed 0) over the params every complete trial has.", ""]
+    trials = tables["trials"]
+    n_complete = int((trials["state"] == "COMPLETE").sum()) if len(trials) else 0
+    lines += ["## Parameter importances", "",
+              f"fANOVA (seed 0) over the params every complete trial has, from n = {n_complete} complete trials.", ""]
     lines += [importance_note, ""] if importance_note else [markdown_table(tables["importances"]), ""]
+    if not importance_note and n_complete < FEW_FOR_IMPORTANCE:
+        lines += [f"Caveat: importances from fewer than {FEW_FOR_IMPORTANCE} complete trials (n = {n_complete}) are "
+                  "mostly noise; do not rank the techniques by them.", ""]
     image("param_importances", "parameter importances")
     lines += ["## What each technique did", ""]
     for key, title, what in _SECTIONS:
         lines += [f"### {title}", ""]
         if len(tables[key]):
-            lines += [what, "", markdown_table(tables[key]), ""]
+            lines += [what + " Column `trials` is n, the complete trials behind each row.", "",
+                      markdown_table(tables[key]), ""]
+            note = few_trials_caveat(tables[key])
+            lines += [note, ""] if note else []
         else:
             lines += [f"Not searched by the space '{data.space.name}'." if not searched_now & _FIELDS[key] else
                       "No complete trial to compare.", ""]
@@ -185,6 +228,18 @@ def render_markdown(data: StudyData, tables: dict[str, pd.DataFrame], images: di
               "## Trials", "", "All columns: `trials.csv`.", "", markdown_table(_trials_view(tables["trials"],
                                                                                           searched_now)), ""]
     return "\n".join(lines)
+
+
+def few_trials_caveat(table: pd.DataFrame) -> str:
+    """One caveat line when a row of an effect table averages fewer than :data:`FEW_TRIALS` trials."""
+    if "trials" not in table or not len(table):
+        return ""
+    few = table["trials"] < FEW_TRIALS
+    if not few.any():
+        return ""
+    smallest = int(table.loc[few, "trials"].min())
+    return (f"Caveat: {int(few.sum())} of {len(table)} rows rest on fewer than {FEW_TRIALS} trials (smallest "
+            f"n = {smallest}); their means and on/off differences are noise, not evidence.")
 
 
 def _trials_view(trials: pd.DataFrame, techniques: set[str]) -> pd.DataFrame:

@@ -7,6 +7,7 @@ which every report table is computed from.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
@@ -31,15 +32,19 @@ from regtune.tracking.tracker import (
     mask_secrets,
     resolve_tracking_uri,
 )
+from regtune.tuning.fingerprint import FINGERPRINT_ATTR, dataset_hash
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
+    from regtune.data.loading import Dataset
     from regtune.tuning.tuner import TuneSettings
 
-__all__ = ["ReportError", "StudyData", "load_study_data", "prepare_data", "searched", "trials_table"]
+__all__ = ["ReportError", "StudyData", "load_study_data", "load_study_dataset", "prepare_data", "searched",
+           "trials_table"]
 
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
+_logger = logging.getLogger("regtune")
 RUN_METRICS = ("train_score", "best_epoch", "seconds", "sparsity", "weight_norm", "top_singular_value",
                "n_params", "n_effective_params")
 
@@ -61,14 +66,23 @@ class StudyData:
     def parent_run_id(self) -> str | None:
         return self.parent.info.run_id if self.parent is not None else None
 
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        """What the study was created for (data hash and source, target, split); empty for a
+        study made before regtune recorded it."""
+        return dict(self.study.user_attrs.get(FINGERPRINT_ATTR) or {})
+
     def settings(self, **changes: Any) -> TuneSettings:
-        """The tuning settings that decide the split, read back from the parent run's params."""
+        """The tuning settings that decide the split: the study's fingerprint, else the parent
+        run's params."""
         from regtune.tuning.tuner import TuneSettings
 
         logged = self.parent.data.params if self.parent is not None else {}
         values: dict[str, Any] = {"space": self.space.name, "seed": int(self.study.user_attrs.get("seed", 0))}
         for key, cast in (("seed", int), ("test_size", float), ("val_size", float), ("device", str), ("cv", _cv)):
-            if key in logged:
+            if key in self.fingerprint:
+                values[key] = cast(str(self.fingerprint[key]))
+            elif key in logged:
                 values[key] = cast(logged[key])
         return replace(TuneSettings(**values), **{k: v for k, v in changes.items() if v is not None})
 
@@ -111,7 +125,7 @@ def load_study_data(
                               f"{mask_secrets(uri)}; check --experiment and --tracking-uri")
         parent = client.get_run(parent_id)
         runs = tracker.child_runs(parent_id)
-        space = _space(client, parent, None)
+        space = _for_task(_space(client, parent, None), {}, parent)
         rebuilt = _rebuild_study(name, parent, runs, space)
         return StudyData(rebuilt, space, uri, parent, {r.info.run_id: r for r in runs}, client, tracker, "mlflow")
     if not isinstance(study, optuna.Study):
@@ -119,8 +133,9 @@ def load_study_data(
 
         study = load_existing_study(study, storage)
     parent_id = study.user_attrs.get("mlflow_parent_run_id")
+    source = (study.user_attrs.get(FINGERPRINT_ATTR) or {}).get("space_source")
     if uri == OFF or not parent_id:
-        return StudyData(study, _space(None, None, study.user_attrs.get("space")))
+        return StudyData(study, _for_task(_space(None, None, study.user_attrs.get("space"), source), study.user_attrs))
     client = _client(uri)
     try:
         parent = client.get_run(parent_id)
@@ -129,7 +144,7 @@ def load_study_data(
                           "pass the store the study logged to with --tracking-uri") from None
     tracker = MLflowTracker(uri, client.get_experiment(parent.info.experiment_id).name)
     runs = tracker.child_runs(parent_id)
-    space = _space(client, parent, study.user_attrs.get("space"))
+    space = _for_task(_space(client, parent, study.user_attrs.get("space"), source), study.user_attrs, parent)
     return StudyData(study, space, uri, parent, {r.info.run_id: r for r in runs}, client, tracker)
 
 
@@ -146,8 +161,9 @@ def _client(uri: str) -> Any:
                             f"{mask_secrets(str(err))})") from None
 
 
-def _space(client: Any, parent: Run | None, name: str | None) -> SearchSpace:
-    """The space the study ran: its YAML logged with the parent run, else the name it had."""
+def _space(client: Any, parent: Run | None, name: str | None, source: str | None = None) -> SearchSpace:
+    """The space the study ran: its YAML logged with the parent run, else the file it was read
+    from, else the name it had."""
     if parent is not None:
         try:
             files = [f.path for f in client.list_artifacts(parent.info.run_id, "search_space")
@@ -158,7 +174,7 @@ def _space(client: Any, parent: Run | None, name: str | None) -> SearchSpace:
         except Exception:  # an unreadable artifact store or file: fall back to the space's name
             pass
     logged = parent.data.params.get("space") if parent is not None else None
-    for candidate in (name, logged):
+    for candidate in (source if source and Path(source).is_file() else None, name, logged):
         if candidate:
             try:
                 return SearchSpace.from_yaml(candidate)
@@ -166,6 +182,17 @@ def _space(client: Any, parent: Run | None, name: str | None) -> SearchSpace:
                 continue
     raise ReportError(f"cannot find the study's search space (tried {name or logged!r}); "
                       "run the report where the space's YAML file is")
+
+
+def _for_task(space: SearchSpace, attrs: dict[str, Any], parent: Run | None = None) -> SearchSpace:
+    """The space as the study's task searched it (a regression study skips label smoothing)."""
+    from regtune.metrics import METRICS
+
+    task = (attrs.get(FINGERPRINT_ATTR) or {}).get("task")
+    task = task or (parent.data.params.get("task") if parent is not None else None)
+    metric = attrs.get("metric") or (parent.data.params.get("metric") if parent is not None else None)
+    task = task or (METRICS[metric].task if metric in METRICS else None)
+    return space.for_task(task) if task else space
 
 
 @contextmanager
@@ -191,9 +218,13 @@ def _rebuild_study(name: str, parent: Run, runs: list[Run], space: SearchSpace) 
     metric = get_metric(logged.get("metric"), logged.get("task", "classification"))
     study = optuna.create_study(study_name=name, direction=metric.direction,
                                 sampler=optuna.samplers.RandomSampler(seed=0))
-    for key in ("dataset", "metric", "seed"):
+    for key in ("dataset", "metric", "seed", "target"):
         if key in logged:
             study.set_user_attr(key, int(logged[key]) if key == "seed" else logged[key])
+    recorded = {"data": logged.get("data_hash"), "source": logged.get("data_source") or None,
+                "target": logged.get("target"), "task": logged.get("task"), "dataset": logged.get("dataset")}
+    if recorded["data"]:
+        study.set_user_attr(FINGERPRINT_ATTR, {k: v for k, v in recorded.items() if v is not None})
     study.set_user_attr("space", space.name)
     study.set_user_attr("mlflow_parent_run_id", parent.info.run_id)
     switches = {f.switch_param for f in space.regularizers}
@@ -271,20 +302,56 @@ def searched(space: SearchSpace) -> list[str]:
     return [name for name in REGULARIZER_OFF if name in fields]
 
 
-def prepare_data(data: StudyData, dataset: str | None = None, device: str | None = None) -> tuple[Any, ...]:
+def prepare_data(data: StudyData, dataset: str | Dataset | None = None, device: str | None = None) -> tuple[Any, ...]:
     """The study's folds and test split rebuilt from its seed: ``(folds, X_test, y_test, metric, settings)``."""
-    from regtune.data.loading import load_dataset
     from regtune.metrics import get_metric
     from regtune.tuning.tuner import prepare
 
-    name = dataset or data.study.user_attrs.get("dataset")
-    if not name:
-        raise ReportError("the study does not record its dataset; pass the data file (--data)")
-    try:
-        loaded = load_dataset(name)
-    except DataError as err:
-        raise ReportError(f"cannot load the study's dataset {name!r} to refit: {err} (pass --data PATH)") from None
+    loaded = load_study_dataset(data, dataset)
     settings = data.settings(device=device)
     folds, X_test, y_test, _ = prepare(loaded, settings)
     return folds, X_test, y_test, get_metric(data.study.user_attrs.get("metric"), loaded.task), settings
+
+
+def load_study_dataset(data: StudyData, dataset: str | Dataset | None = None) -> Any:
+    """The dataset the study was tuned on, with the target it was tuned for.
+
+    Read from ``dataset`` (``--data``) if given, else from where the study says it read it
+    (a file's absolute path, else its name in the working directory). A study with a data hash
+    refuses any other content: a refit on other rows would be silently wrong.
+    """
+    from regtune.data.loading import Dataset, load_dataset
+
+    attrs, recorded = data.study.user_attrs, data.fingerprint
+    if isinstance(dataset, Dataset):  # handed over in memory: a RegTune estimator's own rows
+        if recorded.get("data") and dataset_hash(dataset) != recorded["data"]:
+            raise ReportError(f"the rows given (data hash {dataset_hash(dataset)[:8]}..) are not the ones study "
+                              f"{data.study.study_name!r} was tuned on; pass the X and y it was fitted on")
+        return dataset
+    name = dataset or _existing(recorded.get("source")) or attrs.get("dataset")
+    if not name:
+        raise ReportError("the study does not record its dataset; pass the data file (--data)")
+    target = recorded.get("target") or attrs.get("target")
+    if target is None:
+        _logger.warning("study %r does not record its target (made by an earlier regtune): using the last "
+                        "column of %s", data.study.study_name, name)
+    try:
+        loaded = load_dataset(name, target, task=recorded.get("task"))
+    except DataError as err:
+        raise ReportError(f"cannot load the study's dataset {name!r} to refit: {err} (pass --data PATH)") from None
+    if recorded.get("data") and dataset_hash(loaded) != recorded["data"]:
+        raise ReportError(
+            f"{name!r} (data hash {dataset_hash(loaded)[:8]}..) is not the data study {data.study.study_name!r} "
+            f"was tuned on ({recorded.get('dataset', '?')}, data hash {recorded['data'][:8]}..); "
+            "pass that file with --data")
+    return loaded
+
+
+def _existing(source: str | None) -> str | None:
+    """``source`` if it can still be read: a built-in name, or a file that is still there."""
+    from regtune.data.loading import BUILTIN_DATASETS
+
+    if source and (source in BUILTIN_DATASETS or Path(source).is_file()):
+        return source
+    return None
 

@@ -81,15 +81,19 @@ def register(app: typer.Typer) -> None:
 
 
 def _print_summary(tables, console) -> None:  # noqa: ANN001
+    import pandas as pd
     from rich.table import Table
+
+    from regtune.metrics import format_gap, format_score
 
     summary = tables["summary"]
     table = Table(title="with vs without regularization")
     for col in ("model", "trial", "regularizers", "train", "val", "test", "gap"):
         table.add_column(col, justify="left" if col in ("model", "regularizers") else "right")
     for _, row in summary.iterrows():
-        table.add_row(*(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
-                        for c in ("model", "trial", "regularizers", "train", "val", "test", "gap")))
+        trial = "-" if pd.isna(row["trial"]) else f"{row['trial']:.0f}"
+        table.add_row(row["model"], trial, row["regularizers"], *(format_score(row[c]) for c in ("train", "val", "test")),
+                      format_gap(row["gap"]))
     console.print(table)
     pruning = tables["pruning"].iloc[0]
     console.print(f"trials: {pruning['complete']:.0f} complete, {pruning['pruned']:.0f} pruned, "

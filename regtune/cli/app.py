@@ -36,11 +36,14 @@ def tune(
     target: str | None = typer.Option(None, help="Target column of a file (default: the last column)."),
     space: str = typer.Option("default", help="Search space name (see `regtune spaces`) or YAML path."),
     trials: int = typer.Option(30, help="Trials the study should hold; re-running adds only what is missing."),
-    timeout: float | None = typer.Option(None, help="Stop starting new trials after this many seconds."),
+    timeout: float | None = typer.Option(None, help="Seconds for the whole run, the final refit included: trials are "
+                                                  "queued a few at a time and the search stops in time for the refit."),
     pruner: str = typer.Option("hyperband", help="hyperband | median | sha | none"),
     sampler: str = typer.Option("tpe", help="tpe | random | cmaes | gp"),
-    metric: str | None = typer.Option(None, help="accuracy | log_loss | balanced_accuracy | f1 | rmse | r2"),
-    cv: str = typer.Option("auto", help="Folds on the train part: auto (5/3/1 by size), 1 = one validation split, or K."),
+    metric: str | None = typer.Option(None, help="accuracy | log_loss | balanced_accuracy | f1 (macro: the unweighted mean of the "
+                                                "classes' F1) | rmse | r2 (default: accuracy, r2)."),
+    cv: str = typer.Option("auto", help="Folds on the search part (train + validation): auto = 5 under 500 rows, 3 under "
+                                         "1,000, else 1; 1 = one validation split; or K."),
     storage: str | None = typer.Option(None, help="Optuna storage URL or journal file (default ./regtune.journal)."),
     study: str | None = typer.Option(None, help="Study name (default DATA-SPACE-METRIC); same name resumes."),
     experiment: str = typer.Option("regtune", help="MLflow experiment."),
@@ -52,6 +55,8 @@ def tune(
     heartbeat: int | None = typer.Option(None, help="Heartbeat interval in seconds (database storages)."),
     grace: int | None = typer.Option(None, help="Seconds without heartbeat before a trial is failed."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ensemble: int = typer.Option(0, help="K >= 2: the logged model averages up to K of the best trials, chosen by "
+                                         "greedy ensemble selection on their out-of-fold predictions."),
 ) -> None:
     """Search the regularization for DATA, refit the best, compare with no regularization."""
     from regtune.cli.tables import print_tune_summary
@@ -63,7 +68,7 @@ def tune(
         space=space, n_trials=trials, timeout=timeout, sampler=sampler, pruner=pruner, metric=metric,
         cv=_parse_cv(cv), storage=storage, study_name=study, experiment=experiment, tracking_uri=tracking_uri,
         n_jobs=jobs, seed=seed, device=device, retry_failed=retry_failed, heartbeat_interval=heartbeat,
-        grace_period=grace, progress=not quiet,
+        grace_period=grace, progress=not quiet, ensemble=ensemble,
     )
     settings.check()
     import optuna

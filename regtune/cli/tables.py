@@ -9,28 +9,30 @@ import optuna
 from rich.console import Console
 from rich.table import Table
 
+from regtune.metrics import METRICS, format_gap, format_score
 from regtune.tracking.tracker import mask_secrets
 
 __all__ = ["print_best", "print_tune_summary"]
 
 
 def _fmt(value: Any) -> str:
+    """A setting or count: whole numbers as integers, other floats to 4 significant digits."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"  # e.g. no test part, or no complete baseline trial
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.0f}" if value.is_integer() and abs(value) < 1e12 else f"{value:.4g}"
     return str(value)
 
 
 def print_tune_summary(result: Any, console: Console) -> None:
     """Baseline vs best side by side, the chosen regularization, and where to look in MLflow."""
     scores = result.scores
-    table = Table(title=f"study {result.study_name}: {result.metric.name}, baseline vs best")
+    table = Table(title=f"study {result.study_name}: {result.metric.label}, baseline vs best")
     for col in ("model", "trial", "train", "val (search)", "test", "gap (train-test)", "epochs", "regularizers"):
         table.add_column(col, justify="left" if col in ("model", "regularizers") else "right")
     for label, row in scores.iterrows():
-        table.add_row(str(label), _fmt(row["trial"]), _fmt(row["train"]), _fmt(row["val"]), _fmt(row["test"]),
-                      _fmt(row["gap"]), _fmt(row["epochs"]), row["regularizers"])
+        table.add_row(str(label), _fmt(row["trial"]), format_score(row["train"]), format_score(row["val"]),
+                      format_score(row["test"]), format_gap(row["gap"]), _fmt(row["epochs"]), row["regularizers"])
     console.print(table)
     settings = Table(title="best regularization settings")
     settings.add_column("setting")
@@ -62,7 +64,8 @@ def print_best(study: optuna.Study, console: Console) -> None:
     table = Table(title=f"study {study.study_name}: best trial {best.number}")
     table.add_column("key")
     table.add_column("value", justify="right")
-    table.add_row("value", _fmt(best.value))
+    metric = METRICS.get(study.user_attrs.get("metric", ""))
+    table.add_row(f"value ({metric.label})" if metric else "value", format_score(best.value))
     table.add_row("mlflow run", str(best.user_attrs.get("mlflow_run_id", "")))
     for key, value in best.params.items():
         table.add_row(key, _fmt(value))

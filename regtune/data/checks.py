@@ -30,6 +30,7 @@ __all__ = [
     "check_cells",
     "check_names",
     "check_target",
+    "check_target_spread",
     "check_task",
     "describe",
     "infer_task",
@@ -46,6 +47,7 @@ MIN_ROWS_PER_CLASS = 10  # ... and so is one whose values repeat fewer times on 
 MIN_CLASS_ROWS = 3  # a stratified train/validation/test split needs this many rows per class
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # networks compute in float32
 GARBAGE_SHARE = 0.1  # at most this share of a mostly numeric text column may be non-numbers
+MAX_TARGET_SPREAD = 1e7  # float32 keeps ~7 digits: a target value this many spreads out swamps the rest
 
 
 def check_task(task: Any, allow_none: bool = False) -> None:
@@ -140,7 +142,9 @@ def check_target(
                 f"{label} holds non-numeric values such as {show(y.iloc[0])}, so it cannot be "
                 "a regression target; use task='classification'"
             )
-        return y.astype("float64"), task
+        y = y.astype("float64")
+        check_target_spread(y.to_numpy(), label, where)
+        return y, task
     if numeric and pd.api.types.is_float_dtype(y) and (y.to_numpy("float64") % 1 == 0).all():
         y = y.astype("int64")
     if isinstance(y.dtype, pd.CategoricalDtype):
@@ -156,6 +160,32 @@ def check_target(
             f"lack: {shown}{more}; drop or merge rare classes, or use task='regression'"
         )
     return y, task
+
+
+def check_target_spread(y: np.ndarray, label: str, where: Callable[[int], str]) -> None:
+    """Raise if one regression target value sits absurdly far from all the others.
+
+    A value :data:`MAX_TARGET_SPREAD` times the typical spread (the interquartile range, or
+    the mean absolute deviation where half the values tie) away from the median is a typo or a
+    sentinel such as 1e20: its squared error swamps every other row, overflows float32 in the
+    folds that did not train on it, and the trials fail with NaN scores that point nowhere.
+    """
+    values = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    for column in values.T:
+        median = np.median(column)
+        q25, q75 = np.percentile(column, [25, 75])
+        spread = q75 - q25 if q75 > q25 else np.mean(np.abs(column - median))
+        if not spread > 0:
+            continue
+        distance = np.abs(column - median) / spread
+        worst = int(np.argmax(distance))
+        if distance[worst] > MAX_TARGET_SPREAD:
+            raise DataError(
+                f"{label} has the value {show(column[worst])} at {where(worst)}, {distance[worst]:.1e} "
+                f"times the spread of the values ({spread:.4g}) away from their median ({median:.4g}); "
+                "a network cannot fit it and the other rows together: fix or drop that row, "
+                "or transform the target (e.g. log)"
+            )
 
 
 def infer_task(y: Any) -> Task:

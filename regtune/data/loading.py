@@ -7,9 +7,10 @@ thing, the value and the fix.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -61,7 +62,9 @@ class Dataset:
     """A checked table: features, target and the kind of problem they pose.
 
     ``image_shape`` is ``(channels, height, width)`` when each row is a flattened image, so a
-    CNN can be built for it; ``None`` for plain tables.
+    CNN can be built for it; ``None`` for plain tables. ``source`` is where it can be read
+    again (a built-in name or a file's absolute path; ``None`` for a DataFrame), which is how
+    ``regtune report`` and ``ablate`` reload a study's data.
     """
 
     name: str
@@ -70,12 +73,15 @@ class Dataset:
     task: Task
     image_shape: tuple[int, int, int] | None
     target: str
+    source: str | None = None
 
 
 def load_dataset(
     source: str | Path, target: str | None = None, *, task: Task | None = None
 ) -> Dataset:
-    """Load a built-in dataset by name, or a ``.csv`` / ``.parquet`` / ``.pq`` file, and check it.
+    """Load a built-in dataset by name, a ``.csv`` / ``.parquet`` / ``.pq`` file, a ``.npz`` file
+    (arrays ``X`` and ``y``; images as ``(N, C, H, W)``) or a folder of images in class
+    sub-folders (:mod:`regtune.data.images`), and check it.
 
     Parameters
     ----------
@@ -103,17 +109,28 @@ def load_dataset(
                 f"not {target!r}; leave the target unset"
             )
         frame = loader()
-        return dataset_from_frame(
+        dataset = dataset_from_frame(
             frame, "target", task=task or builtin_task, name=source, image_shape=image_shape
         )
+        return replace(dataset, source=source)
     path = Path(source)
+    if path.is_dir() or path.suffix.lower() == ".npz":
+        from regtune.data.images import load_image_folder, load_npz
+
+        if target not in (None, "y", "target"):
+            what = "the array y" if path.suffix.lower() == ".npz" else "its class sub-folders"
+            raise DataError(f"'{source}' takes its target from {what}, not from a column {target!r}; "
+                            "leave the target unset")
+        return load_image_folder(path, task=task) if path.is_dir() else load_npz(path, task=task)
     if not path.exists() and path.suffix.lower() not in FILE_SUFFIXES:
         raise DataError(
             f"'{source}' is neither a built-in dataset ({', '.join(BUILTIN_DATASETS)}) nor an "
-            "existing file; use one of those names or a path to a .csv or .parquet file"
+            "existing file; use one of those names or a path to a .csv, .parquet or .npz file, or a "
+            "folder of images in class sub-folders"
         )
     frame, line_offset = _read_file(path)
-    return dataset_from_frame(frame, target, task=task, name=path.name, line_offset=line_offset)
+    dataset = dataset_from_frame(frame, target, task=task, name=path.name, line_offset=line_offset)
+    return replace(dataset, source=str(path.resolve()))
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -147,13 +164,15 @@ def _read_file(path: Path) -> tuple[pd.DataFrame, int | None]:
         raise DataError(f"data file '{path}' is a directory; pass a .csv or .parquet file")
     if path.stat().st_size == 0:
         raise DataError(empty)
+    if suffix == ".csv":
+        _check_csv_is_text(path)
     try:
         if suffix != ".csv":
             return pd.read_parquet(path), None
         with warnings.catch_warnings():
             # a row longer than the header would silently become the index or lose fields
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            return pd.read_csv(path, index_col=False), 2  # line 1 is the header
+            frame = pd.read_csv(path, index_col=False)
     except pd.errors.EmptyDataError:
         raise DataError(empty) from None
     except pd.errors.ParserWarning:
@@ -170,6 +189,44 @@ def _read_file(path: Path) -> tuple[pd.DataFrame, int | None]:
             f"data file '{path}' cannot be read as {kind} ({reason}); "
             f"check that it is a valid {path.suffix} file"
         ) from None
+    _check_csv_header(path, frame)
+    return frame, 2  # line 1 is the header
+
+
+# Leading bytes of binary formats that end up named .csv, and what to do about each.
+_NOT_CSV: tuple[tuple[bytes, str, str], ...] = (
+    (b"\x1f\x8b", "gzip-compressed", "decompress it first (gunzip -c FILE > data.csv)"),
+    (b"BZh", "bzip2-compressed", "decompress it first (bunzip2 -c FILE > data.csv)"),
+    (b"\xfd7zXZ\x00", "xz-compressed", "decompress it first (xz -dc FILE > data.csv)"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed", "decompress it first (zstd -dc FILE > data.csv)"),
+    (b"PK\x03\x04", "a ZIP archive (an .xlsx workbook?)",
+     "unzip it, or export the sheet as CSV (UTF-8)"),
+    (b"\xd0\xcf\x11\xe0", "an Excel .xls workbook", "export the sheet as CSV (UTF-8)"),
+    (b"PAR1", "a Parquet file", "rename it to .parquet"),
+)
+
+
+def _check_csv_is_text(path: Path) -> None:
+    """A binary file named .csv would fail as "not UTF-8 text"; say what it is instead."""
+    with path.open("rb") as f:
+        head = f.read(8)
+    for magic, what, fix in _NOT_CSV:
+        if head.startswith(magic):
+            raise DataError(f"data file '{path}' is {what}, not CSV text; {fix.replace('FILE', str(path))}")
+
+
+def _check_csv_header(path: Path, frame: pd.DataFrame) -> None:
+    """pandas renames a repeated header to ``a.1``: refuse instead, naming the repeats."""
+    names = [str(c) for c in frame.columns]
+    if not any(re.fullmatch(r".+\.[0-9]+", n) for n in names):
+        return
+    raw = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False, index_col=False)
+    header = [str(v) for v in raw.iloc[0].tolist()] if len(raw) else []
+    repeated = sorted({n for n in header if header.count(n) > 1})
+    if repeated:
+        shown = ", ".join(f"'{n}' ({header.count(n)} times)" for n in repeated)
+        raise DataError(f"data file '{path}' has repeated column names in its header: {shown}; "
+                        "give every column its own name")
 
 
 def dataset_from_frame(

@@ -160,8 +160,12 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
 
 
 def make_preprocessor() -> TabularPreprocessor:
-    """The preprocessor for tables with categorical columns, for pipelines such as
-    ``make_pipeline(make_preprocessor(), RegularizedNetClassifier())``."""
+    """A new :class:`TabularPreprocessor`, for tables with text or categorical columns:
+    ``make_pipeline(regtune.make_preprocessor(), RegularizedNetClassifier())``.
+
+    The network estimators take numbers only; ``regtune.make_preprocessor()`` is the public
+    name for the preprocessor ``regtune tune`` and the ``RegTune*`` estimators fit themselves.
+    """
     return TabularPreprocessor()
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 from regtune.data.checks import MIN_CLASS_ROWS, Task, check_task, show
 from regtune.exceptions import DataError
 
-__all__ = ["Split", "split_dataset"]
+__all__ = ["AUTO_CV", "MIN_VAL_ROWS", "Split", "cv_splits", "resolve_cv", "split_dataset"]
 
 
 @dataclass(frozen=True)
@@ -91,3 +91,62 @@ def split_dataset(
         random_state=random_state,
     )
     return Split(X_train, X_val, X_test, y_train, y_val, y_test)
+
+
+#: ``cv="auto"``: (rows in the search part below, folds); from that size on, one validation split.
+AUTO_CV: tuple[tuple[int, int], ...] = ((500, 5), (1000, 3))
+MIN_VAL_ROWS = 2  # a validation fold of one row has no spread: R^2 and most scores mean nothing
+
+
+def resolve_cv(cv: int | str, y: Any, task: Task) -> int:
+    """The number of folds ``cv`` asks for on these rows; ``1`` is one validation split.
+
+    ``"auto"`` follows :data:`AUTO_CV`, capped so that every validation fold holds at least
+    :data:`MIN_VAL_ROWS` rows and (for classification) every class can be in every fold.
+
+    Raises
+    ------
+    DataError
+        If the rows are too few for the folds asked for, or for any cross-validation at all.
+    """
+    y = np.asarray(y)
+    n = len(y)
+    smallest = int(pd.Series(y).value_counts().min()) if task == "classification" and n else n
+    most = min(n // MIN_VAL_ROWS, smallest)  # the most folds these rows can hold
+    what = f"the search part (the rows not held out for the test) has {n} rows"
+    if task == "classification" and smallest < n:
+        what += f", {smallest} in its smallest class"
+    if cv == "auto":
+        wanted = next((k for limit, k in AUTO_CV if n < limit), 1)
+        if wanted == 1:
+            return 1
+        if most < 2:
+            need = f"{2 * MIN_VAL_ROWS} rows" + (" and 2 per class" if task == "classification" else "")
+            raise DataError(f"cv='auto': {what}, too few to cross-validate (2 folds need at least {need}); "
+                            "add rows")
+        return min(wanted, most)
+    if cv > 1 and cv > most:
+        fix = f"use cv between 2 and {most}" if most >= 2 else "add rows"
+        raise DataError(
+            f"cv={cv}: {what}, too few for {cv} folds of at least {MIN_VAL_ROWS} rows"
+            + (" with every class in each" if task == "classification" else "") + f"; {fix}, or cv=1"
+        )
+    return int(cv)
+
+
+def cv_splits(
+    y: Any, *, task: Task, cv: int | str, random_state: int, val_share: float
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, validation) row positions of the search: ``cv`` folds (stratified for
+    classification), or one split holding out ``val_share`` of the rows when ``cv`` is 1."""
+    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+
+    y = np.asarray(y)
+    k = resolve_cv(cv, y, task)
+    if k == 1:
+        strat = y if task == "classification" else None
+        train, val = train_test_split(np.arange(len(y)), test_size=val_share, random_state=random_state,
+                                      stratify=strat)
+        return [(train, val)]
+    splitter = (StratifiedKFold if task == "classification" else KFold)(k, shuffle=True, random_state=random_state)
+    return list(splitter.split(np.zeros((len(y), 1)), y))

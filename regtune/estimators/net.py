@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from numbers import Integral, Real
 from typing import Any
 
@@ -17,14 +18,17 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from regtune.config import FIELD_CONSTRAINTS, RegConfig
-from regtune.exceptions import DataError, RegConfigError
+from regtune.data.scaling import fit_scaling, scale_features
+from regtune.exceptions import DataError, ModuleError, RegConfigError
 from regtune.nn.callbacks import Callback, EarlyStopping
-from regtune.nn.models import build_network
+from regtune.nn.models import ModuleFactory, build_network, check_output, module_reference
 from regtune.nn.regularizers import build_regularizers
 from regtune.nn.trainer import Trainer, predict_exact, resolve_device
 from regtune.regularizer_table import REGULARIZERS, Constraint
 
-__all__ = ["RegularizedNetClassifier", "RegularizedNetRegressor"]
+__all__ = ["ModuleParams", "RegularizedNetClassifier", "RegularizedNetRegressor"]
+
+_PREFIX = "module__"
 
 
 def _sklearn_constraint(constraint: Constraint) -> list[Any]:
@@ -39,11 +43,54 @@ def _sklearn_constraint(constraint: Constraint) -> list[Any]:
     return [Interval(number, constraint.low, constraint.high, closed=constraint.closed)]
 
 
-class _RegularizedNet(BaseEstimator):
+class ModuleParams:
+    """skorch's convention for a network's own constructor arguments: ``module__NAME=value``.
+
+    They are parameters like the declared ones, so ``get_params``, ``set_params``, ``clone``,
+    ``GridSearchCV`` and pickle see them; they are kept in one private dict (scikit-learn's
+    checks allow no other public attributes), and read back as ``est.module__NAME``.
+    """
+
+    def _keep_module_params(self, kwargs: dict[str, Any]) -> None:
+        for key in kwargs:
+            if not key.startswith(_PREFIX) or key == _PREFIX:
+                raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument {key!r}; "
+                                "keywords beyond its parameters are the module's own constructor "
+                                "arguments, given as module__NAME=value")
+        self._module_kwargs = dict(kwargs)
+
+    def module_params(self) -> dict[str, Any]:
+        """The ``module__NAME`` arguments without their prefix: what the module is built with."""
+        return {k[len(_PREFIX):]: v for k, v in self.__dict__.get("_module_kwargs", {}).items()}
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        params = super().get_params(deep=deep)
+        params.update(self.__dict__.get("_module_kwargs", {}))
+        return params
+
+    def set_params(self, **params: Any) -> ModuleParams:
+        routed = {k: params.pop(k) for k in list(params) if k.startswith(_PREFIX)}
+        if _PREFIX in routed:
+            raise ValueError("module__ needs a name: module__NAME=value")
+        super().set_params(**params)
+        self._module_kwargs = {**self.__dict__.get("_module_kwargs", {}), **routed}
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith(_PREFIX):
+            kwargs = self.__dict__.get("_module_kwargs", {})
+            if name in kwargs:
+                return kwargs[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+class _RegularizedNet(ModuleParams, BaseEstimator):
     """Shared parameters, fitting and persistence of the two estimators."""
 
     _parameter_constraints: dict = {
         **{name: _sklearn_constraint(c) for name, c in FIELD_CONSTRAINTS.items()},
+        "module": [None, callable, str],
+        "constrained_layers": [None, str, list, tuple],
         "image_shape": [None, "array-like"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "device": [str],
@@ -56,14 +103,18 @@ class _RegularizedNet(BaseEstimator):
         self,
         hidden_layer_sizes: Sequence[int] = (128, 128),
         *,
+        module: Any = None,
         architecture: str = "mlp",
         conv_channels: Sequence[int] = (16, 32),
         image_shape: Sequence[int] | None = None,
         activation: str = "relu",
         optimizer: str = "adam",
         lr: float = 1e-3,
+        lr_schedule: str = "constant",
+        warmup_epochs: int = 0,
         batch_size: int = 128,
         max_epochs: int = 100,
+        feature_scaling: str = "standard",
         l1: float = 0.0,
         l2: float = 0.0,
         weight_decay: float = 0.0,
@@ -81,6 +132,7 @@ class _RegularizedNet(BaseEstimator):
         augment: str = "none",
         label_smoothing: float = 0.0,
         max_norm: float = 0.0,
+        constrained_layers: Sequence[str] | None = None,
         early_stopping: bool = True,
         validation_fraction: float = 0.1,
         patience: int = 10,
@@ -88,16 +140,21 @@ class _RegularizedNet(BaseEstimator):
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 0,
         callbacks: list[Callback] | None = None,
+        **module__params: Any,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
+        self.module = module
         self.architecture = architecture
         self.conv_channels = conv_channels
         self.image_shape = image_shape
         self.activation = activation
         self.optimizer = optimizer
         self.lr = lr
+        self.lr_schedule = lr_schedule
+        self.warmup_epochs = warmup_epochs
         self.batch_size = batch_size
         self.max_epochs = max_epochs
+        self.feature_scaling = feature_scaling
         self.l1 = l1
         self.l2 = l2
         self.weight_decay = weight_decay
@@ -115,6 +172,7 @@ class _RegularizedNet(BaseEstimator):
         self.augment = augment
         self.label_smoothing = label_smoothing
         self.max_norm = max_norm
+        self.constrained_layers = constrained_layers
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.patience = patience
@@ -122,6 +180,7 @@ class _RegularizedNet(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
+        self._keep_module_params(module__params)
 
     _task = ""
 
@@ -150,6 +209,7 @@ class _RegularizedNet(BaseEstimator):
         """
         self._validate_params()
         config = self._config()
+        factory = self._factory(config)
         X, y = self._validate_xy(X, y)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
@@ -163,17 +223,18 @@ class _RegularizedNet(BaseEstimator):
             X_tr, X_val, y_tr, y_val = self._split_validation(X, y_enc, seed)
         else:
             X_tr, y_tr, X_val, y_val = X, y_enc, None, None
-        image_shape = tuple(self.image_shape) if self.image_shape is not None else None
+        image_shape = self.image_shape_
         regs = build_regularizers(config, n_classes=self._n_classes(), image_shape=image_shape)
         self.n_outputs_ = self._n_outputs(y_enc)
         self._network_args_ = (config, self.n_features_in_, self.n_outputs_, image_shape)
         cbs = list(self.callbacks or []) + list(callbacks)
         if self.early_stopping and X_val is not None:
             cbs.append(EarlyStopping(config.patience))
+        X_tr = self._tensor(X_tr)
         trainer = Trainer(
-            lambda: build_network(*self._network_args_, regs),
+            lambda: self._build_network(regs, check=(factory.name, X_tr[:2])),
             config,
-            self._tensor(X_tr),
+            X_tr,
             self._target_tensor(y_tr),
             self._tensor(X_val) if X_val is not None else None,
             self._target_tensor(y_val) if y_val is not None else None,
@@ -202,25 +263,94 @@ class _RegularizedNet(BaseEstimator):
                                      f"{' and '.join(spec.tasks)} only; use {spec.off!r}")
         return config
 
-    def _validate_xy(self, X: Any, y: Any, reset: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        return validate_data(
-            self, X, y, reset=reset, dtype=[np.float64, np.float32],
-            y_numeric=self._task == "regression", multi_output=self._task == "regression",
+    def _factory(self, config: RegConfig) -> ModuleFactory:
+        """The module factory, its ``module__`` arguments and the routed settings checked
+        before any data is touched."""
+        if self.module is not None and config.architecture != "mlp":
+            raise ModuleError(f"architecture={config.architecture!r} picks a built-in network; with "
+                              f"module={getattr(self.module, '__qualname__', self.module)!s} leave architecture at 'mlp'")
+        factory = ModuleFactory.of(self.module, config.architecture)
+        factory.check(config, self.module_params())
+        return factory
+
+    def _build_network(self, regs: list, check: tuple[str, torch.Tensor] | None = None) -> torch.nn.Module:
+        """The network with its build-time regularizers; ``check`` = (name, batch) runs the
+        batch through it first, so a module that cannot work fails before training starts."""
+        config, n_features, n_outputs, image_shape = self._network_args_
+        model = build_network(
+            config, n_features, n_outputs, image_shape, regs, module=self.module,
+            module_params=self.module_params(), n_classes=self._n_classes(),
+            constrained_layers=self.constrained_layers,
         )
+        if check is not None:
+            name, batch = check
+            check_output(model.to(batch.device), batch, n_outputs, name)
+        return model
+
+    def _validate_xy(self, X: Any, y: Any, reset: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        X, image_shape = self._images(_from_torch(X), reset)
+        with _numbers_only(self, X):
+            X, y = validate_data(
+                self, X, _from_torch(y), reset=reset, dtype=[np.float64, np.float32],
+                y_numeric=self._task == "regression", multi_output=self._task == "regression",
+            )
+        if reset:
+            if image_shape is not None and int(np.prod(image_shape)) != X.shape[1]:
+                raise DataError(f"image_shape={image_shape} holds {int(np.prod(image_shape))} values but X has "
+                                f"{X.shape[1]} features; fix image_shape, or pass the images as (N, C, H, W)")
+            self.image_shape_ = image_shape
+        return X, y
+
+    def _validate_x(self, X: Any) -> np.ndarray:
+        X, _ = self._images(_from_torch(X), reset=False)
+        with _numbers_only(self, X):
+            return validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+
+    def _images(self, X: Any, reset: bool) -> tuple[Any, tuple[int, int, int] | None]:
+        """Images ``(N, C, H, W)`` or ``(N, H, W)`` as rows of ``C*H*W`` values, and their shape.
+
+        Rows are what scikit-learn's checks, the scaling and the splits work on; the module gets
+        the batches back as images (:meth:`_tensor`).
+        """
+        given = _image_shape(self.image_shape)
+        ndim = getattr(X, "ndim", None)
+        if ndim is None or ndim <= 2:
+            return X, (given if reset else self.image_shape_)
+        if ndim > 4:
+            raise DataError(f"X has {ndim} dimensions; pass rows (N, features), images (N, C, H, W), or "
+                            "grayscale images (N, H, W)")
+        shape = tuple(int(d) for d in (X.shape[1:] if ndim == 4 else (1, *X.shape[1:])))
+        if given is not None and given != shape:
+            raise DataError(f"X holds images of shape {shape} but image_shape={given}; leave image_shape unset "
+                            "(it is inferred from the images) or fix it")
+        if not reset and self.image_shape_ != shape:
+            raise DataError(f"X holds images of shape {shape}, but the network was fitted on "
+                            f"{'images of shape ' + str(self.image_shape_) if self.image_shape_ else 'rows'}")
+        return np.asarray(X).reshape(X.shape[0], -1), shape
 
     def _fit_scaling(self, X: np.ndarray) -> None:
         # Images share one scale across pixels so shifts and rotations keep their meaning.
-        if self.image_shape is not None:
-            self._x_mean_, self._x_scale_ = float(X.mean()), float(X.std())
+        # A column constant in fit carries nothing the network learned (its weights get no
+        # gradient): an infinite scale maps every value of it to 0 at predict time too.
+        if self.image_shape_ is not None:
+            mean, std, constant = _standardization(X.reshape(-1, 1))
+            self._x_mean_, self._x_scale_ = float(mean[0]), 1.0 if constant[0] else float(std[0])
         else:
-            self._x_mean_, self._x_scale_ = X.mean(0), X.std(0)
-            self._x_scale_ = np.where(self._x_scale_ < 1e-12, 1.0, self._x_scale_)
-        if np.ndim(self._x_scale_) == 0 and self._x_scale_ < 1e-12:
-            self._x_scale_ = 1.0
+            mean, std, constant = _standardization(X)
+            self._x_mean_, self._x_scale_ = mean, np.where(constant, np.inf, std)
+        self._x_quantiles_ = None
+        if self.image_shape_ is None and self.feature_scaling != "standard":
+            self._x_mean_, self._x_scale_, self._x_quantiles_ = fit_scaling(X, self.feature_scaling)
 
     def _tensor(self, X: np.ndarray) -> torch.Tensor:
-        Xs = (X - self._x_mean_) / self._x_scale_
-        return torch.as_tensor(np.ascontiguousarray(Xs, dtype=np.float32), device=self.device_)
+        """Scaled rows as a float32 tensor on the device; images as ``(N, C, H, W)``."""
+        if self.image_shape_ is None and self.feature_scaling != "standard":
+            Xs = scale_features(X, self.feature_scaling, self._x_mean_, self._x_scale_,
+                                getattr(self, "_x_quantiles_", None))
+        else:
+            Xs = (X - self._x_mean_) / self._x_scale_
+        tensor = torch.as_tensor(np.ascontiguousarray(Xs, dtype=np.float32), device=self.device_)
+        return tensor if self.image_shape_ is None else tensor.reshape(-1, *self.image_shape_)
 
     def _split_validation(self, X: np.ndarray, y: np.ndarray, seed: int) -> tuple:
         n_val = int(np.ceil(self.validation_fraction * X.shape[0]))
@@ -235,7 +365,7 @@ class _RegularizedNet(BaseEstimator):
 
     def _predict_raw(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = self._validate_x(X)
         return predict_exact(self.module_, self._tensor(X)).cpu().numpy().astype(np.float64)
 
     # ---- persistence: weights travel as a torch state dict, loaded with weights_only=True ----
@@ -251,14 +381,19 @@ class _RegularizedNet(BaseEstimator):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         blob = state.pop("_module_state", None)
+        # Pickles from before module= (regtune 0.1) lack these.
+        for key, default in (("module", None), ("constrained_layers", None), ("_module_kwargs", {})):
+            state.setdefault(key, default)
+        if "n_features_in_" in state:
+            state.setdefault("image_shape_", _image_shape(state.get("image_shape")))
         super().__setstate__(state)
         if blob is not None:
             if self.device_.type != "cpu" and resolve_device("auto").type != self.device_.type:
                 self.device_ = torch.device("cpu")
             self.module_ = self.load_weights(blob)
 
-    _FITTED = ("classes_", "n_features_in_", "n_outputs_", "_x_mean_", "_x_scale_", "_y_mean_", "_y_scale_",
-               "_y_1d_", "n_iter_", "best_epoch_")
+    _FITTED = ("classes_", "n_features_in_", "n_outputs_", "_x_mean_", "_x_scale_", "_x_quantiles_", "_y_mean_", "_y_scale_",
+               "_y_1d_", "n_iter_", "best_epoch_", "image_shape_")
 
     def export_state(self) -> tuple[dict[str, Any], bytes]:
         """A JSON-ready description of the fitted estimator and its weights as bytes.
@@ -267,6 +402,13 @@ class _RegularizedNet(BaseEstimator):
         """
         check_is_fitted(self)
         params = {k: v for k, v in self.get_params().items() if k != "callbacks"}
+        if self.module is not None:  # by reference: "package.module:Name", imported again on load
+            params["module"] = module_reference(ModuleFactory.of(self.module).factory)
+        for key, value in self.__dict__.get("_module_kwargs", {}).items():
+            if not _json_plain(value):
+                raise ModuleError(f"{key}={value!r} cannot be saved: a saved model keeps module__ arguments "
+                                  "as JSON (numbers, text, lists); pass a plain value and build the object "
+                                  "inside the module")
         fitted = {k: _jsonable(getattr(self, k)) for k in self._FITTED if hasattr(self, k)}
         buffer = io.BytesIO()
         torch.save(self.module_.state_dict(), buffer)
@@ -281,18 +423,18 @@ class _RegularizedNet(BaseEstimator):
         est = classes[state["class"]](**state["params"])
         for key, value in state["fitted"].items():
             setattr(est, key, np.asarray(value) if isinstance(value, list) else value)
+        est.image_shape_ = _image_shape(state["fitted"].get("image_shape_", est.image_shape))
         est.device_ = torch.device(device)
-        image_shape = tuple(est.image_shape) if est.image_shape is not None else None
         est.config_ = est._config()
-        est._network_args_ = (est.config_, est.n_features_in_, est.n_outputs_, image_shape)
+        est._network_args_ = (est.config_, est.n_features_in_, est.n_outputs_, est.image_shape_)
         est.module_ = est.load_weights(weights)
         return est
 
     def load_weights(self, blob: bytes) -> torch.nn.Module:
         """Rebuild the fitted network and load weights saved by :meth:`__getstate__`."""
-        config, n_features, n_outputs, image_shape = self._network_args_
+        config, _, _, image_shape = self._network_args_
         regs = build_regularizers(config, n_classes=self._n_classes(), image_shape=image_shape)
-        module = build_network(config, n_features, n_outputs, image_shape, regs)
+        module = self._build_network(regs)
         weights = torch.load(io.BytesIO(blob), map_location=self.device_, weights_only=True)
         module.load_state_dict(weights)
         return module.to(self.device_).eval()
@@ -303,14 +445,26 @@ _PARAMETERS = """Parameters
     ----------
     hidden_layer_sizes : tuple of int, default=(128, 128)
         Width of each hidden dense layer (after the conv blocks when ``architecture="cnn"``).
+    module : nn.Module class, callable or str, optional
+        Your own network: a ``torch.nn.Module`` class or a factory returning one (or
+        ``"path/file.py:Name"``, ``"package.module:Name"``). It is called with its
+        ``module__NAME`` arguments, plus those of ``n_features``, ``n_outputs``, ``n_classes``,
+        ``image_shape``, ``hidden_layer_sizes``, ``conv_channels``, ``activation``, ``dropout``,
+        ``dropout_variant`` and ``batch_norm`` its signature names. ``dropout`` it does not take
+        sets ``p`` of its ``nn.Dropout*`` layers; the others, when not at their defaults, must
+        be taken. It gets images as ``(batch, C, H, W)`` and must return ``(batch, n_outputs)``.
+        ``None``: the built-in MLP, or CNN with ``architecture="cnn"``.
     architecture : {"mlp", "cnn"}, default="mlp"
-        ``"cnn"`` reshapes each row to ``image_shape`` and adds 3x3 conv blocks.
+        The built-in network when ``module`` is ``None``: ``"cnn"`` adds 3x3 conv blocks for
+        images.
     conv_channels : tuple of int, default=(16, 32)
         Output channels of each conv block (``"cnn"`` only); each block halves the image with
         2x2 max pooling while it is at least 4 pixels wide.
     image_shape : tuple of int (C, H, W), optional
-        The shape of one image stored as a row of ``C*H*W`` values; ``"cnn"`` and ``augment``
-        need it. Images are then scaled by one mean and std, so shifts keep their meaning.
+        The shape of one image stored as a row of ``C*H*W`` values; inferred from images given
+        as ``(N, C, H, W)`` or ``(N, H, W)`` arrays or tensors. With it the network gets
+        ``(batch, C, H, W)`` batches, and pixels share one mean and std, so shifts keep their
+        meaning. ``"cnn"`` and ``augment`` need images.
     activation : {"relu", "gelu", "selu", "tanh", "silu"}, default="relu"
         ``"selu"`` also gets LeCun-normal weights; pair it with ``dropout_variant="alpha"``.
     optimizer : {"adam", "adamw", "sgd", "rmsprop"}, default="adam"
@@ -318,11 +472,23 @@ _PARAMETERS = """Parameters
         (never biases or normalization parameters) by ``weight_decay``; ``"adam"`` with
         ``weight_decay`` makes the same update through a hook.
     lr : float, default=1e-3
-        Learning rate, constant over training.
+        Learning rate: the peak of ``lr_schedule``.
+    lr_schedule : {"constant", "cosine", "onecycle", "flat_anneal"}, default="constant"
+        How the rate moves over ``max_epochs``, set before every optimizer step: ``"cosine"``
+        anneals to 0; ``"onecycle"`` rises from ``lr / 25`` over the first 30% then anneals;
+        ``"flat_anneal"`` holds ``lr`` for half the epochs then anneals (cosine).
+    warmup_epochs : int, default=0
+        Epochs of linear warm-up from ``lr / steps`` to ``lr`` before the schedule starts.
     batch_size : int, default=128
         Rows per optimizer step (at most the training rows).
     max_epochs : int, default=100
         Passes over the training rows; early stopping may end training sooner.
+    feature_scaling : {"standard", "robust_clip", "quantile"}, default="standard"
+        How each column is scaled, fitted on the rows ``fit`` gets: standardized;
+        ``"robust_clip"`` centred on the median, divided by the interquartile range and
+        smoothly bounded by ``z / sqrt(1 + (z/3)^2)`` (RealMLP), so outliers end below 3;
+        ``"quantile"`` mapped through its quantiles onto a normal. Image rows
+        (``image_shape``) always share one standard scale.
     l1 : float, default=0
         Penalty ``l1 * sum|w|`` on the weights: drives uninformative weights to exactly zero.
     l2 : float, default=0
@@ -360,7 +526,11 @@ _PARAMETERS = """Parameters
     label_smoothing : float in [0, 1), default=0
         Share of each target's probability spread over all classes (classifiers only).
     max_norm : float, default=0
-        Upper bound on the L2 norm of each unit's incoming weights, enforced after every step.
+        Upper bound on the L2 norm of each hidden unit's incoming weights, enforced after every
+        step (every Linear and convolution layer but the output layer).
+    constrained_layers : list of str, optional
+        Names (as in ``named_modules()``) of the layers ``max_norm`` and ``spectral_norm`` act
+        on, for a module whose output layer is not its last Linear or convolution layer.
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the rows, stop after ``patience`` epochs without a
         better validation loss and keep the best epoch's weights.
@@ -377,6 +547,9 @@ _PARAMETERS = """Parameters
     callbacks : list of Callback, optional
         Extra :class:`~regtune.nn.callbacks.Callback` observers of every epoch (logging,
         pruning); early stopping adds its own.
+    **module__params
+        The module's own constructor arguments as ``module__NAME=value`` (skorch's
+        convention); ``get_params``, ``set_params`` and ``GridSearchCV`` see them.
 """
 
 
@@ -459,9 +632,8 @@ class RegularizedNetRegressor(RegressorMixin, _RegularizedNet):
         y2 = y.reshape(len(y), -1).astype(np.float64)
         if fit:
             self._y_1d_ = y.ndim == 1
-            self._y_mean_ = y2.mean(0)
-            scale = y2.std(0)
-            self._y_scale_ = np.where(scale < 1e-12, 1.0, scale)
+            self._y_mean_, std, constant = _standardization(y.reshape(len(y), -1))
+            self._y_scale_ = np.where(constant, 1.0, std)
         return (y2 - self._y_mean_) / self._y_scale_
 
     def _n_classes(self) -> None:
@@ -482,6 +654,72 @@ class RegularizedNetRegressor(RegressorMixin, _RegularizedNet):
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
         return tags
+
+
+@contextmanager
+def _numbers_only(estimator: BaseEstimator, X: Any) -> Iterator[None]:
+    """Turn numpy's bare "could not convert string to float" into what to do about it."""
+    try:
+        yield
+    except ValueError as err:
+        if "could not convert" not in str(err) or isinstance(err, DataError):
+            raise
+        name = type(estimator).__name__
+        dtypes = getattr(X, "dtypes", None)  # a DataFrame: name its text columns
+        columns = [str(c) for c, d in dtypes.items() if getattr(d, "kind", "O") not in "biufc"] \
+            if hasattr(dtypes, "items") else []
+        text = f" in the column(s) {', '.join(columns[:10])}" if columns else ""
+        raise DataError(
+            f"{name}: X holds text{text} ({err}); it takes numbers only: put the preprocessor in front, "
+            f"make_pipeline(regtune.make_preprocessor(), {name}(...)), which one-hot encodes categories"
+        ) from None
+
+
+def _standardization(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Column means, stds and which columns are constant, computed in float64.
+
+    float32 round-off makes the std of a constant column ~1e-7 instead of 0, and dividing by
+    it turned the one row of another value (in a CV fold that never saw it in fit) into ~1e7
+    standard deviations. A column is constant when its std is within a few round-off units of
+    its input dtype, relative to its magnitude.
+    """
+    X = np.asarray(X)
+    dtype = X.dtype if np.issubdtype(X.dtype, np.floating) else np.dtype(np.float64)
+    X64 = X.astype(np.float64)
+    mean, std = X64.mean(0), X64.std(0)
+    magnitude = np.abs(X64).max(0)
+    constant = ~(std > _CONSTANT_ULPS * np.finfo(dtype).eps * magnitude)  # NaN counts as constant
+    return mean, std, constant
+
+
+_CONSTANT_ULPS = 16
+
+
+def _from_torch(value: Any) -> Any:
+    """Torch tensors in, as NumPy arrays (on the CPU); anything else as it is."""
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+
+
+def _image_shape(value: Any) -> tuple[int, int, int] | None:
+    """``image_shape`` as ``(C, H, W)``; ``(H, W)`` is one channel."""
+    if value is None:
+        return None
+    shape = tuple(int(v) for v in value)
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise RegConfigError(f"image_shape={tuple(value)!r} must be (channels, height, width), e.g. (1, 28, 28)")
+    return shape
+
+
+def _json_plain(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_json_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_plain(v) for k, v in value.items())
+    return False
 
 
 def _jsonable(value: Any) -> Any:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from regtune.data.preprocess import TabularPreprocessor
+from regtune.estimators.ensemble import WeightedEnsemble
 from regtune.estimators.net import RegularizedNetClassifier, RegularizedNetRegressor
 from regtune.exceptions import DataError
 
@@ -29,7 +30,7 @@ _Net = RegularizedNetClassifier | RegularizedNetRegressor
 class TunedModel:
     """Preprocessor plus network: takes the raw table (DataFrame) the study was run on."""
 
-    def __init__(self, estimator: _Net, preprocessor: TabularPreprocessor | None,
+    def __init__(self, estimator: _Net | WeightedEnsemble, preprocessor: TabularPreprocessor | None,
                  meta: dict[str, Any] | None = None) -> None:
         self.estimator = estimator
         self.preprocessor = preprocessor
@@ -53,16 +54,28 @@ class TunedModel:
         return self.estimator.predict_proba(self._features(X))
 
 
-def save_model(path: str | Path, estimator: _Net, preprocessor: TabularPreprocessor | None,
+def save_model(path: str | Path, estimator: _Net | WeightedEnsemble, preprocessor: TabularPreprocessor | None,
                **meta: Any) -> Path:
-    """Write ``regtune_model.json`` and ``weights.pt`` into the directory ``path``."""
+    """Write ``regtune_model.json`` and ``weights.pt`` into the directory ``path``.
+
+    An ensemble writes each member's state (``"members"``, with the ensemble ``"weights"``)
+    and its weights as ``weights_<i>.pt``.
+    """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    state, weights = estimator.export_state()
-    doc = {"format": 1, "estimator": state, "preprocessor": preprocessor.to_dict() if preprocessor else None,
-           "meta": meta}
+    doc: dict[str, Any] = {"format": 1, "preprocessor": preprocessor.to_dict() if preprocessor else None,
+                           "meta": meta}
+    if isinstance(estimator, WeightedEnsemble):
+        doc["ensemble"] = {"weights": estimator.weights, "trials": estimator.trials, "members": []}
+        for i, member in enumerate(estimator.members):
+            state, weights = member.export_state()
+            doc["ensemble"]["members"].append(state)
+            (path / f"weights_{i}.pt").write_bytes(weights)
+    else:
+        state, weights = estimator.export_state()
+        doc["estimator"] = state
+        (path / _WEIGHTS).write_bytes(weights)
     (path / _META).write_text(json.dumps(doc, indent=1, default=str))
-    (path / _WEIGHTS).write_bytes(weights)
     return path
 
 
@@ -74,7 +87,13 @@ def load_model(path: str | Path) -> TunedModel:
         raise FileNotFoundError(f"{path} holds no regtune model ({_META} is missing)")
     doc = json.loads(meta_file.read_text())
     # from_state builds whichever of the two classes the saved state names
-    estimator = RegularizedNetClassifier.from_state(doc["estimator"], (path / _WEIGHTS).read_bytes())
+    if "ensemble" in doc:
+        ens = doc["ensemble"]
+        members = [RegularizedNetClassifier.from_state(state, (path / f"weights_{i}.pt").read_bytes())
+                   for i, state in enumerate(ens["members"])]
+        estimator: _Net | WeightedEnsemble = WeightedEnsemble(members, ens["weights"], ens.get("trials", ()))
+    else:
+        estimator = RegularizedNetClassifier.from_state(doc["estimator"], (path / _WEIGHTS).read_bytes())
     prep = TabularPreprocessor.from_dict(doc["preprocessor"]) if doc.get("preprocessor") else None
     return TunedModel(estimator, prep, doc.get("meta", {}))
 

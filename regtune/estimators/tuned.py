@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from numbers import Integral, Real
@@ -27,12 +27,13 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from regtune.data.checks import check_target_spread
 from regtune.data.loading import Dataset
 from regtune.exceptions import DataError, TuneError
 from regtune.metrics import METRICS
 from regtune.nn.trainer import resolve_device
 from regtune.tuning.storage import MEMORY, PRUNERS, SAMPLERS, make_storage
-from regtune.tuning.tuner import TuneSettings, trials_frame, tune
+from regtune.tuning.tuner import TuneSettings, quiet_optuna, trials_frame, tune
 
 __all__ = ["RegTuneClassifier", "RegTuneRegressor"]
 
@@ -50,6 +51,7 @@ class _RegTune(BaseEstimator):
         "sampler": [StrOptions(set(SAMPLERS))],
         "pruner": [StrOptions(set(PRUNERS))],
         "cv": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "image_shape": [None, "array-like"],
         "metric": [None],  # each task adds its metric names
         "storage": [None, str, os.PathLike],
         "study_name": [None, str],
@@ -59,6 +61,7 @@ class _RegTune(BaseEstimator):
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "ensemble": [Interval(Integral, 0, None, closed="left")],
     }
 
     def __init__(
@@ -70,6 +73,7 @@ class _RegTune(BaseEstimator):
         sampler: str = "tpe",
         pruner: str = "hyperband",
         cv: int | str = "auto",
+        image_shape: Sequence[int] | None = None,
         metric: str | None = None,
         storage: str | None = None,
         study_name: str | None = None,
@@ -79,6 +83,7 @@ class _RegTune(BaseEstimator):
         device: str = "auto",
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 0,
+        ensemble: int = 0,
     ) -> None:
         self.space = space
         self.n_trials = n_trials
@@ -86,6 +91,7 @@ class _RegTune(BaseEstimator):
         self.sampler = sampler
         self.pruner = pruner
         self.cv = cv
+        self.image_shape = image_shape
         self.metric = metric
         self.storage = storage
         self.study_name = study_name
@@ -95,6 +101,7 @@ class _RegTune(BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.ensemble = ensemble
 
     # ---- fitting -------------------------------------------------------------------------
 
@@ -111,17 +118,11 @@ class _RegTune(BaseEstimator):
             y_numeric=self._task == "regression",
         )
         classes = self._check_target(y, settings)
-        names = [str(c) for c in getattr(self, "feature_names_in_", [])]
-        if len(set(names)) != X.shape[1]:
-            names = [f"x{i}" for i in range(X.shape[1])]
-        data = Dataset(
-            name="dataframe" if was_frame else "array", X=pd.DataFrame(X, columns=names),
-            y=pd.Series(y, name="target"), task=self._task, image_shape=None, target="target",
-        )
+        data = self._dataset(X, y, "dataframe" if was_frame else "array")
         # n_jobs > 1 without a storage: the worker processes share a journal file that lives
         # only as long as this call; the study is copied into memory before it goes.
         temporary = self.storage is None and settings.n_jobs > 1
-        with _quiet_optuna(), _temporary_journal(settings, temporary) as settings:
+        with quiet_optuna(), _temporary_journal(settings, temporary) as settings:
             result = tune(data, settings=settings)
             study = _in_memory(result.study_name, settings.storage) if temporary else result.study
         if classes is not None:
@@ -131,9 +132,11 @@ class _RegTune(BaseEstimator):
         self.best_score_ = result.best_value
         self.baseline_score_ = float(result.scores.loc["baseline", "val"])
         self.best_estimator_ = result.best_estimator
+        self.ensemble_ = result.ensemble_estimator
         self.preprocessor_ = result.preprocessor
         self.trials_ = trials_frame(study)
         self.mlflow_run_id_ = result.parent_run_id or None
+        self._fitted_data = data  # for report(); left out of pickles
         return self
 
     def _settings(self) -> TuneSettings:
@@ -153,34 +156,80 @@ class _RegTune(BaseEstimator):
             storage=MEMORY if self.storage is None else str(self.storage),
             study_name=self.study_name or f"regtune-{uuid.uuid4().hex[:12]}", experiment=self.experiment,
             tracking_uri=self.tracking_uri, n_jobs=n_jobs, seed=seed, device=self.device, test_size=0.0,
-            progress=bool(self.verbose),
+            progress=bool(self.verbose), ensemble=self.ensemble,
         )
 
     def _check_target(self, y: np.ndarray, settings: TuneSettings) -> np.ndarray | None:
-        """The classes of ``y``; ``None`` for regression, which ``validate_data`` has checked."""
+        """The classes of ``y``; ``None`` for regression, whose values ``validate_data`` checked."""
+        check_target_spread(y, "y", lambda i: f"row {i}")
         return None
+
+    def _dataset(self, X: np.ndarray, y: np.ndarray, name: str) -> Dataset:
+        """The validated ``X, y`` as the tuner takes them."""
+        names = [str(c) for c in getattr(self, "feature_names_in_", [])]
+        if len(set(names)) != X.shape[1]:
+            names = [f"x{i}" for i in range(X.shape[1])]
+        return Dataset(name=name, X=pd.DataFrame(X, columns=names), y=pd.Series(y, name="target"), task=self._task,
+                       image_shape=self._image_shape(X), target="target")
+
+    def _image_shape(self, X: np.ndarray) -> tuple[int, int, int] | None:
+        """``image_shape`` as (C, H, W), checked against the rows of ``X``."""
+        if self.image_shape is None:
+            return None
+        shape = tuple(int(d) for d in self.image_shape)
+        if len(shape) != 3 or min(shape) < 1 or int(np.prod(shape)) != X.shape[1]:
+            raise DataError(f"image_shape={self.image_shape!r} must be (channels, height, width) holding the "
+                            f"{X.shape[1]} values of each row of X, e.g. (1, 8, 8) for 64 grayscale pixels")
+        return shape  # type: ignore[return-value]
 
     # ---- using the fitted model ------------------------------------------------------------
 
     def _features(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=_DTYPES, ensure_all_finite="allow-nan")
-        return self.preprocessor_.transform(X)
+        return X if self.preprocessor_ is None else self.preprocessor_.transform(X)  # images: no preprocessor
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predictions of :attr:`best_estimator_` on ``X`` as given to ``fit`` (not preprocessed)."""
+        """Predictions of :attr:`ensemble_` (if any, else :attr:`best_estimator_`) on ``X`` as
+        given to ``fit`` (not preprocessed)."""
         X = self._features(X)
-        return self.best_estimator_.predict(X)
+        return self._model().predict(X)
+
+    def _model(self) -> Any:
+        ensemble = getattr(self, "ensemble_", None)
+        return self.best_estimator_ if ensemble is None else ensemble
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "best_estimator_")
 
-    def report(self, **kwargs: Any) -> Any:
-        """:func:`regtune.analysis.report.report` of :attr:`study_`; ``kwargs`` go to that function."""
+    def report(self, X: Any = None, y: Any = None, **kwargs: Any) -> Any:
+        """:func:`regtune.analysis.report.report` of :attr:`study_`; ``kwargs`` go to that function.
+
+        A report refits the baseline and the best configuration on the rows ``fit`` saw when
+        MLflow holds no scores for them: the estimator keeps those rows for that, except in a
+        pickle (pass ``X`` and ``y`` again after unpickling).
+        """
         check_is_fitted(self)
         from regtune.analysis.report import report
 
+        data = getattr(self, "_fitted_data", None)
+        if X is not None or y is not None:
+            if X is None or y is None:
+                raise DataError("report(X, y): pass both X and y (the rows fit saw), or neither")
+            name = "dataframe" if isinstance(X, pd.DataFrame) else "array"
+            X, y = validate_data(self, X, y, reset=False, dtype=_DTYPES, ensure_all_finite="allow-nan",
+                                 y_numeric=self._task == "regression")
+            data = self._dataset(X, y, name)
+        if data is None:
+            raise DataError(f"{type(self).__name__}.report(): this estimator was unpickled and no longer holds "
+                            "the rows it was fitted on; pass them: report(X, y)")
+        kwargs.setdefault("data", data)
         return report(self.study_, **kwargs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        state.pop("_fitted_data", None)  # training rows stay out of shared model files
+        return state
 
     def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
@@ -203,8 +252,12 @@ _PARAMETERS_BEFORE_METRIC = """Parameters
     pruner : {"hyperband", "median", "sha", "none"}, default="hyperband"
         How Optuna stops trials that fall behind, from their per-epoch validation scores.
     cv : int or "auto", default="auto"
-        Folds per trial; ``1`` is one 80/20 validation split; ``"auto"`` picks 5, 3 or 1 as the
-        data grows (below 1000, 5000 rows and above).
+        Folds per trial; ``1`` is one 80/20 validation split; ``"auto"`` picks 5 folds below 500
+        rows, 3 below 1,000 and 1 from there on (fewer on tiny data, so that every validation
+        fold holds at least 2 rows and every class).
+    image_shape : tuple of int (C, H, W), optional
+        Each row of ``X`` is an image of this shape (``C*H*W`` values): spaces that train a CNN
+        or augment images, such as ``"image"``, need it; ``(1, 8, 8)`` for ``load_digits``.
 """
 _PARAMETERS_AFTER_METRIC = """storage : str, optional
         Optuna storage URL or journal file. ``None`` keeps the study in memory (``n_jobs=1``)
@@ -226,6 +279,10 @@ _PARAMETERS_AFTER_METRIC = """storage : str, optional
         Seeds the sampler, the folds and every trial's training.
     verbose : int, default=0
         A progress bar when > 0.
+    ensemble : int, default=0
+        ``K >= 2``: the final model averages up to ``K`` of the best trials, chosen by greedy
+        ensemble selection (Caruana et al. 2004) on their out-of-fold predictions and refit
+        on all rows (:attr:`ensemble_`); 0 or 1: the best trial alone.
 
 """
 
@@ -239,7 +296,7 @@ class RegTuneClassifier(ClassifierMixin, _RegTune):
     refit model. ``X`` must be numeric (missing values are filled with the training median);
     for tables with text or categorical columns put the preprocessor in front::
 
-        make_pipeline(regtune.data.preprocess.make_preprocessor(), RegTuneClassifier(...))
+        make_pipeline(regtune.make_preprocessor(), RegTuneClassifier(...))
 
     {_PARAMETERS_BEFORE_METRIC}    metric : {{"accuracy", "balanced_accuracy", "f1", "log_loss"}}, optional
         What the study optimizes; ``accuracy`` by default.
@@ -254,8 +311,12 @@ class RegTuneClassifier(ClassifierMixin, _RegTune):
     best_estimator_ : RegularizedNetClassifier
         The best configuration refit on all rows. It takes ``preprocessor_.transform(X)``,
         not ``X``; :meth:`predict` does that for you.
-    preprocessor_ : TabularPreprocessor
-        Median filling and scaling fitted on ``X``.
+    ensemble_ : WeightedEnsemble or None
+        With ``ensemble >= 2``: the selected trials refit on all rows and their weights;
+        :meth:`predict` uses it. ``None`` otherwise, or when fewer than two trials qualified.
+    preprocessor_ : TabularPreprocessor or None
+        Median filling and scaling fitted on ``X`` (the ``TabularPreprocessor`` that
+        ``regtune.make_preprocessor()`` returns); ``None`` for images, which the network scales.
     study_ : optuna.Study
         The study. In-memory studies pickle with the estimator; a study in a file or database
         pickles as a reference to it.
@@ -290,7 +351,7 @@ class RegTuneClassifier(ClassifierMixin, _RegTune):
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, columns ordered as ``classes_``."""
         X = self._features(X)
-        return self.best_estimator_.predict_proba(X)
+        return self._model().predict_proba(X)
 
 
 class RegTuneRegressor(RegressorMixin, _RegTune):
@@ -309,17 +370,6 @@ class RegTuneRegressor(RegressorMixin, _RegTune):
         **_RegTune._parameter_constraints,
         "metric": [None, StrOptions({m for m, v in METRICS.items() if v.task == "regression"})],
     }
-
-
-@contextmanager
-def _quiet_optuna() -> Iterator[None]:
-    """Optuna logs every trial at INFO; inside ``fit`` only warnings get through."""
-    before = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(before)
 
 
 @contextmanager

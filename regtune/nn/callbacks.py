@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["Callback", "EarlyStopping", "LambdaCallback", "TrainerState"]
+__all__ = ["Callback", "EarlyStopping", "LambdaCallback", "StopAfter", "TrainerState"]
 
 
 class TrainerState(Protocol):
@@ -51,6 +51,21 @@ class LambdaCallback(Callback):
 
     def on_epoch_end(self, trainer: TrainerState) -> None:
         self._fn(trainer)
+
+
+class StopAfter(Callback):
+    """Stop after ``epochs`` epochs without shortening ``max_epochs``.
+
+    A refit that should train as long as its trial's best epoch uses it instead of a lower
+    ``max_epochs``, so a learning-rate schedule keeps the horizon the trial trained with.
+    """
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_epoch_end(self, trainer: TrainerState) -> None:
+        if trainer.epoch >= self.epochs:
+            trainer.should_stop = True
 
 
 class EarlyStopping(Callback):

@@ -1,62 +1,146 @@
-"""The networks: an MLP for tables and a small CNN for images, built from a RegConfig."""
+"""The networks regtune trains: the built-in MLP and CNN, or any ``nn.Module`` a user brings.
+
+Every network is built through one path, :class:`ModuleFactory`: a module class or factory
+callable, its own constructor arguments (``module__NAME`` on the estimators) and the arguments
+regtune routes to it when its signature names them: the sizes it knows from the data
+(:data:`SIZE_ARGS`) and the architecture and structural regularizers (:data:`ROUTED_ARGS`).
+The built-in :class:`MLP` and :class:`CNN` are two such factories. A dropout rate a factory
+does not take is set on every dropout layer of the built module; any other setting a factory
+does not take is refused with an error, never silently ignored.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+import sysconfig
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
 from torch import Tensor, nn
 
 from regtune.config import RegConfig
-from regtune.exceptions import RegConfigError
-from regtune.nn.regularizers import Regularizer, layer_block, make_dropout
+from regtune.exceptions import ModuleError, RegConfigError, RegtuneError
+from regtune.nn.regularizers import (
+    GaussianDropout,
+    Regularizer,
+    constrain_layers,
+    layer_block,
+    make_dropout,
+)
 
-__all__ = ["CNN", "MLP", "build_model", "build_network"]
+__all__ = [
+    "CNN",
+    "MLP",
+    "ROUTED_ARGS",
+    "SIZE_ARGS",
+    "ModuleFactory",
+    "build_model",
+    "build_network",
+    "check_output",
+    "dropout_layers",
+    "load_module",
+    "module_reference",
+    "module_source",
+]
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "selu": nn.SELU, "tanh": nn.Tanh, "silu": nn.SiLU}
 
+#: What regtune knows from the data; a factory gets each one its signature names.
+#: ``n_features`` counts every input value (``C*H*W`` for images); ``n_classes`` is ``None``
+#: for regression; ``image_shape`` is ``(C, H, W)``, or ``None`` for tables.
+SIZE_ARGS = ("n_features", "n_outputs", "n_classes", "image_shape")
+#: Estimator parameters a factory gets when its signature names them. A factory that does not
+#: take one refuses any value but the default (``dropout`` excepted: it sets the rate of the
+#: module's own dropout layers).
+ROUTED_ARGS = ("hidden_layer_sizes", "conv_channels", "activation", "dropout", "dropout_variant", "batch_norm")
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RegConfig) if f.name in ROUTED_ARGS}
+_DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout,
+                  GaussianDropout)
 
-def _dense_blocks(n_in: int, config: RegConfig) -> tuple[list[nn.Module], int]:
+
+# ---------------------------------------------------------------- the built-in networks
+
+
+def _dense_blocks(n_in: int, sizes: tuple[int, ...], activation: str, dropout: float, dropout_variant: str,
+                  batch_norm: str) -> tuple[list[nn.Module], int]:
     modules: list[nn.Module] = []
-    for width in config.hidden_layer_sizes:
+    for width in sizes:
         modules += layer_block(
             nn.Linear(n_in, width),
-            _ACTIVATIONS[config.activation](),
+            _ACTIVATIONS[activation](),
             norm=nn.BatchNorm1d(width),
-            batch_norm=config.batch_norm,
-            dropout=make_dropout(config.dropout, config.dropout_variant),
+            batch_norm=batch_norm,
+            dropout=make_dropout(dropout, dropout_variant),
         )
         n_in = width
     return modules, n_in
 
 
 class MLP(nn.Module):
-    """Fully connected blocks ``Linear -> [BN] -> act -> [BN] -> [dropout]`` and a linear head."""
+    """Fully connected blocks ``Linear -> [BN] -> act -> [BN] -> [dropout]`` and a linear head.
 
-    def __init__(self, n_features: int, n_outputs: int, config: RegConfig) -> None:
+    Images (``(batch, C, H, W)``) are flattened, so the MLP takes any input regtune gives it.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_outputs: int,
+        hidden_layer_sizes: tuple[int, ...] = (128, 128),
+        activation: str = "relu",
+        dropout: float = 0.0,
+        dropout_variant: str = "standard",
+        batch_norm: str = "none",
+    ) -> None:
         super().__init__()
-        blocks, width = _dense_blocks(n_features, config)
+        blocks, width = _dense_blocks(n_features, tuple(hidden_layer_sizes), activation, dropout,
+                                      dropout_variant, batch_norm)
         self.body = nn.Sequential(*blocks)
         self.head = nn.Linear(width, n_outputs)
-        _init_weights(self, config.activation)
+        _init_weights(self, activation)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.body(x))
+        return self.head(self.body(x.flatten(1)))
 
 
 class CNN(nn.Module):
-    """3x3 conv blocks with 2x2 pooling over flattened images, then the MLP's dense blocks.
+    """3x3 conv blocks with 2x2 pooling, then the MLP's dense blocks; dropout acts on the dense part.
 
-    Takes ``(batch, C*H*W)`` so it shares the tabular data path; dropout acts on the dense part.
+    Takes images ``(batch, C, H, W)``, or rows of ``C*H*W`` values.
     """
 
-    def __init__(self, image_shape: tuple[int, int, int], n_outputs: int, config: RegConfig) -> None:
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int] | None,
+        n_outputs: int,
+        conv_channels: tuple[int, ...] = (16, 32),
+        hidden_layer_sizes: tuple[int, ...] = (128,),
+        activation: str = "relu",
+        dropout: float = 0.0,
+        dropout_variant: str = "standard",
+        batch_norm: str = "none",
+    ) -> None:
         super().__init__()
+        if image_shape is None:
+            raise RegConfigError("architecture='cnn' needs images: pass (N, C, H, W) arrays, or set "
+                                 "image_shape, e.g. (1, 8, 8) for digits")
         c, h, w = image_shape
+        # Unflatten stays first (it keeps the layer indices of saved 0.1 models); forward
+        # flattens images first, two free views.
         convs: list[nn.Module] = [nn.Unflatten(1, (c, h, w))]
-        for channels in config.conv_channels:
+        for channels in conv_channels:
             convs += layer_block(
                 nn.Conv2d(c, channels, 3, padding=1),
-                _ACTIVATIONS[config.activation](),
+                _ACTIVATIONS[activation](),
                 norm=nn.BatchNorm2d(channels),
-                batch_norm=config.batch_norm,
+                batch_norm=batch_norm,
                 dropout=None,
             )
             if min(h, w) >= 4:
@@ -65,44 +149,14 @@ class CNN(nn.Module):
             c = channels
         convs.append(nn.Flatten())
         self.features = nn.Sequential(*convs)
-        blocks, width = _dense_blocks(c * h * w, config)
+        blocks, width = _dense_blocks(c * h * w, tuple(hidden_layer_sizes), activation, dropout,
+                                      dropout_variant, batch_norm)
         self.body = nn.Sequential(*blocks)
         self.head = nn.Linear(width, n_outputs)
-        _init_weights(self, config.activation)
+        _init_weights(self, activation)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.body(self.features(x)))
-
-
-def build_model(
-    config: RegConfig,
-    n_features: int,
-    n_outputs: int,
-    image_shape: tuple[int, int, int] | None = None,
-) -> nn.Module:
-    """The network a configuration describes; ``architecture="cnn"`` needs ``image_shape``."""
-    if config.architecture == "cnn":
-        if image_shape is None:
-            raise RegConfigError("architecture='cnn' needs image_shape, e.g. (1, 8, 8) for digits")
-        c, h, w = image_shape
-        if c * h * w != n_features:
-            raise RegConfigError(f"image_shape={tuple(image_shape)} holds {c * h * w} values but X has {n_features} features")
-        return CNN(tuple(image_shape), n_outputs, config)
-    return MLP(n_features, n_outputs, config)
-
-
-def build_network(
-    config: RegConfig,
-    n_features: int,
-    n_outputs: int,
-    image_shape: tuple[int, int, int] | None,
-    regularizers: list[Regularizer],
-) -> nn.Module:
-    """The model with every regularizer's build-time hook applied (e.g. spectral norm)."""
-    model = build_model(config, n_features, n_outputs, image_shape)
-    for reg in regularizers:
-        model = reg.build(model)
-    return model
+        return self.head(self.body(self.features(x.flatten(1))))
 
 
 def _init_weights(model: nn.Module, activation: str) -> None:
@@ -113,3 +167,328 @@ def _init_weights(model: nn.Module, activation: str) -> None:
         if isinstance(m, (nn.Linear, nn.Conv2d)):
             nn.init.kaiming_normal_(m.weight, nonlinearity="linear")
             nn.init.zeros_(m.bias)
+
+
+# ---------------------------------------------------------------- one way in for every network
+
+
+@dataclasses.dataclass(frozen=True)
+class ModuleFactory:
+    """A module class or factory, and what its signature says it takes.
+
+    Build one with :meth:`of`; ``None`` stands for the built-in MLP (or CNN with
+    ``architecture="cnn"``), a string ``"path/file.py:Name"`` or ``"package.module:Name"`` is
+    imported with :func:`load_module`.
+    """
+
+    factory: Callable[..., nn.Module]
+    name: str
+    parameters: tuple[str, ...]
+    required: tuple[str, ...] = ()
+    var_keyword: bool = False
+
+    @classmethod
+    def of(cls, module: Any = None, architecture: str = "mlp") -> ModuleFactory:
+        if module is None:
+            module = CNN if architecture == "cnn" else MLP
+        elif isinstance(module, str):
+            module = load_module(module)
+        if isinstance(module, nn.Module):
+            name = type(module).__name__
+            raise ModuleError(f"module={name}(...) is a module instance; pass the class (module={name}) "
+                              f"and its constructor arguments as module__NAME=value, so every fit gets "
+                              f"fresh weights")
+        if not callable(module):
+            raise ModuleError(f"module={module!r} is not an nn.Module class or a factory callable; pass "
+                              "e.g. module=MyNet, or 'path/to/file.py:MyNet'")
+        name = getattr(module, "__qualname__", None) or getattr(module, "__name__", None) or repr(module)
+        try:
+            signature = inspect.signature(module)
+        except (TypeError, ValueError):  # a builtin without a signature: it takes what it is given
+            return cls(module, name, (), (), True)
+        params = [p for p in signature.parameters.values()
+                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        return cls(
+            module, name, tuple(p.name for p in params),
+            tuple(p.name for p in params if p.default is p.empty),
+            any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()),
+        )
+
+    @property
+    def builtin(self) -> bool:
+        return self.factory in (MLP, CNN)
+
+    def takes(self, name: str) -> bool:
+        """Whether the signature names ``name`` (a ``**kwargs`` catches only ``module__`` args)."""
+        return name in self.parameters
+
+    def own_parameters(self) -> list[str]:
+        """The arguments a user sets with ``module__NAME``: those regtune does not route."""
+        return [p for p in self.parameters if p not in SIZE_ARGS and p not in ROUTED_ARGS]
+
+    def unsupported(self, config: RegConfig) -> list[str]:
+        """The routed settings of ``config`` this factory cannot take (default values pass;
+        the built-in MLP ignores ``conv_channels``, as it always has)."""
+        if self.builtin:
+            return []
+        return [name for name in ROUTED_ARGS
+                if name != "dropout" and not self.takes(name) and getattr(config, name) != _DEFAULTS[name]]
+
+    def arguments(self, config: RegConfig, sizes: Mapping[str, Any], module_params: Mapping[str, Any]) -> dict[str, Any]:
+        """The keyword arguments the factory is called with; a clear error for any mismatch."""
+        self.check(config, module_params)
+        kwargs = {name: sizes.get(name) for name in SIZE_ARGS if self.takes(name)}
+        kwargs.update({name: getattr(config, name) for name in ROUTED_ARGS if self.takes(name)})
+        kwargs.update(module_params)
+        return kwargs
+
+    def check(self, config: RegConfig, module_params: Mapping[str, Any]) -> None:
+        """Raise :class:`ModuleError` unless the factory can be built with ``config`` and these
+        ``module__`` arguments: the settings it cannot take, unknown or missing arguments."""
+        self.check_params(module_params)
+        for name in self.unsupported(config):
+            raise ModuleError(
+                f"{name}={getattr(config, name)!r} cannot apply to {self.name}: it takes no {name!r} argument"
+                f" (it takes {self._listing()}); leave {name} at {_DEFAULTS[name]!r}, or add a {name} "
+                "parameter to the module"
+            )
+        missing = [p for p in self.required if p not in SIZE_ARGS and p not in ROUTED_ARGS and p not in module_params]
+        if missing:
+            raise ModuleError(f"{self.name} needs {', '.join(map(repr, missing))}, which regtune does not know; "
+                              f"pass {', '.join(f'module__{p}=...' for p in missing)}")
+
+    def check_params(self, module_params: Mapping[str, Any]) -> None:
+        """``module__NAME`` keys must be arguments the factory takes and regtune does not route."""
+        for key in module_params:
+            if key in SIZE_ARGS:
+                raise ModuleError(f"module__{key}: regtune passes {key} to {self.name} from the data; "
+                                  "drop module__" + key)
+            if key in ROUTED_ARGS:
+                raise ModuleError(f"module__{key}: set the estimator's {key}= instead; regtune passes it "
+                                  f"to {self.name}" + ("" if self.takes(key) else " (or to its dropout layers)"))
+            if not self.takes(key) and not self.var_keyword:
+                raise ModuleError(f"module__{key}: {self.name} takes no argument {key!r}; it takes "
+                                  f"{self._listing()}")
+
+    def build(
+        self,
+        config: RegConfig,
+        sizes: Mapping[str, Any],
+        module_params: Mapping[str, Any] | None = None,
+        *,
+        constrained_layers: Any = None,
+    ) -> nn.Module:
+        """Call the factory; set the dropout rate it does not take on its dropout layers."""
+        kwargs = self.arguments(config, sizes, module_params or {})
+        try:
+            model = self.factory(**kwargs)
+        except RegtuneError:
+            raise
+        except Exception as exc:
+            shown = ", ".join(f"{k}={_short(v)}" for k, v in kwargs.items())
+            raise ModuleError(f"{self.name}({shown}) failed: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(model, nn.Module):
+            raise ModuleError(f"{self.name}(...) returned a {type(model).__name__}; a module factory must "
+                              "return a torch.nn.Module")
+        if not self.takes("dropout"):
+            _set_dropout(model, config.dropout, self.name)
+        if not any(p.requires_grad for p in model.parameters()):
+            raise ModuleError(f"{self.name} has no trainable parameters; there is nothing to train or regularize")
+        if constrained_layers is not None:
+            constrain_layers(model, constrained_layers)
+        return model
+
+    def _listing(self) -> str:
+        own = self.own_parameters()
+        return ", ".join(own) if own else "no arguments of its own"
+
+
+def dropout_layers(model: nn.Module) -> list[nn.Module]:
+    """Every dropout layer (``nn.Dropout*``, alpha and Gaussian dropout), found by type."""
+    return [m for m in model.modules() if isinstance(m, _DROPOUT_TYPES)]
+
+
+def _set_dropout(model: nn.Module, p: float, name: str) -> None:
+    layers = dropout_layers(model)
+    if p > 0 and not layers:
+        raise ModuleError(f"dropout={p!r} cannot apply to {name}: it has no nn.Dropout layer and takes no "
+                          "'dropout' argument; add nn.Dropout layers (regtune sets their p) or a dropout "
+                          "parameter, or leave dropout=0")
+    for layer in layers:
+        layer.p = p
+
+
+def check_output(model: nn.Module, X: Tensor, n_outputs: int, name: str) -> None:
+    """Run one batch through ``model`` (eval mode, no gradients): it must give ``(batch, n_outputs)``.
+
+    Called right after a network is built, so a module that cannot work fails before training,
+    with the module, the batch shape and the expected output in the message.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(X)
+    except Exception as exc:
+        raise ModuleError(f"{name}'s forward failed on a batch of shape {tuple(X.shape)}: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        model.train(was_training)
+    if not isinstance(out, Tensor):
+        raise ModuleError(f"{name}'s forward returned a {type(out).__name__}; it must return one tensor of "
+                          f"shape (batch, {n_outputs})")
+    if tuple(out.shape) != (X.shape[0], n_outputs) or not out.is_floating_point():
+        raise ModuleError(f"{name}'s forward returned {out.dtype} of shape {tuple(out.shape)} for a batch of "
+                          f"shape {tuple(X.shape)}; expected floats of shape ({X.shape[0]}, {n_outputs}): "
+                          "one column per class (classification) or target (regression)")
+
+
+def build_model(
+    config: RegConfig,
+    n_features: int,
+    n_outputs: int,
+    image_shape: tuple[int, int, int] | None = None,
+    *,
+    module: Any = None,
+    module_params: Mapping[str, Any] | None = None,
+    n_classes: int | None = None,
+    constrained_layers: Any = None,
+) -> nn.Module:
+    """The network ``module`` (default: the built-in one ``config.architecture`` names) builds."""
+    sizes = {"n_features": n_features, "n_outputs": n_outputs, "n_classes": n_classes,
+             "image_shape": tuple(image_shape) if image_shape is not None else None}
+    factory = ModuleFactory.of(module, config.architecture)
+    return factory.build(config, sizes, module_params, constrained_layers=constrained_layers)
+
+
+def build_network(
+    config: RegConfig,
+    n_features: int,
+    n_outputs: int,
+    image_shape: tuple[int, int, int] | None,
+    regularizers: list[Regularizer],
+    **module: Any,
+) -> nn.Module:
+    """The model with every regularizer's build-time hook applied (e.g. spectral norm);
+    ``module`` takes :func:`build_model`'s keywords."""
+    model = build_model(config, n_features, n_outputs, image_shape, **module)
+    for reg in regularizers:
+        model = reg.build(model)
+    return model
+
+
+# ---------------------------------------------------------------- where a module's code lives
+
+
+def load_module(spec: str) -> Callable[..., nn.Module]:
+    """The class or factory ``"path/to/file.py:Name"`` or ``"package.module:Name"`` names.
+
+    A file is imported as a top-level module named after its stem (``file``), the name under
+    which a saved model finds it again; this runs the file's code.
+    """
+    target, sep, attr = str(spec).rpartition(":")
+    if not sep or not target or not attr:
+        raise ModuleError(f"model {spec!r} must look like path/to/file.py:ClassName or package.module:ClassName")
+    if target.endswith(".py") or "/" in target or os.sep in target:
+        module = _import_file(Path(target), spec)
+    else:
+        module = _import_name(target, spec)
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            found = sorted(k for k, v in vars(module).items()
+                           if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == module.__name__)
+            raise ModuleError(f"model {spec!r}: {target} has no {attr!r}; its nn.Module classes: "
+                              f"{', '.join(found) or '(none)'}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def _import_file(path: Path, spec: str) -> Any:
+    if not path.is_file():
+        raise ModuleError(f"model {spec!r}: no such file {str(path)!r}")
+    name, resolved = path.stem, path.resolve()
+    existing = sys.modules.get(name)
+    if existing is not None:
+        if getattr(existing, "__file__", None) and Path(existing.__file__).resolve() == resolved:
+            return existing
+        raise ModuleError(f"model {spec!r}: the file name {path.name!r} clashes with the module {name!r} "
+                          f"already imported from {getattr(existing, '__file__', None) or 'elsewhere'}; "
+                          "rename the file")
+    if not name.isidentifier():
+        raise ModuleError(f"model {spec!r}: {path.name!r} is not a valid module name; rename the file "
+                          "(letters, digits, underscores)")
+    loader_spec = importlib.util.spec_from_file_location(name, resolved)
+    module = importlib.util.module_from_spec(loader_spec)
+    sys.modules[name] = module
+    try:
+        loader_spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise ModuleError(f"model {spec!r}: importing {path} failed: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def _import_name(target: str, spec: str) -> Any:
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as exc:
+        # `regtune` is a console script: the working directory is not on sys.path as with python -m.
+        cwd = os.getcwd()
+        if exc.name != target.split(".")[0] or cwd in sys.path:
+            raise ModuleError(f"model {spec!r}: cannot import {target}: {exc}") from exc
+        sys.path.insert(0, cwd)
+        try:
+            return importlib.import_module(target)
+        except ModuleNotFoundError as again:
+            sys.path.remove(cwd)
+            raise ModuleError(f"model {spec!r}: no module named {target!r} here or on the Python path; "
+                              "give a file path (path/to/file.py:ClassName) or install the package") from again
+    except Exception as exc:
+        raise ModuleError(f"model {spec!r}: importing {target} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def module_reference(module: Any) -> str:
+    """``"package.module:Name"``: how a saved model finds ``module`` again, by import."""
+    owner, qualname = getattr(module, "__module__", None), getattr(module, "__qualname__", None)
+    why = None
+    if owner is None or qualname is None:
+        why = "it has no importable name (a lambda or a partial?)"
+    elif owner == "__main__":
+        why = "it is defined in __main__ (a notebook or the script being run)"
+    elif "<locals>" in qualname or "<lambda>" in qualname:
+        why = "it is defined inside a function"
+    else:
+        obj: Any = sys.modules.get(owner)
+        for part in qualname.split("."):
+            obj = getattr(obj, part, None)
+        if obj is not module:
+            why = f"{owner}.{qualname} is not the same object"
+    if why:
+        name = getattr(module, "__qualname__", None) or repr(module)
+        raise ModuleError(f"module {name} cannot be saved by reference: {why}; define it at the top level "
+                          "of a .py file and import it from there (or pass --model file.py:ClassName)")
+    return f"{owner}:{qualname}"
+
+
+def module_source(module: Any) -> Path | None:
+    """The file or package directory holding ``module``'s code, to ship with a saved model;
+    ``None`` for regtune's own networks and for installed packages (torch, site-packages)."""
+    owner = getattr(module, "__module__", "") or ""
+    top = owner.split(".")[0]
+    if top in ("regtune", "torch", "builtins", ""):
+        return None
+    loaded = sys.modules.get(top)
+    file = getattr(loaded, "__file__", None)
+    if not file:
+        return None
+    path = Path(file).resolve()
+    stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
+    if {"site-packages", "dist-packages"} & set(path.parts) or path.is_relative_to(stdlib):
+        return None
+    return path.parent if path.name == "__init__.py" else path
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -16,6 +16,7 @@ from regtune.exceptions import DivergenceError
 from regtune.metrics import get_metric
 from regtune.nn.callbacks import Callback
 from regtune.nn.regularizers import Regularizer, decay_parameters, overrides
+from regtune.nn.schedules import LRSchedule
 
 __all__ = ["DivergenceError", "Trainer", "make_optimizer", "predict_batches", "predict_exact", "resolve_device"]
 
@@ -143,6 +144,10 @@ class Trainer:
         self._plan = self._batch_plan()
         sizes = [b.stop - b.start for _, _, batches in self._plan for b in batches]
         self._batch_sizes = torch.tensor(sizes, dtype=torch.float32, device=self.device)
+        schedule = LRSchedule(config.lr_schedule, config.lr, total_steps=len(sizes) * config.max_epochs,
+                              warmup_steps=len(sizes) * config.warmup_epochs)
+        self._schedule = None if schedule.is_constant else schedule
+        self._step = 0  # optimizer steps so far: the schedule's clock
         for cb in self.callbacks:
             cb.on_train_begin(self)
 
@@ -186,7 +191,7 @@ class Trainer:
         on_batch, before_forward, penalty = self._on_batch, self._before_forward, self._penalty
         after_backward, after_step = self._after_backward, self._after_step
         model.train()
-        lr = opt.param_groups[0]["lr"]
+        lr, schedule, groups = opt.param_groups[0]["lr"], self._schedule, opt.param_groups
         order = torch.randperm(X.shape[0], device=self.device)
         losses: list[Tensor] = []
         for start, stop, batches in self._plan:
@@ -208,6 +213,11 @@ class Trainer:
                 loss.backward()
                 for reg in after_backward:
                     reg.after_backward(model)
+                if schedule is not None:
+                    lr = schedule(self._step)
+                    for group in groups:
+                        group["lr"] = lr
+                    self._step += 1
                 opt.step()
                 for reg in after_step:
                     reg.after_step(model, lr)

@@ -12,13 +12,13 @@ import difflib
 import importlib.resources
 import os
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from regtune.config import REGULARIZER_OFF, RegConfig, RegConfigError, no_regularization
-from regtune.regularizer_table import REGULARIZERS
+from regtune.regularizer_table import REGULARIZERS, TASKS
 from regtune.space.distributions import (
     CategoricalParam,
     FloatParam,
@@ -60,6 +60,7 @@ SPACES_DIR = _spaces_dir()
 REGULARIZER_FAMILIES: dict[str, tuple[str, ...]] = {spec.name: tuple(spec.fields) for spec in REGULARIZERS}
 # The switch value of a family that is on but does not sample its switch field.
 _SWITCH_ON: dict[str, Any] = {spec.name: spec.switch_on for spec in REGULARIZERS if spec.switch_on is not None}
+_TASKS: dict[str, tuple[str, ...]] = {spec.name: spec.tasks for spec in REGULARIZERS}
 _DERIVED = ("n_layers", "width")  # -> hidden_layer_sizes = (width,) * n_layers
 _MAX_LAYERS = 64
 
@@ -153,6 +154,15 @@ class SearchSpace:
         Sampled in every trial; each has a ``default`` for the baseline.
     regularizers : tuple of RegularizerFamily
         Switchable families.
+    priors : tuple of dict
+        Known-good configurations, as trial params, that a study runs right after the
+        baseline (before the sampler draws any). Params left out take their default (switches:
+        off); :meth:`prior_params` gives them complete.
+    module : tuple of Param
+        The constructor arguments of a user's module (``--model`` / ``module=``), sampled in
+        every trial like ``params``; each is named ``module__NAME``, as the estimators take it
+        (the YAML section ``module:`` lists them without the prefix). The baseline uses each
+        one's ``default``.
     """
 
     name: str
@@ -161,12 +171,19 @@ class SearchSpace:
     fixed: dict[str, Any] = field(default_factory=dict, hash=False)
     params: tuple[Param, ...] = ()
     regularizers: tuple[RegularizerFamily, ...] = ()
+    priors: tuple[dict[str, Any], ...] = field(default=(), hash=False)
+    skipped: tuple[RegularizerFamily, ...] = field(default=(), compare=False, repr=False)
+    module: tuple[Param, ...] = ()
 
     def __post_init__(self) -> None:
         fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(self.fixed).items()}
         object.__setattr__(self, "fixed", fixed)
         object.__setattr__(self, "params", tuple(self.params))
         object.__setattr__(self, "regularizers", tuple(self.regularizers))
+        object.__setattr__(self, "module", tuple(self.module))
+        if not isinstance(self.priors, (list, tuple)):
+            raise SearchSpaceError(f"{self.priors!r} must be a list of mappings of params", key="priors")
+        object.__setattr__(self, "priors", tuple(self.priors))
         if not isinstance(self.description, str):
             raise SearchSpaceError(f"{self.description!r} must be text", key="description")
         _validate(self)
@@ -185,12 +202,63 @@ class SearchSpace:
         """Names of the spaces shipped in ``search_spaces/``."""
         return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
 
+    def for_task(self, task: str) -> SearchSpace:
+        """The space a study of ``task`` searches: families that do not apply to it are left out.
+
+        A regression study never samples ``label_smoothing``, so it neither trains nor reports
+        a technique it cannot use. Params of the left-out families (in trials of studies that
+        sampled them anyway) are ignored by :meth:`to_config`: those trials trained without them.
+        """
+        if task not in TASKS:
+            raise SearchSpaceError(f"task {task!r} is unknown; use {' or '.join(map(repr, TASKS))}")
+        for spec in REGULARIZERS:
+            value = self.fixed.get(spec.switch, spec.off)
+            if task not in spec.tasks and value != spec.off:
+                raise SearchSpaceError(f"{spec.switch}={value!r} applies to {' and '.join(spec.tasks)} only, but "
+                                       f"this study is {task}; remove it from 'fixed' (under 'regularizers' a "
+                                       "study of another task skips it)", path=self.path, key=f"fixed.{spec.switch}")
+        keep = tuple(f for f in self.regularizers if task in _TASKS[f.name])
+        skipped = tuple(f for f in self.regularizers if task not in _TASKS[f.name])
+        if not skipped:
+            return self
+        if not keep and not self.params:
+            names = ", ".join(f.name for f in skipped)
+            raise SearchSpaceError(f"has nothing to search for {task}: {names} apply to another task only; "
+                                   "add params or regularizers that apply to it", path=self.path)
+        dropped = {f.switch_param for f in skipped} | {p.name for f in skipped for p in f.params}
+        priors = tuple({k: v for k, v in prior.items() if k not in dropped} if isinstance(prior, Mapping) else prior
+                       for prior in self.priors)
+        return replace(self, regularizers=keep, priors=priors, skipped=(*self.skipped, *skipped))
+
+    def for_module(self, unsupported: Collection[str]) -> SearchSpace:
+        """The space a user's module can take: what it does not take is left out.
+
+        ``unsupported`` names settings the module takes no argument for (``batch_norm``,
+        ``dropout_variant``, ``hidden_layer_sizes``, ...; ``dropout`` when it has no dropout
+        layer either): their families, params and fixed values go, and ``hidden_layer_sizes``
+        takes ``n_layers`` and ``width`` with it. So no trial asks a module for what it cannot do.
+        """
+        drop = set(unsupported) | {"architecture"}
+        if "hidden_layer_sizes" in drop:
+            drop |= set(_DERIVED)
+        keep = tuple(RegularizerFamily(f.name, tuple(p for p in f.params if p.name not in drop))
+                     for f in self.regularizers if f.switch not in drop)
+        skipped = tuple(f for f in self.regularizers if f.switch in drop)
+        left = {f.switch_param for f in skipped} | {p.name for f in self.regularizers for p in f.params
+                                                   if p.name in drop or f in skipped}
+        priors = tuple({k: v for k, v in prior.items() if k not in left and k not in drop}
+                       if isinstance(prior, Mapping) else prior for prior in self.priors)
+        return replace(self, fixed={k: v for k, v in self.fixed.items() if k not in drop},
+                       params=tuple(p for p in self.params if p.name not in drop), regularizers=keep,
+                       priors=priors, skipped=(*self.skipped, *skipped))
+
     def families(self) -> list[str]:
         return [family.name for family in self.regularizers]
 
     def sample(self, trial: BaseTrial) -> RegConfig:
         """Suggest this trial's values (a family's params only when its switch is on)."""
         values: dict[str, Any] = {p.name: p.suggest(trial) for p in self.params}
+        values.update({p.name: p.suggest(trial) for p in self.module})
         for family in self.regularizers:
             values[family.switch_param] = trial.suggest_categorical(family.switch_param, [False, True])
             if values[family.switch_param]:
@@ -208,6 +276,9 @@ class SearchSpace:
             raise SearchSpaceError(err.detail, path=self.path, key=err.key) from None
 
     def _to_config(self, params: Mapping[str, Any]) -> RegConfig:
+        ignored = {f.switch_param for f in self.skipped} | {p.name for f in self.skipped for p in f.params}
+        ignored |= {p.name for p in self.module}  # the module's own: module_params() has them
+        params = {k: v for k, v in params.items() if k not in ignored}
         optional = {p.name: p for f in self.regularizers for p in f.params}
         known = {p.name for p in self.params} | {f.switch_param for f in self.regularizers}
         unknown = sorted(set(params) - known - optional.keys())
@@ -237,7 +308,21 @@ class SearchSpace:
     def baseline_params(self) -> dict[str, Any]:
         """Params of the no-regularization trial: ``study.enqueue_trial(space.baseline_params())``."""
         return {**{p.name: p.default for p in self.params},
+                **{p.name: p.default for p in self.module},
                 **{f.switch_param: False for f in self.regularizers}}
+
+    def module_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The module's own arguments among a trial's ``params``, as ``module__NAME`` estimator
+        parameters (defaults for those missing)."""
+        return {p.name: p.parse(params[p.name]) if p.name in params else p.default for p in self.module}
+
+    def prior_params(self) -> list[dict[str, Any]]:
+        """Each prior as complete trial params (every param and switch set), in file order.
+
+        Complete, because Optuna samples any param an enqueued trial leaves out: a prior is one
+        exact configuration, not a region.
+        """
+        return [_complete_prior(self, prior, i) for i, prior in enumerate(self.priors)]
 
     def to_dict(self) -> dict[str, Any]:
         """The space in the YAML schema, resolved (defaults filled in, no comments)."""
@@ -247,6 +332,8 @@ class SearchSpace:
             "params": {p.name: p.to_spec() for p in self.params},
             "regularizers": {f.name: {p.name: p.to_spec() for p in f.params}
                              for f in self.regularizers},
+            **({"priors": [dict(prior) for prior in self.priors]} if self.priors else {}),
+            **({"module": {p.name[len(_MODULE):]: p.to_spec() for p in self.module}} if self.module else {}),
         }
 
     def to_yaml_text(self) -> str:
@@ -257,9 +344,9 @@ class SearchSpace:
 
     def summary(self) -> dict[str, Any]:
         """One row of ``regtune spaces``; ``params`` counts every dimension, switches included."""
-        n_params = len(self.params) + sum(1 + len(f.params) for f in self.regularizers)
+        n_params = len(self.params) + len(self.module) + sum(1 + len(f.params) for f in self.regularizers)
         return {"name": self.name, "description": self.description, "params": n_params,
-                "families": self.families()}
+                "families": self.families(), "module": [p.name[len(_MODULE):] for p in self.module]}
 
 
 def _validate(space: SearchSpace) -> None:
@@ -286,6 +373,14 @@ def _validate(space: SearchSpace) -> None:
             raise SearchSpaceError("needs a 'default' (the baseline trial uses it)", key=key)
         claim(param.name, key)
         _check_values(param, key)
+    for param in space.module:
+        name = param.name[len(_MODULE):]
+        key = f"module.{name}"
+        if not param.name.startswith(_MODULE) or not name.isidentifier():
+            raise SearchSpaceError(f"{name!r} must be the name of an argument of the module", key=key)
+        if param.default is None:
+            raise SearchSpaceError("needs a 'default' (the baseline trial uses it)", key=key)
+        claim(param.name, key)
     for family in space.regularizers:
         key = f"regularizers.{family.name}"
         claim(f"use_{family.name}", key)
@@ -306,10 +401,67 @@ def _validate(space: SearchSpace) -> None:
         raise SearchSpaceError("a fixed regularizer needs at least one family under 'regularizers': "
                                "with none, every trial is the no-regularization baseline",
                                key=f"fixed.{fixed_on[0]}")
+    if not space.params and not space.regularizers:
+        raise SearchSpaceError("has no params and no regularizers, so every trial would be the same "
+                               "configuration; add entries under 'params:' or 'regularizers:' "
+                               "(`regtune spaces default` prints an example)")
     try:
         space.to_config(space.baseline_params())
     except SearchSpaceError as err:
         raise SearchSpaceError(err.detail, key="fixed") from None
+    space.prior_params()
+
+
+def _complete_prior(space: SearchSpace, prior: Any, index: int) -> dict[str, Any]:
+    """``prior`` with every param and switch filled in, each value checked against its param.
+
+    Errors carry the key ``priors.<index>[.<param>]``, which the YAML reader maps to a line.
+    """
+    where = f"priors.{index}"
+    if not isinstance(prior, Mapping):
+        raise SearchSpaceError(f"{prior!r} must be a mapping of params such as "
+                               "{use_dropout: true, dropout: 0.15}", key=where)
+    optional = {p.name for f in space.regularizers for p in f.params}
+    known = {p.name for p in (*space.params, *space.module)} | {f.switch_param for f in space.regularizers} | optional
+    unknown = [name for name in prior if name not in known]
+    if unknown:
+        raise SearchSpaceError(f"unknown param {unknown[0]!r}{_hint(unknown[0], known)}; "
+                               f"this space has: {', '.join(sorted(known))}", key=f"{where}.{unknown[0]}")
+
+    def value(param: Param) -> Any:
+        if param.name not in prior:
+            if param.default is None:
+                raise SearchSpaceError(f"{param.name!r} needs a value (it has no default)", key=where)
+            return param.default
+        key = f"{where}.{param.name}"
+        try:
+            parsed = param.parse(prior[param.name])
+        except SearchSpaceError as err:
+            raise SearchSpaceError(err.detail, key=key) from None
+        if not isinstance(param, CategoricalParam) and not param.low <= parsed <= param.high:
+            raise SearchSpaceError(f"{param.name}={parsed!r} is outside its range "
+                                   f"[{param.low!r}, {param.high!r}]", key=key)
+        return parsed
+
+    out = {p.name: value(p) for p in (*space.params, *space.module)}
+    for family in space.regularizers:
+        on = prior.get(family.switch_param, False)
+        if not isinstance(on, bool):
+            raise SearchSpaceError(f"{family.switch_param}={on!r} must be true or false",
+                                   key=f"{where}.{family.switch_param}")
+        out[family.switch_param] = on
+        for param in family.params:
+            if on:
+                out[param.name] = value(param)
+            elif param.name in prior:
+                raise SearchSpaceError(f"{param.name!r} is set but {family.switch_param} is not true; "
+                                       f"add {family.switch_param}: true or drop {param.name!r}",
+                                       key=f"{where}.{param.name}")
+    try:
+        space.to_config(out)
+    except SearchSpaceError as err:
+        raise SearchSpaceError(err.detail, key=where) from None
+    return out
 
 
 def _check_known(name: str, key: str) -> None:
@@ -375,7 +527,8 @@ def _hint(name: str, options: Any) -> str:
 
 # ---------------------------------------------------------------- from YAML data
 
-_TOP_KEYS = ("description", "fixed", "params", "regularizers")
+_TOP_KEYS = ("description", "fixed", "params", "regularizers", "priors", "module")
+_MODULE = "module__"  # the estimators' prefix of a module's own arguments
 _NUMERIC_KEYS = ("type", "low", "high", "log", "step", "default")
 _SPEC_KEYS = {
     "float": _NUMERIC_KEYS,
@@ -427,6 +580,9 @@ def _from_data(data: Any, path: Path) -> SearchSpace:
         params=tuple(_param(name, spec, f"params.{name}")
                      for name, spec in _section(data, "params").items()),
         regularizers=tuple(families),
+        priors=() if data.get("priors") is None else data["priors"],
+        module=tuple(_param(f"{_MODULE}{name}", spec, f"module.{name}")
+                     for name, spec in _section(data, "module").items()),
     )
 
 

@@ -129,7 +129,13 @@ def _plain(node: yaml.Node, key: str, lines: dict[str, int], count: list[int], d
             out[name] = _plain(value_node, sub, lines, count, depth + 1)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_plain(item, key, lines, count, depth + 1) for item in node.value]
+        # Items are keyed by position ("priors.0"), so an error in one names its own line.
+        out_list = []
+        for i, item in enumerate(node.value):
+            sub = f"{key}.{i}" if key else str(i)
+            lines.setdefault(sub, item.start_mark.line + 1)
+            out_list.append(_plain(item, sub, lines, count, depth + 1))
+        return out_list
     try:
         return yaml.constructor.SafeConstructor().construct_object(node)
     except yaml.YAMLError as err:

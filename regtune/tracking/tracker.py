@@ -3,21 +3,30 @@
 MLflow is imported inside the methods so ``import regtune`` stays fast, and every call names its
 run id instead of using MLflow's global active run: each Optuna worker process builds its own
 :class:`MLflowTracker`, and trackers in different processes never step on each other. Every
-write is one ``log_batch`` because each commit to a SQLite store costs milliseconds.
+write is one ``log_batch`` because each call to a SQLite store costs milliseconds of Python
+(SQLAlchemy) and a commit: per-epoch metrics and trial params are therefore queued, and one
+background thread per tracker writes each live run's queue as one batch every
+``flush_interval`` seconds (live curves), and a trial's end writes the rest with its final
+metrics. A worker killed with ``kill -9`` loses at most the unflushed tail, which
+:meth:`MLflowTracker.backfill` restores from Optuna's record of the trial.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import logging
 import math
 import os
-import re
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from regtune.exceptions import TrackingError
+from regtune.tracking.masking import mask_secrets
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -27,7 +36,10 @@ __all__ = [
     "OFF",
     "MLflowTracker",
     "NullTracker",
+    "CONNECT_TIMEOUT",
     "TrackingError",
+    "check_reachable",
+    "connect_args",
     "make_tracker",
     "mask_secrets",
     "resolve_tracking_uri",
@@ -45,21 +57,16 @@ TRIAL_END_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILE
 _PAGE_SIZE = 1000
 _BATCH_PARAMS, _BATCH_ENTITIES = 100, 1000  # MLflow's log_batch limits (params or tags; all)
 _REMOTE_SCHEMES = ("http", "https", "databricks")
+FLUSH_INTERVAL = 1.0  # seconds between background writes of queued epochs (live curves in the UI)
+CONNECT_TIMEOUT = 10  # seconds a server may take to accept a connection, or to answer a probe
+_DATABASES = ("postgresql", "postgres", "mysql", "mariadb", "mssql")
 
-# scheme://user:PASSWORD@host. A raw password may hold '/' or '@', so it runs to the last '@'
-# of the word: masking too much beats leaking the tail of a password.
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"]*:)[^\s'\"]*(?=@)")
-
+_logger = logging.getLogger("regtune")
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
     """The store to use: ``tracking_uri`` if given, else ``$MLFLOW_TRACKING_URI``, else
     :data:`DEFAULT_TRACKING_URI`. Every default store in regtune comes from here."""
     return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-
-
-def mask_secrets(text: str) -> str:
-    """Replace the password of every ``scheme://user:password@host`` URL in ``text`` with ``***``."""
-    return _URL_PASSWORD.sub(r"\g<head>***", text)
 
 
 class MLflowTracker:
@@ -74,6 +81,8 @@ class MLflowTracker:
     artifact_root : str or Path, optional
         Artifact location of a newly created experiment; defaults to ``./mlruns`` (made
         absolute) for local stores and to the server's choice for remote ones.
+    flush_interval : float
+        Seconds between background writes of queued epochs and params.
     """
 
     def __init__(
@@ -81,14 +90,21 @@ class MLflowTracker:
         tracking_uri: str | None = None,
         experiment: str | None = "regtune",
         artifact_root: str | Path | None = None,
+        *,
+        flush_interval: float = FLUSH_INTERVAL,
     ) -> None:
         self.tracking_uri = _absolute_sqlite(resolve_tracking_uri(tracking_uri))
         self.experiment = experiment
         self._studies: dict[str, str] = {}
+        self._queue = _Queue()
+        self._io = threading.RLock()  # one MLflow call at a time: the flusher's and the caller's
+        self._flush_interval = flush_interval
+        self._flusher: threading.Thread | None = None
+        self._closed = threading.Event()
         try:
+            check_reachable(self.tracking_uri)
             from mlflow.tracking import MlflowClient
 
-            _probe_database(self.tracking_uri)
             with _creation_lock(self.tracking_uri):
                 self._client = MlflowClient(self.tracking_uri)
                 self.experiment_id: str = (
@@ -99,9 +115,10 @@ class MLflowTracker:
         except Exception as err:  # the store's errors come from sqlalchemy, requests, os, mlflow
             local = self.tracking_uri.startswith("sqlite")
             hint = "its directory exists and is writable" if local else "it is up and reachable"
+            reason = (str(err).strip().splitlines() or [""])[0]  # not SQLAlchemy's "Background on" line
             raise TrackingError(
                 f"MLflow tracking store {mask_secrets(self.tracking_uri)!r} cannot be used "
-                f"({mask_secrets(f'{type(err).__name__}: {err}')}); check that {hint}, "
+                f"({mask_secrets(f'{type(err).__name__}: {reason}')}); check that {hint}, "
                 "or pass another tracking URI (--tracking-uri)"
             ) from None
 
@@ -183,10 +200,12 @@ class MLflowTracker:
             ROLE_TAG: "trial",
         }
         tags = {tag.key: tag.value for tag in _tags({**(tags or {}), **own})}
-        run = self._client.create_run(
-            self.experiment_id, run_name=f"trial-{trial_number}", tags=tags
-        )
-        self._log_batch(run.info.run_id, params=_params(params))
+        with self._io:
+            run = self._client.create_run(
+                self.experiment_id, run_name=f"trial-{trial_number}", tags=tags
+            )
+        # Queued: the first background write (or the trial's end) carries them with the epochs.
+        self._enqueue(run.info.run_id, params=_params(params))
         return run.info.run_id
 
     enabled = True
@@ -194,7 +213,8 @@ class MLflowTracker:
     def run_tag(self, run_id: str, key: str) -> str | None:
         """One tag of a run; a clear error when the run does not exist."""
         try:
-            return self._client.get_run(run_id).data.tags.get(key)
+            with self._io:
+                return self._client.get_run(run_id).data.tags.get(key)
         except Exception:
             raise TrackingError(
                 f"run {run_id!r} is not in the MLflow store {mask_secrets(self.tracking_uri)!r}; "
@@ -202,30 +222,79 @@ class MLflowTracker:
             ) from None
 
     def log_epoch(self, run_id: str, epoch: int, metrics: Mapping[str, float]) -> None:
-        """Log one epoch's record at ``step=epoch``; NaN and infinite values are skipped."""
-        self.log_metrics(run_id, metrics, step=epoch)
+        """Queue one epoch's record at ``step=epoch``; NaN and infinite values are skipped.
+
+        Written by the background flusher within ``flush_interval`` seconds, by
+        :meth:`finish_trial` or :meth:`end_run` of the run, or by :meth:`flush`.
+        """
+        self._enqueue(run_id, metrics=_metrics(metrics, epoch))
+
+    def flush(self, run_id: str | None = None) -> None:
+        """Write what is queued (for ``run_id``, or for every run) now."""
+        with self._io:
+            for rid in [run_id] if run_id is not None else self._queue.run_ids():
+                self._write_queued(rid)
+
+    def close(self) -> None:
+        """Stop the background flusher and write what is left; the tracker stays usable."""
+        self._closed.set()
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None and flusher is not threading.current_thread():
+            flusher.join()
+        self.flush()
+        self._closed.clear()
+
+    def backfill(
+        self, run_id: str, key: str, values: Mapping[int, float], params: Mapping[str, Any] | None = None
+    ) -> int:
+        """Log the steps of metric ``key`` (and the ``params``) that run ``run_id`` lacks.
+
+        A worker killed with ``kill -9`` loses the epochs still queued in its flusher; Optuna
+        holds the trial's reported score of every epoch (its intermediate values), so the one
+        who reaps the trial restores that curve here. Returns how many steps were added.
+        """
+        from mlflow.entities import Metric
+
+        with self._io:
+            have = {m.step for m in self._client.get_metric_history(run_id, key)}
+            logged = self._client.get_run(run_id).data.params if params else {}
+            now = int(time.time() * 1000)
+            missing = [Metric(key, float(v), now, int(step)) for step, v in sorted(values.items())
+                       if int(step) not in have and v is not None and math.isfinite(float(v))]
+            fresh = [p for p in _params(params or {}) if p.key not in logged]
+            self._log_batch(run_id, metrics=missing, params=fresh)
+        return len(missing)
 
     def log_metrics(
         self, run_id: str, metrics: Mapping[str, float], step: int | None = None
     ) -> None:
-        self._log_batch(run_id, metrics=_metrics(metrics, step or 0))
+        with self._io:
+            self._log_batch(run_id, metrics=_metrics(metrics, step or 0))
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        self._log_batch(run_id, tags=_tags(tags))
+        with self._io:
+            self._log_batch(run_id, tags=_tags(tags))
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        self._log_batch(run_id, params=_params(params))
+        with self._io:
+            self._log_batch(run_id, params=_params(params))
 
     def log_artifact(
         self, run_id: str, local_path: str | Path, artifact_path: str | None = None
     ) -> None:
-        self._client.log_artifact(run_id, str(local_path), artifact_path)
+        with self._io:
+            self._client.log_artifact(run_id, str(local_path), artifact_path)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
-        self._client.log_text(run_id, mask_secrets(text), artifact_file)
+        with self._io:
+            self._client.log_text(run_id, mask_secrets(text), artifact_file)
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
-        self._client.set_terminated(run_id, _run_status(status))
+        """End the run; what is queued for it is written first."""
+        status = _run_status(status)
+        with self._io:
+            self._write_queued(run_id)
+            self._client.set_terminated(run_id, status)
 
     def finish_trial(
         self,
@@ -240,8 +309,9 @@ class MLflowTracker:
         if state not in TRIAL_END_STATUS:
             raise ValueError(f"trial state {state!r} must be one of COMPLETE, PRUNED, FAIL")
         final = _tags({**(tags or {}), "state": state})
-        self._log_batch(run_id, metrics=_metrics(metrics or {}, step or 0), tags=final)
-        self._client.set_terminated(run_id, TRIAL_END_STATUS[state])
+        with self._io:  # the queued epochs and the final record in one batch
+            self._write_queued(run_id, metrics=_metrics(metrics or {}, step or 0), tags=final)
+            self._client.set_terminated(run_id, TRIAL_END_STATUS[state])
 
     def child_runs(self, parent_run_id: str) -> list[Run]:
         """Every child run of the parent, ordered by trial number."""
@@ -277,26 +347,58 @@ class MLflowTracker:
         query = f"tags.`{PARENT_TAG}` = '{parent_run_id}' and attributes.status = 'RUNNING'"
         orphans = [r for r in self._search(query) if trials is None or trials(_trial_number(r))]
         reason = {"state": "FAIL", "fail_reason": "worker stopped before the trial finished"}
-        for run in orphans:
-            self._log_batch(run.info.run_id, tags=_tags(reason))
-            self._client.set_terminated(run.info.run_id, status)
+        with self._io:
+            for run in orphans:
+                self._write_queued(run.info.run_id, tags=_tags(reason))
+                self._client.set_terminated(run.info.run_id, status)
         return len(orphans)
 
     def _search(self, filter_string: str) -> list[Run]:
+        self.flush()  # this tracker's own queued writes are visible to its reads
         runs: dict[str, Run] = {}
         token = None
         while True:
-            page = self._client.search_runs(
-                [self.experiment_id],
-                filter_string,
-                max_results=_PAGE_SIZE,
-                order_by=["attributes.start_time ASC"],
-                page_token=token,
-            )
+            with self._io:
+                page = self._client.search_runs(
+                    [self.experiment_id],
+                    filter_string,
+                    max_results=_PAGE_SIZE,
+                    order_by=["attributes.start_time ASC"],
+                    page_token=token,
+                )
             runs.update((run.info.run_id, run) for run in page)
             token = page.token
             if not token:
                 return list(runs.values())
+
+    def _enqueue(self, run_id: str, *, metrics: Iterable = (), params: Iterable = ()) -> None:
+        self._queue.add(run_id, metrics=metrics, params=params)
+        if self._flusher is None and self._flush_interval > 0:
+            self._start_flusher()
+
+    def _start_flusher(self) -> None:
+        with self._io:
+            if self._flusher is not None:
+                return
+            ref = weakref.ref(self)
+            # The thread holds only a weak reference, so a tracker nobody uses any more is
+            # collected and its thread ends; at exit, what is queued is written.
+            self._flusher = threading.Thread(
+                target=_flush_loop, args=(ref, self._closed, self._flush_interval),
+                name="regtune-mlflow-flusher", daemon=True,
+            )
+            self._flusher.start()
+            atexit.register(_close_at_exit, ref)
+
+    def _write_queued(self, run_id: str, metrics: Iterable = (), tags: Iterable = ()) -> None:
+        """Write the run's queue (plus ``metrics`` and ``tags``) as one batch; put it back on
+        failure, so a store that is down for a moment loses nothing. Caller holds ``_io``."""
+        queued_metrics, queued_params = self._queue.take(run_id)
+        try:
+            self._log_batch(run_id, metrics=[*queued_metrics, *metrics], params=queued_params, tags=tags)
+        except BaseException:
+            self._queue.put_back(run_id, queued_metrics, queued_params)
+            raise
 
     def _log_batch(self, run_id: str, metrics=(), params=(), tags=()) -> None:
         """One ``log_batch`` call, split only where MLflow's per-batch limits force it."""
@@ -308,6 +410,57 @@ class MLflowTracker:
                 run_id, metrics=metrics[:room], params=some_params, tags=some_tags
             )
             metrics, params, tags = metrics[room:], params[_BATCH_PARAMS:], tags[_BATCH_PARAMS:]
+
+
+class _Queue:
+    """Metrics and params waiting to be written, per run, in the order they came."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[str, tuple[list, list]] = {}
+
+    def add(self, run_id: str, metrics: Iterable = (), params: Iterable = ()) -> None:
+        with self._lock:
+            queued = self._runs.setdefault(run_id, ([], []))
+            queued[0].extend(metrics)
+            queued[1].extend(params)
+
+    def take(self, run_id: str) -> tuple[list, list]:
+        with self._lock:
+            return self._runs.pop(run_id, ([], []))
+
+    def put_back(self, run_id: str, metrics: list, params: list) -> None:
+        with self._lock:
+            later = self._runs.pop(run_id, ([], []))
+            self._runs[run_id] = (metrics + later[0], params + later[1])
+
+    def run_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._runs)
+
+
+def _flush_loop(ref: weakref.ref, closed: threading.Event, interval: float) -> None:
+    failing = False
+    while not closed.wait(interval):
+        tracker = ref()
+        if tracker is None:
+            return
+        try:
+            tracker.flush()
+            failing = False
+        except Exception as exc:  # the store is down: keep the queue, say so once, try again
+            if not failing:
+                _logger.warning("MLflow: could not write queued metrics (will retry): %s",
+                                mask_secrets(f"{type(exc).__name__}: {exc}"))
+            failing = True
+        del tracker
+
+
+def _close_at_exit(ref: weakref.ref) -> None:
+    tracker = ref()
+    if tracker is not None:
+        with contextlib.suppress(Exception):  # exiting: a store that is down cannot be helped
+            tracker.close()
 
 
 @contextlib.contextmanager
@@ -331,15 +484,61 @@ def _creation_lock(uri: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def check_reachable(uri: str) -> None:
+    """Fail within about :data:`CONNECT_TIMEOUT` seconds when a tracking server is unreachable.
+
+    Why: MLflow retries a refused HTTP server with exponential backoff (268 s with its default
+    retries), waits 120 s per try on one that accepts and never answers, and a database driver
+    without a connect timeout waits for the operating system (over two minutes). Once the
+    server has answered, MLflow's own retries ride out short outages during the study.
+    Raises :class:`TrackingError` naming the URI (masked) for HTTP, the driver's error for a
+    database (the caller words it).
+    """
+    scheme = _scheme(uri)
+    if scheme in ("http", "https"):
+        _probe_http(uri)
+    elif scheme in _DATABASES:
+        _probe_database(uri)
+
+
+def connect_args(url: str) -> dict[str, Any]:
+    """SQLAlchemy ``connect_args`` bounding how long a database connection may take, unless the
+    URL sets its own ``connect_timeout`` (without it, psycopg waits on a silent port for minutes)."""
+    if _scheme(url) in ("postgresql", "postgres", "mysql", "mariadb") and "connect_timeout" not in url:
+        return {"connect_timeout": CONNECT_TIMEOUT}
+    return {}
+
+
+def _scheme(uri: str) -> str:
+    return uri.split(":", 1)[0].split("+", 1)[0].lower()
+
+
+def _probe_http(uri: str) -> None:
+    """One GET with short timeouts; any HTTP answer, even an error status, means reachable."""
+    import requests
+
+    where = f"MLflow tracking server {mask_secrets(uri)!r}"
+    fix = "check that it is up and that this machine can reach it, or pass another --tracking-uri"
+    try:
+        requests.get(uri.rstrip("/") + "/health", timeout=(CONNECT_TIMEOUT / 2, CONNECT_TIMEOUT),
+                     allow_redirects=False).close()
+    except requests.exceptions.SSLError:
+        return  # it answered; MLflow applies its own TLS settings (MLFLOW_TRACKING_INSECURE_TLS, ...)
+    except requests.exceptions.ConnectTimeout:
+        raise TrackingError(f"{where} did not accept a connection within {CONNECT_TIMEOUT / 2:g} s; {fix}") from None
+    except requests.exceptions.Timeout:
+        raise TrackingError(f"{where} accepted a connection but did not answer within {CONNECT_TIMEOUT} s; "
+                            f"{fix}") from None
+    except requests.exceptions.ConnectionError as err:
+        reason = "refused the connection" if "refused" in str(err).lower() else "cannot be reached"
+        raise TrackingError(f"{where} {reason}; {fix}") from None
+
+
 def _probe_database(uri: str) -> None:
     """Connect once to a database store: MLflow itself retries an unreachable one for ~100 s."""
-    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower()
-    if scheme not in ("postgresql", "mysql", "mssql"):
-        return
     import sqlalchemy
 
-    args = {"connect_timeout": 10} if scheme in ("postgresql", "mysql") else {}
-    engine = sqlalchemy.create_engine(uri, connect_args=args)
+    engine = sqlalchemy.create_engine(uri, connect_args=connect_args(uri))
     try:
         with engine.connect():
             pass

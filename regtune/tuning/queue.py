@@ -3,10 +3,16 @@ when one of them dies.
 
 Every trial of a study is created up front as a WAITING trial (the baseline first). Workers in
 any process or on any machine claim WAITING trials atomically through the storage, so a study
-asked for N trials gets exactly N, and a re-run of the same command only adds what is missing.
-A trial whose worker died (its heartbeat went stale, or its process is gone from this host) is
-failed, handed back so its MLflow run can be closed, and replaced, with its own parameters
-again when ``retry_failed`` allows.
+asked for N trials gets exactly N, and a re-run of the same command only adds what is missing
+(or, asked for fewer, leaves the surplus queued but unrun). A trial whose worker died (its
+heartbeat went stale, or its process is gone from this host) is failed, handed back so its
+MLflow run can be closed, and replaced, with its own parameters again when ``retry_failed``
+allows. A baseline that did not complete is always queued again: without it the study has
+nothing to compare the regularized trials with.
+
+A study joined or resumed must have been created for the same data and settings (its
+fingerprint, :mod:`regtune.tuning.fingerprint`) and queued by regtune: a study made by other
+code is refused, one whose creator died before queuing is queued by whoever finds it.
 """
 
 from __future__ import annotations
@@ -18,16 +24,18 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from regtune.exceptions import StudyError
+from regtune.tuning.fingerprint import FINGERPRINT_ATTR, check_fingerprint, check_legacy_attrs
 from regtune.tuning.optuna_internals import storage_of
 
 __all__ = [
+    "CREATOR_ATTR",
     "OWNER_ATTR",
     "claim_trials",
     "counted_trials",
@@ -38,11 +46,17 @@ __all__ = [
     "owner_tag",
     "pop_waiting_trial",
     "reap_dead_trials",
+    "runnable_trials",
     "top_up",
 ]
 
 OWNER_ATTR = "regtune.owner"  # "host:pid" of the worker that claimed the trial
+CREATOR_ATTR = "regtune.creator"  # "host:pid" of the process that created the study
 _ENQUEUED = "regtune.enqueued"
+_UID = "regtune.uid"
+_PENDING = (TrialState.WAITING, TrialState.RUNNING)
+_ADOPT_EMPTY_AFTER = 2.0  # s: an empty study without attrs is a creator that died right after creating it
+_STALLED_AFTER = 10.0  # s: a creator elsewhere that queued nothing for this long is taken as dead
 
 _logger = logging.getLogger("regtune")
 
@@ -54,13 +68,32 @@ def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
     ``fail_reason`` and counts; a trial failed because its worker died does not, and is
     replaced.
     """
-    out = []
-    for t in study.get_trials(deepcopy=False):
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
-            out.append(t)
-        elif t.state == TrialState.FAIL and "fail_reason" in t.user_attrs:
-            out.append(t)
-    return out
+    return [t for t in study.get_trials(deepcopy=False) if _counts(t)]
+
+
+def _counts(trial: FrozenTrial) -> bool:
+    return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
+        trial.state == TrialState.FAIL and "fail_reason" in trial.user_attrs)
+
+
+def _queue_order(trial: FrozenTrial) -> tuple[bool, int]:
+    """Baseline first (a re-queued one too), then by number."""
+    return (not trial.user_attrs.get("baseline", False), trial.number)
+
+
+def _runnable(trials: list[FrozenTrial], n_trials: int | None) -> list[FrozenTrial]:
+    """The WAITING trials a worker may claim: with ``n_trials``, only those within the first
+    ``n_trials - counted`` pending trials in queue order, so a study resumed with a lower
+    ``--trials`` stops at that count however many workers claim at once."""
+    pending = sorted((t for t in trials if t.state in _PENDING), key=_queue_order)
+    if n_trials is not None:
+        pending = pending[:max(0, n_trials - sum(_counts(t) for t in trials))]
+    return [t for t in pending if t.state == TrialState.WAITING]
+
+
+def runnable_trials(study: optuna.Study, n_trials: int | None = None) -> int:
+    """How many WAITING trials workers asked for ``n_trials`` will still run."""
+    return len(_runnable(study.get_trials(deepcopy=False), n_trials))
 
 
 def open_study(
@@ -74,15 +107,18 @@ def open_study(
     baseline_params: dict,
     attrs: dict,
     retry_failed: int = 0,
+    fingerprint: dict | None = None,
+    priors: Sequence[dict] = (),
+    batch: int | None = None,
 ) -> tuple[optuna.Study, list[FrozenTrial]]:
     """Create the study (baseline first in its queue) or load it and top up the queue.
 
     Returns the study and the trials found abandoned by dead workers (now FAIL; their MLflow
-    runs are the caller's to close). The creator enqueues every trial; a later run of the same
-    command only enqueues what is missing, re-queuing a crashed trial's parameters up to
-    ``retry_failed`` times.
+    runs are the caller's to close). The creator records ``fingerprint`` and enqueues every
+    trial; a later run of the same command checks the fingerprint (a :class:`StudyError` names
+    what differs), then only enqueues what is missing, re-queuing a crashed trial's parameters
+    up to ``retry_failed`` times and a baseline that did not complete.
     """
-    reaped: list[FrozenTrial] = []
     try:
         study = optuna.create_study(
             study_name=study_name, storage=storage, sampler=sampler, pruner=pruner, direction=direction
@@ -96,33 +132,106 @@ def open_study(
                 f"study {study_name!r} already exists and {study.direction.name.lower()}s its metric, "
                 f"but this run would {direction} it; pick another --study or the same --metric"
             ) from None
-        _wait_until_enqueued(study)
     if created:
-        for key, value in attrs.items():
-            study.set_user_attr(key, value)
-        study.enqueue_trial(baseline_params, user_attrs={"baseline": True})
-        for _ in range(n_trials - 1):
-            study.enqueue_trial({})
+        # The creator's first write says who it is: a study it leaves unqueued is then
+        # recognisably regtune's, and whether it died can be told on this host.
+        study.set_user_attr(CREATOR_ATTR, owner_tag())
+        _record(study, attrs, fingerprint)
+        top_up(study, n_trials, [], baseline_params=baseline_params, priors=priors, batch=batch)
         study.set_user_attr(_ENQUEUED, True)
-    else:
-        reaped = reap_dead_trials(study)
-        top_up(study, n_trials, reaped, retry_failed)
+        return study, []
+    adopt = _await_queue(study)
+    _check(study, fingerprint, legacy=not adopt)
+    if adopt:
+        _logger.warning("study %r was never queued (its creator stopped first); queuing its baseline and "
+                        "trials here", study_name)
+        _record(study, attrs, fingerprint)
+    reaped = reap_dead_trials(study)
+    top_up(study, n_trials, reaped, retry_failed, baseline_params=baseline_params, priors=priors, batch=batch)
+    if adopt:
+        study.set_user_attr(_ENQUEUED, True)
+    _say_surplus(study, n_trials)
     return study, reaped
 
 
-def top_up(study: optuna.Study, n_trials: int, reaped: list[FrozenTrial], retry_failed: int = 0) -> None:
+def _record(study: optuna.Study, attrs: dict, fingerprint: dict | None) -> None:
+    """Write what the study is for: the fingerprint first, then the other attrs it lacks."""
+    current = study.user_attrs
+    if fingerprint is not None and FINGERPRINT_ATTR not in current:
+        study.set_user_attr(FINGERPRINT_ATTR, fingerprint)
+    for key, value in attrs.items():
+        if key not in current:
+            study.set_user_attr(key, value)
+
+
+def _check(study: optuna.Study, fingerprint: dict | None, *, legacy: bool) -> None:
+    if fingerprint is None:
+        return
+    recorded = study.user_attrs.get(FINGERPRINT_ATTR)
+    if recorded:
+        check_fingerprint(study.study_name, recorded, fingerprint)
+    elif legacy:
+        check_legacy_attrs(study.study_name, study.user_attrs, fingerprint)
+        _logger.warning("study %r has no fingerprint (made by an earlier regtune): its data, space and split "
+                        "cannot be checked; continuing it as it is", study.study_name)
+
+
+def _say_surplus(study: optuna.Study, n_trials: int) -> None:
+    """One line when a lower ``--trials`` leaves queued trials unrun."""
+    trials = study.get_trials(deepcopy=False)
+    waiting = sum(t.state == TrialState.WAITING for t in trials)
+    unrun = waiting - len(_runnable(trials, n_trials))
+    if unrun > 0:
+        held = sum(_counts(t) or t.state in _PENDING for t in trials)
+        what = "1 queued trial is" if unrun == 1 else f"{unrun} queued trials are"
+        _logger.warning("study %r holds %d trials but --trials %d asks for fewer: %s left unrun (run with "
+                        "--trials %d to run %s)", study.study_name, held, n_trials, what, held,
+                        "it" if unrun == 1 else "them")
+
+
+def top_up(
+    study: optuna.Study, n_trials: int, reaped: list[FrozenTrial], retry_failed: int = 0, *,
+    baseline_params: dict | None = None, priors: Sequence[dict] = (), batch: int | None = None,
+) -> None:
     """Queue what the study lacks: the reaped trials' params again (up to ``retry_failed``
-    times each), then fresh trials until ``n_trials`` are counted, waiting or running."""
+    times each), the baseline if none completed or is pending (given ``baseline_params``), the
+    ``priors`` the study has not run (user attr ``prior`` = their index), then fresh trials
+    until ``n_trials`` are counted, waiting or running.
+
+    With ``batch`` (a study with a timeout) fresh trials are queued only until ``batch`` wait,
+    and workers queue the next ones as they go: a study stopped by its timeout must not leave
+    hundreds of WAITING trials behind.
+    """
     for t in reaped:
         if retry_failed and _retries(study, t) < retry_failed:
-            study.enqueue_trial(t.params, user_attrs={**_public(t.user_attrs), "retry_of": t.number})
-    pending = [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.WAITING, TrialState.RUNNING)]
-    for _ in range(n_trials - len(counted_trials(study)) - len(pending)):
+            params = t.params
+            if t.user_attrs.get("baseline") and not params and baseline_params is not None:
+                params = baseline_params  # killed before it sampled: its params are the baseline's
+            study.enqueue_trial(params, user_attrs={**_public(t.user_attrs), "retry_of": t.number})
+    trials = study.get_trials(deepcopy=False)
+    if baseline_params is not None and not any(_is_baseline(t) for t in trials):
+        study.enqueue_trial(baseline_params, user_attrs={"baseline": True})
+        trials = study.get_trials(deepcopy=False)
+    room = n_trials - sum(_counts(t) or t.state in _PENDING for t in trials)
+    have = {t.user_attrs.get("prior") for t in trials if _counts(t) or t.state in _PENDING}
+    for index, params in enumerate(priors):
+        if room > 0 and index not in have:
+            study.enqueue_trial(params, user_attrs={"prior": index})
+            room -= 1
+    if batch is not None:
+        waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        room = min(room, batch - waiting)
+    for _ in range(room):
         study.enqueue_trial({})
 
 
+def _is_baseline(trial: FrozenTrial) -> bool:
+    """A baseline that completed, will run, or failed by its own objective (a result too)."""
+    return bool(trial.user_attrs.get("baseline")) and (trial.state in _PENDING or _counts(trial))
+
+
 def _public(attrs: dict) -> dict:
-    return {k: v for k, v in attrs.items() if k in ("baseline",)}
+    return {k: v for k, v in attrs.items() if k in ("baseline", "prior")}
 
 
 def _retries(study: optuna.Study, trial: FrozenTrial) -> int:
@@ -134,9 +243,36 @@ def _retries(study: optuna.Study, trial: FrozenTrial) -> int:
     return count
 
 
-def _wait_until_enqueued(study: optuna.Study, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while _ENQUEUED not in study.user_attrs and time.monotonic() < deadline:
+def _await_queue(study: optuna.Study) -> bool:
+    """Wait while the study's creator queues its trials; True if this process must queue them.
+
+    A study queued by regtune goes on at once. One with trials or attrs but no sign of regtune
+    was made by other code: refused. One whose creator is known dead (a gone process on this
+    host), stopped queuing long ago, or that is empty and attr-less for a moment (a creator
+    killed right after creating it) is this process's to queue.
+    """
+    start = changed = time.monotonic()
+    seen: tuple[int, int] | None = None
+    while True:
+        attrs = study.user_attrs
+        if _ENQUEUED in attrs:
+            return False
+        trials = study.get_trials(deepcopy=False)
+        now = time.monotonic()
+        if not any(key in attrs for key in (CREATOR_ATTR, FINGERPRINT_ATTR, _UID)):
+            if trials or attrs:
+                raise StudyError(
+                    f"study {study.study_name!r} was not created by regtune (it has {len(trials)} trials and no "
+                    "regtune fingerprint); regtune will not add trials to it: use another --study")
+            if now - start > _ADOPT_EMPTY_AFTER:
+                return True
+        else:
+            if _dead_here(attrs.get(CREATOR_ATTR, "")):
+                return True
+            if (len(trials), len(attrs)) != seen:
+                seen, changed = (len(trials), len(attrs)), now
+            elif now - changed > _STALLED_AFTER:
+                return True
         time.sleep(0.2)
 
 
@@ -144,16 +280,18 @@ def owner_tag() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def claim_trials(study: optuna.Study, stop: Callable[[], bool] | None = None) -> Iterator[optuna.Trial]:
+def claim_trials(
+    study: optuna.Study, stop: Callable[[], bool] | None = None, n_trials: int | None = None,
+) -> Iterator[optuna.Trial]:
     """Yield WAITING trials claimed atomically by this process until the queue is empty
-    (or ``stop()`` says to stop claiming).
+    (or ``stop()`` says to stop claiming, or the study holds ``n_trials`` counted trials).
 
     Unlike ``Study.ask`` this never creates a trial, so the count stays the one enqueued.
     """
     storage = storage_of(study)
     study_id = storage.get_study_id_from_name(study.study_name)
     while stop is None or not stop():
-        trial_id = pop_waiting_trial(storage, study_id)
+        trial_id = pop_waiting_trial(storage, study_id, n_trials)
         if trial_id is None:
             return
         trial = optuna.Trial(study, trial_id)
@@ -161,13 +299,16 @@ def claim_trials(study: optuna.Study, stop: Callable[[], bool] | None = None) ->
         yield trial
 
 
-def pop_waiting_trial(storage: optuna.storages.BaseStorage, study_id: int) -> int | None:
-    """Claim the oldest WAITING trial by moving it to RUNNING; its id, or ``None`` if none is left.
+def pop_waiting_trial(
+    storage: optuna.storages.BaseStorage, study_id: int, n_trials: int | None = None,
+) -> int | None:
+    """Claim the next WAITING trial (a baseline first, then the oldest) by moving it to RUNNING;
+    its id, or ``None`` if none is left within ``n_trials``.
 
     The storage makes the move atomic: ``set_trial_state_values`` returns False (or raises
     UpdateFinishedTrialError) for every process but the one that won, so each trial runs once.
     """
-    for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+    for t in _runnable(storage.get_all_trials(study_id, deepcopy=False), n_trials):
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
         try:
             if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
@@ -248,10 +389,8 @@ def reap_dead_trials(study: optuna.Study) -> list[FrozenTrial]:
     finally:
         _stale_here.reset(token)
     storage, study_id = storage_of(study), None
-    host = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner_host, _, pid = t.user_attrs.get(OWNER_ATTR, "").rpartition(":")
-        if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+        if not _dead_here(t.user_attrs.get(OWNER_ATTR, "")):
             continue
         if study_id is None:
             study_id = storage.get_study_id_from_name(study.study_name)
@@ -265,6 +404,12 @@ def reap_dead_trials(study: optuna.Study) -> list[FrozenTrial]:
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
     return reaped
+
+
+def _dead_here(owner: str) -> bool:
+    """Whether ``owner`` ("host:pid") is a process of this host that is gone."""
+    host, _, pid = owner.rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
 
 
 def _alive(pid: int) -> bool:

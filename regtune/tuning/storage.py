@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 
 from regtune.exceptions import StudyError
-from regtune.tracking.tracker import mask_secrets
+from regtune.tracking.tracker import connect_args, mask_secrets
 from regtune.tuning.queue import on_stale_trial, owner_tag
 
 __all__ = [
@@ -48,7 +48,8 @@ def make_storage(
     """An Optuna storage from a URL; ``None`` is the embedded journal file ``./regtune.journal``.
 
     ``":memory:"`` keeps the study in this process only. A path (or ``journal:PATH``) is a journal file: appends under a file lock, safe across
-    processes, no server. Database URLs (``sqlite:///``, ``postgresql://``, ``mysql://``) get
+    processes, no server; a torn last record or a dead process's lock is recovered from
+    (:mod:`regtune.tuning.journal`). Database URLs (``sqlite:///``, ``postgresql://``, ``mysql://``) get
     heartbeats, so a trial whose worker died is failed (and re-queued when ``retry_failed``).
     """
     url = url or DEFAULT_STORAGE
@@ -57,13 +58,15 @@ def make_storage(
     path = journal_path(url)
     if path is not None:
         if not path.parent.exists():
-            raise StudyError(f"storage {url!r}: directory {str(path.parent)!r} does not exist")
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
+            raise StudyError(f"storage {mask_secrets(url)!r}: directory {str(path.parent)!r} does not exist")
+        from optuna.storages.journal import JournalStorage
+
+        from regtune.tuning.journal import JournalBackend
 
         try:
-            return JournalStorage(JournalFileBackend(str(path)))
+            return JournalStorage(JournalBackend(path))
         except OSError as exc:
-            raise StudyError(f"storage {url!r} cannot be written: {exc.strerror or exc}") from None
+            raise StudyError(f"storage {mask_secrets(url)!r} cannot be written: {exc.strerror or exc}") from None
     heartbeat = heartbeat_interval or 10
     # The callback only reports the trials Optuna's fail_stale_trials failed, to
     # regtune.tuning.queue.reap_dead_trials, which closes their MLflow runs and re-queues them.
@@ -74,7 +77,7 @@ def make_storage(
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(
                     url,
-                    engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+                    engine_kwargs=_engine_kwargs(url),
                     heartbeat_interval=heartbeat,
                     grace_period=grace_period or 3 * heartbeat,
                     **stale_callback,
@@ -84,8 +87,17 @@ def make_storage(
                 time.sleep(0.2 * (attempt + 1))  # another worker is creating the same tables
                 continue
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StudyError(f"cannot reach storage {mask_secrets(url)}: {mask_secrets(reason)}") from None
+            raise StudyError(f"cannot reach storage {mask_secrets(url)}: {mask_secrets(reason)}; check that the "
+                             "database server is up and reachable from here, and the URL") from None
     raise AssertionError("unreachable")
+
+
+def _engine_kwargs(url: str) -> dict | None:
+    """Test pooled connections before use, and bound how long connecting may take: without a
+    connect timeout a PostgreSQL port that never answers holds every command for minutes."""
+    if url.startswith("sqlite"):
+        return None
+    return {"pool_pre_ping": True, "connect_args": connect_args(url)}
 
 
 def _stale_callback_argument() -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -14,10 +14,14 @@ import torch
 
 from regtune.config import RegConfig
 from regtune.estimators.net import RegularizedNetClassifier, RegularizedNetRegressor
+from regtune.exceptions import ModuleError, RegtuneError
 from regtune.metrics import Metric
+from regtune.nn.models import ROUTED_ARGS, ModuleFactory, dropout_layers
 from regtune.nn.regularizers import decay_parameters, weight_layers
+from regtune.space.space import SearchSpace
 
-__all__ = ["Folds", "TrialPruned", "make_estimator", "run_objective", "trial_seed", "weight_stats"]
+__all__ = ["Folds", "Network", "TrialPruned", "check_network", "make_estimator", "out_of_fold_predictions",
+           "run_objective", "trial_seed", "weight_stats"]
 
 
 class TrialPruned(optuna.TrialPruned):
@@ -39,20 +43,101 @@ class Folds:
     image_shape: tuple[int, int, int] | None = None
 
 
+@dataclass(frozen=True)
+class Network:
+    """The user's module every trial trains (``module=None``: the built-in MLP or CNN).
+
+    Plain and picklable, for spawned workers: ``module`` is a class or factory, or its
+    ``"file.py:Name"`` / ``"package.module:Name"`` spec (which each worker imports); ``params``
+    its fixed constructor arguments (without ``module__``); ``unsupported`` the settings it
+    takes no argument for, which the search space leaves out (:func:`check_network` finds them).
+    """
+
+    module: Any = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    unsupported: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The module's name, for study names and logs (``""`` for the built-in networks)."""
+        if self.module is None:
+            return ""
+        if isinstance(self.module, str):
+            return self.module.rpartition(":")[2]
+        return getattr(self.module, "__qualname__", None) or type(self.module).__name__
+
+    def estimator_params(self, trial_params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``module`` and ``module__NAME`` estimator parameters: the fixed ones, then the module
+        params a trial sampled (named ``module__NAME`` in the study, one to one)."""
+        if self.module is None:
+            return {}
+        sampled = {k: v for k, v in (trial_params or {}).items() if k.startswith("module__")}
+        return {"module": self.module, **{f"module__{k}": v for k, v in self.params.items()}, **sampled}
+
+    def space(self, space: SearchSpace) -> SearchSpace:
+        """``space`` without what this module cannot take."""
+        return space if self.module is None else space.for_module(self.unsupported)
+
+
+def check_network(network: Network, space: SearchSpace, folds: Folds, device: str) -> Network:
+    """Check the user's module before any trial: its arguments, then one batch of training with
+    the space's baseline configuration. Returns it with ``unsupported`` filled in.
+
+    A module that cannot be imported or built, rejects an argument, fails its forward pass or
+    returns the wrong width raises one :class:`~regtune.exceptions.ModuleError` here, instead
+    of failing every trial of the study.
+    """
+    if network.module is None:
+        return network
+    factory = ModuleFactory.of(network.module)
+    sampled = {k.removeprefix("module__"): v for k, v in space.module_params({}).items()}
+    factory.check_params({**network.params, **sampled})
+    unsupported = [name for name in ROUTED_ARGS if name != "dropout" and not factory.takes(name)]
+    trimmed = space.for_module(unsupported)
+    baseline = trimmed.baseline_params()
+    config = trimmed.to_config(baseline)
+    rows = _one_batch(folds.y, folds.task)
+    config = config.replace(max_epochs=1, early_stopping=False, batch_size=len(rows))
+    est = make_estimator(config, folds.task, image_shape=folds.image_shape, device=device, random_state=0,
+                         module=replace(network, unsupported=()).estimator_params(baseline))
+    try:
+        est.fit(folds.X[rows], folds.y[rows])
+    except RegtuneError:
+        raise
+    except Exception as exc:
+        raise ModuleError(f"{factory.name}: training one batch of shape {(len(rows), *folds.X.shape[1:])} failed: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    if not factory.takes("dropout") and not dropout_layers(est.module_):
+        unsupported.append("dropout")
+    return replace(network, unsupported=tuple(unsupported))
+
+
+def _one_batch(y: np.ndarray, task: str, size: int = 32) -> np.ndarray:
+    """Up to ``size`` rows, with every class among them (a classifier needs two at least)."""
+    first = np.arange(min(size, len(y)))
+    if task != "classification":
+        return first
+    _, one_per_class = np.unique(y, return_index=True)
+    return np.union1d(one_per_class, first)
+
+
 def trial_seed(study_seed: int, number: int) -> int:
     """Each trial's own seed, so a trial is reproducible from its logged parameters."""
     return (study_seed * 1_000_003 + number * 7919) % (2**31 - 1)
 
 
 def make_estimator(
-    config: RegConfig, task: str, *, image_shape: tuple[int, int, int] | None, device: str, random_state: int
+    config: RegConfig, task: str, *, image_shape: tuple[int, int, int] | None, device: str, random_state: int,
+    module: Mapping[str, Any] | None = None,
 ) -> RegularizedNetClassifier | RegularizedNetRegressor:
-    """The estimator a configuration describes: trial params map onto its parameters one to one."""
+    """The estimator a configuration describes: trial params map onto its parameters one to one.
+
+    ``module`` holds the ``module`` and ``module__NAME`` parameters of a user's network
+    (:meth:`Network.estimator_params`).
+    """
     cls = RegularizedNetClassifier if task == "classification" else RegularizedNetRegressor
-    params = config.to_dict()
-    if task == "regression":
-        params["label_smoothing"] = 0.0
-    return cls(**params, image_shape=image_shape, device=device, random_state=random_state)
+    return cls(**config.to_dict(), image_shape=image_shape, device=device, random_state=random_state,
+               **(module or {}))
 
 
 def weight_stats(model: torch.nn.Module) -> dict[str, float]:
@@ -82,6 +167,26 @@ def _epoch_score_fn(metric: Metric, y_train: np.ndarray, task: str):  # noqa: AN
     return lambda out, y: metric.epoch_fn(out, y) * scale  # back to the target's units
 
 
+def out_of_fold_predictions(estimators: Sequence[Any], folds: Folds) -> np.ndarray:
+    """Each validation row predicted by the fold network that did not train on it: class
+    probabilities (columns: the sorted classes of ``folds.y``) or predictions. Rows in no
+    validation fold (one split) are NaN."""
+    n = len(folds.y)
+    out: np.ndarray | None = None
+    classes = np.unique(folds.y) if folds.task == "classification" else None
+    for est, (_, val) in zip(estimators, folds.splits, strict=True):
+        if classes is not None:
+            block = np.zeros((len(val), len(classes)))
+            block[:, np.searchsorted(classes, est.classes_)] = est.predict_proba(folds.X[val])
+        else:
+            block = np.asarray(est.predict(folds.X[val]), dtype=np.float64)
+        if out is None:
+            out = np.full((n, *block.shape[1:]), np.nan)
+        out[val] = block
+    assert out is not None
+    return out
+
+
 def run_objective(
     trial: optuna.Trial,
     config: RegConfig,
@@ -92,6 +197,8 @@ def run_objective(
     device: str,
     warmup: int,
     on_epoch: Any = None,
+    on_predictions: Callable[[float, np.ndarray], None] | None = None,
+    module: Mapping[str, Any] | None = None,
 ) -> tuple[float, dict[str, float]]:
     """Train ``config`` on every fold in lockstep; report the fold-mean score each epoch.
 
@@ -104,7 +211,8 @@ def run_objective(
     start = time.perf_counter()
     estimators, runs = [], []
     for k, (tr, va) in enumerate(folds.splits):
-        est = make_estimator(config, folds.task, image_shape=folds.image_shape, device=device, random_state=seed + k)
+        est = make_estimator(config, folds.task, image_shape=folds.image_shape, device=device, random_state=seed + k,
+                             module=module)
         score_fn = _epoch_score_fn(metric, folds.y[tr], folds.task)
         estimators.append(est)
         runs.append(est.fit_iter(folds.X[tr], folds.y[tr], validation_data=(folds.X[va], folds.y[va]), score_fn=score_fn))
@@ -131,6 +239,8 @@ def run_objective(
     value = float(np.mean([est.history_[est.best_epoch_]["val_score"] for est in estimators]))
     if not math.isfinite(value):  # Optuna would fail the trial without saying why
         raise FloatingPointError(f"validation {metric.name} is {value} (the network's outputs are not finite)")
+    if on_predictions is not None:  # greedy ensemble selection reads them (regtune.tuning.ensemble)
+        on_predictions(value, out_of_fold_predictions(estimators, folds))
     train_scores = [metric.final_fn(est, folds.X[tr], folds.y[tr]) for est, (tr, _) in zip(estimators, folds.splits, strict=True)]
     stats = [weight_stats(est.module_) for est in estimators]
     summary = {key: float(np.mean([s[key] for s in stats])) for key in stats[0]}

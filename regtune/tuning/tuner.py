@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,17 +24,21 @@ import numpy as np
 import optuna
 import pandas as pd
 from optuna.trial import TrialState
-from sklearn.model_selection import KFold, StratifiedKFold
 
 from regtune.config import RegConfig, no_regularization
 from regtune.data.loading import Dataset, dataset_from_frame, load_dataset
 from regtune.data.preprocess import TabularPreprocessor
-from regtune.data.split import split_dataset
+from regtune.data.split import cv_splits, split_dataset
 from regtune.exceptions import DataError, TuneError
 from regtune.metrics import Metric, get_metric
+from regtune.nn.callbacks import StopAfter
 from regtune.space.space import SearchSpace
+from regtune.tracking.relay import TrackerRelay
 from regtune.tracking.tracker import MLflowTracker, make_tracker, mask_secrets
-from regtune.tuning.queue import open_study, reap_dead_trials
+from regtune.tuning.budget import queue_batch
+from regtune.tuning.fingerprint import study_fingerprint
+from regtune.tuning.queue import open_study, reap_dead_trials, runnable_trials
+from regtune.tuning.resources import assign_devices, passive_openmp, threads_for, torch_threads
 from regtune.tuning.storage import (
     DEFAULT_STORAGE,
     MEMORY,
@@ -47,10 +51,10 @@ from regtune.tuning.storage import (
     make_storage,
     sampler_seed,
 )
-from regtune.tuning.trial import Folds, make_estimator, trial_seed
-from regtune.tuning.worker import WorkerSpec, run_worker, worker_process
+from regtune.tuning.trial import Folds, Network, check_network, make_estimator, trial_seed
+from regtune.tuning.worker import WorkerSpec, close_reaped_runs, run_worker, worker_process
 
-__all__ = ["TuneError", "TuneResult", "TuneSettings", "as_dataset", "prepare", "trials_frame", "tune"]
+__all__ = ["TuneError", "TuneResult", "TuneSettings", "as_dataset", "prepare", "quiet_optuna", "trials_frame", "tune"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,11 @@ class TuneSettings:
     grace_period: int | None = None
     progress: bool = True
     log_model: bool = True
+    ensemble: int = 0
+    # A user's network (--model): an nn.Module class or factory, or "file.py:Name" /
+    # "package.module:Name"; module_params are its fixed constructor arguments (no module__).
+    module: Any = None
+    module_params: Mapping[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
         """Reject settings that cannot run, before any data is read or anything is created."""
@@ -104,6 +113,9 @@ class TuneSettings:
                             f"(test_size + val_size < 1, test_size={self.test_size!r})")
         if isinstance(self.retry_failed, bool) or not isinstance(self.retry_failed, int) or self.retry_failed < 0:
             raise TuneError(f"retry_failed={self.retry_failed!r} must be a whole number >= 0")
+        if isinstance(self.ensemble, bool) or not isinstance(self.ensemble, int) or self.ensemble < 0:
+            raise TuneError(f"ensemble={self.ensemble!r} must be a whole number: 0 or 1 for the best model alone, "
+                            "K >= 2 to average up to K of the best trials")
         for name in ("heartbeat_interval", "grace_period"):
             value = getattr(self, name)
             if value is not None and (not _is_number(value) or value < 1):
@@ -137,6 +149,7 @@ class TuneResult:
     experiment_id: str
     model_uri: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    ensemble_estimator: Any = None  # a WeightedEnsemble with settings.ensemble >= 2, else None
 
     @property
     def trials(self) -> pd.DataFrame:
@@ -162,20 +175,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 
 
 def _folds(X: np.ndarray, y: np.ndarray, task: str, cv: int | str, seed: int, val_share: float) -> list:
-    n = len(y)
-    if cv == "auto":
-        cv = 5 if n < 500 else 3 if n < 1000 else 1
-    if cv == 1:
-        from sklearn.model_selection import train_test_split
-
-        idx = np.arange(n)
-        strat = y if task == "classification" else None
-        tr, va = train_test_split(idx, test_size=val_share, random_state=seed, stratify=strat)
-        return [(tr, va)]
-    splitter = StratifiedKFold(cv, shuffle=True, random_state=seed) if task == "classification" else KFold(
-        cv, shuffle=True, random_state=seed
-    )
-    return list(splitter.split(X, y))
+    return cv_splits(y, task=task, cv=cv, random_state=seed, val_share=val_share)
 
 
 def prepare(data: Dataset, settings: TuneSettings) -> tuple[Folds, Any, Any, TabularPreprocessor | None]:
@@ -209,6 +209,10 @@ def prepare(data: Dataset, settings: TuneSettings) -> tuple[Folds, Any, Any, Tab
 
 def as_dataset(data: Any, y: Any = None, *, target: str | None = None, task: str | None = None) -> Dataset:
     """Accept what users have: a Dataset, a built-in name or file path, or X (and y)."""
+    if y is not None and isinstance(data, (Dataset, str, os.PathLike)):
+        what = "a Dataset" if isinstance(data, Dataset) else f"data={os.fspath(data)!r}, a dataset name or file,"
+        raise DataError(f"y is given, but {what} holds its own target, so y would be ignored; pass X and y, "
+                        "or data alone (target=COLUMN picks a file's target column)")
     if isinstance(data, Dataset):
         return data
     if isinstance(data, (str, os.PathLike)):
@@ -226,6 +230,19 @@ def as_dataset(data: Any, y: Any = None, *, target: str | None = None, task: str
     return dataset_from_frame(frame, name, task=task)
 
 
+@contextlib.contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Optuna logs every trial at INFO; the progress bar and the summary say it all, so only
+    its warnings get through (the CLI does the same), and the caller's verbosity comes back."""
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(before, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)
+
+
+@quiet_optuna()
 def tune(
     data: Any,
     y: Any = None,
@@ -243,14 +260,24 @@ def tune(
     Every setting is checked before anything is created: bad input leaves no study, no MLflow
     run. Once the parent run exists it always ends: KILLED on Ctrl-C, FAILED on an error.
     """
+    started = time.time()  # a timeout covers the whole call: loading, search, refit, logging
     settings = replace(settings or TuneSettings(), **options)
     settings.check()
     space = SearchSpace.from_yaml(settings.space)
     dataset = as_dataset(data, y, target=target)
     metric = get_metric(settings.metric, dataset.task)
     _check_device(settings.device)
-    study_name = settings.study_name or f"{dataset.name}-{space.name}-{metric.name}"
+    network = Network(settings.module, dict(settings.module_params))
+    study_name = settings.study_name or "-".join(p for p in (dataset.name, network.label, space.name, metric.name) if p)
     folds, X_test, y_test, prep = prepare(dataset, settings)
+    fingerprint = study_fingerprint(
+        dataset, space, metric=metric.name, cv=settings.cv, n_folds=len(folds.splits), seed=settings.seed,
+        test_size=settings.test_size, val_size=settings.val_size,
+    )
+    space = space.for_task(dataset.task)  # a regression study never samples label smoothing
+    network = check_network(network, space, folds, settings.device)  # one batch, before any trial
+    space = network.space(space)  # without what the module cannot take (batch_norm, ...)
+    _check_images(space, dataset)
     max_epochs = space.to_config(space.baseline_params()).max_epochs
     warmup = _warmup(max_epochs)
     sampler = make_sampler(settings.sampler, settings.seed)
@@ -268,9 +295,13 @@ def tune(
         direction=metric.direction,
         n_trials=settings.n_trials,
         baseline_params=space.baseline_params(),
-        attrs={"dataset": dataset.name, "space": space.name, "metric": metric.name, "seed": settings.seed,
-               "regtune.uid": uuid.uuid4().hex},
+        attrs={"dataset": dataset.name, "target": dataset.target, "space": space.name, "metric": metric.name,
+               "seed": settings.seed, "regtune.uid": uuid.uuid4().hex,
+               **({"regtune.module": _module_name(network.module)} if network.module is not None else {})},
         retry_failed=settings.retry_failed,
+        fingerprint=fingerprint,
+        priors=space.prior_params(),
+        batch=queue_batch(settings.timeout, settings.n_jobs),
     )
     if existed:  # resuming, or joining other workers: do not repeat their draws
         study.sampler = make_sampler(settings.sampler, sampler_seed(settings.seed, creator=False))
@@ -278,7 +309,10 @@ def tune(
         parent = tracker.start_study_run(
             study_name,
             params={**_loggable(settings), "dataset": dataset.name, "task": dataset.task, "metric": metric.name,
-                    "n_rows": len(dataset.y), "n_features": dataset.X.shape[1], "folds": len(folds.splits)},
+                    "metric_label": metric.label,
+                    "n_rows": len(dataset.y), "n_features": dataset.X.shape[1], "folds": len(folds.splits),
+                    "target": dataset.target, "data_hash": fingerprint["data"],
+                    "data_source": dataset.source or ""},
             tags={"regtune.space": space.name,
                   "regtune.storage": mask_secrets(settings.storage or DEFAULT_STORAGE)},
             uid=study.user_attrs.get("regtune.uid"),
@@ -293,7 +327,7 @@ def tune(
             if space.path is not None:
                 tracker.log_artifact(parent, str(space.path), "search_space")
         if reaped:
-            tracker.mark_orphans(parent, trials=[t.number for t in reaped])
+            close_reaped_runs(tracker, parent, reaped)
         spec = WorkerSpec(
             study_name=study_name, storage=settings.storage, sampler=settings.sampler, pruner=settings.pruner,
             seed=settings.seed, space=settings.space, metric=metric.name, device=settings.device,
@@ -301,8 +335,9 @@ def tune(
             warmup=warmup, max_epochs=max_epochs, timeout=settings.timeout,
             heartbeat_interval=settings.heartbeat_interval, grace_period=settings.grace_period,
             retry_failed=settings.retry_failed, n_jobs=settings.n_jobs,
-            deadline=time.time() + settings.timeout if settings.timeout else None,
-            n_trials=settings.n_trials,
+            deadline=started + settings.timeout if settings.timeout else None,
+            n_trials=settings.n_trials, queue_batch=queue_batch(settings.timeout, settings.n_jobs),
+            ensemble=settings.ensemble, network=network,
         )
         _run_workers(spec, folds, study, settings, console, tracker)
         meta = {"target": dataset.target, "columns": [str(c) for c in dataset.X.columns], "dataset": dataset.name}
@@ -315,12 +350,37 @@ def tune(
         raise
 
 
+def _check_images(space: SearchSpace, dataset: Dataset) -> None:
+    """A CNN or image augmentation without images would fail every trial: say so up front."""
+    if dataset.image_shape is not None:
+        return
+    architectures = {space.to_config(space.baseline_params()).architecture}
+    architectures |= {c for p in space.params if p.name == "architecture" for c in getattr(p, "choices", ())}
+    needs = ["a CNN"] if "cnn" in architectures else []
+    needs += ["image augmentation"] if "augment" in space.families() else []
+    if needs:
+        raise TuneError(
+            f"search space {space.name!r} trains {' and '.join(needs)}, which need images, but {dataset.name!r} "
+            "holds table rows with no image shape; use a tabular space (default, minimal, cocktail), or images: "
+            "the built-in digits, or RegTuneClassifier(image_shape=(C, H, W)) for rows of C*H*W pixels"
+        )
+
+
 def _warmup(max_epochs: int) -> int:
     return max(3, max_epochs // 10)
 
 
 def _loggable(settings: TuneSettings) -> dict[str, Any]:
-    return {k: mask_secrets(str(v)) if isinstance(v, str) else v for k, v in asdict(settings).items()}
+    values = {k: mask_secrets(str(v)) if isinstance(v, str) else v for k, v in asdict(settings).items()}
+    values["module"] = _module_name(settings.module)
+    return values
+
+
+def _module_name(module: Any) -> str:
+    """How logs and study attributes name a user's module: its spec, or ``package.module:Name``."""
+    if module is None or isinstance(module, str):
+        return module or ""
+    return f"{getattr(module, '__module__', '?')}:{getattr(module, '__qualname__', module)!s}"
 
 
 def _check_device(device: str) -> None:
@@ -368,32 +428,51 @@ def _run_workers(
     from regtune.tuning.progress import StudyProgress
 
     with StudyProgress(study, settings.n_trials, enabled=settings.progress, console=console):
-        if settings.n_jobs == 1:
-            run_worker(spec, folds, 0, study)
+        n_procs = max(1, min(settings.n_jobs, runnable_trials(study, settings.n_trials)))
+        specs = [replace(spec, device=device) for device in assign_devices(settings.device, n_procs, _n_gpus())]
+        if n_procs == 1:
+            # One process is enough; with nothing queued it still waits for trials running in
+            # other processes (and replaces those of dead ones) before the study is finished.
+            run_worker(specs[0], folds, 0, study, tracker)
             return
-        waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-        n_procs = min(settings.n_jobs, waiting)
-        if n_procs == 0:
-            return
+        # This process is worker 0 (torch and the data are loaded already: it trains at once);
+        # workers 1..N-1 are started once and claim trials from the queue until it is empty.
         ctx = mp.get_context("spawn")
-        procs = [ctx.Process(target=worker_process, args=(spec, folds, i), daemon=False) for i in range(n_procs)]
-        with _sigint_ignored():  # inherited: a worker booting up is not killed mid-import by Ctrl-C
+        # Workers log through this process's tracker: they never import MLflow, and a SQLite
+        # store has one writer per machine.
+        relay = TrackerRelay(tracker) if tracker.enabled else None
+        pipes = [relay.connect(ctx) if relay else None for _ in range(1, n_procs)]
+        procs = [ctx.Process(target=worker_process, args=(specs[i], folds, i, os.getpid(), pipes[i - 1]),
+                             daemon=False) for i in range(1, n_procs)]
+        # A worker booting up is not killed mid-import by Ctrl-C (it inherits SIG_IGN), and its
+        # torch loads with sleeping OpenMP threads.
+        with _sigint_ignored(), passive_openmp():
             for p in procs:
                 p.start()
+        for pipe in pipes:
+            if pipe is not None:
+                pipe.close()  # the worker holds its own copy; its end closing is how we hear it stop
         try:
+            run_worker(specs[0], folds, 0, study, tracker)
             for p in procs:
                 p.join()
+            if relay is not None:
+                relay.join(timeout=30)
         except KeyboardInterrupt:
             _stop_workers(procs)
             raise
         finally:
             # A worker that died mid-trial left its trial RUNNING and its MLflow run open.
-            reaped = reap_dead_trials(study)
-            if reaped:
-                tracker.mark_orphans(spec.parent_run_id, trials=[t.number for t in reaped])
+            close_reaped_runs(tracker, spec.parent_run_id, reap_dead_trials(study))
         bad = [p.exitcode for p in procs if p.exitcode not in (0, None)]
         if bad:
             raise StudyError(f"{len(bad)} of {len(procs)} worker processes failed (exit codes {bad}); see the log above")
+
+
+def _n_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 @contextlib.contextmanager
@@ -449,6 +528,11 @@ def _finish(
         rows.append({"model": label, "trial": trial.number if trial else None, "train": train,
                      "val": trial.value if trial else float("nan"), "test": test, "gap": train - test,
                      "epochs": est.n_iter_, "regularizers": ", ".join(config.active_regularizers()) or "none"})
+    ensemble = None
+    if settings.ensemble > 1:
+        ensemble, row = _ensemble(study, space, metric, folds, X_test, y_test, settings, models["best"], best)
+        if row is not None:
+            rows.append(row)
     scores = pd.DataFrame(rows).set_index("model")
     counts = {s.name: 0 for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     for t in study.get_trials(deepcopy=False):
@@ -458,25 +542,53 @@ def _finish(
              for col in ("train", "val", "test", "gap")}
     tracker.log_metrics(parent, {"best_value": best.value, **final, **{f"n_{k.lower()}": v for k, v in counts.items()}})
     tracker.set_tags(parent, {"best_trial": str(best.number), "best_run_id": best.user_attrs.get("mlflow_run_id", "")})
+    if ensemble is not None:
+        tracker.set_tags(parent, {"regtune.ensemble": str(scores.loc["ensemble", "regularizers"])})
     model_uri = None
     if settings.log_model and tracker.enabled:
         # A re-run that changed nothing (same best trial, data and split) keeps the logged model.
         key = _model_key(best.number, folds, X_test, settings)
+        if ensemble is not None:
+            key += ", ensemble of trials " + "+".join(map(str, ensemble.trials))
         if tracker.run_tag(parent, "regtune.model_key") == key:
             model_uri = tracker.run_tag(parent, "regtune.model_uri")
         if not model_uri:
             from regtune.estimators.persistence import log_model
 
-            model_uri = log_model(tracker, parent, models["best"], prep, metric=metric.name,
-                                  test_score=final["best_test"], **meta)
+            logged = "best" if ensemble is None else "ensemble"
+            model_uri = log_model(tracker, parent, ensemble or models["best"], prep, metric=metric.name,
+                                  test_score=final[f"{logged}_test"], **meta)
             tracker.set_tags(parent, {"regtune.model_uri": model_uri, "regtune.model_key": key})
     tracker.end_run(parent, "FINISHED")
     return TuneResult(
         study=study, study_name=study.study_name, metric=metric, best_params=dict(best.params), best_config=best_config,
         best_value=float(best.value), best_estimator=models["best"], baseline_estimator=models["baseline"],
         preprocessor=prep, scores=scores, parent_run_id=parent, tracking_uri=tracker.tracking_uri,
-        experiment_id=tracker.experiment_id, model_uri=model_uri, counts=counts,
+        experiment_id=tracker.experiment_id, model_uri=model_uri, counts=counts, ensemble_estimator=ensemble,
     )
+
+
+def _ensemble(
+    study: optuna.Study, space: SearchSpace, metric: Metric, folds: Folds, X_test: np.ndarray | None,
+    y_test: np.ndarray | None, settings: TuneSettings, best_estimator: Any, best: optuna.trial.FrozenTrial,
+) -> tuple[Any, dict[str, Any] | None]:
+    """Greedy selection among the top ``settings.ensemble`` trials; the ensemble and its scores row."""
+    from regtune.tuning.ensemble import ensemble_from_study
+
+    def refit_trial(trial: optuna.trial.FrozenTrial) -> Any:  # the best is refit already
+        return best_estimator if trial.number == best.number else refit(space.to_config(trial.params), trial,
+                                                                        folds, settings)
+
+    classes = np.unique(folds.y) if folds.task == "classification" else None
+    found = ensemble_from_study(study, settings.ensemble, folds.y, metric, refit_trial, classes=classes)
+    if found is None:
+        return None, None
+    ensemble, val = found
+    train = metric.final_fn(ensemble, folds.X, folds.y)
+    test = metric.final_fn(ensemble, X_test, y_test) if X_test is not None else float("nan")
+    members = ", ".join(f"#{t} x{w:.2f}" for t, w in zip(ensemble.trials, ensemble.weights, strict=True))
+    return ensemble, {"model": "ensemble", "trial": None, "train": train, "val": val, "test": test,
+                      "gap": train - test, "epochs": ensemble.n_iter_, "regularizers": f"trials {members}"}
 
 
 def _model_key(number: int, folds: Folds, X_test: np.ndarray | None, settings: TuneSettings) -> str:
@@ -508,8 +620,15 @@ def refit(config: RegConfig, trial: optuna.trial.FrozenTrial | None, folds: Fold
     that long on all rows instead of holding some back again.
     """
     number = trial.number if trial is not None else 0
+    network = Network(settings.module, dict(settings.module_params))
     est = make_estimator(config, folds.task, image_shape=folds.image_shape, device=settings.device,
-                         random_state=trial_seed(settings.seed, number))
+                         random_state=trial_seed(settings.seed, number),
+                         module=network.estimator_params(trial.params if trial is not None else None))
     if config.early_stopping and trial is not None and "best_epoch" in trial.user_attrs:
-        est.set_params(early_stopping=False, max_epochs=max(1, round(trial.user_attrs["best_epoch"]) + 1))
-    return est.fit(folds.X, folds.y)
+        epochs = max(1, round(trial.user_attrs["best_epoch"]) + 1)
+        if config.lr_schedule == "constant" and config.warmup_epochs == 0:
+            est.set_params(early_stopping=False, max_epochs=epochs)
+        else:  # a schedule spans max_epochs: keep its horizon and stop where the folds did
+            est.set_params(early_stopping=False, callbacks=[StopAfter(epochs)])
+    with torch_threads(threads_for(config, folds.X.shape[1], n_jobs=1)):  # as its trial trained
+        return est.fit(folds.X, folds.y)

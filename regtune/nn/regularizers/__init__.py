@@ -8,13 +8,21 @@ from regtune.config import RegConfig
 from regtune.regularizer_table import REGULARIZERS
 
 from .augment import CutMix, ImageAugment, Mixup
-from .base import Regularizer, decay_parameters, overrides, weight_layers
+from .base import (
+    CONSTRAINED_ATTR,
+    Regularizer,
+    constrain_layers,
+    decay_parameters,
+    overrides,
+    weight_layers,
+)
 from .constraints import MaxNorm, SpectralNorm
 from .noise import GradientNoise, InputNoise, WeightNoise
 from .penalties import DecoupledWeightDecay, ElasticNetPenalty, L1Penalty, L2Penalty
 from .structural import GaussianDropout, layer_block, make_dropout
 
 __all__ = [
+    "CONSTRAINED_ATTR",
     "CutMix",
     "DecoupledWeightDecay",
     "ElasticNetPenalty",
@@ -30,6 +38,7 @@ __all__ = [
     "SpectralNorm",
     "WeightNoise",
     "build_regularizers",
+    "constrain_layers",
     "decay_parameters",
     "hook_class",
     "layer_block",

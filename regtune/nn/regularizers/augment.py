@@ -20,10 +20,11 @@ __all__ = ["CutMix", "ImageAugment", "Mixup"]
 
 
 class ImageAugment(Regularizer):
-    """Random shifts, small rotations and cutout on flattened images; flips only if asked.
+    """Random shifts, small rotations and cutout on a batch of images; flips only if asked.
 
-    Inputs are ``(batch, C*H*W)``; every sample gets its own affine transform in one
-    ``grid_sample`` call. Horizontal flips are off by default because they change digits.
+    Batches are images ``(batch, C, H, W)`` or rows of ``C*H*W`` values; either way every
+    sample gets its own affine transform in one ``grid_sample`` call, on the batch's device.
+    Horizontal flips are off by default because they change digits.
     """
 
     def __init__(
@@ -50,7 +51,7 @@ class ImageAugment(Regularizer):
     def on_batch(self, X: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         n = X.shape[0]
         c, h, w = self.image_shape
-        images = X.reshape(n, c, h, w)
+        images = X.reshape(n, c, h, w)  # a view: rows become images, images stay as they are
         angle = (torch.rand(n, device=X.device) * 2 - 1) * math.radians(self.max_degrees)
         shift = (torch.rand(n, 2, device=X.device) * 2 - 1) * 2 * self.max_shift
         cos, sin = torch.cos(angle), torch.sin(angle)
@@ -63,7 +64,7 @@ class ImageAugment(Regularizer):
         out = F.grid_sample(images, grid, padding_mode="border", align_corners=False)
         if self.cutout > 0:
             out = out * self._cutout_mask(n, h, w, X.device)
-        return out.reshape(n, -1), y
+        return out.reshape(X.shape), y
 
     def _cutout_mask(self, n: int, h: int, w: int, device: torch.device) -> Tensor:
         size_h, size_w = max(1, round(h * self.cutout)), max(1, round(w * self.cutout))
@@ -106,7 +107,11 @@ class Mixup(_Mixing):
 
 
 class CutMix(_Mixing):
-    """Swap a random subset of feature columns between sample pairs; targets mix by the share kept."""
+    """Paste part of a partner sample into each sample; targets mix by the share kept.
+
+    Images ``(batch, C, H, W)`` get a random box of the partner's pixels (Yun et al. 2019);
+    rows of a table get a random subset of the partner's feature columns.
+    """
 
     @classmethod
     def from_config(cls, config: RegConfig, *, n_classes: int | None, image_shape: tuple[int, int, int] | None) -> CutMix:
@@ -114,9 +119,20 @@ class CutMix(_Mixing):
 
     def on_batch(self, X: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         lam = self._lam()
-        n_features = X.shape[1]
-        swap = torch.rand(n_features, device=X.device) >= lam
+        swap = self._box(X.shape[-2:], lam, X.device) if X.ndim == 4 else \
+            torch.rand(X.shape[1:], device=X.device) >= lam
         kept = 1.0 - swap.float().mean().item()
         perm = torch.randperm(X.shape[0], device=X.device)
         t = self._targets(y)
         return torch.where(swap, X[perm], X), kept * t + (1 - kept) * t[perm]
+
+    @staticmethod
+    def _box(size: torch.Size, lam: float, device: torch.device) -> Tensor:
+        """A random ``(H, W)`` mask of one box covering about ``1 - lam`` of the image."""
+        h, w = size
+        cut_h, cut_w = round(h * math.sqrt(1 - lam)), round(w * math.sqrt(1 - lam))
+        top = int(torch.randint(0, h - cut_h + 1, ()))
+        left = int(torch.randint(0, w - cut_w + 1, ()))
+        mask = torch.zeros(h, w, dtype=torch.bool, device=device)
+        mask[top:top + cut_h, left:left + cut_w] = True
+        return mask

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from regtune.exceptions import RegConfigError
+
 if TYPE_CHECKING:
     from regtune.config import RegConfig
 
-__all__ = ["Regularizer", "decay_parameters", "overrides", "weight_layers"]
+__all__ = ["CONSTRAINED_ATTR", "Regularizer", "constrain_layers", "decay_parameters", "overrides", "weight_layers"]
 
 
 class Regularizer:
@@ -61,11 +63,24 @@ def overrides(regularizers: list[Regularizer], hook: str) -> list[Regularizer]:
     return [r for r in regularizers if getattr(type(r), hook) is not base]
 
 
+# Layers whose ``weight`` is a weight matrix or kernel: penalties, decay and weight noise act on
+# these weights (never on biases or normalization parameters, whatever their names).
+_WEIGHT_TYPES = (nn.Linear, nn.Bilinear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d,
+                 nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Embedding)
+# Layers whose rows are units with incoming weights: max-norm and spectral norm act on these.
+_CONSTRAINED_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+#: Attribute of a module naming the layers max-norm and spectral norm act on (set it in a
+#: module's class, or with the estimators' ``constrained_layers=``).
+CONSTRAINED_ATTR = "regtune_constrained_layers"
+
+
 def decay_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The weights of the Linear and convolution layers, found by module type: penalties, decay
-    and weight noise never touch biases or normalization parameters."""
+    """The weights of the Linear, convolution and embedding layers, found by module type:
+    penalties, decay and weight noise never touch biases or normalization parameters."""
     params = []
-    for layer in weight_layers(model):
+    for layer in model.modules():
+        if not isinstance(layer, _WEIGHT_TYPES):
+            continue
         if parametrize.is_parametrized(layer, "weight"):
             weight = layer.parametrizations.weight.original
         else:
@@ -76,9 +91,26 @@ def decay_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 def weight_layers(model: nn.Module, *, include_head: bool = True) -> list[nn.Module]:
-    """Linear and convolution layers, optionally without the output layer ``model.head``."""
-    head = getattr(model, "head", None)
-    return [
-        m for m in model.modules()
-        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)) and (include_head or m is not head)
-    ]
+    """Linear and convolution layers in module order; ``include_head=False`` keeps the hidden
+    ones: the layers ``model`` names in its ``regtune_constrained_layers`` attribute, else all
+    but the last (the output layer, whose logits may take any scale)."""
+    layers = [m for m in model.modules() if isinstance(m, _CONSTRAINED_TYPES)]
+    if include_head:
+        return layers
+    names = getattr(model, CONSTRAINED_ATTR, None)
+    if names is not None:
+        named = dict(model.named_modules())
+        return [named[name] for name in names]
+    return layers[:-1]
+
+
+def constrain_layers(model: nn.Module, names: Any) -> nn.Module:
+    """Make max-norm and spectral norm act on the layers ``names`` (``named_modules`` names)."""
+    names = (names,) if isinstance(names, str) else tuple(names)
+    candidates = [n for n, m in model.named_modules() if isinstance(m, _CONSTRAINED_TYPES)]
+    for name in names:
+        if name not in candidates:
+            raise RegConfigError(f"constrained_layers: {name!r} is not a Linear or convolution layer of "
+                                 f"{type(model).__name__}; its layers are {', '.join(candidates) or '(none)'}")
+    setattr(model, CONSTRAINED_ATTR, names)
+    return model

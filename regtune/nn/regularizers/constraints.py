@@ -17,7 +17,12 @@ __all__ = ["MaxNorm", "SpectralNorm", "constrained_weight"]
 
 
 class MaxNorm(Regularizer):
-    """After every step, rescale each unit's incoming weight vector to L2 norm <= ``max_norm``."""
+    """After every step, rescale each hidden unit's incoming weight vector to L2 norm <= ``max_norm``.
+
+    Hidden units are those of every Linear and convolution layer but the output layer (the last
+    one in module order), or of the layers a module names (:func:`weight_layers`); a kernel's
+    unit is an output channel.
+    """
 
     def __init__(self, max_norm: float) -> None:
         self.max_norm = float(max_norm)
@@ -28,7 +33,7 @@ class MaxNorm(Regularizer):
 
     @torch.no_grad()
     def after_step(self, model: nn.Module, lr: float) -> None:
-        for layer in weight_layers(model):
+        for layer in weight_layers(model, include_head=False):
             w = constrained_weight(layer)
             if w is not None:
                 torch.renorm(w, p=2, dim=0, maxnorm=self.max_norm, out=w)
@@ -37,7 +42,8 @@ class MaxNorm(Regularizer):
 class SpectralNorm(Regularizer):
     """Divide each hidden layer's weight by its top singular value (Miyato et al. 2018).
 
-    The output layer stays free so the logits can take any scale. Kernels count as their
+    The output layer (the last Linear or convolution in module order) stays free so the logits
+    can take any scale; a module may name its constrained layers instead (:func:`weight_layers`). Kernels count as their
     ``(out_channels, -1)`` matrix. Unlike ``torch.nn.utils.parametrizations.spectral_norm``,
     which runs one power iteration per training forward on the weights from before the step,
     the singular vectors are refined after every optimizer step until they fit the new weights

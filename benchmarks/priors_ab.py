@@ -1,0 +1,271 @@
+"""Priors and tabular-MLP options: choose the priors on the seen sets, measure the options elsewhere.
+
+    python benchmarks/priors_ab.py candidates [--seeds 2]
+    python benchmarks/priors_ab.py options [--datasets pima,oj,concrete] [--seeds 3]
+    python benchmarks/priors_ab.py search [--datasets ...] [--seeds 2] [--budget 60] [--variants before,after]
+
+``candidates``: every candidate prior configuration (``CANDIDATES``, trial params of the default
+space) is cross-validated (3 folds, as the tuner scores a trial) on the training part of the
+*seen* datasets only (digits, breast_cancer, diabetes: ``datasets.py`` marks them), then refit
+and scored on their test part. The priors shipped in ``search_spaces/default.yaml`` are the
+best by mean rank of the CV score there; the benchmark's unseen datasets play no part.
+
+``options``: one configuration at a time, each option switched (``lr_schedule``,
+``feature_scaling``), on unseen benchmark datasets: what an option does by itself.
+
+``search``: ``RegTuneClassifier/Regressor(timeout=budget)`` with the default space as it was
+before this change (``before``: no schedule, scaling or priors), with the new options but no
+priors (``options``) and as shipped (``after``): the same budget and seeds.
+
+Everything runs on one thread (like ``generalization.py``). Results: ``results/priors_ab.json``
+(merged per mode), tables on stdout.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_var] = "1"
+os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import optuna  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from _common import RESULTS, load, machine_info  # noqa: E402
+from datasets import DATASETS, split  # noqa: E402
+from datasets import load as load_table  # noqa: E402
+from sklearn.model_selection import KFold, StratifiedKFold  # noqa: E402
+
+from regtune.data.preprocess import TabularPreprocessor  # noqa: E402
+from regtune.metrics import get_metric  # noqa: E402
+from regtune.space.space import SPACES_DIR, SearchSpace  # noqa: E402
+from regtune.tuning.trial import Folds, run_objective  # noqa: E402
+from regtune.tuning.tuner import TuneSettings, refit  # noqa: E402
+
+torch.set_num_threads(1)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+warnings.filterwarnings("ignore")
+
+SEEN = [name for name, spec in DATASETS.items() if spec.seen]
+OPTION_DATASETS = ("pima", "oj", "biopsy", "concrete")
+ES = {"use_early_stopping": True, "patience": 10}
+
+# Candidate priors, as changes to the default space's baseline params. Sources: RealMLP-TD
+# (Holzmüller et al. 2024: 3x256, robust scaling + smooth clip, label smoothing 0.1, dropout
+# 0.15, annealed rate), Kadra et al. 2021 (the cocktail: batch norm + dropout + decay + mixup),
+# Srivastava et al. 2014 (dropout + max-norm), and plain well-known recipes.
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "realmlp_like": dict(n_layers=3, width=256, activation="gelu", lr=2e-3, batch_size=128, lr_schedule="cosine",
+                         feature_scaling="robust_clip", use_dropout=True, dropout=0.15, dropout_variant="standard",
+                         use_label_smoothing=True, label_smoothing=0.1, use_weight_decay=True, weight_decay=1e-5,
+                         **ES),
+    "realmlp_flat": dict(n_layers=3, width=256, activation="gelu", lr=2e-3, batch_size=128, lr_schedule="flat_anneal",
+                         feature_scaling="robust_clip", use_dropout=True, dropout=0.15, dropout_variant="standard",
+                         use_label_smoothing=True, label_smoothing=0.1, **ES),
+    "wide_decay_cosine": dict(n_layers=2, width=256, activation="relu", lr=1e-3, batch_size=64, lr_schedule="cosine",
+                              feature_scaling="robust_clip", use_dropout=True, dropout=0.2, dropout_variant="standard",
+                              use_weight_decay=True, weight_decay=1e-3, **ES),
+    "small_decay_cosine": dict(n_layers=2, width=128, activation="relu", lr=1e-3, batch_size=64,
+                               lr_schedule="cosine", use_dropout=True, dropout=0.1, dropout_variant="standard",
+                               use_weight_decay=True, weight_decay=1e-4, **ES),
+    "onecycle_bn": dict(n_layers=2, width=256, activation="relu", lr=3e-3, batch_size=128, lr_schedule="onecycle",
+                        feature_scaling="robust_clip", use_batch_norm=True, batch_norm="before_activation",
+                        use_dropout=True, dropout=0.1, dropout_variant="standard", **ES),
+    "quantile_warmup": dict(n_layers=3, width=128, activation="gelu", lr=2e-3, batch_size=128, lr_schedule="cosine",
+                            warmup_epochs=2, feature_scaling="quantile", use_dropout=True, dropout=0.2,
+                            dropout_variant="standard", use_weight_decay=True, weight_decay=1e-3, **ES),
+    "one_layer_dropout": dict(n_layers=1, width=256, activation="relu", lr=3e-3, batch_size=64, lr_schedule="cosine",
+                              use_dropout=True, dropout=0.3, dropout_variant="standard", **ES),
+    "mixup": dict(n_layers=3, width=256, activation="relu", lr=1e-3, batch_size=128, lr_schedule="cosine",
+                  feature_scaling="robust_clip", use_mixup=True, mixup_alpha=0.2, use_dropout=True, dropout=0.1,
+                  dropout_variant="standard", **ES),
+    "input_noise": dict(n_layers=2, width=256, activation="gelu", lr=2e-3, batch_size=128, lr_schedule="flat_anneal",
+                        feature_scaling="robust_clip", use_input_noise=True, input_noise=0.05, use_dropout=True,
+                        dropout=0.1, dropout_variant="standard", **ES),
+    "cocktail_lite": dict(n_layers=3, width=256, activation="relu", lr=1e-3, batch_size=128, lr_schedule="cosine",
+                          feature_scaling="robust_clip", use_batch_norm=True, batch_norm="before_activation",
+                          use_dropout=True, dropout=0.15, dropout_variant="standard", use_weight_decay=True,
+                          weight_decay=1e-4, use_mixup=True, mixup_alpha=0.2, use_label_smoothing=True,
+                          label_smoothing=0.1, **ES),
+    "maxnorm_dropout": dict(n_layers=2, width=256, activation="relu", lr=2e-3, batch_size=128, lr_schedule="cosine",
+                            use_dropout=True, dropout=0.3, dropout_variant="standard", use_max_norm=True,
+                            max_norm=3.0, **ES),
+}
+
+
+def _prepared(name: str, seed: int, n_folds: int = 3) -> tuple[Folds, np.ndarray, np.ndarray, str]:
+    """The benchmark's fixed split, preprocessed on its training part, with ``n_folds`` CV folds."""
+    table = load_table(name)
+    X_tr, X_te, y_tr, y_te, _ = split(table)
+    prep = TabularPreprocessor().fit(X_tr)
+    X, Xt = prep.transform(X_tr), prep.transform(X_te)
+    task = table.spec.task
+    y, yt = y_tr.to_numpy(), y_te.to_numpy()
+    if task == "regression":
+        y, yt = y.astype(np.float64), yt.astype(np.float64)
+    splitter = (StratifiedKFold if task == "classification" else KFold)(n_folds, shuffle=True, random_state=seed)
+    return Folds(X, y, task, list(splitter.split(X, y))), Xt, yt, task
+
+
+def evaluate(params: dict[str, Any], space: SearchSpace, folds: Folds, X_test: np.ndarray, y_test: np.ndarray,
+             seed: int) -> dict[str, float]:
+    """CV score as the tuner computes a trial's value, then the refit's test score."""
+    space = space.for_task(folds.task)  # a regression study skips label smoothing, as the tuner does
+    config = space.to_config(params)
+    metric = get_metric(None, folds.task)
+    start = time.perf_counter()
+    trial = optuna.trial.FixedTrial(params)
+    value, summary = run_objective(trial, config, folds, metric, seed=seed, device="cpu", warmup=4)
+    frozen = optuna.trial.create_trial(value=value, user_attrs={"best_epoch": summary["best_epoch"]})
+    est = refit(config, frozen, folds, TuneSettings(seed=seed, device="cpu"))
+    return {"val": float(value), "test": float(metric.final_fn(est, X_test, y_test)),
+            "seconds": time.perf_counter() - start}
+
+
+def _ranks(scores: dict[str, float]) -> dict[str, float]:
+    ordered = pd.Series(scores).rank(ascending=False, method="average")
+    return ordered.to_dict()
+
+
+def _save_rows(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    """Every finished row at once: an interrupted run keeps what it measured."""
+    path = RESULTS / f"{args.output}.json"
+    doc = json.loads(path.read_text()) if path.exists() else {}
+    doc.setdefault(f"{args.mode}_partial", {})["rows"] = rows
+    path.write_text(json.dumps(doc, indent=1, default=str))
+
+
+def candidates(args: argparse.Namespace) -> dict[str, Any]:
+    space = SearchSpace.from_yaml("default")
+    base = space.baseline_params()
+    rows = []
+    for name in args.datasets or SEEN:
+        for seed in range(args.seeds):
+            folds, Xt, yt, _ = _prepared(name, seed)
+            for label, changes in {"baseline": {}, **CANDIDATES}.items():
+                result = evaluate({**base, **changes}, space, folds, Xt, yt, seed)
+                rows.append({"dataset": name, "seed": seed, "candidate": label, **result})
+                _save_rows(args, rows)
+                print(f"{name} seed {seed} {label:20s} val {result['val']:.4f} test {result['test']:.4f} "
+                      f"({result['seconds']:.0f} s)", flush=True)
+    frame = pd.DataFrame(rows)
+    means = frame.groupby(["dataset", "candidate"])[["val", "test"]].mean()
+    ranks = []
+    for (name, seed), part in frame.groupby(["dataset", "seed"]):
+        for candidate, rank in _ranks(dict(zip(part.candidate, part.val, strict=True))).items():
+            ranks.append({"dataset": name, "seed": seed, "candidate": candidate, "val_rank": rank})
+    rank = pd.DataFrame(ranks).groupby("candidate").val_rank.mean().sort_values()
+    table = means.unstack(0)
+    table[("rank", "mean val rank")] = rank
+    print(table.sort_values(("rank", "mean val rank")).round(4).to_markdown())
+    return {"rows": rows, "mean_val_rank": rank.to_dict()}
+
+
+def options(args: argparse.Namespace) -> dict[str, Any]:
+    space = SearchSpace.from_yaml("default")
+    base = space.baseline_params()
+    references = {"baseline+ES": dict(ES), "prior0": space.prior_params()[0] if space.priors else dict(ES)}
+    variants = {"lr_schedule": ["constant", "cosine", "onecycle", "flat_anneal"],
+                "feature_scaling": ["standard", "robust_clip", "quantile"]}
+    rows = []
+    for name in args.datasets or OPTION_DATASETS:
+        for seed in range(args.seeds):
+            folds, Xt, yt, _ = _prepared(name, seed)
+            for ref_name, ref in references.items():
+                for option, values in variants.items():
+                    for value in values:
+                        params = {**base, **ref, option: value}
+                        result = evaluate(params, space, folds, Xt, yt, seed)
+                        rows.append({"dataset": name, "seed": seed, "reference": ref_name, "option": option,
+                                     "value": value, **result})
+                        _save_rows(args, rows)
+                        print(f"{name} s{seed} {ref_name} {option}={value:12s} val {result['val']:.4f} "
+                              f"test {result['test']:.4f}", flush=True)
+    frame = pd.DataFrame(rows)
+    print(frame.groupby(["reference", "option", "value", "dataset"]).test.mean().unstack().round(4).to_markdown())
+    return {"rows": rows}
+
+
+def _space_variant(kind: str, directory: Path) -> str:
+    """The default space as it was before this change (``before``), without priors (``options``),
+    or as shipped (``after``)."""
+    if kind == "after":
+        return "default"
+    data = yaml.safe_load((SPACES_DIR / "default.yaml").read_text())
+    data.pop("priors", None)
+    if kind == "before":
+        for new in ("lr_schedule", "warmup_epochs", "feature_scaling"):
+            data["params"].pop(new, None)
+    path = directory / f"default_{kind}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)
+
+
+def search(args: argparse.Namespace) -> dict[str, Any]:
+    from sklearn.pipeline import make_pipeline
+
+    from regtune import RegTuneClassifier, RegTuneRegressor, make_preprocessor
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        spaces = {kind: _space_variant(kind, Path(tmp)) for kind in args.variants.split(",")}
+        for name in args.datasets or OPTION_DATASETS:
+            table = load_table(name)
+            X_tr, X_te, y_tr, y_te, _ = split(table)
+            clf = table.spec.task == "classification"
+            for seed in range(args.seeds):
+                for kind, space in spaces.items():
+                    cls = RegTuneClassifier if clf else RegTuneRegressor
+                    est = cls(space=space, timeout=args.budget, n_trials=1000, tracking_uri="off", device="cpu",
+                              random_state=seed)
+                    start = time.perf_counter()
+                    model = make_pipeline(make_preprocessor(), est).fit(X_tr, y_tr)
+                    wall = time.perf_counter() - start
+                    test = float(model.score(X_te, y_te))
+                    ran = int(sum(t.state.name in ("COMPLETE", "PRUNED", "FAIL") for t in est.study_.trials))
+                    best = est.study_.best_trial
+                    rows.append({"dataset": name, "seed": seed, "variant": kind, "test": test,
+                                 "val": float(est.best_score_), "trials": ran, "wall": wall,
+                                 "best_trial": best.number, "best_is_prior": "prior" in best.user_attrs,
+                                 "load": load()[0]})
+                    _save_rows(args, rows)
+                    print(f"{name} s{seed} {kind:8s} test {test:.4f} val {est.best_score_:.4f} trials {ran} "
+                          f"best #{best.number}{' (prior)' if 'prior' in best.user_attrs else ''} "
+                          f"wall {wall:.0f} s", flush=True)
+    frame = pd.DataFrame(rows)
+    print(frame.groupby(["dataset", "variant"])[["test", "val", "trials", "wall"]].mean().unstack().round(4)
+          .to_markdown())
+    return {"rows": rows, "budget": args.budget}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["candidates", "options", "search"])
+    parser.add_argument("--datasets", type=lambda s: s.split(","), default=None)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--budget", type=float, default=60.0)
+    parser.add_argument("--variants", default="before,options,after")
+    parser.add_argument("--output", default="priors_ab")
+    args = parser.parse_args()
+    started = time.time()
+    result = {"candidates": candidates, "options": options, "search": search}[args.mode](args)
+    path = RESULTS / f"{args.output}.json"
+    doc = json.loads(path.read_text()) if path.exists() else {}
+    doc[args.mode] = {**result, "args": vars(args), "machine": machine_info(), "load_after": load(),
+                      "minutes": (time.time() - started) / 60}
+    path.write_text(json.dumps(doc, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

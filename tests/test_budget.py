@@ -1,0 +1,74 @@
+"""A study with a timeout: a few trials queued at a time, the final refit inside the budget."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import FrozenTrial, TrialState
+from sklearn.datasets import load_iris
+
+from regtune import RegTuneClassifier
+from regtune.tuning.budget import LOG_MODEL_SECONDS, queue_batch, refit_seconds, search_deadline
+from regtune.tuning.queue import top_up
+
+T0 = datetime.datetime(2026, 1, 1)
+
+
+def _trial(number: int, value: float, seconds: float, epochs: int, **attrs: object) -> FrozenTrial:
+    early = bool(attrs.pop("early_stopping", False))
+    return FrozenTrial(
+        number=number, trial_id=number, state=TrialState.COMPLETE, value=value,
+        datetime_start=T0, datetime_complete=T0 + datetime.timedelta(seconds=seconds),
+        params={"use_early_stopping": early},
+        distributions={"use_early_stopping": CategoricalDistribution([False, True])},
+        user_attrs=dict(attrs), system_attrs={}, intermediate_values={e: value for e in range(epochs)},
+    )
+
+
+def test_the_refit_estimate_scales_the_baseline_and_best_trials_to_all_rows() -> None:
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(_trial(0, 0.5, seconds=10, epochs=10, baseline=True, best_epoch=9.0))
+    study.add_trial(_trial(1, 0.9, seconds=4, epochs=8, best_epoch=3.0, early_stopping=True))
+    study.add_trial(_trial(2, 0.7, seconds=100, epochs=8, best_epoch=7.0))  # neither: not refit
+    splits = [(range(50), range(50, 60)), (range(10, 60), range(10))]  # 100 fold rows per epoch
+    # baseline: 10 s for 10 epochs, refit all 10; best: 4 s for 8 epochs, refit to its best epoch 3
+    expected = (10 / 10 * 10 + 4 / 8 * 4) * 60 / 100 + LOG_MODEL_SECONDS
+    assert refit_seconds(study, splits, n_rows=60) == pytest.approx(expected)
+    assert search_deadline(1000.0, study, splits, 60) == pytest.approx(1000.0 - expected)
+    assert search_deadline(None, study, splits, 60) is None
+    assert refit_seconds(optuna.create_study(), splits, 60) == 0.0  # nothing to go on yet
+
+
+def test_with_a_batch_only_a_few_trials_wait_in_the_queue() -> None:
+    assert queue_batch(None, 2) is None and queue_batch(90, 1) == 2 and queue_batch(90, 3) == 6
+    study = optuna.create_study()
+    top_up(study, 1000, [], baseline_params={"x": 1}, priors=[{"x": 2}, {"x": 3}], batch=4)
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert len(waiting) == 4  # the baseline, both priors, one fresh trial
+    assert [t.user_attrs.get("prior") for t in waiting] == [None, 0, 1, None]
+    top_up(study, 1000, [], batch=4)
+    assert len(study.get_trials()) == 4  # still 4 waiting: nothing to add
+    top_up(study, 1000, [])
+    assert len(study.get_trials()) == 1000  # without a batch, the whole study
+
+
+def test_a_study_with_a_timeout_ends_on_time_and_leaves_no_queue_behind(tiny_space: Path) -> None:
+    X, y = load_iris(return_X_y=True)
+    timeout = 6.0
+    start = time.perf_counter()
+    search = RegTuneClassifier(space=str(tiny_space), n_trials=1000, timeout=timeout, tracking_uri="off",
+                               random_state=0).fit(X, y)
+    elapsed = time.perf_counter() - start
+    states = search.trials_["state"].value_counts().to_dict()
+    assert states.get("WAITING", 0) <= queue_batch(timeout, 1)
+    assert states.get("COMPLETE", 0) >= 1 and len(search.trials_) < 1000
+    assert elapsed < timeout + 4, f"{elapsed:.1f} s for a {timeout} s budget"  # loose: a loaded CI machine
+    cut = search.trials_[search.trials_["state"] == "PRUNED"]
+    assert all(search.study_.trials[n].user_attrs.get("timeout") or search.study_.trials[n].intermediate_values
+               for n in cut["number"])
+    assert search.predict(X[:3]).shape == (3,)

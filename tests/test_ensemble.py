@@ -1,0 +1,176 @@
+"""Ensembles: greedy selection on out-of-fold predictions, the refit members, one logged model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import optuna
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from regtune import RegConfig, RegTuneClassifier, RegularizedNetClassifier, RegularizedNetRegressor
+from regtune.analysis.report import report
+from regtune.data.loading import load_dataset
+from regtune.estimators.ensemble import WeightedEnsemble
+from regtune.estimators.persistence import load_model, save_model
+from regtune.exceptions import DataError
+from regtune.metrics import get_metric
+from regtune.tracking.tracker import MLflowTracker
+from regtune.tuning.ensemble import (
+    PREDICTIONS_ATTR,
+    decode_predictions,
+    encode_predictions,
+    greedy_weights,
+    in_top,
+)
+from regtune.tuning.trial import Folds, make_estimator, out_of_fold_predictions
+from regtune.tuning.tuner import TuneError, TuneSettings, tune
+
+RNG = np.random.default_rng(0)
+
+
+def test_greedy_selection_mixes_complementary_candidates_and_drops_useless_ones() -> None:
+    y = np.array([0, 1] * 50)
+    truth = np.eye(2)[y]
+    # a and b are each right on a different half of the rows; c is always wrong
+    a, b = truth.copy(), truth.copy()
+    a[:50] = 0.45 + 0.1 * (1 - truth[:50])
+    b[50:] = 0.45 + 0.1 * (1 - truth[50:])
+    c = 1 - truth
+    weights, score = greedy_weights([a, b, c], y, get_metric("accuracy", "classification"), rounds=6,
+                                    classes=np.array([0, 1]))
+    assert weights[2] == 0 and weights[0] > 0 and weights[1] > 0
+    assert score == 1.0  # the average is right everywhere, each alone on half the rows
+    only, _ = greedy_weights([truth, c], y, get_metric("accuracy", "classification"), rounds=4,
+                             classes=np.array([0, 1]))
+    assert only == [1.0, 0.0]  # nothing beats the perfect one
+
+
+def test_greedy_selection_minimizes_a_minimized_metric_and_skips_unpredicted_rows() -> None:
+    y = RNG.normal(size=60)
+    noisy = [y + RNG.normal(scale=0.5, size=60) for _ in range(3)]
+    noisy[0][:10] = np.nan  # one validation split: rows outside it were never predicted
+    weights, score = greedy_weights(noisy, y, get_metric("rmse", "regression"), rounds=9)
+    single = float(np.sqrt(np.mean((noisy[0][10:] - y[10:]) ** 2)))
+    assert sum(w > 0 for w in weights) >= 2 and score < single
+
+
+def test_predictions_survive_their_user_attr_round_trip() -> None:
+    p = RNG.dirichlet([1, 1, 1], size=20)
+    p[3] = np.nan
+    back = decode_predictions(encode_predictions(p, "classification"))
+    assert np.isnan(back[3]).all() and back[~np.isnan(back[:, 0])] == pytest.approx(p[~np.isnan(p[:, 0])], abs=1e-3)
+    r = RNG.normal(size=7) * 1e5  # prices: float32, not float16
+    assert decode_predictions(encode_predictions(r, "regression")) == pytest.approx(r, rel=1e-6)
+
+
+def test_in_top_counts_the_complete_trials_that_beat_a_value() -> None:
+    study = optuna.create_study(direction="maximize")
+    for v in (0.5, 0.7, 0.9):
+        study.add_trial(optuna.trial.create_trial(value=v))
+    assert in_top(study, 0.8, 2) and not in_top(study, 0.6, 2) and in_top(study, 0.1, 4)
+
+
+def test_out_of_fold_predictions_put_each_row_where_it_was_validated() -> None:
+    X, y = RNG.normal(size=(40, 3)), np.array(["a", "b", "c", "d"] * 10)
+    splits = [(np.arange(20, 40), np.arange(20)), (np.arange(20), np.arange(20, 40))]
+    folds = Folds(X, y, "classification", splits)
+    config = RegConfig(hidden_layer_sizes=(4,), max_epochs=1)
+    ests = [make_estimator(config, "classification", image_shape=None, device="cpu", random_state=k).fit(X[tr], y[tr])
+            for k, (tr, _) in enumerate(splits)]
+    oof = out_of_fold_predictions(ests, folds)
+    assert oof.shape == (40, 4) and np.allclose(oof.sum(1), 1)
+    assert oof[:20] == pytest.approx(ests[0].predict_proba(X[:20]))
+
+
+def test_a_weighted_ensemble_averages_and_refuses_mismatched_members() -> None:
+    X, y = RNG.normal(size=(60, 3)), np.arange(60) % 3
+    nets = [RegularizedNetClassifier((8,), max_epochs=2, random_state=s).fit(X, y) for s in (0, 1)]
+    ens = WeightedEnsemble(nets, [3, 1], trials=[4, 9])
+    assert ens.weights == [0.75, 0.25]
+    assert ens.predict_proba(X) == pytest.approx(0.75 * nets[0].predict_proba(X) + 0.25 * nets[1].predict_proba(X))
+    assert set(ens.predict(X)) <= set(y) and "trial 4: 0.75" in repr(ens)
+    with pytest.raises(DataError, match="one weight per member"):
+        WeightedEnsemble(nets, [1.0])
+    with pytest.raises(DataError, match="of one class"):
+        WeightedEnsemble([nets[0], RegularizedNetRegressor((8,), max_epochs=1).fit(X, y * 1.0)], [1, 1])
+
+
+def test_an_ensemble_saves_and_loads_without_pickle(tmp_path: Path) -> None:
+    X, y = RNG.normal(size=(50, 3)), RNG.normal(size=50)
+    nets = [RegularizedNetRegressor((8,), max_epochs=2, random_state=s).fit(X, y) for s in (0, 1, 2)]
+    ens = WeightedEnsemble(nets, [0.5, 0.25, 0.25], trials=[1, 2, 3])
+    save_model(tmp_path / "m", ens, None)
+    loaded = load_model(tmp_path / "m")
+    assert isinstance(loaded.estimator, WeightedEnsemble) and loaded.estimator.trials == [1, 2, 3]
+    assert loaded.predict(X.astype(np.float32)) == pytest.approx(ens.predict(X.astype(np.float32)), rel=1e-5, abs=1e-6)
+
+
+def test_ensemble_setting_is_checked() -> None:
+    for bad in (-1, 2.5, True):
+        with pytest.raises(TuneError, match="ensemble="):
+            TuneSettings(ensemble=bad).check()
+
+
+@pytest.fixture(scope="module")
+def ensemble_study(tmp_path_factory: pytest.TempPathFactory, tiny_space: Path) -> tuple:
+    root = tmp_path_factory.mktemp("ensemble")
+    MLflowTracker(f"sqlite:///{root}/mlflow.db", experiment=None)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        result = tune("breast_cancer", n_trials=8, ensemble=4, cv=2, pruner="none", seed=0, space=str(tiny_space),
+                      storage=str(root / "regtune.journal"), tracking_uri=f"sqlite:///{root}/mlflow.db", progress=False)
+    return result, root
+
+
+def test_only_trials_in_the_top_k_when_they_end_keep_predictions(ensemble_study: tuple) -> None:
+    result, _ = ensemble_study
+    done, kept = [], []
+    for t in result.study.trials:  # in order: the ranking each saw when it ended
+        if t.state.name == "COMPLETE":
+            ahead = sum(v > t.value for v in done)
+            assert (PREDICTIONS_ATTR in t.user_attrs) == (ahead < 4), t.number
+            done.append(t.value)
+            kept += [t.number] if PREDICTIONS_ATTR in t.user_attrs else []
+    assert len(kept) < len(done) or len(done) <= 4
+
+
+def test_the_study_logs_the_ensemble_as_its_model_and_scores_it_beside_the_best(ensemble_study: tuple) -> None:
+    result, root = ensemble_study
+    ens = result.ensemble_estimator
+    assert isinstance(ens, WeightedEnsemble) and len(ens.members) >= 2
+    top = sorted((t for t in result.study.trials if t.state.name == "COMPLETE"), key=lambda t: -t.value)[:4]
+    assert set(ens.trials) <= {t.number for t in top}
+    assert list(result.scores.index) == ["baseline", "best", "ensemble"]
+    row = result.scores.loc["ensemble"]
+    assert 0.5 < row["test"] <= 1 and row["regularizers"].startswith("trials #")
+    metrics = mlflow.MlflowClient(result.tracking_uri).get_run(result.parent_run_id).data.metrics
+    assert metrics["ensemble_test"] == pytest.approx(row["test"])
+    pyfunc = mlflow.pyfunc.load_model(result.model_uri)
+    X = load_dataset("breast_cancer").X.head(20)
+    expected = ens.predict(result.preprocessor.transform(X))
+    assert np.array_equal(np.asarray(pyfunc.predict(X)).ravel(), expected)  # the pyfunc averages the members
+
+
+def test_the_report_shows_the_ensemble_beside_the_best(ensemble_study: tuple, tmp_path: Path) -> None:
+    result, root = ensemble_study
+    tables = report(result.study_name, storage=str(root / "regtune.journal"), tracking_uri=result.tracking_uri,
+                    out_dir=tmp_path / "r", log_artifacts=False)
+    summary = tables["summary"].set_index("model")
+    assert list(summary.index) == ["baseline", "best", "ensemble"]
+    assert summary.loc["ensemble", "test"] == pytest.approx(result.scores.loc["ensemble", "test"])
+    assert "ensemble" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_regtune_classifier_predicts_with_its_ensemble(tiny_space: Path) -> None:
+    X, y = load_breast_cancer(return_X_y=True)
+    search = RegTuneClassifier(space=str(tiny_space), n_trials=6, ensemble=3, cv=2, tracking_uri="off",
+                               random_state=0).fit(X, y)
+    if search.ensemble_ is None:  # selection may keep the best alone; then it predicts
+        assert np.array_equal(search.predict(X), search.best_estimator_.predict(search.preprocessor_.transform(X)))
+    else:
+        assert np.array_equal(search.predict(X), search.ensemble_.predict(search.preprocessor_.transform(X)))
+        assert search.predict_proba(X) == pytest.approx(search.ensemble_.predict_proba(search.preprocessor_.transform(X)))
+    assert RegTuneClassifier(space=str(tiny_space), n_trials=6, tracking_uri="off").fit(X, y).ensemble_ is None

@@ -58,7 +58,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore")
 
 SEEN = [name for name, spec in DATASETS.items() if spec.seen]
-OPTION_DATASETS = ("pima", "oj", "biopsy", "concrete")
+OPTION_DATASETS = ("pima", "oj", "concrete")
 ES = {"use_early_stopping": True, "patience": 10}
 
 # Candidate priors, as changes to the default space's baseline params. Sources: RealMLP-TD
@@ -175,7 +175,8 @@ def candidates(args: argparse.Namespace) -> dict[str, Any]:
 def options(args: argparse.Namespace) -> dict[str, Any]:
     space = SearchSpace.from_yaml("default")
     base = space.baseline_params()
-    references = {"baseline+ES": dict(ES), "prior0": space.prior_params()[0] if space.priors else dict(ES)}
+    references = {"realmlp_like": CANDIDATES["realmlp_like"]} if not args.all_references else {
+        "baseline+ES": dict(ES), "realmlp_like": CANDIDATES["realmlp_like"]}
     variants = {"lr_schedule": ["constant", "cosine", "onecycle", "flat_anneal"],
                 "feature_scaling": ["standard", "robust_clip", "quantile"]}
     rows = []
@@ -257,6 +258,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=60.0)
     parser.add_argument("--variants", default="before,options,after")
     parser.add_argument("--output", default="priors_ab")
+    parser.add_argument("--all-references", action="store_true", help="options: also on baseline + early stopping")
     args = parser.parse_args()
     started = time.time()
     result = {"candidates": candidates, "options": options, "search": search}[args.mode](args)

@@ -1,18 +1,19 @@
 """Tuner overhead: what Optuna storage and MLflow logging cost on top of training.
 
-    python benchmarks/tuner_overhead.py [--quick] [--repeats 3] [--trials 30]
+    python benchmarks/tuner_overhead.py [--quick] [--repeats 5] [--trials 30] [--sqlite]
 
 A 30-trial study on ``digits`` (space ``minimal``, seed 0, ``pruner="none"``, ``cv=1``) run
-through ``regtune.tuning.tuner.tune`` with a journal file (the default storage) and MLflow on SQLite
-in a temporary directory, against the same 30 configurations (``space.to_config(t.params)`` of
-the finished study) and the same two refits trained by the bare estimator: no Optuna, no
-MLflow. The same study with ``sqlite:///`` storage, and with in-memory storage and MLflow off,
-runs interleaved with them, and so does a prototype of one recommended change (not in
-regtune): MLflow per-epoch metrics buffered and written with the trial's final batch. Inside
-each tuner run, probes time every storage and MLflow call (``trial.report``, ``log_epoch``,
-trial runs, model logging, ...), so the report says where the overhead goes.
-Micro-benchmarks then time single calls on each storage. Each run uses a fresh directory, so
-it pays for creating the MLflow SQLite store (its tables) once, as a first run does.
+through ``regtune.tuning.tuner.tune`` with a journal file (the default storage) and MLflow on
+SQLite, against the same 30 configurations (``space.to_config(t.params)`` of the finished
+study) and the same two refits trained by the bare estimator: no Optuna, no MLflow. Every run
+uses a fresh directory. The default study runs twice: in an empty directory, where it pays
+for creating the MLflow SQLite store (its tables: a one-off cost of the first run in a
+directory), and in one whose store exists (every later run). The same study with in-memory
+storage and MLflow off (and with ``--sqlite``, SQLite storage) runs interleaved with them.
+Inside each tuner run, probes time every storage and MLflow call (``trial.report``,
+``log_epoch``, the tracker's batched writes in its background thread, trial runs, model
+logging, ...), so the report says where the overhead goes. Micro-benchmarks then time single
+calls on each storage.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -119,7 +121,8 @@ def install(probes: Probes) -> None:
     # per epoch
     probes.wrap(trial, "report", "epoch: trial.report (storage)")
     probes.wrap(trial, "should_prune", "epoch: should_prune")
-    probes.wrap(T, "log_epoch", "epoch: MLflow log_epoch")
+    probes.wrap(T, "log_epoch", "epoch: MLflow log_epoch (queues)")
+    probes.wrap(T, "_write_queued", "MLflow batched writes (background thread + trial end)")
     probes.wrap(regtune.tuning.trial, "weight_stats", "trial: weight stats for MLflow")
     probes.wrap(regtune.nn.trainer.Trainer, "step", lambda: f"training: {probes.phase} epochs")
     probes.wrap(regtune.nn.trainer.Trainer, "__init__", lambda: f"training: {probes.phase} model build")
@@ -128,26 +131,6 @@ def install(probes: Probes) -> None:
     probes.wrap(regtune.tuning.tuner, "refit", "end: refit best + baseline (total)")
     probes.wrap(regtune.estimators.persistence, "log_model", "end: MLflow log_model")
     probes.wrap(regtune.tuning.tuner, "_finish", "end: finish (total: refits, test scores, MLflow)")
-
-
-def buffer_epochs(probes: Probes) -> None:
-    """Prototype: ``log_epoch`` keeps the epoch's metrics; ``finish_trial`` writes them in one batch."""
-    T = regtune.tracking.tracker.MLflowTracker
-    finish = T.finish_trial
-    pending: dict[str, list] = defaultdict(list)
-
-    def log_epoch(self: Any, run_id: str, epoch: int, metrics: Any) -> None:
-        pending[run_id].extend(regtune.tracking.tracker._metrics(metrics, epoch))
-
-    def finish_trial(self: Any, run_id: str, state: str, metrics: Any = None, tags: Any = None, *,
-                     step: int | None = None) -> None:
-        if pending.get(run_id):
-            self._log_batch(run_id, metrics=pending.pop(run_id))
-        finish(self, run_id, state, metrics, tags, step=step)
-
-    for attr, fn in (("log_epoch", log_epoch), ("finish_trial", finish_trial)):
-        probes._undo.append((T, attr, T.__dict__[attr]))
-        setattr(T, attr, fn)
 
 
 def settings_for(kind: str, workdir: Path, n_trials: int) -> TuneSettings:
@@ -169,14 +152,16 @@ class Runs:
         self.configs: list[tuple[int, Any]] | None = None
         self.refits: list[tuple[Any, int, dict[str, Any]]] = []
 
-    def tuner(self, kind: str, buffered: bool = False) -> Callable[[], float]:
+    def tuner(self, kind: str, store: Path | None = None) -> Callable[[], float]:
+        """``store``: an MLflow SQLite file copied into the run's directory first (a later run)."""
+
         def run() -> float:
             workdir = Path(tempfile.mkdtemp(prefix=f"regtune-overhead-{kind}-"))
+            if store is not None:
+                shutil.copy(store, workdir / "mlflow.db")
             cwd = os.getcwd()
             os.chdir(workdir)  # MLflow artifacts go to ./mlruns
             probes = Probes()
-            if buffered:
-                buffer_epochs(probes)
             install(probes)
             try:
                 result = tune(self.dataset, settings=settings_for(kind, workdir, self.n_trials))
@@ -184,7 +169,8 @@ class Runs:
                 probes.undo()
                 os.chdir(cwd)
             self.studies[kind] = result.study
-            label = kind + (" + buffered epochs" if buffered else "")
+            self.last_store = workdir / "mlflow.db"
+            label = kind + (", store exists" if store is not None else "")
             self.probes[label].append({"seconds": dict(probes.seconds), "calls": dict(probes.calls),
                                       "epochs": sum(len(t.intermediate_values) for t in result.study.trials)})
             return result.best_value
@@ -265,6 +251,13 @@ def micro(n: int) -> dict[str, Any]:
         for step in range(n):
             tracker.log_epoch(runs[0], step, record)
         epoch = (time.perf_counter() - t0) / n
+        t0 = time.perf_counter()
+        tracker.flush()
+        queued_flush = (time.perf_counter() - t0) / n
+        t0 = time.perf_counter()
+        for step in range(n):  # what log_epoch cost before it queued: one log_batch per epoch
+            tracker._log_batch(runs[3], metrics=regtune.tracking.tracker._metrics(record, step))
+        per_epoch_write = (time.perf_counter() - t0) / n
         # What an asynchronous log_epoch would cost (MlflowClient.log_batch(synchronous=False)).
         t0 = time.perf_counter()
         futures = [tracker._client.log_batch(runs[1], metrics=regtune.tracking.tracker._metrics(record, s), synchronous=False)
@@ -281,7 +274,9 @@ def micro(n: int) -> dict[str, Any]:
         for r in runs:
             tracker.finish_trial(r, "COMPLETE", metrics={"value": 0.9, "seconds": 1.0})
         finish = (time.perf_counter() - t0) / len(runs)
-        out["mlflow sqlite"] = {"start_trial_run ms": start * 1e3, "log_epoch ms": epoch * 1e3,
+        out["mlflow sqlite"] = {"start_trial_run ms": start * 1e3, "log_epoch (queue) ms": epoch * 1e3,
+                                "flush of the queued epochs, per epoch ms": queued_flush * 1e3,
+                                "one log_batch per epoch ms": per_epoch_write * 1e3,
                                 "log_epoch async, enqueue ms": queued * 1e3,
                                 "log_epoch async, incl. flush ms": async_total * 1e3,
                                 "epochs batched at trial end, per epoch ms": one_batch * 1e3,
@@ -308,8 +303,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--sqlite", action="store_true", help="also the study on SQLite storage")
     args = parser.parse_args()
-    repeats = args.repeats or (2 if args.quick else 3)
+    repeats = args.repeats or (2 if args.quick else 5)
     n_trials = args.trials or (10 if args.quick else 30)
     warnings.filterwarnings("ignore")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -322,18 +318,23 @@ def main() -> None:
     # Warm up imports (mlflow, sqlalchemy, alembic) and produce the configurations for "bare".
     print("warm-up ...", flush=True)
     runs.tuner("journal")()
+    store = Path(tempfile.mkdtemp(prefix="regtune-overhead-store-")) / "mlflow.db"
+    shutil.copy(runs.last_store, store)  # a store with one study in it, as after a first run
     contenders = {
-        "tune: journal + MLflow (default)": runs.tuner("journal"),
-        "tune: sqlite + MLflow": runs.tuner("sqlite"),
+        "tune: journal + MLflow (default), store exists": runs.tuner("journal", store=store),
+        "tune: journal + MLflow (default), new store": runs.tuner("journal"),
+        **({"tune: sqlite + MLflow, store exists": runs.tuner("sqlite", store=store)} if args.sqlite else {}),
         "tune: in-memory, MLflow off": runs.tuner("memory"),
-        "prototype: journal + MLflow, epochs buffered": runs.tuner("journal", buffered=True),
         "bare estimator": runs.bare,
     }
     timing = interleaved(contenders, repeats, warmup=False)
-    bare = timing["bare estimator"]["median"]
+    bare = timing["bare estimator"]
     for rec in timing.values():
-        rec["overhead_share"] = (rec["median"] - bare) / rec["median"]
-        rec["vs_bare"] = rec["median"] / bare
+        rec["overhead_share"] = (rec["median"] - bare["median"]) / rec["median"]
+        rec["vs_bare"] = rec["median"] / bare["median"]
+        # Repeat r of every contender ran back to back, under about the same load.
+        rec["vs_bare_paired"] = [a / b for a, b in zip(rec["wall"], bare["wall"], strict=True)]
+        rec["vs_bare_paired_median"] = median(rec["vs_bare_paired"])
     payload["timing"] = timing
     payload["probes"] = {kind: _median_probes(p) for kind, p in runs.probes.items()}
     save(NAME, payload)
@@ -357,10 +358,11 @@ def _median_probes(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def print_tables(payload: dict[str, Any]) -> None:
     t = payload["timing"]
-    rows = [[name, rec["median"], f"{rec['vs_bare']:.2f}x", f"{100 * rec['overhead_share']:.0f}%"]
-            for name, rec in t.items()]
+    rows = [[name, rec["median"], f"{rec['vs_bare']:.2f}x", f"{rec['vs_bare_paired_median']:.2f}x",
+             f"{100 * rec['overhead_share']:.0f}%", median(rec["load1"])] for name, rec in t.items()]
     print(f"\n{payload['n_trials']} trials on {DATASET} (space {SPACE}, cv=1, pruner none): median wall seconds")
-    print(markdown_table(["run", "median s", "vs bare", "overhead share of wall"], rows))
+    print(markdown_table(["run", "median s", "vs bare (medians)", "vs bare (median of paired repeats)",
+                          "overhead share of wall", "load1"], rows))
     kinds = list(payload["probes"])
     labels = sorted({k for p in payload["probes"].values() for k in p["seconds"]})
     rows = []

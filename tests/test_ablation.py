@@ -104,14 +104,20 @@ def target_first(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"root": root, "csv": csv, "storage": storage, "result": result, "frame": frame}
 
 
-def test_ablate_retrains_on_the_studys_target_not_the_last_column(target_first: dict, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)  # elsewhere: the study must find its file by the path it recorded
-    table = ablate("flowers", seeds=1, storage=target_first["storage"], tracking_uri="off", progress=False)
+def test_ablate_retrains_on_the_studys_target_not_the_last_column(target_first: dict) -> None:
+    table = ablate("flowers", seeds=1, storage=target_first["storage"], tracking_uri="off", progress=False,
+                   data=str(target_first["csv"]))
     tuned = target_first["result"].scores.loc["best", "test"]
     assert table.attrs["metric"] == "accuracy"
     assert table.loc[0, "test_mean"] == pytest.approx(tuned, abs=0.034)  # seed 0 is the tuner's refit
     assert table.loc[0, "test_mean"] > 0.6  # chance is 1/3
+
+
+def test_ablate_reads_the_file_the_study_recorded_from_any_directory(target_first: dict, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no flowers.csv here: the study knows where it read it
+    table = ablate("flowers", seeds=1, storage=target_first["storage"], tracking_uri="off", progress=False)
+    assert table.loc[0, "test_mean"] == pytest.approx(target_first["result"].scores.loc["best", "test"], abs=0.034)
 
 
 def test_ablate_refuses_other_data_for_the_study(target_first: dict, tmp_path: Path, capsys) -> None:

@@ -10,6 +10,7 @@ masked, ``regtune ui`` listens on loopback, and a tampered model file is refused
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import pickle
 import signal
@@ -122,6 +123,14 @@ BAD_DATA = {
     "ragged-row": (_csv("a,b,y\n1,2,x\n1,2,3,x\n"), [], ["fields", "line 3"]),
     "only-target-column": (_csv("y\n1\n2\n1\n2\n"), [], ["no feature columns"]),
     "not-utf8": (lambda p: p.write_bytes(b"a,y\n\xff\xfe,1\n\x81,2\n"), [], ["utf-8"]),
+    # issue 11: these were "not UTF-8 text", a silent rename to 'a.1', and NaN scores blaming lr
+    "gzip-named-csv": (lambda p: p.write_bytes(gzip.compress(_iris_frame().to_csv(index=False).encode())), [],
+                       ["gzip-compressed", "decompress"]),
+    "xlsx-named-csv": (lambda p: p.write_bytes(b"PK\x03\x04" + bytes(64)), [], ["zip", "export"]),
+    "repeated-header": (_csv("a,b,a,y\n" + "".join(f"{i},{i % 3},{i * 2},{'xyz'[i % 3]}\n" for i in range(30))),
+                        [], ["repeated", "'a' (2 times)"]),
+    "absurd-regression-target": (_csv("a,y\n" + "".join(f"{i},{i * 0.37}\n" for i in range(29)) + "1,1e20\n"), [],
+                                 ["target", "1e+20", "line 31", "spread", "drop that row"]),
 }
 
 
@@ -181,6 +190,8 @@ BAD_SPACES = {
     "not-a-mapping": ("- just\n- a list\n", ["mapping"]),
     "empty": ("", ["empty"]),
     "python-tag": ("fixed: !!python/object/apply:os.system ['echo pwned']\n", []),
+    # issue 11: was accepted, and every trial was the same configuration
+    "nothing-to-search": ("description: fixed only\nfixed:\n  max_epochs: 3\n", ["no params", "regularizers"]),
 }
 
 
@@ -258,6 +269,67 @@ def test_bad_settings_raise_tune_error_naming_the_parameter(options: dict[str, A
     with pytest.raises(TuneError, match=param):
         tune("iris", space="minimal", **options)
     assert list(cwd.iterdir()) == []
+
+
+def test_cv_auto_on_four_rows_says_there_are_too_few_rows(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 11: sklearn's "n_splits=5 > n_samples=3", though the user never chose 5 folds."""
+    (cwd / "four.csv").write_text("a,y\n1,1.0\n2,2.5\n3,3.1\n4,4.7\n")
+    code, _, err = _cli(["tune", "four.csv", "--space", "minimal", "--trials", 1], capsys)
+    _assert_one_error_line(code, err, "cv='auto'", "3 rows", "too few", "add rows")
+    assert "n_splits" not in err
+    code, _, err = _cli(["tune", "four.csv", "--space", "minimal", "--trials", 1, "--cv", 3], capsys)
+    _assert_one_error_line(code, err, "cv=3", "3 rows", "cv=1")
+    _assert_nothing_written(cwd)
+
+
+def test_cv_auto_error_from_python_is_a_regtune_error(cwd: Path) -> None:
+    from regtune import RegtuneError
+    from regtune.tuning.tuner import tune
+
+    with pytest.raises(RegtuneError, match="too few to cross-validate"):
+        tune(np.arange(4.0).reshape(4, 1), np.array([1.0, 2.5, 3.1, 4.7]), space="minimal", n_trials=1)
+    _assert_nothing_written(cwd)
+
+
+def test_y_given_with_a_named_dataset_is_refused(cwd: Path) -> None:
+    """Issue 11: ``tune("iris", y)`` tuned on iris's own target and ignored ``y``."""
+    from regtune.tuning.tuner import tune
+
+    (cwd / "table.csv").write_text("a,y\n" + "".join(f"{i},{i % 2}\n" for i in range(20)))
+    for data in ("iris", "table.csv", Path("table.csv")):
+        with pytest.raises(DataError, match="y is given.*holds its own target"):
+            tune(data, np.zeros(150), space="minimal", n_trials=1)
+    _assert_nothing_written(cwd)
+
+
+def test_tune_from_python_prints_no_optuna_info_lines(cwd: Path, tiny_space: Path) -> None:
+    """Issue 11: ``regtune.tune(X, y)`` printed Optuna's INFO line for every trial; the CLI does not."""
+    import logging
+
+    import optuna
+
+    from regtune.tuning.tuner import tune
+
+    class Records(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.DEBUG)
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(f"{record.levelname}: {record.getMessage()}")
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 3)), np.arange(60) % 2
+    records, logger = Records(), logging.getLogger("optuna")
+    optuna.logging.set_verbosity(optuna.logging.INFO)  # Optuna's default
+    logger.addHandler(records)
+    try:
+        tune(X, y, space=str(tiny_space), n_trials=2, cv=1, tracking_uri="off", storage=":memory:", progress=False)
+        assert optuna.logging.get_verbosity() == optuna.logging.INFO, "the caller's verbosity comes back"
+    finally:
+        logger.removeHandler(records)
+        optuna.logging.set_verbosity(optuna.logging.INFO)
+    assert not [m for m in records.messages if m.startswith("INFO")], records.messages
 
 
 def test_mismatched_x_and_y_raise_data_error(cwd: Path) -> None:
@@ -357,6 +429,25 @@ def test_classifier_fit_rejects_bad_parameters_naming_them(params: dict[str, Any
     X, y = np.random.default_rng(0).normal(size=(12, 2)), np.arange(12) % 2
     with pytest.raises(ValueError, match=next(iter(params))):
         RegularizedNetClassifier(**{"max_epochs": 1, **params}).fit(X, y)
+
+
+@pytest.mark.parametrize("name", ["RegularizedNetClassifier", "RegularizedNetRegressor"])
+def test_a_table_with_text_points_to_the_preprocessor(name: str) -> None:
+    """Issue 11: a raw DataFrame with strings gave numpy's bare "could not convert string to float"."""
+    import regtune
+    from regtune import RegtuneError
+
+    frame = _iris_frame().assign(island=lambda f: np.array(["Biscoe", "Dream"])[np.arange(len(f)) % 2])
+    X, y = frame[["a", "island", "b"]], np.arange(len(frame)) % 2
+    estimator = getattr(regtune, name)(max_epochs=1)
+    with pytest.raises(RegtuneError) as info:
+        estimator.fit(X, y)
+    message = str(info.value)
+    assert "island" in message and "make_pipeline(regtune.make_preprocessor()" in message, message
+    assert "'a'" not in message and ", b" not in message, "only the text column is named"
+    fitted = getattr(regtune, name)(max_epochs=1).fit(frame[["a", "b"]], y)
+    with pytest.raises(RegtuneError, match="make_preprocessor"):
+        fitted.predict(frame[["a", "island"]].set_axis(["a", "b"], axis=1))
 
 
 # ---- properties: whatever the user hands the CLI, it loads or fails with one line -------------

@@ -4,18 +4,27 @@ that cannot work gets before any training."""
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
+import uuid
+from pathlib import Path
 
 import numpy as np
+import optuna
+import pandas as pd
 import pytest
 import torch
 from byo_modules import BrokenForward, Frozen, NoDropout, ResidualMLP, WrongWidth, mlp_factory
 from sklearn.base import clone
 from sklearn.datasets import load_digits, make_regression
+from mlflow import MlflowClient
 from sklearn.model_selection import GridSearchCV
 from torch import nn
 
 from regtune import RegularizedNetClassifier, RegularizedNetRegressor
+from regtune.data.loading import load_dataset
 from regtune.estimators.persistence import load_model, save_model
 from regtune.exceptions import ModuleError
 from regtune.nn.models import MLP, ModuleFactory, load_module
@@ -155,3 +164,133 @@ class _Recorder:
 
     def on_train_end(self, trainer: object) -> None:
         pass
+
+
+# --- the CLI: --model FILE.py:CLASS, logged with its code, served in a fresh process ------------
+
+NETS_FILE = '''
+import torch
+from torch import nn
+
+
+class TinyConv(nn.Module):
+    def __init__(self, image_shape, n_outputs, channels=4):
+        super().__init__()
+        c, h, w = image_shape
+        self.conv = nn.Conv2d(c, channels, 3, padding=1)
+        self.drop = nn.Dropout(0.0)
+        self.head = nn.Linear(channels * h * w, n_outputs)
+
+    def forward(self, x):
+        return self.head(self.drop(torch.relu(self.conv(x))).flatten(1))
+
+
+class TinyMLP(nn.Module):
+    def __init__(self, n_features, n_outputs, width=16):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_features, width), nn.ReLU(), nn.Dropout(0.0), nn.Linear(width, n_outputs))
+
+    def forward(self, x):
+        return self.net(x)
+'''
+
+SPACE = '''
+fixed: {max_epochs: 4, batch_size: 32}
+params:
+  lr: {type: float, low: 1.0e-3, high: 3.0e-2, log: true, default: 1.0e-2}
+module:
+  channels: {type: int, low: 2, high: 6, default: 4}
+regularizers:
+  dropout:
+    dropout: {type: float, low: 0.05, high: 0.3}
+  batch_norm:
+    batch_norm: {type: categorical, choices: [before_activation]}
+'''
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from regtune.cli.app import main
+
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _fresh(cwd: Path, *argv: str) -> subprocess.CompletedProcess:
+    """A new Python process, with nothing of the tests on its path: only the MLflow model knows
+    the module."""
+    cwd.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("data", ["npz", "csv"])
+def test_cli_tunes_a_model_file_and_a_fresh_process_serves_it(
+    data: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    name = f"nets_{uuid.uuid4().hex[:8]}"  # a module name of its own: file modules stay imported
+    model_file = tmp_path / "src" / f"{name}.py"
+    model_file.parent.mkdir()
+    model_file.write_text(NETS_FILE)
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:240], y[:240]
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    if data == "npz":
+        np.savez(tmp_path / "digits.npz", X=X.reshape(-1, 8, 8), y=y)
+        (tmp_path / "space.yaml").write_text(SPACE)
+        argv = ["digits.npz", "--model", f"src/{name}.py:TinyConv", "--space", "space.yaml"]
+    else:
+        pd.DataFrame(X).assign(label=y).to_csv(tmp_path / "digits.csv", index=False)
+        argv = ["digits.csv", "--model", f"src/{name}.py:TinyMLP", "--space", str(Path(__file__).parent / "spaces" / "tiny.yaml")]
+    code, out, err = _cli(capsys, "tune", *argv, "--trials", "3", "--cv", "1", "-q", "--tracking-uri", uri)
+    assert code == 0, err
+    parent = out.split("parent run ")[1].split()[0]
+    study = f"digits.{data}-Tiny{'Conv' if data == 'npz' else 'MLP'}"
+    assert study in out
+    if data == "npz":  # the module's own parameter was searched; batch norm, which it cannot take, was not
+        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+            str(tmp_path / "regtune.journal")))
+        [name] = optuna.get_all_study_names(storage)
+        params = optuna.load_study(study_name=name, storage=storage).trials[0].params
+        assert "module__channels" in params and "use_batch_norm" not in params
+    expected = load_dataset(tmp_path / f"digits.{data}")
+    model_file.unlink()  # the model must carry its own copy of the code
+
+    served = _fresh(tmp_path, str(Path(sys.executable).with_name("regtune")), "predict", f"digits.{data}",
+                    "--run", parent, "--tracking-uri", uri)
+    assert served.returncode == 0, served.stderr
+    predicted = np.array([int(line) for line in served.stdout.split()[1:]])
+    assert len(predicted) == 240 and (predicted == expected.y.to_numpy()).mean() > 0.5
+
+    model_uri = MlflowClient(uri).get_run(parent).data.tags["regtune.model_uri"]
+    script = ("import sys, mlflow, numpy as np, pandas as pd; mlflow.set_tracking_uri(sys.argv[1]); "
+              "m = mlflow.pyfunc.load_model(sys.argv[2]); X = pd.read_csv(sys.argv[3]); "
+              "print(' '.join(map(str, m.predict(X))))")
+    expected.X.to_csv(tmp_path / "rows.csv", index=False)
+    pyfunc = _fresh(tmp_path / "elsewhere", sys.executable, "-c", script, uri, model_uri, str(tmp_path / "rows.csv"))
+    assert pyfunc.returncode == 0, pyfunc.stderr
+    assert np.array_equal(np.array(pyfunc.stdout.split(), dtype=int), predicted)
+
+
+def test_cli_refuses_a_module_that_cannot_work_before_any_trial(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    name = f"bad_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(NETS_FILE + "\n\nclass Wide(TinyMLP):\n"
+                                          "    def forward(self, x):\n        return torch.cat([self.net(x)] * 2, 1)\n")
+    code, out, err = _cli(capsys, "tune", "iris", "--model", f"{name}.py:Wide", "--trials", "2", "-q",
+                          "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1
+    assert "Wide's forward returned torch.float32 of shape (2, 6)" in err and "expected floats of shape (2, 3)" in err
+    assert not (tmp_path / "regtune.journal").exists() or "iris" not in (tmp_path / "regtune.journal").read_text()
+    code, _, err = _cli(capsys, "tune", "iris", "--model", f"{name}.py:Nope", "--trials", "2", "-q")
+    assert code == 2 and "has no 'Nope'; its nn.Module classes: TinyConv, TinyMLP, Wide" in err
+    code, _, err = _cli(capsys, "tune", "iris", "--model", "missing.py:Net", "--trials", "2", "-q")
+    assert code == 2 and "no such file 'missing.py'" in err

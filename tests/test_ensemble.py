@@ -148,7 +148,11 @@ def test_the_study_logs_the_ensemble_as_its_model_and_scores_it_beside_the_best(
     assert 0.5 < row["test"] <= 1 and row["regularizers"].startswith("trials #")
     metrics = mlflow.MlflowClient(result.tracking_uri).get_run(result.parent_run_id).data.metrics
     assert metrics["ensemble_test"] == pytest.approx(row["test"])
-    pyfunc = mlflow.pyfunc.load_model(result.model_uri)
+    mlflow.set_tracking_uri(result.tracking_uri)
+    try:
+        pyfunc = mlflow.pyfunc.load_model(result.model_uri)
+    finally:
+        mlflow.set_tracking_uri(None)
     X = load_dataset("breast_cancer").X.head(20)
     expected = ens.predict(result.preprocessor.transform(X))
     assert np.array_equal(np.asarray(pyfunc.predict(X)).ravel(), expected)  # the pyfunc averages the members

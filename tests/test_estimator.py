@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import load_digits, make_regression
-from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
+from sklearn.model_selection import GridSearchCV, KFold, cross_val_score, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -161,3 +161,46 @@ def test_bad_input_raises_value_error_naming_what_and_which_value(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         RegularizedNetClassifier(**{**FAST, **params}).fit(X, y)
+
+
+def _one_hot_in_one_row(n: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Issue 11's repro: a regression table with a column that is 1 in a single row, 0 elsewhere."""
+    X, y = make_regression(n_samples=n, n_features=5, noise=5.0, random_state=0)
+    X = np.column_stack([X, np.zeros(n)])
+    X[7, -1] = 1.0
+    return X, y
+
+
+def test_a_column_constant_in_a_cv_fold_does_not_explode_the_scores() -> None:
+    """The preprocessor's float32 output of that column is constant in the folds without row 7,
+    but with a std of ~1e-8 (round-off): dividing by it turned R^2 0.98 into -1.7e13."""
+    from regtune import make_preprocessor
+
+    X, y = _one_hot_in_one_row()
+    net = RegularizedNetRegressor(hidden_layer_sizes=(32,), lr=1e-2, max_epochs=30, random_state=0, device="cpu")
+    scores = cross_val_score(make_pipeline(make_preprocessor(), net), X, y, cv=KFold(5))
+    assert scores.min() > 0.9, scores
+
+
+def test_a_column_constant_in_fit_is_ignored_whatever_it_holds_later() -> None:
+    X, y = _one_hot_in_one_row()
+    rows = np.arange(len(y)) != 7
+    X32 = StandardScaler().fit_transform(X).astype(np.float32)  # the column: -0.0709 in float32, 14.1 in row 7
+    net = RegularizedNetRegressor(**{**FAST, "max_epochs": 20}).fit(X32[rows], y[rows])
+    assert net._x_scale_[-1] == np.inf  # constant within float32 round-off, not a std of 7e-9
+    other = X32[7:8].copy()
+    other[0, -1] = X32[0, -1]
+    np.testing.assert_allclose(net.predict(X32[7:8]), net.predict(other), rtol=1e-6)
+
+
+def test_a_target_constant_up_to_float32_round_off_is_not_scaled_up() -> None:
+    """A CV fold whose training targets are one value (in float32, one step apart) must not
+    divide the validation targets by a std of 1.5e-8."""
+    X = np.random.default_rng(0).normal(size=(60, 3))
+    y = np.full(60, 0.3, dtype=np.float32)
+    y[:40:2] = np.nextafter(np.float32(0.3), np.float32(1.0))
+    y[40:] += np.float32(1.0)  # the validation rows: one unit away
+    net = RegularizedNetRegressor(**FAST)
+    history = list(net.fit_iter(X[:40], y[:40], validation_data=(X[40:], y[40:])))
+    assert net._y_scale_[0] == 1.0
+    assert max(h["val_loss"] for h in history) < 10, history[-1]

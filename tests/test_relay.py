@@ -78,6 +78,7 @@ def test_epochs_a_killed_worker_sent_are_still_written(tracker: MLflowTracker) -
     assert [m.step for m in tracker._client.get_metric_history(run_id, "val_score")] == [0, 1, 2, 3]
 
 
+@pytest.mark.slow
 def test_a_relay_serves_workers_of_a_whole_study(tmp_path: Path) -> None:
     """``tune(n_jobs=2)`` end to end: every trial's run, epochs and state, whoever ran it."""
     from regtune.tuning.tuner import tune

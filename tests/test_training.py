@@ -264,3 +264,27 @@ def test_fit_iter_yields_one_record_per_epoch() -> None:
         assert not hasattr(net, "module_")  # fitted only once the generator is exhausted
     assert epochs == [0, 1, 2, 3] and net.n_iter_ == 4
     assert net.device_ == torch.device("cpu")
+
+
+def test_data_over_the_memory_budget_stream_in_chunks_and_train_the_same() -> None:
+    """The streamed path (chunks gathered from host memory) trains exactly what the in-memory
+    path trains: same batches in the same order, same RNG stream for dropout and noise."""
+    X, y = _noisy_problem(600, 0)
+    Xv, yv = _noisy_problem(200, 1)
+    config = _config(dropout=0.3, input_noise=0.1, batch_size=32, max_epochs=3)
+
+    def train(memory_budget: int | None) -> Trainer:
+        regs = build_regularizers(config, n_classes=2, image_shape=None)
+        return _train(_builder(config), config, X, y, Xv, yv, task="classification", regularizers=regs,
+                      seed=7, memory_budget=memory_budget)
+
+    in_memory = train(None)
+    data_bytes = sum(t.nelement() * t.element_size() for t in (X, y, Xv, yv))
+    streamed = train(data_bytes // 10)  # chunks of 1/40 of the data: 17 chunks per epoch
+    assert not in_memory.streaming and streamed.streaming
+    assert len(streamed._plan) > 10 and len(in_memory._plan) == 1
+    for a, b in zip(in_memory.history, streamed.history, strict=True):
+        for key in ("train_loss", "val_loss", "val_score"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6)
+    for p, q in zip(in_memory.model.parameters(), streamed.model.parameters(), strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)

@@ -32,7 +32,8 @@ def _console():  # noqa: ANN202
 
 @app.command()
 def tune(
-    data: str = typer.Argument(..., help="CSV/Parquet path or built-in: digits, breast_cancer, wine, iris, diabetes."),
+    data: str = typer.Argument(..., help="CSV/Parquet/npz path, a folder of images in class sub-folders, or built-in: "
+                                         "digits, breast_cancer, wine, iris, diabetes."),
     target: str | None = typer.Option(None, help="Target column of a file (default: the last column)."),
     space: str = typer.Option("default", help="Search space name (see `regtune spaces`) or YAML path."),
     trials: int = typer.Option(30, help="Trials the study should hold; re-running adds only what is missing."),
@@ -57,6 +58,8 @@ def tune(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ensemble: int = typer.Option(0, help="K >= 2: the logged model averages up to K of the best trials, chosen by "
                                          "greedy ensemble selection on their out-of-fold predictions."),
+    model: str | None = typer.Option(None, help="Your network instead of the built-in one: path/to/file.py:ClassName or "
+                                               "package.module:ClassName (this imports and runs that code)."),
 ) -> None:
     """Search the regularization for DATA, refit the best, compare with no regularization."""
     from regtune.cli.tables import print_tune_summary
@@ -68,7 +71,7 @@ def tune(
         space=space, n_trials=trials, timeout=timeout, sampler=sampler, pruner=pruner, metric=metric,
         cv=_parse_cv(cv), storage=storage, study_name=study, experiment=experiment, tracking_uri=tracking_uri,
         n_jobs=jobs, seed=seed, device=device, retry_failed=retry_failed, heartbeat_interval=heartbeat,
-        grace_period=grace, progress=not quiet, ensemble=ensemble,
+        grace_period=grace, progress=not quiet, ensemble=ensemble, module=model,
     )
     settings.check()
     import optuna
@@ -102,21 +105,26 @@ def best(
 
 @app.command()
 def predict(
-    data: str = typer.Argument(..., help="CSV/Parquet path or built-in dataset name."),
-    run: str = typer.Option(..., help="MLflow run id of a study's parent run (see `regtune tune` output)."),
+    data: str = typer.Argument(..., help="CSV/Parquet/npz path, a folder of images, or built-in dataset name."),
+    run: str = typer.Option(..., help="MLflow run id of a study's parent run (`regtune tune` and `regtune best` print it)."),
     tracking_uri: str | None = typer.Option(None, help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI})."),
     output: Path | None = typer.Option(None, help="Write predictions to this CSV instead of stdout."),  # noqa: B008
     proba: bool = typer.Option(False, help="Class probabilities instead of labels."),
 ) -> None:
     """Predict DATA with the best model logged by a study."""
-    from regtune.cli.predict import predict_frame
+    from regtune.cli.predict import check_output, predict_frame
 
+    check_output(output)  # before loading anything
     frame = predict_frame(data, run, tracking_uri=tracking_uri, proba=proba)
     if output is None:
         frame.to_csv(sys.stdout, index=False)
-    else:
+        return
+    try:
         frame.to_csv(output, index=False)
-        typer.echo(f"wrote {len(frame)} predictions to {output}", err=True)
+    except OSError as exc:  # e.g. the disk filled up
+        raise typer.BadParameter(f"'{output}' cannot be written: {exc.strerror or exc}",
+                                 param_hint="'--output'") from None
+    typer.echo(f"wrote {len(frame)} predictions to {output}", err=True)
 
 
 @app.command()

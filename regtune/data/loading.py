@@ -114,14 +114,16 @@ def load_dataset(
         )
         return replace(dataset, source=source)
     path = Path(source)
-    if path.is_dir() or path.suffix.lower() == ".npz":
+    images = path.is_dir() and path.suffix.lower() not in FILE_SUFFIXES  # "data.csv/" is a mistake
+    if images or path.suffix.lower() == ".npz":
         from regtune.data.images import load_image_folder, load_npz
 
         if target not in (None, "y", "target"):
             what = "the array y" if path.suffix.lower() == ".npz" else "its class sub-folders"
             raise DataError(f"'{source}' takes its target from {what}, not from a column {target!r}; "
                             "leave the target unset")
-        return load_image_folder(path, task=task) if path.is_dir() else load_npz(path, task=task)
+        dataset = load_image_folder(path, task=task) if images else load_npz(path, task=task)
+        return replace(dataset, source=str(path.resolve()))
     if not path.exists() and path.suffix.lower() not in FILE_SUFFIXES:
         raise DataError(
             f"'{source}' is neither a built-in dataset ({', '.join(BUILTIN_DATASETS)}) nor an "

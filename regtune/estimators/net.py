@@ -18,6 +18,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from regtune.config import FIELD_CONSTRAINTS, RegConfig
+from regtune.data.images import as_rows, to_numpy
 from regtune.data.scaling import fit_scaling, scale_features
 from regtune.exceptions import DataError, ModuleError, RegConfigError
 from regtune.nn.callbacks import Callback, EarlyStopping
@@ -288,10 +289,10 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         return model
 
     def _validate_xy(self, X: Any, y: Any, reset: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        X, image_shape = self._images(_from_torch(X), reset)
+        X, image_shape = self._images(X, reset)
         with _numbers_only(self, X):
             X, y = validate_data(
-                self, X, _from_torch(y), reset=reset, dtype=[np.float64, np.float32],
+                self, X, to_numpy(y), reset=reset, dtype=[np.float64, np.float32],
                 y_numeric=self._task == "regression", multi_output=self._task == "regression",
             )
         if reset:
@@ -302,7 +303,7 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         return X, y
 
     def _validate_x(self, X: Any) -> np.ndarray:
-        X, _ = self._images(_from_torch(X), reset=False)
+        X, _ = self._images(X, reset=False)
         with _numbers_only(self, X):
             return validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
 
@@ -313,20 +314,16 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         the batches back as images (:meth:`_tensor`).
         """
         given = _image_shape(self.image_shape)
-        ndim = getattr(X, "ndim", None)
-        if ndim is None or ndim <= 2:
+        X, shape = as_rows(X)
+        if shape is None:
             return X, (given if reset else self.image_shape_)
-        if ndim > 4:
-            raise DataError(f"X has {ndim} dimensions; pass rows (N, features), images (N, C, H, W), or "
-                            "grayscale images (N, H, W)")
-        shape = tuple(int(d) for d in (X.shape[1:] if ndim == 4 else (1, *X.shape[1:])))
         if given is not None and given != shape:
             raise DataError(f"X holds images of shape {shape} but image_shape={given}; leave image_shape unset "
                             "(it is inferred from the images) or fix it")
         if not reset and self.image_shape_ != shape:
             raise DataError(f"X holds images of shape {shape}, but the network was fitted on "
                             f"{'images of shape ' + str(self.image_shape_) if self.image_shape_ else 'rows'}")
-        return np.asarray(X).reshape(X.shape[0], -1), shape
+        return X, shape
 
     def _fit_scaling(self, X: np.ndarray) -> None:
         # Images share one scale across pixels so shifts and rotations keep their meaning.
@@ -693,11 +690,6 @@ def _standardization(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 _CONSTANT_ULPS = 16
-
-
-def _from_torch(value: Any) -> Any:
-    """Torch tensors in, as NumPy arrays (on the CPU); anything else as it is."""
-    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
 
 
 def _image_shape(value: Any) -> tuple[int, int, int] | None:

@@ -1,12 +1,19 @@
 """Saving and loading a tuned model without pickle: JSON for the settings, a torch state dict
 loaded with ``weights_only=True`` for the weights. The MLflow model is "models from code", so
-``mlflow.pyfunc.load_model`` does not unpickle anything either."""
+``mlflow.pyfunc.load_model`` does not unpickle anything either.
+
+A user's own network (``module=`` / ``--model``) is saved by reference (``package.module:Name``)
+with a copy of its source file or package in ``code/`` (and as MLflow ``code_paths``): loading
+the model imports, so runs, that code.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
+import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -20,10 +27,11 @@ from regtune.data.preprocess import TabularPreprocessor
 from regtune.estimators.ensemble import WeightedEnsemble
 from regtune.estimators.net import RegularizedNetClassifier, RegularizedNetRegressor
 from regtune.exceptions import DataError
+from regtune.nn.models import ModuleFactory, module_source
 
 __all__ = ["TunedModel", "load_model", "log_model", "save_model"]
 
-_META, _WEIGHTS = "regtune_model.json", "weights.pt"
+_META, _WEIGHTS, _CODE = "regtune_model.json", "weights.pt", "code"
 _Net = RegularizedNetClassifier | RegularizedNetRegressor
 
 
@@ -76,7 +84,27 @@ def save_model(path: str | Path, estimator: _Net | WeightedEnsemble, preprocesso
         doc["estimator"] = state
         (path / _WEIGHTS).write_bytes(weights)
     (path / _META).write_text(json.dumps(doc, indent=1, default=str))
+    _copy_code(estimator, path / _CODE)
     return path
+
+
+def _copy_code(estimator: Any, dest: Path) -> list[Path]:
+    """Copy the source of every user module ``estimator`` holds (an ensemble: its members')
+    into ``dest``, so the model loads where that code is not installed."""
+    copied: list[Path] = []
+    for member in getattr(estimator, "members", None) or [estimator]:
+        if getattr(member, "module", None) is None:
+            continue
+        source = module_source(ModuleFactory.of(member.module).factory)
+        if source is None or (dest / source.name).exists():
+            continue
+        dest.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, dest / source.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(source, dest / source.name)
+        copied.append(dest / source.name)
+    return copied
 
 
 def load_model(path: str | Path) -> TunedModel:
@@ -86,6 +114,9 @@ def load_model(path: str | Path) -> TunedModel:
     if not meta_file.is_file():
         raise FileNotFoundError(f"{path} holds no regtune model ({_META} is missing)")
     doc = json.loads(meta_file.read_text())
+    code = (path / _CODE).resolve()
+    if code.is_dir() and str(code) not in sys.path:  # the user's module, shipped with the model
+        sys.path.insert(0, str(code))
     # from_state builds whichever of the two classes the saved state names
     if "ensemble" in doc:
         ens = doc["ensemble"]
@@ -115,7 +146,9 @@ def log_model(tracker: Any, run_id: str, estimator: _Net, preprocessor: TabularP
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), _tracking_uri(tracker.tracking_uri):
         # MLflow asks for type hints to infer a signature; the model takes any DataFrame.
         warnings.simplefilter("ignore", UserWarning)
-        save_model(Path(tmp) / "regtune_model", estimator, preprocessor, **meta)
+        saved = save_model(Path(tmp) / "regtune_model", estimator, preprocessor, **meta)
+        # MLflow puts code_paths on sys.path before it loads the model: the user's module imports.
+        code_paths = sorted(str(p) for p in (saved / _CODE).iterdir()) if (saved / _CODE).is_dir() else None
         # The model takes any DataFrame the preprocessor knows: no signature to infer, no warning.
         pyfunc_log = logging.getLogger("mlflow.pyfunc")
         level = pyfunc_log.level
@@ -127,6 +160,7 @@ def log_model(tracker: Any, run_id: str, estimator: _Net, preprocessor: TabularP
                     python_model=str(code),
                     artifacts={"regtune_model": str(Path(tmp) / "regtune_model")},
                     pip_requirements=["regtune"],
+                    code_paths=code_paths,
                 )
         finally:
             pyfunc_log.setLevel(level)

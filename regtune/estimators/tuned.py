@@ -28,7 +28,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from regtune.data.checks import check_target_spread
+from regtune.data.images import as_rows
 from regtune.data.loading import Dataset
+from regtune.estimators.net import ModuleParams
 from regtune.exceptions import DataError, TuneError
 from regtune.metrics import METRICS
 from regtune.nn.trainer import resolve_device
@@ -40,11 +42,12 @@ __all__ = ["RegTuneClassifier", "RegTuneRegressor"]
 _DTYPES = [np.float64, np.float32]
 
 
-class _RegTune(BaseEstimator):
+class _RegTune(ModuleParams, BaseEstimator):
     """Parameters, ``fit`` and delegation shared by the classifier and the regressor."""
 
     _task = ""
     _parameter_constraints: dict = {
+        "module": [None, callable, str],
         "space": [str, os.PathLike],
         "n_trials": [Interval(Integral, 1, None, closed="left")],
         "timeout": [None, Interval(Real, 0, None, closed="neither")],
@@ -67,6 +70,7 @@ class _RegTune(BaseEstimator):
     def __init__(
         self,
         *,
+        module: Any = None,
         space: str | os.PathLike[str] = "default",
         n_trials: int = 30,
         timeout: float | None = None,
@@ -84,7 +88,9 @@ class _RegTune(BaseEstimator):
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 0,
         ensemble: int = 0,
+        **module__params: Any,
     ) -> None:
+        self.module = module
         self.space = space
         self.n_trials = n_trials
         self.timeout = timeout
@@ -102,6 +108,7 @@ class _RegTune(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.ensemble = ensemble
+        self._keep_module_params(module__params)
 
     # ---- fitting -------------------------------------------------------------------------
 
@@ -113,6 +120,7 @@ class _RegTune(BaseEstimator):
         """
         settings = self._settings()
         was_frame = isinstance(X, pd.DataFrame)
+        X, self._images_ = as_rows(X)  # (N, C, H, W) images: rows of pixels and their shape
         X, y = validate_data(
             self, X, y, dtype=_DTYPES, ensure_all_finite="allow-nan", ensure_min_samples=2,
             y_numeric=self._task == "regression",
@@ -156,7 +164,8 @@ class _RegTune(BaseEstimator):
             storage=MEMORY if self.storage is None else str(self.storage),
             study_name=self.study_name or f"regtune-{uuid.uuid4().hex[:12]}", experiment=self.experiment,
             tracking_uri=self.tracking_uri, n_jobs=n_jobs, seed=seed, device=self.device, test_size=0.0,
-            progress=bool(self.verbose), ensemble=self.ensemble,
+            progress=bool(self.verbose), ensemble=self.ensemble, module=self.module,
+            module_params=self.module_params(),
         )
 
     def _check_target(self, y: np.ndarray, settings: TuneSettings) -> np.ndarray | None:
@@ -173,9 +182,13 @@ class _RegTune(BaseEstimator):
                        image_shape=self._image_shape(X), target="target")
 
     def _image_shape(self, X: np.ndarray) -> tuple[int, int, int] | None:
-        """``image_shape`` as (C, H, W), checked against the rows of ``X``."""
+        """``image_shape`` as (C, H, W), checked against the rows of ``X``; inferred from images."""
+        inferred = self.__dict__.get("_images_")
+        if inferred is not None and self.image_shape is not None and tuple(self.image_shape) != inferred:
+            raise DataError(f"X holds images of shape {inferred} but image_shape={tuple(self.image_shape)}; leave "
+                            "image_shape unset (it is inferred from the images) or fix it")
         if self.image_shape is None:
-            return None
+            return inferred
         shape = tuple(int(d) for d in self.image_shape)
         if len(shape) != 3 or min(shape) < 1 or int(np.prod(shape)) != X.shape[1]:
             raise DataError(f"image_shape={self.image_shape!r} must be (channels, height, width) holding the "
@@ -186,6 +199,7 @@ class _RegTune(BaseEstimator):
 
     def _features(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
+        X, _ = as_rows(X)
         X = validate_data(self, X, reset=False, dtype=_DTYPES, ensure_all_finite="allow-nan")
         return X if self.preprocessor_ is None else self.preprocessor_.transform(X)  # images: no preprocessor
 
@@ -241,6 +255,12 @@ class _RegTune(BaseEstimator):
 # tests/test_docstrings.py checks it covers __init__.
 _PARAMETERS_BEFORE_METRIC = """Parameters
     ----------
+    module : nn.Module class, callable or str, optional
+        Your own network, as for :class:`~regtune.RegularizedNetClassifier`; its constructor
+        arguments go as ``module__NAME=value``, and a space's ``module:`` section searches them.
+        Search dimensions the module cannot take (``batch_norm`` placement, ``dropout_variant``,
+        layer sizes, ``dropout`` without dropout layers) are left out of the space. It is built
+        and trained on one batch before the study starts.
     space : str or path, default="default"
         A shipped search space name (``regtune spaces``) or a YAML file.
     n_trials : int, default=30
@@ -258,6 +278,7 @@ _PARAMETERS_BEFORE_METRIC = """Parameters
     image_shape : tuple of int (C, H, W), optional
         Each row of ``X`` is an image of this shape (``C*H*W`` values): spaces that train a CNN
         or augment images, such as ``"image"``, need it; ``(1, 8, 8)`` for ``load_digits``.
+        Inferred when ``X`` holds images ``(N, C, H, W)`` or ``(N, H, W)``.
 """
 _PARAMETERS_AFTER_METRIC = """storage : str, optional
         Optuna storage URL or journal file. ``None`` keeps the study in memory (``n_jobs=1``)
@@ -283,6 +304,8 @@ _PARAMETERS_AFTER_METRIC = """storage : str, optional
         ``K >= 2``: the final model averages up to ``K`` of the best trials, chosen by greedy
         ensemble selection (Caruana et al. 2004) on their out-of-fold predictions and refit
         on all rows (:attr:`ensemble_`); 0 or 1: the best trial alone.
+    **module__params
+        The module's fixed constructor arguments as ``module__NAME=value``.
 
 """
 

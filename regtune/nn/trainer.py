@@ -22,6 +22,7 @@ __all__ = ["DivergenceError", "Trainer", "make_optimizer", "predict_batches", "p
 
 ScoreFn = Callable[[Tensor, Tensor], float]
 _GATHER_BYTES = 64 * 2**20  # per-chunk copy of shuffled training rows
+_CHUNKS_IN_BUDGET = 4  # a streamed chunk takes a quarter of the budget: room for the next one in flight
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -99,10 +100,16 @@ class _RngScope:
 class Trainer:
     """Train one network epoch by epoch; ``step()`` runs an epoch, ``finish()`` ends training.
 
-    Data are tensors already on the device; batches are index slices of a per-epoch
-    permutation. Each epoch appends ``{epoch, train_loss, val_loss, val_score, seconds}`` to
-    ``history`` and calls the callbacks, which may set ``should_stop``. ``val_score`` is
-    ``score_fn``, by default the epoch form of the task's default metric (accuracy, R^2).
+    Batches are index slices of a per-epoch permutation, gathered a chunk of rows at a time.
+    Each epoch appends ``{epoch, train_loss, val_loss, val_score, seconds}`` to ``history``
+    and calls the callbacks, which may set ``should_stop``. ``val_score`` is ``score_fn``, by
+    default the epoch form of the task's default metric (accuracy, R^2).
+
+    The model trains on ``device`` (default: where ``X`` is). Data that fit in
+    ``memory_budget`` bytes (on CUDA, by default, half the free device memory; elsewhere no
+    limit) move there once; larger data stay in host memory and stream: each chunk of
+    shuffled rows is gathered on the host, pinned, and copied to the device while the previous
+    chunk trains. Same batches, same order, same numbers as in memory.
     """
 
     def __init__(
@@ -119,11 +126,18 @@ class Trainer:
         callbacks: Iterable[Callback] = (),
         score_fn: ScoreFn | None = None,
         seed: int = 0,
+        device: torch.device | str | None = None,
+        memory_budget: int | None = None,
     ) -> None:
         self.config = config
         self.task = task
-        self.X, self.y, self.X_val, self.y_val = X, y, X_val, y_val
-        self.device = X.device
+        self.device = torch.device(device) if device is not None else X.device
+        budget = memory_budget if memory_budget is not None else _default_budget(self.device)
+        self.streaming = budget is not None and _nbytes(X, y, X_val, y_val) > budget
+        self._chunk_bytes = max(1, budget // _CHUNKS_IN_BUDGET) if self.streaming else _GATHER_BYTES
+        place = _to_host if self.streaming else (lambda t: t.to(self.device))
+        self.X, self.y = place(X), place(y)
+        self.X_val, self.y_val = (place(X_val), place(y_val)) if X_val is not None else (X_val, y_val)
         self.score_fn = score_fn or get_metric(None, task).epoch_fn
         self.callbacks = list(callbacks)
         self.history: list[dict[str, Any]] = []
@@ -186,18 +200,15 @@ class Trainer:
         return self.model
 
     def _train_epoch(self) -> float:
-        model, opt, X, y, params = self.model, self.optimizer, self.X, self.y, self._params
+        model, opt, X, params = self.model, self.optimizer, self.X, self._params
         loss_fn, smoothing = self.loss, self.config.label_smoothing
         on_batch, before_forward, penalty = self._on_batch, self._before_forward, self._penalty
         after_backward, after_step = self._after_backward, self._after_step
         model.train()
         lr, schedule, groups = opt.param_groups[0]["lr"], self._schedule, opt.param_groups
-        order = torch.randperm(X.shape[0], device=self.device)
+        order = torch.randperm(X.shape[0], device=self.device)  # drawn where the model is: same RNG stream
         losses: list[Tensor] = []
-        for start, stop, batches in self._plan:
-            # One gather per chunk of batches; each batch is then a free view of it.
-            rows = order[start:stop]
-            X_chunk, y_chunk = X[rows], y[rows]
+        for (X_chunk, y_chunk), batches in self._chunks(order):
             for batch in batches:
                 xb, yb = X_chunk[batch], y_chunk[batch]
                 for reg in on_batch:
@@ -224,6 +235,33 @@ class Trainer:
         # One device sync per epoch: the batch losses are summed only here.
         return float(torch.stack(losses) @ self._batch_sizes / X.shape[0])
 
+    def _chunks(self, order: Tensor) -> Iterable[tuple[tuple[Tensor, Tensor], list[slice]]]:
+        """Each chunk of shuffled rows with its batches; one gather per chunk, each batch is then
+        a free view of it. Streamed chunks are fetched one ahead, so the host gathers the next
+        while the device trains on this one."""
+        if not self.streaming:
+            for start, stop, batches in self._plan:
+                rows = order[start:stop]
+                yield (self.X[rows], self.y[rows]), batches
+            return
+        order = order.cpu()
+        plan = iter(self._plan)
+        start, stop, batches = next(plan)
+        ahead = self._fetch(order[start:stop])
+        for start, stop, next_batches in plan:
+            current, ahead = ahead, self._fetch(order[start:stop])
+            yield current, batches
+            batches = next_batches
+        yield ahead, batches
+
+    def _fetch(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        X, y = self.X[rows], self.y[rows]
+        if self.device.type != "cuda":
+            return X.to(self.device), y.to(self.device)
+        # Pinned (page-locked) copies go to the GPU asynchronously; torch's caching host
+        # allocator keeps a pinned block until its copy is done.
+        return X.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
+
     def _batch_plan(self) -> list[tuple[int, int, list[slice]]]:
         """Batch bounds, fixed for the whole run, grouped into gather chunks of bounded size."""
         n = self.X.shape[0]
@@ -235,7 +273,7 @@ class Trainer:
         else:
             stops.append(n)
         row_bytes = max(1, self.X[:1].nelement() * self.X.element_size())
-        chunk_rows = max(bs, _GATHER_BYTES // row_bytes)
+        chunk_rows = max(bs, self._chunk_bytes // row_bytes)
         plan: list[tuple[int, int, list[slice]]] = []
         chunk_start, batches, begin = 0, [], 0
         for end in stops:
@@ -249,17 +287,38 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, X: Tensor, y: Tensor) -> dict[str, float]:
-        output = predict_batches(self.model, X)
+        output = predict_batches(self.model, X, device=self.device)
+        y = y.to(output.device)
         return {"val_loss": float(self.loss(output, y)), "val_score": float(self.score_fn(output, y))}
 
 
+def _nbytes(*tensors: Tensor | None) -> int:
+    return sum(t.nelement() * t.element_size() for t in tensors if t is not None)
+
+
+def _default_budget(device: torch.device) -> int | None:
+    """Half the free memory of a CUDA device (the rest: model, gradients, activations)."""
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    return free // 2
+
+
+def _to_host(tensor: Tensor) -> Tensor:
+    return tensor.cpu()
+
+
 @torch.no_grad()
-def predict_batches(model: nn.Module, X: Tensor, batch_size: int = 4096) -> Tensor:
-    """Eval-mode forward pass in chunks (deterministic: dropout and noise are off)."""
+def predict_batches(
+    model: nn.Module, X: Tensor, batch_size: int = 4096, device: torch.device | None = None
+) -> Tensor:
+    """Eval-mode forward pass in chunks (deterministic: dropout and noise are off); with
+    ``device``, each chunk of ``X`` moves there first (data streamed from host memory)."""
     model.eval()
+    move = (lambda t: t) if device is None or X.device == device else (lambda t: t.to(device, non_blocking=True))
     if X.shape[0] <= batch_size:
-        return model(X)
-    return torch.cat([model(X[i : i + batch_size]) for i in range(0, X.shape[0], batch_size)])
+        return model(move(X))
+    return torch.cat([model(move(X[i : i + batch_size])) for i in range(0, X.shape[0], batch_size)])
 
 
 def predict_exact(model: nn.Module, X: Tensor) -> Tensor:

@@ -125,6 +125,8 @@ def ensemble_from_study(
     if len(top) < 2:
         return None
     predictions = [decode_predictions(t.user_attrs[PREDICTIONS_ATTR]) for t in top]
+    if classes is not None:  # stored as float16: rows sum to 1 within 1e-3 only
+        predictions = [p / p.sum(1, keepdims=True) for p in predictions]
     criterion = get_metric("log_loss", "classification") if classes is not None else metric
     weights, _ = greedy_weights(predictions, y, criterion, rounds=2 * k, classes=classes)
     chosen = [(t, w) for t, w in zip(top, weights, strict=True) if w > 0]

@@ -108,9 +108,10 @@ def run_worker(
     def search_ends() -> float | None:  # the final refit's time is kept out of the search's
         return search_deadline(deadline, study, folds.splits, len(folds.y), members=max(1, spec.ensemble))
 
-    def out_of_time() -> bool:
+    def out_of_time() -> bool:  # never before a trial completed: a study needs its baseline
         ends = search_ends()
-        return ends is not None and time.time() > ends
+        return (ends is not None and time.time() > ends
+                and bool(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))))
 
     with _deferred_interrupt(), torch_threads(), contextlib.closing(tracker):
         while True:

@@ -15,7 +15,8 @@ best by mean rank of the CV score there; the benchmark's unseen datasets play no
 
 ``search``: ``RegTuneClassifier/Regressor(timeout=budget)`` with the default space as it was
 before this change (``before``: no schedule, scaling or priors), with the new options but no
-priors (``options``) and as shipped (``after``): the same budget and seeds.
+priors (``options``), as shipped (``after``) and as shipped with ``ensemble=5``
+(``ensemble``): the same budget and seeds.
 
 Everything runs on one thread (like ``generalization.py``). Results: ``results/priors_ab.json``
 (merged per mode), tables on stdout.
@@ -201,7 +202,7 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
 def _space_variant(kind: str, directory: Path) -> str:
     """The default space as it was before this change (``before``), without priors (``options``),
     or as shipped (``after``)."""
-    if kind == "after":
+    if kind in ("after", "ensemble"):
         return "default"
     data = yaml.safe_load((SPACES_DIR / "default.yaml").read_text())
     data.pop("priors", None)
@@ -229,7 +230,7 @@ def search(args: argparse.Namespace) -> dict[str, Any]:
                 for kind, space in spaces.items():
                     cls = RegTuneClassifier if clf else RegTuneRegressor
                     est = cls(space=space, timeout=args.budget, n_trials=1000, tracking_uri="off", device="cpu",
-                              random_state=seed)
+                              random_state=seed, ensemble=5 if kind == "ensemble" else 0)
                     start = time.perf_counter()
                     model = make_pipeline(make_preprocessor(), est).fit(X_tr, y_tr)
                     wall = time.perf_counter() - start
@@ -256,7 +257,7 @@ def main() -> None:
     parser.add_argument("--datasets", type=lambda s: s.split(","), default=None)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--budget", type=float, default=60.0)
-    parser.add_argument("--variants", default="before,options,after")
+    parser.add_argument("--variants", default="before,options,after,ensemble")
     parser.add_argument("--output", default="priors_ab")
     parser.add_argument("--all-references", action="store_true", help="options: also on baseline + early stopping")
     args = parser.parse_args()

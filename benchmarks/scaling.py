@@ -108,7 +108,7 @@ def main() -> None:
         }
     payload["machine"]["load_average_end"] = load()
     path = save(args.output, payload)
-    rows_table = [[name, f"{c['seconds_per_epoch']:.3g}", f"{c['us_per_row']:.2f}", f"{c['data_mb']:.0f}",
+    rows_table = [[name, f"{c['seconds_per_epoch']:.3g}", f"{c['us_per_row']:.2f}", f"{c['data_mb']:.1f}",
                    f"{c['peak_mb']:.0f}", c["chunks_per_epoch"]] for name, c in payload["cases"].items()]
     print(f"\nMLP 128-128, batch 128, {args.threads} torch thread(s); medians of {repeats}")
     print(markdown_table(["rows x features", "s / epoch", "us / row", "data MB", "peak MB above imports",

@@ -228,7 +228,7 @@ def _fresh(cwd: Path, *argv: str) -> subprocess.CompletedProcess:
     return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("data", ["npz", "csv"])
+@pytest.mark.parametrize("data", ["npz", pytest.param("csv", marks=pytest.mark.slow)])
 def test_cli_tunes_a_model_file_and_a_fresh_process_serves_it(
     data: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -261,8 +261,8 @@ def test_cli_tunes_a_model_file_and_a_fresh_process_serves_it(
     expected = load_dataset(tmp_path / f"digits.{data}")
     model_file.unlink()  # the model must carry its own copy of the code
 
-    served = _fresh(tmp_path, str(Path(sys.executable).with_name("regtune")), "predict", f"digits.{data}",
-                    "--run", parent, "--tracking-uri", uri)
+    served = _fresh(tmp_path / "elsewhere", str(Path(sys.executable).with_name("regtune")), "predict",
+                    str(tmp_path / f"digits.{data}"), "--run", parent, "--tracking-uri", uri)
     assert served.returncode == 0, served.stderr
     predicted = np.array([int(line) for line in served.stdout.split()[1:]])
     assert len(predicted) == 240 and (predicted == expected.y.to_numpy()).mean() > 0.5

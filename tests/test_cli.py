@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import quote, quote_plus
@@ -142,6 +144,80 @@ def test_no_form_of_a_database_password_leaks(postgres_cluster: PostgresCluster,
     for secret in (password, quote(password, safe=""), quote_plus(password), f"pa{token}"):
         for where, text in (("MLflow store", stored), ("output", "\n".join(printed)), ("files", "\n".join(files))):
             assert secret not in text, f"the password leaks in the {where}"
+
+
+def _tune_here(capsys: pytest.CaptureFixture[str], data: str, space: Path, uri: str) -> str:
+    """Run a 2-trial study on ``data`` logging to ``uri``; its parent run id."""
+    code, out, err = _run(capsys, "tune", data, "--space", str(space), "--trials", "2", "--cv", "1", "-q",
+                          "--tracking-uri", uri)
+    assert code == 0, err
+    return out.split("parent run ")[1].split()[0]
+
+
+def _one_line_error(code: int, out: str, err: str) -> str:
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("regtune: error: "), err
+    assert "Traceback" not in out + err and "REGTUNE_DEBUG" not in err
+    return err
+
+
+def test_predict_serves_any_store_and_says_what_it_cannot(tmp_path: Path, tiny_space: Path,
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11, item 14 and the unclear `predict` / `best` errors."""
+    study_dir, elsewhere = tmp_path / "study", tmp_path / "elsewhere"
+    study_dir.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(study_dir)
+    uri = f"sqlite:///{study_dir}/store.db"
+    parent = _tune_here(capsys, "iris", tiny_space, uri)
+
+    code, out, err = _run(capsys, "best", "--study", "iris-tiny-accuracy")
+    assert code == 0, err
+    trial_run = load_existing_study("iris-tiny-accuracy").best_trial.user_attrs["mlflow_run_id"]
+    assert trial_run in out and f"regtune predict DATA --run {parent}" in out  # the id predict takes
+
+    monkeypatch.chdir(elsewhere)  # another directory, the store given by URI
+    code, out, err = _run(capsys, "predict", "iris", "--run", parent, "--tracking-uri", uri)
+    assert code == 0, err  # before: "Logged model ... not found", from the default store
+    assert len(out.split()) == 151 and not (elsewhere / "mlflow.db").exists()
+
+    err = _one_line_error(*_run(capsys, "predict", "iris", "--run", trial_run, "--tracking-uri", uri))
+    assert f"run {trial_run} is trial" in err and f"regtune predict DATA --run {parent}" in err
+
+    err = _one_line_error(*_run(capsys, "predict", "iris", "--run", parent, "--tracking-uri", uri,
+                                "--output", "/nonexistent/p.csv"))
+    assert "'/nonexistent' of '/nonexistent/p.csv' does not exist" in err
+    code, out, err = _run(capsys, "predict", "iris", "--run", parent, "--tracking-uri", uri, "--output", "p.csv")
+    assert code == 0 and len((elsewhere / "p.csv").read_text().split()) == 151
+
+    for model_dir in (study_dir / "mlruns").rglob("models"):
+        shutil.rmtree(model_dir)  # the model's artifacts are gone, its run is not
+    err = _one_line_error(*_run(capsys, "predict", "iris", "--run", parent, "--tracking-uri", uri))
+    assert f"the model of run {parent}" in err and "deleted or moved" in err
+    assert tempfile.gettempdir() + "/tmp" not in err  # no temporary download directory
+
+
+def test_predict_proba_on_a_regression_run_is_one_line(tmp_path: Path, tiny_space: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    parent = _tune_here(capsys, "diabetes", tiny_space, uri)
+    err = _one_line_error(*_run(capsys, "predict", "diabetes", "--run", parent, "--tracking-uri", uri, "--proba"))
+    assert "regression model" in err and "drop --proba" in err  # before: a bare AttributeError
+    code, out, _ = _run(capsys, "predict", "diabetes", "--run", parent, "--tracking-uri", uri)
+    assert code == 0 and len(out.split()) == 443
+
+
+@pytest.mark.parametrize("command", [["report", "--study", "s", "--from-mlflow"], ["predict", "iris", "--run", "abc"]])
+def test_commands_fail_fast_on_a_tracking_server_that_is_down(command: list[str], dead_port: int,
+                                                              capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11, item 12: with MLflow's default retries a refused port took 268 s."""
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    start = time.monotonic()
+    err = _one_line_error(*_run(capsys, *command, "--tracking-uri", f"http://u:secret@127.0.0.1:{dead_port}"))
+    assert time.monotonic() - start < 20
+    assert f"'http://u:***@127.0.0.1:{dead_port}' refused the connection" in err and "secret" not in err
 
 
 def test_resume_with_nothing_to_do_prints_the_same_summary(tiny_space: Path,

@@ -214,3 +214,87 @@ def test_few_trials_caveat_only_for_thin_rows() -> None:
     assert "1 of 2 rows" in few_trials_caveat(thin) and "smallest n = 1" in few_trials_caveat(thin)
     assert few_trials_caveat(thin.assign(trials=[6, 3])) == ""
     assert few_trials_caveat(pd.DataFrame()) == ""
+
+
+# ---------------------------------------------------------------- issue 11: output
+
+
+def test_scores_print_in_one_fixed_format_and_gaps_signed(reported) -> None:
+    """The summary printed ``1`` next to ``0.9722`` and a gap of ``0.02228``."""
+    from regtune.analysis.effects import markdown_table
+
+    summary = pd.DataFrame({"model": ["baseline", "best"], "trial": [0, 3], "train": [1.0, 0.99444],
+                            "val": [0.9722, 0.97], "test": [0.95, math.nan], "gap": [0.02228, -0.0125]})
+    rows = markdown_table(summary).splitlines()[2:]
+    assert rows[0] == "| baseline | 0 | 1.0000 | 0.9722 | 0.9500 | +0.0223 |"
+    assert rows[1] == "| best | 3 | 0.9944 | 0.9700 |  | -0.0125 |"
+    effects = pd.DataFrame({"setting": ["off", "on"], "score_mean": [0.9, 1.0], "score_std": [0.01, math.nan],
+                            "trials": [4, 1], "gap_mean": [0.05, 0.0], "sparsity_mean": [0.12345, 0.5]})
+    assert markdown_table(effects).splitlines()[3] == "| on | 1.0000 |  | 1 | +0.0000 | 0.5 |"
+
+    tables, out = reported
+    text = (out / "report.md").read_text(encoding="utf-8")
+    section = text.split("## With vs without regularization")[1].split("##")[0]
+    cells = [c.strip() for line in section.splitlines() if line.startswith("| baseline") or line.startswith("| best")
+             for c in line.strip("|").split("|")]
+    scores = [c for c in cells if c and c[0] in "+-0123456789" and "." in c]
+    assert scores and all(len(c.split(".")[1]) == 4 for c in scores), cells
+
+
+def _effects_figure(ranges: dict[str, tuple[float, float]], seed: int = 0):  # noqa: ANN202
+    from regtune.analysis import plots
+
+    rng = np.random.default_rng(seed)
+    n = 10
+    trials = pd.DataFrame({"number": range(n), "state": "COMPLETE", "value": rng.uniform(0.8, 0.95, n),
+                           "baseline": [True] + [False] * (n - 1)})
+    for key, (low, high) in ranges.items():
+        trials[key] = 10 ** rng.uniform(np.log10(low), np.log10(high), n)
+    trials.loc[0, list(ranges)] = 0.0
+    plt = plots._pyplot()
+    with plt.style.context("ggplot"):
+        return plt, plots._effects(plt, trials, list(ranges))
+
+
+@pytest.mark.parametrize(
+    "ranges",
+    [{"l1": (1e-7, 1e-3), "elastic_net": (1e-6, 1e-3)}, {"l1": (1e-8, 3e-8), "elastic_net": (2.1e-5, 8.7e-5)},
+     {"l1": (1e-2, 2.5e-1), "elastic_net": (1e-7, 9e-1)}, {"l1": (1e-5, 4e-5), "elastic_net": (3e-2, 9e-2)}],
+    ids=["search-space-ranges", "within-a-decade", "one-to-eight-decades", "narrow-high"],
+)
+def test_effects_plot_log_axis_labels_never_overlap(ranges: dict[str, tuple[float, float]]) -> None:
+    """The ``l1`` and ``elastic_net`` panels labelled minor ticks (2x10^-2, 3x10^-2 ...) on top of
+    each other; the rendered labels now stay few and apart."""
+    from regtune.analysis.plots import MAX_LOG_TICKS
+
+    plt, fig = _effects_figure(ranges)
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        for ax in (a for a in fig.axes if a.get_visible()):
+            low, high = sorted(ax.get_xlim())
+            labels = [label for minor in (False, True)
+                      for label, tick in zip(ax.get_xticklabels(minor=minor), ax.get_xticks(minor=minor), strict=True)
+                      if label.get_visible() and label.get_text() and low <= tick <= high]
+            boxes = sorted((label.get_window_extent(renderer) for label in labels), key=lambda box: box.x0)
+            assert 1 <= len(boxes) <= MAX_LOG_TICKS + 1, [label.get_text() for label in labels]
+            for left, right in zip(boxes, boxes[1:], strict=False):
+                assert left.x1 < right.x0, f"{ax.get_xlabel()}: {[label.get_text() for label in labels]} overlap"
+    finally:
+        plt.close(fig)
+
+
+def test_a_failed_report_leaves_no_folder(tmp_path: Path, tiny_space: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A report that cannot refit (its data file is gone) used to leave an empty folder behind."""
+    from regtune.exceptions import ReportError
+    from regtune.tuning.tuner import tune
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60), "y": np.arange(60) % 2}).to_csv("t.csv",
+                                                                                                     index=False)
+    tune("t.csv", space=str(tiny_space), n_trials=2, cv=1, tracking_uri="off", progress=False)
+    Path("t.csv").unlink()
+    with pytest.raises(ReportError, match="t.csv"):
+        report("t.csv-tiny-accuracy", out_dir=tmp_path / "report")
+    assert not (tmp_path / "report").exists()

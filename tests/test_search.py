@@ -238,7 +238,9 @@ def test_report_hands_the_study_to_regtune_report(fitted_iris, monkeypatch) -> N
     fake.report = lambda study, **kwargs: calls.append((study, kwargs)) or "the report"
     monkeypatch.setitem(sys.modules, "regtune.analysis.report", fake)
     assert fitted_iris.report(top=3) == "the report"
-    assert calls == [(fitted_iris.study_, {"top": 3})]
+    [(study, kwargs)] = calls
+    assert study is fitted_iris.study_ and kwargs["top"] == 3
+    assert kwargs["data"].X.shape == (150, 4), "the rows fit saw go along, for the refits"
     with pytest.raises(NotFittedError):
         RegTuneClassifier().report()
 
@@ -251,3 +253,115 @@ def test_parallel_workers_share_a_temporary_journal(tmp_path, monkeypatch, iris)
     assert len(est.trials_) == 4
     assert list(tmp_path.iterdir()) == []  # the shared journal was temporary ...
     assert len(pickle.loads(pickle.dumps(est)).study_.trials) == 4  # ... and the study outlives it
+
+
+# ---------------------------------------------------------------- issue 11
+
+
+def test_regressor_search_survives_a_column_constant_in_its_folds() -> None:
+    """A column that is 1 in one row: after the preprocessor (float32) it is constant up to round-off
+    in every fold without that row, and the folds' R^2 was -1e13, so the search picked on noise."""
+    from sklearn.datasets import make_regression
+
+    X, y = make_regression(n_samples=200, n_features=5, noise=5.0, random_state=0)
+    X = np.column_stack([X, np.zeros(200)])
+    X[7, -1] = 1.0
+    est = RegTuneRegressor(**{**FAST, "cv": 5}, random_state=0).fit(X, y)
+    complete = est.trials_[est.trials_["state"] == "COMPLETE"]
+    assert len(complete) == 2 and complete["value"].min() > 0.5, complete["value"].tolist()
+
+
+def test_regressor_refuses_an_absurd_target_value_naming_it() -> None:
+    from regtune import RegtuneError
+
+    X = np.random.default_rng(0).normal(size=(60, 2))
+    y = X[:, 0] * 3
+    y[5] = 1e20
+    with pytest.raises(RegtuneError, match=r"1e\+20 at row 5.*spread.*transform the target"):
+        RegTuneRegressor(**FAST).fit(X, y)
+
+
+_WITH_LABEL_SMOOTHING = """\
+fixed: {hidden_layer_sizes: [16], batch_size: 64, max_epochs: 4}
+params:
+  lr: {type: float, low: 1.0e-2, high: 5.0e-2, log: true, default: 2.0e-2}
+regularizers:
+  label_smoothing:
+    label_smoothing: {type: float, low: 0.05, high: 0.3}
+  l2:
+    l2: {type: float, low: 1.0e-6, high: 1.0e-3, log: true}
+"""
+
+
+def test_a_regression_study_never_samples_label_smoothing_nor_reports_it(tmp_path: Path) -> None:
+    """Label smoothing was sampled for regression, silently zeroed, and reported with an on/off effect."""
+    space = tmp_path / "with_ls.yaml"
+    space.write_text(_WITH_LABEL_SMOOTHING)
+    X, y = load_diabetes(return_X_y=True)
+    est = RegTuneRegressor(**{**FAST, "space": space, "n_trials": 6, "cv": 1}, sampler="random",
+                           random_state=0).fit(X[:150], y[:150])
+    params = [t.params for t in est.study_.trials]
+    assert any(p.get("use_l2") for p in params), "the other family is searched"
+    assert not [p for p in params if "use_label_smoothing" in p or "label_smoothing" in p], params
+    tables = est.report(out_dir=tmp_path / "report")
+    assert "label_smoothing" not in set(tables["on_off"].get("technique", []))
+    assert "label_smoothing" not in (tmp_path / "report" / "report.md").read_text()
+
+    classifier = RegTuneClassifier(**{**FAST, "space": space, "n_trials": 6, "cv": 1}, sampler="random",
+                                   random_state=0).fit(*load_iris(return_X_y=True))
+    assert any("use_label_smoothing" in t.params for t in classifier.study_.trials), "classification keeps it"
+
+
+_TINY_CNN = """\
+fixed: {architecture: cnn, conv_channels: [4], hidden_layer_sizes: [16], batch_size: 64, max_epochs: 3}
+params:
+  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true, default: 3.0e-3}
+regularizers:
+  augment:
+  dropout:
+    dropout: {type: float, low: 0.05, high: 0.3}
+"""
+
+
+def test_a_cnn_space_runs_from_python_with_image_shape(tmp_path: Path) -> None:
+    """``RegTuneClassifier(space="image")`` could never run: ``image_shape=None`` was hard-coded."""
+    from sklearn.datasets import load_digits
+
+    from regtune import RegtuneError
+
+    space = tmp_path / "cnn.yaml"
+    space.write_text(_TINY_CNN)
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:200], y[:200]
+    with pytest.raises(RegtuneError, match=r"CNN and image augmentation.*image_shape=\(C, H, W\)"):
+        RegTuneClassifier(**{**FAST, "space": space}).fit(X, y)
+    with pytest.raises(RegtuneError, match="image_shape=.*64 values"):
+        RegTuneClassifier(**{**FAST, "space": space}, image_shape=(1, 8, 7)).fit(X, y)
+    est = RegTuneClassifier(**{**FAST, "space": space, "n_trials": 3}, sampler="random", image_shape=(1, 8, 8),
+                            random_state=0).fit(X, y)
+    assert (est.trials_["state"] == "COMPLETE").all(), est.trials_["fail_reason"].tolist()
+    assert est.best_estimator_.image_shape == (1, 8, 8) and est.preprocessor_ is None
+    assert est.score(X, y) > 0.2  # 10 classes; 3 epochs of a 4-channel CNN only have to learn something
+
+
+def test_report_from_python_on_arrays_writes_the_report(tmp_path: Path, iris) -> None:
+    """``.report()`` on an estimator fitted on arrays failed ("pass --data PATH") and left an
+    empty folder: the report refits on the rows fit saw, which the estimator hands over."""
+    X, y = (part.to_numpy() for part in iris)
+    est = RegTuneClassifier(**FAST, random_state=0).fit(X, y)
+    tables = est.report(out_dir=tmp_path / "report")
+    assert (tmp_path / "report" / "report.md").is_file()
+    summary = tables["summary"].set_index("model")
+    assert summary.loc["best", "source"] == "refit by the report"
+    assert 0.5 < summary.loc["best", "train"] <= 1 and np.isnan(summary.loc["best", "test"])
+
+    restored = pickle.loads(pickle.dumps(est))
+    assert not hasattr(restored, "_fitted_data"), "training rows stay out of pickles"
+    with pytest.raises(ValueError, match=r"report\(X, y\)"):
+        restored.report(out_dir=tmp_path / "again")
+    assert not (tmp_path / "again").exists()
+    again = restored.report(X, y, out_dir=tmp_path / "again")
+    assert again["summary"]["train"].tolist() == tables["summary"]["train"].tolist()
+    with pytest.raises(ValueError, match="not the ones study"):
+        restored.report(X[::-1], y[::-1], out_dir=tmp_path / "other")
+    assert not (tmp_path / "other").exists()

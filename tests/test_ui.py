@@ -227,3 +227,55 @@ def test_runs_table_lists_the_parent_run_and_every_trial(
     assert not {t for t in shown if t.startswith("trial-")} - set(trials)
     shot = browser.screenshot(tmp_path / "mlflow-runs.png")
     assert shot.read_bytes()[:8] == PNG_MAGIC and shot.stat().st_size > 10_000
+
+
+def _status(url: str, host: str, origin: str | None = None) -> int:
+    """HTTP status of a request to ``url`` carrying the Host (and Origin) a remote browser sends;
+    a POST when there is an Origin, as the UI's own searches are."""
+    headers = {"Host": host, **({"Origin": origin, "Content-Type": "application/json"} if origin else {})}
+    data = b'{"max_results": 1}' if origin else None
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST" if origin else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+@pytest.mark.slow  # MLflow creates its schema in a fresh store: most of a minute on 2 shared cores
+def test_ui_on_every_interface_warns_and_serves_other_machines(tmp_path: Path) -> None:
+    """Issue 11: ``--host 0.0.0.0`` printed no warning and answered 403 to every other machine."""
+    port = _free_port()
+    script = Path(sys.executable).with_name("regtune")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "regtune.cli.app"]
+    log = tmp_path / "ui.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([*command, "ui", "--host", "0.0.0.0", "--port", str(port), "--tracking-uri",
+                                 f"sqlite:///{tmp_path}/mlflow.db", "--allowed-hosts", "mlflow.example.com"],
+                                cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    name = f"{socket.gethostname()}:{port}"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"regtune ui exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
+        return _port_open(port) and _status(base + "/health", f"127.0.0.1:{port}") == 200
+
+    try:
+        _wait("regtune ui", up, timeout=180, interval=0.5)
+        search = base + "/ajax-api/2.0/mlflow/experiments/search"
+        assert _status(base + "/", name) == 200  # this machine, by its name
+        assert _status(base + "/", f"mlflow.example.com:{port}") == 200  # a name given with --allowed-hosts
+        assert _status(search, name, origin=f"http://{name}") == 200  # the UI's own POSTs from that browser
+        assert _status(base + "/", f"rebinding.example.net:{port}") == 403  # DNS rebinding stays blocked
+        assert _status(search, name, origin="http://evil.example.net") == 403  # and other sites' requests
+    finally:
+        _stop(proc)
+    warnings = [line for line in log.read_text().splitlines() if line.startswith("regtune: warning:")]
+    assert len(warnings) == 1 and "--host 0.0.0.0" in warnings[0] and "no login" in warnings[0]
+    assert "--allowed-hosts" in warnings[0]
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

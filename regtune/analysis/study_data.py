@@ -29,6 +29,7 @@ from regtune.tracking.tracker import (
     TRIAL_TAG,
     MLflowTracker,
     TrackingError,
+    check_reachable,
     mask_secrets,
     resolve_tracking_uri,
 )
@@ -153,12 +154,16 @@ def _client(uri: str) -> Any:
         raise ReportError(f"no MLflow store at {uri}; run from the directory `regtune tune` ran in "
                           "or pass --tracking-uri")
     try:
+        check_reachable(uri)  # seconds, not MLflow's minutes of retries, for a server that is down
         from mlflow.tracking import MlflowClient
 
         return MlflowClient(uri)
+    except TrackingError:
+        raise
     except Exception as err:
+        reason = (str(err).strip().splitlines() or [""])[0]
         raise TrackingError(f"MLflow store {mask_secrets(uri)!r} cannot be read ({type(err).__name__}: "
-                            f"{mask_secrets(str(err))})") from None
+                            f"{mask_secrets(reason)})") from None
 
 
 def _space(client: Any, parent: Run | None, name: str | None, source: str | None = None) -> SearchSpace:

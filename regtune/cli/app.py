@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -152,14 +155,20 @@ def ui(
     port: int = typer.Option(5000, help="Port."),
     host: str = typer.Option("127.0.0.1", help="Interface; loopback unless you mean to expose it."),
     tracking_uri: str | None = typer.Option(None, help=f"Backend store (default {DEFAULT_TRACKING_URI})."),
+    allowed_hosts: str | None = typer.Option(
+        None, help="More names other machines reach the UI by (comma-separated, * wildcards); this machine's "
+        "name and addresses, localhost and private IPs are allowed already."),
 ) -> None:
     """Start the MLflow UI on the default local store."""
     from regtune.tracking.tracker import mask_secrets, resolve_tracking_uri
 
     backend = resolve_tracking_uri(tracking_uri)
     artifacts = Path("mlruns").resolve()
+    extra = [name.strip() for name in (allowed_hosts or "").split(",") if name.strip()]
+    exposed = not _is_loopback(host)
+    shown = socket.gethostname() if exposed and host in ("0.0.0.0", "::") else host
     typer.echo(
-        f"MLflow UI for {mask_secrets(backend)}: http://{host}:{port}/#/experiments "
+        f"MLflow UI for {mask_secrets(backend)}: http://{shown}:{port}/#/experiments "
         "(open an experiment's 'Model training' runs; Ctrl-C stops it)",
         err=True,
     )
@@ -168,7 +177,59 @@ def ui(
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ, "MLFLOW_BACKEND_STORE_URI": backend}
     args = [sys.executable, "-m", "mlflow", "ui", "--default-artifact-root", artifacts.as_uri(),
             "--host", host, "--port", str(port), "--workers", "1"]
+    if exposed or extra:
+        names = [*_own_names(host), *extra] if exposed else extra
+        hosts, origins = _ui_access(names, port)
+        args += ["--allowed-hosts", ",".join(hosts), "--cors-allowed-origins", ",".join(origins)]
+    if exposed:
+        typer.echo(
+            f"regtune: warning: --host {host} serves the MLflow UI, which has no login, to every machine that can "
+            f"reach port {port}; it answers as {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}, "
+            "localhost and private IPs; name others with --allowed-hosts",
+            err=True,
+        )
     os.execve(sys.executable, args, env)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: resolved by the server, maybe to a public interface
+
+
+def _own_names(host: str) -> list[str]:
+    """The names and addresses other machines use for this one: what the browser sends as Host."""
+    names = [] if host in ("0.0.0.0", "::") else [host]
+    names += [socket.gethostname(), socket.getfqdn()]
+    with contextlib.suppress(OSError):
+        names += [info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)]
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing interface
+        names.append(probe.getsockname()[0])
+    return [n for n in dict.fromkeys(names) if n and not _is_loopback(n)]
+
+
+def _ui_access(names: list[str], port: int) -> tuple[list[str], list[str]]:
+    """MLflow's ``--allowed-hosts`` (its defaults, localhost and private IPs, plus ``names``) and
+    ``--cors-allowed-origins`` for ``names``: without the origins, MLflow 3 refuses the UI's own
+    POST requests from any browser not on this machine."""
+    try:
+        from mlflow.server.security_utils import get_default_allowed_hosts
+
+        hosts = list(get_default_allowed_hosts())
+    except ImportError:  # moved in another MLflow: keep loopback at least
+        hosts = ["localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*", "[::1]", "[[]::1]:*"]
+    origins = []
+    for name in names:
+        if name.count(":") > 1 and not name.startswith("["):
+            name = f"[{name}]"  # a bare IPv6 address, as a Host header writes it
+        with_port = name if name.rpartition("]")[2].count(":") == 1 else f"{name}:{port}"
+        hosts += dict.fromkeys([name, with_port])  # browsers send the port unless it is 80
+        origins.append(f"http://{with_port}")
+    return list(dict.fromkeys(hosts)), origins
 
 
 def _register_extra_commands() -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 from typer import BadParameter
 
-from regtune.data.loading import BUILTIN_DATASETS, load_dataset, read_table
+from regtune.data.images import image_files, read_images, read_npz_features
+from regtune.data.loading import BUILTIN_DATASETS, FILE_SUFFIXES, load_dataset, read_table
 from regtune.estimators.persistence import TunedModel, load_model
 from regtune.exceptions import DataError
 from regtune.tracking.tracker import (
@@ -28,13 +29,21 @@ __all__ = ["check_output", "predict_frame"]
 MODEL_TAG = "regtune.model_uri"
 
 
-def _features(data: str) -> pd.DataFrame:
+def _features(data: str) -> tuple[pd.DataFrame, list[str] | None]:
+    """The rows to predict, and the image files they come from (an image folder)."""
     if data in BUILTIN_DATASETS:
-        return load_dataset(data).X
+        return load_dataset(data).X, None
     path = Path(data)
     if not path.exists():
         raise DataError(f"'{data}' is neither a built-in dataset nor an existing file")
-    return read_table(path)
+    if path.suffix.lower() == ".npz":
+        return read_npz_features(path)[0], None
+    if path.is_dir() and path.suffix.lower() not in FILE_SUFFIXES:
+        files = image_files(path)
+        rows, _ = read_images(files)
+        frame = pd.DataFrame(rows, columns=[f"px{i}" for i in range(rows.shape[1])])
+        return frame, [str(f.relative_to(path)) for f in files]
+    return read_table(path), None
 
 
 def _check_store_exists(tracking_uri: str | None) -> None:
@@ -77,14 +86,16 @@ def predict_frame(data: str, run_id: str, *, tracking_uri: str | None = None, pr
     if proba and not hasattr(model.estimator, "predict_proba"):
         raise BadParameter(f"run {run_id} holds a regression model (metric {model.meta.get('metric', '?')}), "
                            "which predicts numbers, not class probabilities; drop --proba", param_hint="'--proba'")
-    X = _features(data)
+    X, files = _features(data)
     target = model.meta.get("target")
     if target in X.columns:
         X = X.drop(columns=[target])
     if proba:
         p = model.predict_proba(X)
-        return pd.DataFrame(p, columns=[f"proba_{c}" for c in model.estimator.classes_])
-    return pd.DataFrame({"prediction": model.predict(X)})
+        out = pd.DataFrame(p, columns=[f"proba_{c}" for c in model.estimator.classes_])
+    else:
+        out = pd.DataFrame({"prediction": model.predict(X)})
+    return out if files is None else out.assign(file=files)[["file", *out.columns]]
 
 
 def _model_uri(tracker: MLflowTracker, run_id: str) -> str:
@@ -107,26 +118,29 @@ def _download(model_uri: str, run_id: str, tracking_uri: str) -> TunedModel:
     import mlflow
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    where = None
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp,
-                                                        tracking_uri=tracking_uri)
+            where = _artifact_location(model_uri, tracking_uri)
+            local = mlflow.artifacts.download_artifacts(artifact_uri=where, dst_path=tmp, tracking_uri=tracking_uri)
             return load_model(Path(local) / "artifacts" / "regtune_model")
         except Exception as err:  # mlflow, os and our loader each word a missing model their own way
             reason = " ".join(str(err).replace(tmp, "").split()) or type(err).__name__
-            where = _artifact_location(model_uri, tracking_uri)
             raise TrackingError(
                 f"the model of run {run_id} ({model_uri}) cannot be loaded: {mask_secrets(reason)}; its files"
-                f"{f' under {where}' if where else ''} were deleted or moved. Restore them, or tune a new study "
-                "(--study NEW_NAME) to log a new model"
+                f"{f' under {mask_secrets(where)}' if where else ''} were deleted or moved. Restore them, or tune a "
+                "new study (--study NEW_NAME) to log a new model"
             ) from None
 
 
-def _artifact_location(model_uri: str, tracking_uri: str) -> str | None:
-    """Where the model's files should be, for the error message; ``None`` if MLflow cannot say."""
+def _artifact_location(model_uri: str, tracking_uri: str) -> str:
+    """Where the files of a logged model (``models:/m-...``) are, asked of ``tracking_uri``'s store.
+
+    Why not hand ``models:/`` to MLflow: it resolves such a URI against its global default store
+    whatever ``tracking_uri`` says, so the model is "not found" (and ``./mlflow.db`` created).
+    """
     from mlflow import MlflowClient
 
-    try:
-        return mask_secrets(MlflowClient(tracking_uri).get_logged_model(model_uri.removeprefix("models:/")).artifact_location)
-    except Exception:  # the model's record is gone too
-        return None
+    if not model_uri.startswith("models:/m-"):
+        return model_uri  # runs:/... and plain artifact URIs resolve by themselves
+    return MlflowClient(tracking_uri).get_logged_model(model_uri.removeprefix("models:/")).artifact_location

@@ -66,7 +66,12 @@ def print_best(study: optuna.Study, console: Console) -> None:
     table.add_column("value", justify="right")
     metric = METRICS.get(study.user_attrs.get("metric", ""))
     table.add_row(f"value ({metric.label})" if metric else "value", format_score(best.value))
-    table.add_row("mlflow run", str(best.user_attrs.get("mlflow_run_id", "")))
+    table.add_row("mlflow run (this trial)", str(best.user_attrs.get("mlflow_run_id", "")))
+    parent = study.user_attrs.get("mlflow_parent_run_id")
+    if parent:
+        table.add_row("mlflow run (study, model)", str(parent))
     for key, value in best.params.items():
         table.add_row(key, _fmt(value))
     console.print(table)
+    if parent:  # the trial's run holds curves, not a model: predict takes the study's run
+        console.print(f"predict with the study's refit best model: regtune predict DATA --run {parent}", highlight=False)

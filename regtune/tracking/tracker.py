@@ -101,6 +101,7 @@ class MLflowTracker:
         self._flush_interval = flush_interval
         self._flusher: threading.Thread | None = None
         self._closed = threading.Event()
+        self._write_failed = False
         try:
             check_reachable(self.tracking_uri)
             from mlflow.tracking import MlflowClient
@@ -398,7 +399,9 @@ class MLflowTracker:
             self._log_batch(run_id, metrics=[*queued_metrics, *metrics], params=queued_params, tags=tags)
         except BaseException:
             self._queue.put_back(run_id, queued_metrics, queued_params)
+            self._write_failed = True
             raise
+        self._write_failed = False
 
     def _log_batch(self, run_id: str, metrics=(), params=(), tags=()) -> None:
         """One ``log_batch`` call, split only where MLflow's per-batch limits force it."""
@@ -458,8 +461,9 @@ def _flush_loop(ref: weakref.ref, closed: threading.Event, interval: float) -> N
 
 def _close_at_exit(ref: weakref.ref) -> None:
     tracker = ref()
-    if tracker is not None:
-        with contextlib.suppress(Exception):  # exiting: a store that is down cannot be helped
+    # A store that failed the last write is down: retrying it would hold up the exit.
+    if tracker is not None and not tracker._write_failed:
+        with contextlib.suppress(Exception):
             tracker.close()
 
 

@@ -26,6 +26,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from regtune.config import RegConfig, no_regularization
+from regtune.data.images import as_rows, to_numpy
 from regtune.data.loading import Dataset, dataset_from_frame, load_dataset
 from regtune.data.preprocess import TabularPreprocessor
 from regtune.data.split import cv_splits, split_dataset
@@ -208,7 +209,8 @@ def prepare(data: Dataset, settings: TuneSettings) -> tuple[Folds, Any, Any, Tab
 
 
 def as_dataset(data: Any, y: Any = None, *, target: str | None = None, task: str | None = None) -> Dataset:
-    """Accept what users have: a Dataset, a built-in name or file path, or X (and y)."""
+    """Accept what users have: a Dataset, a built-in name or file path, or X (and y); X may hold
+    images ``(N, C, H, W)`` or ``(N, H, W)`` (arrays or torch tensors)."""
     if y is not None and isinstance(data, (Dataset, str, os.PathLike)):
         what = "a Dataset" if isinstance(data, Dataset) else f"data={os.fspath(data)!r}, a dataset name or file,"
         raise DataError(f"y is given, but {what} holds its own target, so y would be ignored; pass X and y, "
@@ -217,17 +219,23 @@ def as_dataset(data: Any, y: Any = None, *, target: str | None = None, task: str
         return data
     if isinstance(data, (str, os.PathLike)):
         return load_dataset(data, target, task=task)
-    frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(np.asarray(data))
+    rows, image_shape = as_rows(data)
+    if image_shape is not None:
+        if y is None:
+            raise DataError(f"X holds images of shape {image_shape}; pass their labels or targets as y")
+        rows = pd.DataFrame(rows, columns=[f"px{i}" for i in range(rows.shape[1])])
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(np.asarray(rows))
     frame = frame.rename(columns=str)
     if y is None:
         return dataset_from_frame(frame, target, task=task)
+    y = to_numpy(y)
     if len(y) != len(frame):
         raise DataError(f"X has {len(frame)} rows but y has {len(y)}; pass matching rows")
     name = target or getattr(y, "name", None) or "target"
     while name in frame.columns:
         name = f"{name}_"
     frame = frame.assign(**{name: np.asarray(y)})
-    return dataset_from_frame(frame, name, task=task)
+    return dataset_from_frame(frame, name, task=task, image_shape=image_shape)
 
 
 @contextlib.contextmanager
@@ -418,7 +426,7 @@ def _end_quietly(tracker: MLflowTracker, run_id: str, status: str) -> None:
     try:
         tracker.end_run(run_id, status)
     except Exception as exc:  # the store may be what failed
-        warnings.warn(f"could not mark MLflow run {run_id} {status}: {exc}", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"could not mark MLflow run {run_id} {status}: {mask_secrets(str(exc))}", RuntimeWarning, stacklevel=2)
 
 
 def _run_workers(

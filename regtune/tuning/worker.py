@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 from regtune.metrics import Metric, get_metric
 from regtune.space.space import SearchSpace
 from regtune.tracking.relay import RelayTracker
-from regtune.tracking.tracker import MLflowTracker, make_tracker
+from regtune.tracking.tracker import MLflowTracker, make_tracker, mask_secrets
 from regtune.tuning.budget import search_deadline
 from regtune.tuning.ensemble import PREDICTIONS_ATTR, encode_predictions, in_top
 from regtune.tuning.queue import (
@@ -318,7 +318,7 @@ def _run_trial(
                 study.tell(trial, state=TrialState.FAIL)
             raise
         except Exception as exc:  # a diverging or crashing trial fails alone; the study goes on
-            reason = f"{type(exc).__name__}: {exc}"[:500]
+            reason = mask_secrets(f"{type(exc).__name__}: {exc}")[:500]  # it reaches the storage and the log
             trial.set_user_attr("fail_reason", reason)
             state, tags = TrialState.FAIL, {"fail_reason": reason}
             _logger.warning("trial %d failed: %s", trial.number, reason)

@@ -23,11 +23,13 @@ from mlflow import MlflowClient
 from sklearn.model_selection import GridSearchCV
 from torch import nn
 
-from regtune import RegularizedNetClassifier, RegularizedNetRegressor
+from regtune import RegTuneClassifier, RegularizedNetClassifier, RegularizedNetRegressor
 from regtune.data.loading import load_dataset
 from regtune.estimators.persistence import load_model, save_model
-from regtune.exceptions import ModuleError
+from regtune.exceptions import ModuleError, RegConfigError
 from regtune.nn.models import MLP, ModuleFactory, load_module
+from regtune.space.space import SearchSpace
+from regtune.tuning.trial import Folds, Network, check_network
 
 FAST = dict(lr=1e-2, max_epochs=6, early_stopping=False, random_state=0, device="cpu")
 
@@ -267,6 +269,8 @@ def test_cli_tunes_a_model_file_and_a_fresh_process_serves_it(
     predicted = np.array([int(line) for line in served.stdout.split()[1:]])
     assert len(predicted) == 240 and (predicted == expected.y.to_numpy()).mean() > 0.5
 
+    if data != "csv":
+        return  # mlflow.pyfunc in a fresh process: once is enough (slow)
     model_uri = MlflowClient(uri).get_run(parent).data.tags["regtune.model_uri"]
     script = ("import sys, mlflow, numpy as np, pandas as pd; mlflow.set_tracking_uri(sys.argv[1]); "
               "m = mlflow.pyfunc.load_model(sys.argv[2]); X = pd.read_csv(sys.argv[3]); "
@@ -294,3 +298,93 @@ def test_cli_refuses_a_module_that_cannot_work_before_any_trial(
     assert code == 2 and "has no 'Nope'; its nn.Module classes: TinyConv, TinyMLP, Wide" in err
     code, _, err = _cli(capsys, "tune", "iris", "--model", "missing.py:Net", "--trials", "2", "-q")
     assert code == 2 and "no such file 'missing.py'" in err
+
+
+# --- the tuner --------------------------------------------------------------------------------
+
+
+def test_the_tuner_searches_module_params_and_leaves_out_what_the_module_cannot_take(tmp_path: Path) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "fixed: {max_epochs: 3, batch_size: 64}\n"
+        "params:\n  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true, default: 5.0e-3}\n"
+        "  n_layers: {type: int, low: 1, high: 2, default: 1}\n  width: {type: int, low: 8, high: 16, default: 8}\n"
+        "module:\n  width: {type: int, low: 8, high: 32, default: 16}\n"
+        "regularizers:\n  dropout:\n    dropout: {type: float, low: 0.1, high: 0.3}\n"
+        "    dropout_variant: {type: categorical, choices: [standard, gaussian]}\n"
+        "  batch_norm:\n    batch_norm: {type: categorical, choices: [before_activation]}\n  l2:\n"
+        "    l2: {type: float, low: 1.0e-5, high: 1.0e-3, log: true}\n"
+    )
+    X, y = _digits(200)
+    search = RegTuneClassifier(module=ResidualMLP, module__depth=1, space=str(space), n_trials=4, cv=1,
+                               tracking_uri="off", random_state=0).fit(X, y)
+    sampled = set().union(*(t.params for t in search.study_.trials))
+    assert "module__width" in sampled and {"use_dropout", "use_l2"} <= sampled
+    assert not sampled & {"use_batch_norm", "dropout_variant", "n_layers", "width"}  # it takes none of these
+    best = search.best_estimator_
+    assert best.module is ResidualMLP and best.module__depth == 1
+    assert best.module__width == search.best_params_["module__width"]
+    assert best.module_.inp.out_features == best.module__width
+
+
+def test_the_tuner_refuses_a_bad_module_before_the_study_starts(tmp_path: Path) -> None:
+    X, y = _digits(100)
+    journal = tmp_path / "study.journal"
+    with pytest.raises(ModuleError, match=r"WrongWidth's forward returned .* expected floats of shape \(\d+, 10\)"):
+        RegTuneClassifier(module=WrongWidth, storage=str(journal), n_trials=2, tracking_uri="off").fit(X, y)
+    assert not journal.exists() or journal.stat().st_size == 0
+    space = tmp_path / "space.yaml"
+    space.write_text("params:\n  lr: {type: float, low: 1.0e-3, high: 1.0e-2, default: 5.0e-3}\n"
+                     "module:\n  widht: {type: int, low: 8, high: 32, default: 16}\n")
+    with pytest.raises(ModuleError, match="module__widht: ResidualMLP takes no argument 'widht'; it takes width, depth"):
+        RegTuneClassifier(module=ResidualMLP, space=str(space), n_trials=2, tracking_uri="off").fit(X, y)
+
+
+def test_a_module_mlflow_cannot_ship_is_tuned_without_logging_the_model(tmp_path: Path) -> None:
+    class Local(nn.Module):  # defined in a function: no import path for a fresh process
+        def __init__(self, n_features: int, n_outputs: int) -> None:
+            super().__init__()
+            self.linear = nn.Linear(n_features, n_outputs)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.linear(x)
+
+    X, y = _digits(100)
+    with pytest.warns(UserWarning, match="the best model will not be logged to MLflow: module .*Local cannot be saved"):
+        search = RegTuneClassifier(module=Local, space="minimal", n_trials=2, cv=1, random_state=0,
+                                   tracking_uri=f"sqlite:///{tmp_path}/mlflow.db").fit(X, y)
+    assert "regtune.model_uri" not in MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(
+        search.mlflow_run_id_).data.tags
+
+
+def test_weight_regularizers_refuse_a_module_without_the_layers_they_act_on() -> None:
+    X, y = _digits(60)
+    with pytest.raises(RegConfigError, match=r"max_norm cannot apply to NoDropout: it has no hidden Linear or "
+                                             r"convolution layer .* constrained_layers="):
+        RegularizedNetClassifier(module=NoDropout, max_norm=1.0, **FAST).fit(X, y)
+
+    class Raw(nn.Module):  # its one weight is a bare parameter: no layer type to find it by
+        def __init__(self, n_features: int, n_outputs: int) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(n_features, n_outputs))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x @ self.w
+
+    with pytest.raises(RegConfigError, match=r"l2 cannot apply to Raw: it has no Linear, convolution or embedding"):
+        RegularizedNetClassifier(module=Raw, l2=1e-3, **FAST).fit(X, y)
+    assert RegularizedNetClassifier(module=Raw, **FAST).fit(X, y).score(X, y) > 0.5  # unregularized, it trains
+
+
+def test_check_network_finds_what_a_module_cannot_take(tmp_path: Path) -> None:
+    X, y = _digits(100)
+    folds = Folds(X, y, "classification", [(np.arange(80), np.arange(80, 100))])
+    space = SearchSpace.from_yaml("default")
+    found = check_network(Network(NoDropout), space, folds, "cpu")
+    assert set(found.unsupported) == {"hidden_layer_sizes", "conv_channels", "activation", "dropout_variant",
+                                      "batch_norm", "dropout", "max_norm", "spectral_norm"}
+    trimmed = found.space(space)
+    assert not {"dropout", "batch_norm", "max_norm", "spectral_norm"} & set(trimmed.families())
+    assert {"l2", "weight_decay", "mixup", "early_stopping"} <= set(trimmed.families())
+    assert {p.name for p in trimmed.params}.isdisjoint({"n_layers", "width", "activation"})
+    assert check_network(Network(), space, folds, "cpu") == Network()  # the built-in network: nothing to check

@@ -110,6 +110,36 @@ def test_tune_best_and_predict_end_to_end(tmp_path: Path, capsys: pytest.Capture
     assert err.count("\n") == 1 and err.startswith("regtune: error: run '0123456789abcdef' is not in")
 
 
+def test_f1_says_macro_and_scores_print_in_one_format(tmp_path: Path, tiny_space: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 11: ``--metric f1`` is macro-F1 but said nothing; the summary printed ``1`` next to
+    ``0.9722`` and a gap of ``0.02228``."""
+    import typer
+
+    from regtune.cli.app import app
+
+    params = typer.main.get_command(app).commands["tune"].params  # type: ignore[attr-defined]
+    assert "f1 (macro" in next(p.help for p in params if p.name == "metric")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    code, out, err = _run(capsys, "tune", "iris", "--space", str(tiny_space), "--metric", "f1", "--trials", "2",
+                          "--cv", "1", "-q", "--tracking-uri", uri)
+    assert code == 0, err
+    assert "f1 (macro), baseline vs best" in out
+    rows = [line for line in out.splitlines() if re.match(r"^\W*(baseline|best)\b", line)][:2]
+    assert len(rows) == 2, out
+    for row in rows:
+        cells = [c.strip() for c in re.split(r"[│|]", row) if c.strip()]
+        train, val, test, gap = cells[2:6]
+        for score in (train, val, test):
+            assert re.fullmatch(r"[01]\.\d{4}", score), (score, row)
+        assert re.fullmatch(r"[+-]\d\.\d{4}", gap), (gap, row)
+    parent = out.split("parent run ")[1].split()[0]
+    assert MlflowClient(uri).get_run(parent).data.params["metric_label"] == "f1 (macro)"
+    code, out, err = _run(capsys, "best", "--study", "iris-tiny-f1")
+    assert code == 0 and re.search(r"value \(f1 \(macro\)\)\s*│?\s*[01]\.\d{4}", out), out
+
+
+@pytest.mark.slow  # four commands on a real PostgreSQL study: ~40 s
 @pytest.mark.integration
 def test_no_form_of_a_database_password_leaks(postgres_cluster: PostgresCluster, tmp_path: Path, tiny_space: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:

@@ -26,7 +26,7 @@ from regtune.data.loading import (
     read_table,
 )
 from regtune.data.preprocess import TabularPreprocessor
-from regtune.data.split import split_dataset
+from regtune.data.split import AUTO_CV, MIN_VAL_ROWS, cv_splits, resolve_cv, split_dataset
 from regtune.exceptions import DataError
 
 FAST = settings(
@@ -490,6 +490,74 @@ def test_split_rejects_classes_too_small_to_stratify() -> None:
         DataError, match="the validation part of 24 rows would have 5 rows for 8 classes"
     ):
         split_dataset(np.zeros((24, 1)), y, task="classification")
+
+
+# --- cross-validation folds (split.py) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("n", "task", "folds"),
+    [(120, "classification", 5), (499, "regression", 5), (500, "regression", 3), (999, "regression", 3),
+     (1000, "regression", 1), (7, "regression", 3), (4, "regression", 2), (12, "classification", 3)],
+)
+def test_cv_auto_picks_folds_by_rows_and_caps_them_on_tiny_data(n: int, task: str, folds: int) -> None:
+    y = np.arange(n) % 4 if task == "classification" else np.linspace(0, 1, n)
+    assert resolve_cv("auto", y, task) == folds
+    splits = cv_splits(y, task=task, cv="auto", random_state=0, val_share=0.25)
+    assert len(splits) == folds
+    assert min(len(val) for _, val in splits) >= MIN_VAL_ROWS
+
+
+@pytest.mark.parametrize(
+    ("cv", "y", "task", "message"),
+    [("auto", np.arange(3.0), "regression", r"cv='auto': .* 3 rows, too few to cross-validate .*add rows"),
+     ("auto", np.array([0, 0, 0, 0, 1, 2, 2, 2]), "classification", "1 in its smallest class"),
+     (5, np.arange(6.0), "regression", r"cv=5: .* 6 rows, too few for 5 folds .*use cv between 2 and 3, or cv=1"),
+     (3, np.array([0, 0, 0, 1, 1]), "classification", "with every class in each; use cv between 2 and 2")],
+)
+def test_cv_on_too_few_rows_says_what_to_do(cv: object, y: np.ndarray, task: str, message: str) -> None:
+    """Issue 11: sklearn's "n_splits=5 > n_samples=3" though the user never chose 5."""
+    with pytest.raises(DataError, match=message):
+        resolve_cv(cv, y, task)  # type: ignore[arg-type]
+
+
+def test_readme_and_docstrings_state_the_cv_auto_thresholds_of_the_code() -> None:
+    """Issue 11: the README said 500/1,000 rows, RegTuneClassifier's docstring 1000/5000."""
+    from regtune import RegTuneClassifier
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    docstring = " ".join(RegTuneClassifier.__doc__.split())
+    help_text = app_help_for("tune", "cv")
+    (first, k1), (second, k2) = AUTO_CV
+    phrase = f"{k1} folds under {first:,} rows in the search part, {k2} under {second:,}, else one validation split"
+    for text, where in ((readme, "README"), (docstring, "RegTuneClassifier's docstring"), (help_text, "tune --help")):
+        assert phrase in " ".join(text.split()), f"{where} does not say {phrase!r}"
+
+
+def app_help_for(command: str, option: str) -> str:
+    """The help text of one option of a ``regtune`` command."""
+    import typer
+
+    from regtune.cli.app import app
+
+    params = typer.main.get_command(app).commands[command].params  # type: ignore[attr-defined]
+    return next(p.help for p in params if p.name == option)
+
+
+def test_readme_and_docstrings_name_the_preprocessor_the_same_way() -> None:
+    """Issue 11: the README said ``regtune.make_preprocessor()``, the docstrings
+    ``regtune.data.preprocess.make_preprocessor()``; it is one public name for one class."""
+    import regtune
+    from regtune import RegTuneClassifier, RegularizedNetClassifier
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    assert "regtune.make_preprocessor()" in readme and "TabularPreprocessor" in readme
+    assert "make_pipeline(regtune.make_preprocessor(), RegTuneClassifier(...))" in RegTuneClassifier.__doc__
+    assert "regtune.data.preprocess.make_preprocessor" not in RegTuneClassifier.__doc__
+    assert isinstance(regtune.make_preprocessor(), TabularPreprocessor)
+    assert "TabularPreprocessor" in regtune.make_preprocessor.__doc__
+    with pytest.raises(DataError, match=r"make_pipeline\(regtune.make_preprocessor\(\)"):
+        RegularizedNetClassifier(max_epochs=1).fit(pd.DataFrame({"a": ["x", "y"] * 5}), [0, 1] * 5)
 
 
 # --- properties --------------------------------------------------------------------------

@@ -176,14 +176,32 @@ def test_sampler_missing_its_package_is_refused_up_front(monkeypatch: pytest.Mon
 
 
 def test_pruners_wait_for_the_warmup() -> None:
+    # Steps count epochs from 0: a trial that has trained 4 epochs is at step 3.
     median = make_pruner("median", warmup=4, max_epochs=40)
-    assert median._n_warmup_steps == 4
+    assert median._n_warmup_steps == 3
     hyperband = make_pruner("hyperband", warmup=4, max_epochs=40)
-    assert hyperband._min_resource == 4 and hyperband._max_resource == 40
-    assert make_pruner("sha", warmup=4, max_epochs=40)._min_resource == 4
+    assert hyperband._min_resource == 3 and hyperband._max_resource == 40 and hyperband._reduction_factor == 4
+    assert make_pruner("sha", warmup=4, max_epochs=40)._min_resource == 3
     assert isinstance(make_pruner("none", warmup=4, max_epochs=40), optuna.pruners.NopPruner)
     with pytest.raises(StudyError, match="pruner 'asha' is unknown"):
         make_pruner("asha", warmup=4, max_epochs=40)
+
+
+@pytest.mark.parametrize("name", ["median", "sha"])
+def test_a_bad_trial_is_first_judged_once_it_has_trained_the_warmup(name: str) -> None:
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(name, warmup=4, max_epochs=40))
+    for _ in range(6):  # good trials that went the distance
+        good = study.ask()
+        for step in range(40):
+            good.report(1.0, step)
+            good.should_prune()  # SHA records the rungs a trial passed when it asks
+        study.tell(good, 1.0)
+    bad = study.ask()
+    judged = []
+    for step in range(4):
+        bad.report(0.0, step)
+        judged.append(bad.should_prune())
+    assert judged == [False, False, False, True]  # after epoch 4 (step 3), not epoch 5
 
 
 def test_storages(tmp_path: Path) -> None:

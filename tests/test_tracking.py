@@ -100,6 +100,8 @@ def test_mask_secrets_leaves_urls_without_passwords_alone() -> None:
         ("host=h user=bob password=s3cret dbname=x", "host=h user=bob password=*** dbname=x"),
         ("host=h password='it\\'s two' dbname=x", "host=h password=*** dbname=x"),
         ("PGPASSWORD=s3cret regtune tune", "PGPASSWORD=*** regtune tune"),
+        ("mlflow server --db-password=s3cret", "mlflow server --db-password=***"),
+        ("postgresql://h/db?pass%77ord=s3cret", "postgresql://h/db?pass%77ord=***"),  # SQLAlchemy decodes keys
         ("https://ghp_t0ken@mlflow.example.com", "https://***@mlflow.example.com"),
         ("https://alice:p@ss@mlflow.example.com:5000", "https://alice:***@mlflow.example.com:5000"),
         ("mssql+pyodbc:///?odbc_connect=DRIVER%3Dx%3BUID%3Du%3BPWD%3Ds3cr%3BServer%3Dh",

@@ -85,6 +85,9 @@ class StudyData:
                 values[key] = cast(str(self.fingerprint[key]))
             elif key in logged:
                 values[key] = cast(logged[key])
+        if self.study.user_attrs.get("regtune.module"):  # a user's module, imported again to refit
+            values["module"] = self.study.user_attrs["regtune.module"]
+            values["module_params"] = dict(self.study.user_attrs.get("regtune.module_params") or {})
         return replace(TuneSettings(**values), **{k: v for k, v in changes.items() if v is not None})
 
     def run_of(self, trial: optuna.trial.FrozenTrial) -> Run | None:
@@ -197,7 +200,9 @@ def _for_task(space: SearchSpace, attrs: dict[str, Any], parent: Run | None = No
     task = task or (parent.data.params.get("task") if parent is not None else None)
     metric = attrs.get("metric") or (parent.data.params.get("metric") if parent is not None else None)
     task = task or (METRICS[metric].task if metric in METRICS else None)
-    return space.for_task(task) if task else space
+    space = space.for_task(task) if task else space
+    unsupported = attrs.get("regtune.module_unsupported")  # a user's module: what it could not take
+    return space if unsupported is None else space.for_module(unsupported)
 
 
 @contextmanager

@@ -46,8 +46,8 @@ def tune(
     sampler: str = typer.Option("tpe", help="tpe | random | cmaes | gp"),
     metric: str | None = typer.Option(None, help="accuracy | log_loss | balanced_accuracy | f1 (macro: the unweighted mean of the "
                                                 "classes' F1) | rmse | r2 (default: accuracy, r2)."),
-    cv: str = typer.Option("auto", help="Folds on the search part (train + validation): auto = 5 under 500 rows, 3 under "
-                                         "1,000, else 1; 1 = one validation split; or K."),
+    cv: str = typer.Option("auto", help="Folds: auto = 5 folds under 500 rows in the search part, 3 under 1,000, else one "
+                                         "validation split; 1 = one validation split; or K folds."),
     storage: str | None = typer.Option(None, help="Optuna storage URL or journal file (default ./regtune.journal)."),
     study: str | None = typer.Option(None, help="Study name (default DATA-SPACE-METRIC); same name resumes."),
     experiment: str = typer.Option("regtune", help="MLflow experiment."),

@@ -272,9 +272,9 @@ _PARAMETERS_BEFORE_METRIC = """Parameters
     pruner : {"hyperband", "median", "sha", "none"}, default="hyperband"
         How Optuna stops trials that fall behind, from their per-epoch validation scores.
     cv : int or "auto", default="auto"
-        Folds per trial; ``1`` is one 80/20 validation split; ``"auto"`` picks 5 folds below 500
-        rows, 3 below 1,000 and 1 from there on (fewer on tiny data, so that every validation
-        fold holds at least 2 rows and every class).
+        Folds per trial; ``1`` is one 80/20 validation split; ``"auto"``: 5 folds under 500 rows
+        in the search part, 3 under 1,000, else one validation split (fewer folds on tiny data,
+        so that every validation fold holds at least 2 rows and every class).
     image_shape : tuple of int (C, H, W), optional
         Each row of ``X`` is an image of this shape (``C*H*W`` values): spaces that train a CNN
         or augment images, such as ``"image"``, need it; ``(1, 8, 8)`` for ``load_digits``.

@@ -24,6 +24,7 @@ it by the ``@`` that ends it, so the password runs to the last ``@`` on the line
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote_plus
 
 __all__ = ["MASK", "mask_secrets"]
 
@@ -51,7 +52,7 @@ _HTTP_TOKEN = re.compile(r"(?i)(?P<head>https?://)(?!\*\*\*@)[^\s:/@'\"?#]+(?=@)
 _QUOTED_URL = re.compile(rf"(?P<q>['\"])(?P<url>{_SCHEME}(?:\\.|(?!(?P=q))[^\\\n])*)(?P=q)")
 _QUERY_PARAM = re.compile(rf"(?i)(?P<key>[?&;](?:{_KEY})=)(?!\*\*\*(?:[&#\s'\"]|$))[^&#\s'\"]*")
 _KEYWORD = re.compile(
-    rf"(?i)(?P<key>(?<![\w.\-?&%])(?:{_KEY})\s*=\s*)(?!\*\*\*(?:[\s'\"]|$))"
+    rf"(?i)(?P<key>(?<![\w?&%])(?:{_KEY})\s*=\s*)(?!\*\*\*(?:[\s'\"]|$))"
     r"(?:'(?:[^'\\\n]|\\.)*(?:'|$)|\"(?:[^\"\\\n]|\\.)*(?:\"|$)|\{[^}\n]*\}?"
     # a quoted value inside repr's quotes ('host=h password=\'a b\''): to the last \' of the line
     r"|\\'[^\n]*\\'|\\\"[^\n]*\\\"|(?:\\.|[^\s\\])+)"
@@ -64,7 +65,7 @@ def mask_secrets(text: str) -> str:
         return text
     stripped = text.strip()
     if "\n" not in stripped and _SCHEME_RE.match(stripped) and not _URL_START.search(stripped, 1):
-        return _mask_url(text)  # one URL (a param or tag value, a URL printed alone)
+        return _KEYWORD.sub(rf"\g<key>{MASK}", _mask_url(text))  # one URL: a param or tag value, a URL alone
     text = _QUOTED_URL.sub(lambda m: m["q"] + _mask_url(m["url"]) + m["q"], text)
     text = _WORD_PASSWORD.sub(rf"\g<head>{MASK}", text)
     text = _LINE_PASSWORD.sub(rf"\g<head>{MASK}", text)
@@ -97,6 +98,6 @@ def _mask_url(url: str) -> str:
 
 def _mask_param(param: str) -> str:
     key, equals, _ = param.partition("=")
-    if equals and _QUERY_KEY.match(key.strip()):
+    if equals and _QUERY_KEY.match(unquote_plus(key).strip()):  # SQLAlchemy decodes keys too
         return f"{key}={MASK}"
     return _ENCODED.sub(rf"\g<key>{MASK}", param)

@@ -34,6 +34,7 @@ from typing import Any
 from optuna.storages.journal import JournalFileBackend
 
 from regtune.exceptions import StudyError
+from regtune.tuning.optuna_internals import INTERMEDIATE_VALUE_OP
 
 __all__ = ["LOCK_GRACE", "JournalBackend", "JournalLock"]
 
@@ -133,7 +134,11 @@ class JournalBackend(JournalFileBackend):
             with open(self.path, "ab") as f:
                 f.write(data)
                 f.flush()
-                os.fsync(f.fileno())
+                # A record of one epoch's score (trial.report, every epoch) does not wait for
+                # the disk: other processes read it from the page cache at once, a kill -9
+                # cannot lose it, and the trial's next state change fsyncs it with the rest.
+                if any(log.get("op_code") != INTERMEDIATE_VALUE_OP for log in logs):
+                    os.fsync(f.fileno())
 
 
 def recover_torn_tail(path: Path) -> Path | None:

@@ -155,13 +155,22 @@ def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
 
 
 def make_pruner(name: str, *, warmup: int, max_epochs: int) -> optuna.pruners.BasePruner:
-    """Pruners that never judge a trial before ``warmup`` epochs (Optuna's defaults prune at epoch 0)."""
+    """Pruners that judge a trial first once it has trained ``warmup`` epochs (Optuna's defaults
+    prune at epoch 0).
+
+    Steps count epochs from 0, so ``warmup`` epochs end at step ``warmup - 1``: that is the
+    first rung (judging one epoch later trained 10% more epochs for nothing). Hyperband keeps
+    the best quarter at each rung (reduction factor 4, two brackets over 40 epochs): 2.4x
+    fewer epochs than no pruning with the same best trial, where factor 3 (three brackets, the
+    last of which never prunes before epoch 36) gave 1.9x (benchmarks/pruning.py).
+    """
+    first = max(1, warmup - 1)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=warmup, max_resource=max_epochs, reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(min_resource=first, max_resource=max_epochs, reduction_factor=4)
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup)
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=first)
     if name == "sha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=warmup, reduction_factor=3)
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=3)
     if name == "none":
         return optuna.pruners.NopPruner()
     raise StudyError(f"pruner {name!r} is unknown; choose one of {', '.join(PRUNERS)}")

@@ -109,6 +109,10 @@ def check_network(network: Network, space: SearchSpace, folds: Folds, device: st
                           f"{type(exc).__name__}: {exc}") from exc
     if not factory.takes("dropout") and not dropout_layers(est.module_):
         unsupported.append("dropout")
+    if not weight_layers(est.module_, include_head=False):  # no hidden layer to constrain
+        unsupported += ["max_norm", "spectral_norm"]
+    if not decay_parameters(est.module_):  # no weights found by layer type
+        unsupported += ["l1", "l2", "elastic_net", "weight_decay", "weight_noise"]
     return replace(network, unsupported=tuple(unsupported))
 
 
@@ -144,7 +148,7 @@ def weight_stats(model: torch.nn.Module) -> dict[str, float]:
     """Sparsity (share of |w| < 1e-3), L2 norm, parameter counts and the largest hidden-layer
     singular value: the figures reports tie to each regularizer."""
     weights = [p.detach() for p in decay_parameters(model)]
-    flat = torch.cat([w.reshape(-1) for w in weights])
+    flat = torch.cat([w.reshape(-1) for w in weights]) if weights else torch.full((1,), float("nan"))
     sigmas = []
     for layer in weight_layers(model, include_head=False):
         w = layer.weight.detach()

@@ -30,7 +30,7 @@ from regtune.data.images import as_rows, to_numpy
 from regtune.data.loading import Dataset, dataset_from_frame, load_dataset
 from regtune.data.preprocess import TabularPreprocessor
 from regtune.data.split import cv_splits, split_dataset
-from regtune.exceptions import DataError, TuneError
+from regtune.exceptions import DataError, ModuleError, TuneError
 from regtune.metrics import Metric, get_metric
 from regtune.nn.callbacks import StopAfter
 from regtune.space.space import SearchSpace
@@ -285,6 +285,7 @@ def tune(
     space = space.for_task(dataset.task)  # a regression study never samples label smoothing
     network = check_network(network, space, folds, settings.device)  # one batch, before any trial
     space = network.space(space)  # without what the module cannot take (batch_norm, ...)
+    settings = _check_loggable(settings, network)
     _check_images(space, dataset)
     max_epochs = space.to_config(space.baseline_params()).max_epochs
     warmup = _warmup(max_epochs)
@@ -305,7 +306,8 @@ def tune(
         baseline_params=space.baseline_params(),
         attrs={"dataset": dataset.name, "target": dataset.target, "space": space.name, "metric": metric.name,
                "seed": settings.seed, "regtune.uid": uuid.uuid4().hex,
-               **({"regtune.module": _module_name(network.module)} if network.module is not None else {})},
+               **({"regtune.module": _module_name(network.module), "regtune.module_params": dict(network.params),
+                   "regtune.module_unsupported": list(network.unsupported)} if network.module is not None else {})},
         retry_failed=settings.retry_failed,
         fingerprint=fingerprint,
         priors=space.prior_params(),
@@ -356,6 +358,21 @@ def tune(
     except BaseException:
         _end_quietly(tracker, parent, "FAILED")
         raise
+
+
+def _check_loggable(settings: TuneSettings, network: Network) -> TuneSettings:
+    """A module MLflow cannot ship (defined in a notebook or a function): say so now, and run
+    the study without logging the model rather than fail at its end."""
+    if not settings.log_model or network.module is None:
+        return settings
+    from regtune.nn.models import ModuleFactory, module_reference
+
+    try:
+        module_reference(ModuleFactory.of(network.module).factory)
+    except ModuleError as exc:
+        warnings.warn(f"the best model will not be logged to MLflow: {exc}", UserWarning, stacklevel=3)
+        return replace(settings, log_model=False)
+    return settings
 
 
 def _check_images(space: SearchSpace, dataset: Dataset) -> None:

@@ -14,6 +14,7 @@ from .base import (
     constrain_layers,
     decay_parameters,
     overrides,
+    require_layers,
     weight_layers,
 )
 from .constraints import MaxNorm, SpectralNorm
@@ -44,6 +45,7 @@ __all__ = [
     "layer_block",
     "make_dropout",
     "overrides",
+    "require_layers",
     "weight_layers",
 ]
 

@@ -12,7 +12,8 @@ from regtune.exceptions import RegConfigError
 if TYPE_CHECKING:
     from regtune.config import RegConfig
 
-__all__ = ["CONSTRAINED_ATTR", "Regularizer", "constrain_layers", "decay_parameters", "overrides", "weight_layers"]
+__all__ = ["CONSTRAINED_ATTR", "Regularizer", "constrain_layers", "decay_parameters", "overrides", "require_layers",
+           "weight_layers"]
 
 
 class Regularizer:
@@ -102,6 +103,17 @@ def weight_layers(model: nn.Module, *, include_head: bool = True) -> list[nn.Mod
         named = dict(model.named_modules())
         return [named[name] for name in names]
     return layers[:-1]
+
+
+def require_layers(model: nn.Module, setting: str, *, hidden: bool = False) -> None:
+    """Raise unless ``model`` has weights ``setting`` can act on (hidden layers for constraints):
+    a technique with nothing to act on is refused, never silently ignored."""
+    if (weight_layers(model, include_head=False) if hidden else decay_parameters(model)):
+        return
+    what = ("no hidden Linear or convolution layer (max-norm and spectral norm leave the output layer free; "
+            "name the layers with constrained_layers=)" if hidden else
+            "no Linear, convolution or embedding layer with trainable weights")
+    raise RegConfigError(f"{setting} cannot apply to {type(model).__name__}: it has {what}; switch {setting} off")
 
 
 def constrain_layers(model: nn.Module, names: Any) -> nn.Module:

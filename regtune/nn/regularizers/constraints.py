@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from .base import Regularizer, weight_layers
+from .base import Regularizer, require_layers, weight_layers
 
 if TYPE_CHECKING:
     from regtune.config import RegConfig
@@ -30,6 +30,10 @@ class MaxNorm(Regularizer):
     @classmethod
     def from_config(cls, config: RegConfig, *, n_classes: int | None, image_shape: tuple[int, int, int] | None) -> MaxNorm:
         return cls(config.max_norm)
+
+    def build(self, model: nn.Module) -> nn.Module:
+        require_layers(model, "max_norm", hidden=True)
+        return model
 
     @torch.no_grad()
     def after_step(self, model: nn.Module, lr: float) -> None:
@@ -61,6 +65,7 @@ class SpectralNorm(Regularizer):
         return cls()
 
     def build(self, model: nn.Module) -> nn.Module:
+        require_layers(model, "spectral_norm", hidden=True)
         for layer in weight_layers(model, include_head=False):
             parametrize.register_parametrization(layer, "weight", _SpectralNormalization(layer.weight))
             self._refine(layer, max_iter=100)

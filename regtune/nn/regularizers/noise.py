@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from .base import Regularizer, decay_parameters
+from .base import Regularizer, decay_parameters, require_layers
 
 if TYPE_CHECKING:
     from regtune.config import RegConfig
@@ -38,6 +38,10 @@ class WeightNoise(Regularizer):
     def __init__(self, std: float) -> None:
         self.std = float(std)
         self._clean: list[tuple[Tensor, Tensor]] = []
+
+    def build(self, model: nn.Module) -> nn.Module:
+        require_layers(model, "weight_noise")
+        return model
 
     @classmethod
     def from_config(cls, config: RegConfig, *, n_classes: int | None, image_shape: tuple[int, int, int] | None) -> WeightNoise:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from .base import Regularizer, decay_parameters
+from .base import Regularizer, decay_parameters, require_layers
 
 if TYPE_CHECKING:
     from regtune.config import RegConfig
@@ -26,10 +26,16 @@ class ElasticNetPenalty(Regularizer):
     weight the step would carry across zero lands on exactly zero.
     """
 
+    setting = "elastic_net"
+
     def __init__(self, strength: float, l1_ratio: float = 0.5) -> None:
         self.strength = float(strength)
         self.l1_ratio = float(l1_ratio)
         self._orthants: list[tuple[Tensor, Tensor]] = []
+
+    def build(self, model: nn.Module) -> nn.Module:
+        require_layers(model, self.setting)
+        return model
 
     @classmethod
     def from_config(cls, config: RegConfig, *, n_classes: int | None, image_shape: tuple[int, int, int] | None) -> ElasticNetPenalty:
@@ -71,6 +77,8 @@ class ElasticNetPenalty(Regularizer):
 class L1Penalty(ElasticNetPenalty):
     """``strength * sum|w|``: drives uninformative weights to exactly zero."""
 
+    setting = "l1"
+
     def __init__(self, strength: float) -> None:
         super().__init__(strength, l1_ratio=1.0)
 
@@ -81,6 +89,8 @@ class L1Penalty(ElasticNetPenalty):
 
 class L2Penalty(ElasticNetPenalty):
     """``strength / 2 * sum w^2`` added to the loss (coupled: adaptive optimizers rescale it)."""
+
+    setting = "l2"
 
     def __init__(self, strength: float) -> None:
         super().__init__(strength, l1_ratio=0.0)
@@ -102,6 +112,10 @@ class DecoupledWeightDecay(Regularizer):
     def __init__(self, decay: float) -> None:
         self.decay = float(decay)
         self._before: list[tuple[Tensor, Tensor]] = []
+
+    def build(self, model: nn.Module) -> nn.Module:
+        require_layers(model, "weight_decay")
+        return model
 
     @classmethod
     def from_config(cls, config: RegConfig, *, n_classes: int | None, image_shape: tuple[int, int, int] | None) -> DecoupledWeightDecay | None:

@@ -2,6 +2,7 @@
 
     python benchmarks/generalization.py [--budget 90] [--seeds 3] [--datasets a,b] [--methods a,b]
                                         [--redo] [--quick] [--output NAME] [--reference regtune]
+                                        [--report]
 
 Datasets (``benchmarks/datasets.py``; all ship inside installed packages, nothing is downloaded;
 ``python benchmarks/datasets.py`` reloads them and prints these rows). cat = categorical columns,
@@ -473,6 +474,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"smoke: 10 s budget, 1 seed, {','.join(QUICK_DATASETS)}")
     parser.add_argument("--output", default=None, help="results file under benchmarks/results/ (no .json)")
     parser.add_argument("--reference", default="regtune", help="method whose wins/ties/losses are counted")
+    parser.add_argument("--report", action="store_true", help="print the tables of the saved results; run nothing")
     args = parser.parse_args()
     budget = args.budget or (10.0 if args.quick else 90.0)
     seeds = args.seeds or (1 if args.quick else 3)
@@ -484,15 +486,21 @@ def main() -> None:
         parser.error(f"unknown dataset or method {bad!r}; datasets: {', '.join(DATASETS)}; "
                      f"methods: {', '.join(METHODS)}")
 
+    warnings.filterwarnings("ignore")
+    path = RESULTS / f"{output}.json"
+    if args.report:
+        payload = _read(path)
+        shown = [m for m in _present(payload.get("runs", [])) if m in methods]
+        print(tables(summarize(payload.get("runs", []), budget, shown, args.reference), shown))
+        return
+
     import optuna
     import torch
 
-    warnings.filterwarnings("ignore")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(1)
     os.chdir(tempfile.mkdtemp(prefix="regtune-bench-"))  # no method may write into the checkout
 
-    path = RESULTS / f"{output}.json"
     payload = _read(path) or {"benchmark": NAME, "schema": SCHEMA, "test_size": TEST_SIZE, "datasets": {},
                               "sessions": [], "runs": []}
     tree = _tree_state()

@@ -226,7 +226,7 @@ def search(args: argparse.Namespace) -> dict[str, Any]:
             table = load_table(name)
             X_tr, X_te, y_tr, y_te, _ = split(table)
             clf = table.spec.task == "classification"
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 for kind, space in spaces.items():
                     cls = RegTuneClassifier if clf else RegTuneRegressor
                     est = cls(space=space, timeout=args.budget, n_trials=1000, tracking_uri="off", device="cpu",
@@ -256,6 +256,7 @@ def main() -> None:
     parser.add_argument("mode", choices=["candidates", "options", "search"])
     parser.add_argument("--datasets", type=lambda s: s.split(","), default=None)
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--first-seed", type=int, default=0, help="search: seeds first..first+seeds-1")
     parser.add_argument("--budget", type=float, default=60.0)
     parser.add_argument("--variants", default="before,options,after,ensemble")
     parser.add_argument("--output", default="priors_ab")

@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 import torch
 from byo_modules import BrokenForward, Frozen, NoDropout, ResidualMLP, WrongWidth, mlp_factory
+from mlflow import MlflowClient
 from sklearn.base import clone
 from sklearn.datasets import load_digits, make_regression
-from mlflow import MlflowClient
 from sklearn.model_selection import GridSearchCV
 from torch import nn
 

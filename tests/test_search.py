@@ -337,8 +337,8 @@ def test_a_cnn_space_runs_from_python_with_image_shape(tmp_path: Path) -> None:
         RegTuneClassifier(**{**FAST, "space": space}).fit(X, y)
     with pytest.raises(RegtuneError, match="image_shape=.*64 values"):
         RegTuneClassifier(**{**FAST, "space": space}, image_shape=(1, 8, 7)).fit(X, y)
-    est = RegTuneClassifier(**{**FAST, "space": space, "n_trials": 3}, sampler="random", image_shape=(1, 8, 8),
-                            random_state=0).fit(X, y)
+    est = RegTuneClassifier(**{**FAST, "space": space, "n_trials": 3}, sampler="random", pruner="none",
+                            image_shape=(1, 8, 8), random_state=0).fit(X, y)
     assert (est.trials_["state"] == "COMPLETE").all(), est.trials_["fail_reason"].tolist()
     assert est.best_estimator_.image_shape == (1, 8, 8) and est.preprocessor_ is None
     assert est.score(X, y) > 0.2  # 10 classes; 3 epochs of a 4-channel CNN only have to learn something

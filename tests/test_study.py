@@ -182,6 +182,8 @@ def test_pruners_wait_for_the_warmup() -> None:
     hyperband = make_pruner("hyperband", warmup=4, max_epochs=40)
     assert hyperband._min_resource == 3 and hyperband._max_resource == 40 and hyperband._reduction_factor == 4
     assert make_pruner("sha", warmup=4, max_epochs=40)._min_resource == 3
+    # Trials too short to be judged before their last epoch are never pruned: nothing to save.
+    assert isinstance(make_pruner("hyperband", warmup=3, max_epochs=3), optuna.pruners.NopPruner)
     assert isinstance(make_pruner("none", warmup=4, max_epochs=40), optuna.pruners.NopPruner)
     with pytest.raises(StudyError, match="pruner 'asha' is unknown"):
         make_pruner("asha", warmup=4, max_epochs=40)

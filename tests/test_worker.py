@@ -191,7 +191,7 @@ def test_the_deadline_stops_new_trials(tmp_path: Path, tiny_space: Path, folds: 
 
 
 def test_a_spawned_worker_exits_quietly_on_ctrl_c(monkeypatch: pytest.MonkeyPatch) -> None:
-    def interrupted(*args: Any) -> None:
+    def interrupted(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(worker, "run_worker", interrupted)

@@ -165,6 +165,8 @@ def make_pruner(name: str, *, warmup: int, max_epochs: int) -> optuna.pruners.Ba
     last of which never prunes before epoch 36) gave 1.9x (benchmarks/pruning.py).
     """
     first = max(1, warmup - 1)
+    if name in ("hyperband", "median", "sha") and first >= max_epochs - 1:
+        return optuna.pruners.NopPruner()  # the first judgement would come at the last epoch: nothing to save
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=first, max_resource=max_epochs, reduction_factor=4)
     if name == "median":

@@ -532,3 +532,63 @@ def test_a_bad_prior_is_refused_with_the_file_line_and_what_to_fix(tmp_path: Pat
     assert message.startswith("search space 'bad.yaml'") and info.value.line == SPACE.count("\n") + 3, message
     for word in words:
         assert word in message
+
+
+# --- a user module's own parameters (the ``module:`` section) ---------------------------------
+
+MODULE_SPACE = """\
+fixed: {max_epochs: 5}
+params:
+  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true, default: 3.0e-3}
+  n_layers: {type: int, low: 1, high: 3, default: 2}
+  width: {type: int, low: 16, high: 64, default: 32}
+module:
+  width: {type: int, low: 16, high: 256, log: true, default: 64}
+  depth: {type: categorical, choices: [1, 2, 3], default: 2}
+regularizers:
+  dropout:
+    dropout: {type: float, low: 0.1, high: 0.5}
+    dropout_variant: {type: categorical, choices: [standard, gaussian]}
+  batch_norm:
+    batch_norm: {type: categorical, choices: [before_activation]}
+priors:
+  - {module__width: 128, use_dropout: true, dropout: 0.2, dropout_variant: standard}
+"""
+
+
+def test_a_module_section_is_sampled_as_module_params_beside_the_regularizers(tmp_path: Path) -> None:
+    space = SearchSpace.from_yaml(_write(tmp_path, MODULE_SPACE))
+    assert [p.name for p in space.module] == ["module__width", "module__depth"]
+    baseline = space.baseline_params()
+    assert baseline["module__width"] == 64 and baseline["module__depth"] == 2
+    assert space.prior_params()[0]["module__width"] == 128 and space.prior_params()[0]["module__depth"] == 2
+    trial, config = _ask(space, 1)[0]
+    assert 16 <= trial.params["module__width"] <= 256 and trial.params["module__depth"] in (1, 2, 3)
+    assert config == space.to_config(trial.params)  # the module's params are not RegConfig fields
+    assert space.module_params(trial.params) == {k: v for k, v in trial.params.items() if k.startswith("module__")}
+    again = tmp_path / "again"
+    again.mkdir()
+    assert SearchSpace.from_yaml(_write(again, space.to_yaml_text())) == space
+    assert space.summary()["module"] == ["width", "depth"]
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ("  width: {type: int, low: 16, high: 64}", "line 2: module.width: needs a 'default'"),
+    ("  2x: {type: int, low: 16, high: 64, default: 32}", "module.2x: '2x' must be the name of an argument"),
+    ("  width: 64", "module.width: 64 must be a mapping"),
+])
+def test_a_bad_module_entry_names_its_line(tmp_path: Path, entry: str, message: str) -> None:
+    text = f"module:\n{entry}\nparams:\n  lr: {{type: float, low: 0.001, high: 0.01, default: 0.005}}\n"
+    with pytest.raises(SearchSpaceError, match=message):
+        SearchSpace.from_yaml(_write(tmp_path, text))
+
+
+def test_for_module_leaves_out_what_a_module_cannot_take(tmp_path: Path) -> None:
+    space = SearchSpace.from_yaml(_write(tmp_path, MODULE_SPACE))
+    trimmed = space.for_module(["hidden_layer_sizes", "dropout_variant", "batch_norm"])
+    assert trimmed.families() == ["dropout"]
+    assert [p.name for p in trimmed.regularizers[0].params] == ["dropout"]
+    assert [p.name for p in trimmed.params] == ["lr"]  # n_layers and width build hidden_layer_sizes
+    assert "dropout_variant" not in trimmed.prior_params()[0]
+    assert [p.name for p in trimmed.module] == ["module__width", "module__depth"]
+    assert space.for_module(["dropout"]).families() == ["batch_norm"]

@@ -378,8 +378,10 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         blob = state.pop("_module_state", None)
-        # Pickles from before module= (regtune 0.1) lack these.
-        for key, default in (("module", None), ("constrained_layers", None), ("_module_kwargs", {})):
+        # Pickles from before module= (regtune 0.1) lack these, and pickles from before the
+        # schedules and scalings (issue 12) their parameters: they trained with the defaults.
+        for key, default in (("module", None), ("constrained_layers", None), ("_module_kwargs", {}),
+                             ("lr_schedule", "constant"), ("warmup_epochs", 0), ("feature_scaling", "standard")):
             state.setdefault(key, default)
         if "n_features_in_" in state:
             state.setdefault("image_shape_", _image_shape(state.get("image_shape")))

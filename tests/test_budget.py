@@ -67,7 +67,7 @@ def test_a_study_with_a_timeout_ends_on_time_and_leaves_no_queue_behind(tiny_spa
     states = search.trials_["state"].value_counts().to_dict()
     assert states.get("WAITING", 0) <= queue_batch(timeout, 1)
     assert states.get("COMPLETE", 0) >= 1 and len(search.trials_) < 1000
-    assert elapsed < timeout + 4, f"{elapsed:.1f} s for a {timeout} s budget"  # loose: a loaded CI machine
+    assert elapsed < timeout + 8, f"{elapsed:.1f} s for a {timeout} s budget"  # loose: the baseline always runs
     cut = search.trials_[search.trials_["state"] == "PRUNED"]
     assert all(search.study_.trials[n].user_attrs.get("timeout") or search.study_.trials[n].intermediate_values
                for n in cut["number"])

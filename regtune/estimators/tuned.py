@@ -158,11 +158,15 @@ class _RegTune(ModuleParams, BaseEstimator):
                 "use storage=None (a temporary journal file), a journal file path or a database URL"
             )
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        # A study that lives only for this fit is named after its seed: Hyperband assigns trials
+        # to brackets by hashing the study name, so a random name would make refits differ.
+        fresh = self.storage is None or self.storage == MEMORY
+        default_name = f"regtune-{seed:08x}" if fresh else f"regtune-{uuid.uuid4().hex[:12]}"
         return TuneSettings(
             space=str(self.space), n_trials=self.n_trials, timeout=self.timeout, sampler=self.sampler,
             pruner=self.pruner, metric=self.metric, cv=self.cv,
             storage=MEMORY if self.storage is None else str(self.storage),
-            study_name=self.study_name or f"regtune-{uuid.uuid4().hex[:12]}", experiment=self.experiment,
+            study_name=self.study_name or default_name, experiment=self.experiment,
             tracking_uri=self.tracking_uri, n_jobs=n_jobs, seed=seed, device=self.device, test_size=0.0,
             progress=bool(self.verbose), ensemble=self.ensemble, module=self.module,
             module_params=self.module_params(),

@@ -17,7 +17,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from regtune.tuning.optuna_internals import storage_of
+from regtune.tuning.optuna_internals import INTERMEDIATE_VALUE_OP, SeededHyperbandPruner, storage_of
 from regtune.tuning.queue import (
     claim_trials,
     has_heartbeats,
@@ -71,6 +71,41 @@ def test_storage_of_is_the_storage_the_study_reads_and_writes(storage: optuna.st
     assert study.get_trials()[0].user_attrs.get("written") == "through storage_of", (
         f"{UPGRADE} Study._storage: writes through it no longer reach the study; "
         "update regtune.tuning.optuna_internals.storage_of")
+
+
+def test_seeded_hyperband_brackets_do_not_depend_on_the_study_name() -> None:
+    def brackets(study_name: str, pruner_class: type) -> list[int]:
+        pruner = pruner_class(min_resource=1, max_resource=40, reduction_factor=3)
+        study = optuna.create_study(study_name=study_name, pruner=pruner)
+        ids = []
+        for _ in range(30):
+            trial = study.ask()
+            trial.report(0.5, 0)
+            trial.should_prune()  # sets up the brackets
+            ids.append(pruner._get_bracket_id(study, study.trials[-1]))
+            study.tell(trial, 0.5)
+        return ids
+
+    optuna_a, optuna_b = brackets("a", optuna.pruners.HyperbandPruner), brackets("b", optuna.pruners.HyperbandPruner)
+    assert len(set(optuna_a)) > 1 and optuna_a != optuna_b, (
+        f"{UPGRADE} HyperbandPruner._get_bracket_id no longer draws brackets from the study name; "
+        "regtune.tuning.optuna_internals.SeededHyperbandPruner may be unnecessary")
+    seeded = brackets("a", SeededHyperbandPruner)
+    assert seeded == brackets("b", SeededHyperbandPruner) and len(set(seeded)) > 1
+
+
+def test_intermediate_value_records_carry_the_op_code_regtune_skips_fsync_for(tmp_path: Path) -> None:
+    import json
+
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    path = tmp_path / "j.journal"
+    study = optuna.create_study(storage=JournalStorage(JournalFileBackend(str(path))))
+    study.ask().report(0.5, 0)
+    ops = [json.loads(line)["op_code"] for line in path.read_text().splitlines()]
+    assert ops[-1] == INTERMEDIATE_VALUE_OP, (
+        f"{UPGRADE} the journal's intermediate-value op_code changed; update "
+        "regtune.tuning.optuna_internals.INTERMEDIATE_VALUE_OP")
 
 
 # The public pieces the queue builds on, and what it assumes of them.

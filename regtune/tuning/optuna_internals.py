@@ -13,12 +13,9 @@ trial alive, and ``Trial.storage`` is the storage of a trial in hand.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import optuna
 
-if TYPE_CHECKING:
-    import optuna
-
-__all__ = ["INTERMEDIATE_VALUE_OP", "storage_of"]
+__all__ = ["INTERMEDIATE_VALUE_OP", "SeededHyperbandPruner", "storage_of"]
 
 
 def _intermediate_value_op() -> int:
@@ -44,3 +41,23 @@ def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
     reads and writes stay coherent with the study's own.
     """
     return study._storage
+
+
+class SeededHyperbandPruner(optuna.pruners.HyperbandPruner):
+    """Optuna's Hyperband with each trial's bracket drawn from its number alone.
+
+    Why: Optuna draws the bracket from ``crc32(f"{study_name}_{number}")`` (private
+    ``_get_bracket_id``), so two studies that differ only in their name prune different
+    trials: ``RegTuneClassifier`` names each fit's study anew, and two fits with the same
+    ``random_state`` gave different models. Here every study draws as one named ``regtune``.
+    """
+
+    def _get_bracket_id(self, study: optuna.study.Study, trial: optuna.trial.FrozenTrial) -> int:
+        return super()._get_bracket_id(_Named("regtune"), trial)  # type: ignore[arg-type]
+
+
+class _Named:
+    """What ``HyperbandPruner._get_bracket_id`` reads of a study: its name."""
+
+    def __init__(self, study_name: str) -> None:
+        self.study_name = study_name

@@ -16,6 +16,7 @@ import optuna
 
 from regtune.exceptions import StudyError
 from regtune.tracking.tracker import connect_args, mask_secrets
+from regtune.tuning.optuna_internals import SeededHyperbandPruner
 from regtune.tuning.queue import on_stale_trial, owner_tag
 
 __all__ = [
@@ -168,7 +169,7 @@ def make_pruner(name: str, *, warmup: int, max_epochs: int) -> optuna.pruners.Ba
     if name in ("hyperband", "median", "sha") and first >= max_epochs - 1:
         return optuna.pruners.NopPruner()  # the first judgement would come at the last epoch: nothing to save
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=first, max_resource=max_epochs, reduction_factor=4)
+        return SeededHyperbandPruner(min_resource=first, max_resource=max_epochs, reduction_factor=4)
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=first)
     if name == "sha":

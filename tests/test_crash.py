@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from worker_helpers import Worker, load_trials, mlflow_runs, mlflow_steps, start_worker, wait_for, write_space
+from worker_helpers import (
+    Worker,
+    load_trials,
+    mlflow_runs,
+    mlflow_steps,
+    start_worker,
+    wait_for,
+    write_space,
+)
 
 N_TRIALS = 6
 STUDY = "crash"

@@ -11,9 +11,11 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import sys
+from collections.abc import Callable
 from types import ModuleType
+from typing import Any
 
-__all__ = ["ALIASES", "install"]
+__all__ = ["ALIASES", "install", "old_names"]
 
 ALIASES: dict[str, str] = {
     "regtune.ablation": "regtune.analysis.ablation",
@@ -73,3 +75,19 @@ def install() -> None:
     """Put the alias finder last on ``sys.meta_path`` (once)."""
     if not any(isinstance(f, _AliasFinder) for f in sys.meta_path):
         sys.meta_path.append(_AliasFinder())
+
+
+def old_names(package: str, *homes: str) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for a package that was one module in 0.1: its old names are
+    looked up, on first use, in the modules that hold them now (pickles name
+    ``regtune.<package>.X``)."""
+
+    def __getattr__(name: str) -> Any:
+        if not name.startswith("__"):
+            for home in homes:
+                module = importlib.import_module(home)
+                if hasattr(module, name):
+                    return getattr(module, name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__

@@ -36,7 +36,8 @@ from optuna.storages.journal import JournalFileBackend
 from regtune.exceptions import StudyError
 from regtune.tuning.optuna_internals import INTERMEDIATE_VALUE_OP
 
-__all__ = ["LOCK_GRACE", "JournalBackend", "JournalLock"]
+__all__ = [
+    "process_alive","LOCK_GRACE", "JournalBackend", "JournalLock"]
 
 LOCK_GRACE = 10.0  # seconds; an append holds the lock for milliseconds
 _OWNER = "regtune-lock:"  # lock symlink target: regtune-lock:HOST:PID:NONCE
@@ -97,7 +98,7 @@ class JournalLock:
             return True  # released meanwhile: try again at once
         target = _target(self.path)
         host, pid = _owner(target)
-        if host == socket.gethostname() and pid is not None and not _alive(pid):
+        if host == socket.gethostname() and pid is not None and not process_alive(pid):
             why = f"its owner, process {pid}, is no longer running"
         elif age > self.grace:
             why = f"held for {age:.0f} s, longer than any write takes"
@@ -242,7 +243,7 @@ def _describe(target: str) -> str:
     return f"process {pid} on {host}" if pid is not None else "a process that did not name itself"
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether ``pid`` runs here; a zombie (killed, not yet reaped) counts as dead."""
     try:
         os.kill(pid, 0)

@@ -32,6 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from regtune.exceptions import StudyError
 from regtune.tuning.fingerprint import FINGERPRINT_ATTR, check_fingerprint, check_legacy_attrs
+from regtune.tuning.journal import process_alive
 from regtune.tuning.optuna_internals import storage_of
 
 __all__ = [
@@ -409,14 +410,5 @@ def reap_dead_trials(study: optuna.Study) -> list[FrozenTrial]:
 def _dead_here(owner: str) -> bool:
     """Whether ``owner`` ("host:pid") is a process of this host that is gone."""
     host, _, pid = owner.rpartition(":")
-    return host == socket.gethostname() and pid.isdigit() and not _alive(int(pid))
+    return host == socket.gethostname() and pid.isdigit() and not process_alive(int(pid))
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -11,6 +11,11 @@ directory). Each repeat uses a new journal file and study. Reported: wall of the
 ``tune()`` call (spawning, refits included) and trials per minute over it; trials per minute
 over the search window (first trial start to last trial end); epochs per second over the
 wall (the two contenders sample different configurations, so work per trial differs a bit).
+
+The ceiling comes from the same run: one, then two plain training processes (the digits MLP
+on one thread, no tuner) train side by side for a few seconds; their summed epochs per second
+over one process's is what two processes can gain on this machine right now (2.0 on two idle
+cores; less when other jobs hold a core).
 """
 
 from __future__ import annotations
@@ -50,6 +55,45 @@ def contender(n_jobs: int, trials: int, space: str, tracking: str, stats: dict[s
     return run
 
 
+_TRAIN = r"""
+import sys, time, torch
+torch.set_num_threads(1)
+from regtune.config import RegConfig
+from regtune.nn.models import build_model
+from regtune.nn.trainer import Trainer
+g = torch.Generator().manual_seed(0)
+X, y = torch.randn(1437, 64, generator=g), torch.randint(0, 10, (1437,), generator=g)
+config = RegConfig(hidden_layer_sizes=(128, 128), batch_size=128, max_epochs=10**6)
+trainer = Trainer(lambda: build_model(config, 64, 10), config, X, y, X[:360], y[:360], task="classification")
+trainer.step()
+while time.time() < float(sys.argv[1]):  # start together
+    time.sleep(0.01)
+t0, n = time.perf_counter(), 0
+while time.perf_counter() - t0 < float(sys.argv[2]):
+    trainer.step()
+    n += 1
+print(n / (time.perf_counter() - t0))
+"""
+
+
+def plain_training(n_procs: int, seconds: float, rates: dict[int, list[float]]):  # noqa: ANN201
+    """``n_procs`` training processes at once; records their summed epochs per second."""
+    import subprocess
+    import sys
+    import time
+
+    def run() -> float:
+        start = time.time() + 6  # after every process has imported torch
+        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+        procs = [subprocess.Popen([sys.executable, "-c", _TRAIN, str(start), str(seconds)], stdout=subprocess.PIPE,
+                                  text=True, env=env) for _ in range(n_procs)]
+        rate = sum(float(p.communicate(timeout=600)[0].split()[-1]) for p in procs)
+        rates.setdefault(n_procs, []).append(rate)
+        return rate
+
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="8 trials, 1 repeat")
@@ -72,13 +116,21 @@ def main() -> None:
                                          storage=str(Path.cwd() / "warmup.journal"), tracking_uri=tracking,
                                          progress=False, log_model=False, device="cpu"))
     stats: dict[str, list[dict[str, float]]] = {}
+    rates: dict[int, list[float]] = {}
     contenders = {
         "n_jobs=1": contender(1, trials, args.space, tracking, stats),
         "n_jobs=2": contender(2, trials, args.space, tracking, stats),
+        "plain training, 1 process": plain_training(1, 5.0, rates),
+        "plain training, 2 processes": plain_training(2, 5.0, rates),
     }
     payload: dict[str, Any] = {"benchmark": NAME, "space": args.space, "trials": trials, "repeats": repeats,
                                "tracking": args.tracking, "machine": machine_info()}
     timing = interleaved(contenders, repeats, warmup=False)
+    payload["ceiling"] = {"epochs_per_second": {str(k): v for k, v in rates.items()},
+                          "two_over_one": median(rates[2]) / median(rates[1]),
+                          "two_over_one_paired": [b / a for a, b in zip(rates[1], rates[2], strict=True)]}
+    for name in [n for n in timing if n.startswith("plain")]:
+        timing.pop(name)
     for name, rec in timing.items():
         runs = stats[name.split("=")[1]]
         rec["runs"] = runs
@@ -107,6 +159,9 @@ def main() -> None:
     print(f"\nn_jobs=2 vs 1: {s['trials_per_minute']:.2f}x trials/min (wall; paired median "
           f"{s['trials_per_minute_paired_median']:.2f}x), {s['trials_per_minute_window']:.2f}x over the search "
           f"window, {s['epochs_per_second']:.2f}x epochs/s")
+    c = payload["ceiling"]
+    print(f"ceiling: 2 plain training processes reach {c['two_over_one']:.2f}x the epochs/s of one "
+          f"(paired: {', '.join(f'{x:.2f}' for x in c['two_over_one_paired'])})")
     print(f"\nwrote {path}")
 
 

@@ -10,7 +10,9 @@ import contextlib
 import hashlib
 import multiprocessing as mp
 import os
+import pickle
 import signal
+import tempfile
 import threading
 import time
 import uuid
@@ -467,28 +469,34 @@ def _run_workers(
         # store has one writer per machine.
         relay = TrackerRelay(tracker) if tracker.enabled else None
         pipes = [relay.connect(ctx) if relay else None for _ in range(1, n_procs)]
-        procs = [ctx.Process(target=worker_process, args=(specs[i], folds, i, os.getpid(), pipes[i - 1]),
-                             daemon=False) for i in range(1, n_procs)]
-        # A worker booting up is not killed mid-import by Ctrl-C (it inherits SIG_IGN), and its
-        # torch loads with sleeping OpenMP threads.
-        with _sigint_ignored(), passive_openmp():
-            for p in procs:
-                p.start()
-        for pipe in pipes:
-            if pipe is not None:
-                pipe.close()  # the worker holds its own copy; its end closing is how we hear it stop
-        try:
-            run_worker(specs[0], folds, 0, study, tracker)
-            for p in procs:
-                p.join()
-            if relay is not None:
-                relay.join(timeout=30)
-        except KeyboardInterrupt:
-            _stop_workers(procs)
-            raise
-        finally:
-            # A worker that died mid-trial left its trial RUNNING and its MLflow run open.
-            close_reaped_runs(tracker, spec.parent_run_id, reap_dead_trials(study))
+        with tempfile.TemporaryDirectory(prefix="regtune-workers-") as tmp:
+            # The data go through a file: more than a pipe's 64 KB in the spawn arguments would
+            # hold this process in start() until the worker has imported torch (seconds).
+            shared = Path(tmp) / "folds.pkl"
+            with shared.open("wb") as f:
+                pickle.dump(folds, f, protocol=pickle.HIGHEST_PROTOCOL)
+            procs = [ctx.Process(target=worker_process, args=(specs[i], str(shared), i, os.getpid(), pipes[i - 1]),
+                                 daemon=False) for i in range(1, n_procs)]
+            # A worker booting up is not killed mid-import by Ctrl-C (it inherits SIG_IGN), and
+            # its torch loads with sleeping OpenMP threads.
+            with _sigint_ignored(), passive_openmp():
+                for p in procs:
+                    p.start()
+            for pipe in pipes:
+                if pipe is not None:
+                    pipe.close()  # the worker holds its own copy; its end closing is how we hear it stop
+            try:
+                run_worker(specs[0], folds, 0, study, tracker)
+                for p in procs:
+                    p.join()
+                if relay is not None:
+                    relay.join(timeout=30)
+            except KeyboardInterrupt:
+                _stop_workers(procs)
+                raise
+            finally:
+                # A worker that died mid-trial left its trial RUNNING and its MLflow run open.
+                close_reaped_runs(tracker, spec.parent_run_id, reap_dead_trials(study))
         bad = [p.exitcode for p in procs if p.exitcode not in (0, None)]
         if bad:
             raise StudyError(f"{len(bad)} of {len(procs)} worker processes failed (exit codes {bad}); see the log above")

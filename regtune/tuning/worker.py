@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -224,17 +225,21 @@ def _replace_dead_workers_trials(
 
 
 def worker_process(
-    spec: WorkerSpec, folds: Folds, index: int, parent_pid: int | None = None, relay: Connection | None = None
+    spec: WorkerSpec, folds: Folds | str, index: int, parent_pid: int | None = None, relay: Connection | None = None
 ) -> None:
     """Entry point of a spawned worker: a Ctrl-C ends it quietly (its trial is already failed).
 
     Every trial is in the storage and MLflow by the time the queue is empty, so the process
     leaves without the interpreter's slow teardown of torch, SQLAlchemy and MLflow (seconds).
     A worker whose parent (``parent_pid``) dies stops too instead of training on as an orphan.
-    With ``relay`` (a pipe to the parent's tracker) it never imports MLflow.
+    With ``relay`` (a pipe to the parent's tracker) it never imports MLflow. ``folds`` may be
+    the path of a pickle of them, which the parent removes once its workers have ended.
     """
     if parent_pid is not None:
         _stop_with_parent(parent_pid)
+    if isinstance(folds, str):
+        with open(folds, "rb") as f:
+            folds = pickle.load(f)
     try:
         run_worker(spec, folds, index, tracker=RelayTracker(relay, spec.tracking_uri) if relay else None)
     except KeyboardInterrupt:

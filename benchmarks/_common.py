@@ -136,7 +136,7 @@ def save(name: str, payload: dict[str, Any]) -> Path:
     """Write ``results/<name>.json`` (atomically, so a partial run never leaves a broken file)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
+    tmp = path.with_suffix(f".json.{os.getpid()}.tmp")  # two runs may save at once
     tmp.write_text(json.dumps(payload, indent=2, default=_default) + "\n")
     tmp.replace(path)
     return path

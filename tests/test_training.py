@@ -13,6 +13,7 @@ from sklearn.metrics import log_loss
 from torch import nn
 
 from regtune import RegConfig, RegularizedNetClassifier
+from regtune.exceptions import RegtuneError
 from regtune.metrics import get_metric
 from regtune.nn.callbacks import Callback, EarlyStopping, LambdaCallback
 from regtune.nn.models import build_model
@@ -193,7 +194,7 @@ def test_an_infinite_input_raises_divergence_error_in_the_first_epoch() -> None:
 def test_resolve_device() -> None:
     assert resolve_device("auto") == torch.device("cpu")  # no accelerator on this machine
     assert resolve_device("cpu") == torch.device("cpu")
-    with pytest.raises(ValueError, match="device='gpu0'"):
+    with pytest.raises(RegtuneError, match="device='gpu0'"):  # one line in the CLI, ValueError too
         resolve_device("gpu0")
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from plugins.integration import unavailable
 from study_helpers import FinishedStudy
 
 pytestmark = pytest.mark.integration
@@ -50,18 +51,12 @@ TEXT_CENTRE = """(text => {
 })"""
 
 
-def _require(reason: str) -> None:
-    if os.environ.get("REGTUNE_REQUIRE_INTEGRATION") == "1":
-        pytest.fail(f"{reason} (REGTUNE_REQUIRE_INTEGRATION=1)")
-    pytest.skip(reason)
-
-
 def _chromium() -> str:
     for name in ("chromium", "chromium-browser"):
         found = shutil.which(name)
         if found:
             return found
-    _require("Chromium is not installed (apt-get install -y chromium)")
+    unavailable("Chromium is not installed (apt-get install -y chromium)")
     raise AssertionError("unreachable")
 
 
@@ -145,7 +140,7 @@ def chromium() -> str:
     try:
         import websocket  # noqa: F401
     except ImportError:
-        _require("websocket-client is not installed (pip install -e '.[dev]')")
+        unavailable("websocket-client is not installed (pip install -e '.[dev]')")
     return path
 
 

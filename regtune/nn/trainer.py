@@ -12,13 +12,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from regtune.config import RegConfig
-from regtune.exceptions import DivergenceError
+from regtune.exceptions import DivergenceError, RegConfigError
 from regtune.metrics import get_metric
 from regtune.nn.callbacks import Callback
 from regtune.nn.regularizers import Regularizer, decay_parameters, overrides
 from regtune.nn.schedules import LRSchedule
 
-__all__ = ["DivergenceError", "Trainer", "make_optimizer", "predict_batches", "predict_exact", "resolve_device"]
+__all__ = ["DivergenceError", "RngScope", "Trainer", "make_optimizer", "predict_batches", "predict_exact", "resolve_device"]
 
 ScoreFn = Callable[[Tensor, Tensor], float]
 _GATHER_BYTES = 64 * 2**20  # per-chunk copy of shuffled training rows
@@ -31,7 +31,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         try:
             return torch.device(device)
         except RuntimeError as exc:
-            raise ValueError(f"device={device!r} is not a torch device ('auto', 'cpu', 'cuda', 'cuda:1', 'mps')") from exc
+            raise RegConfigError(f"device={device!r} is not a torch device ('auto', 'cpu', 'cuda', 'cuda:1', 'mps')") from exc
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -72,7 +72,7 @@ def _fused(cls: type[torch.optim.Optimizer], params: list[Any], **kwargs: Any) -
         return cls(params, **kwargs)
 
 
-class _RngScope:
+class RngScope:
     """Own RNG stream for one trainer, so trainers stepped in lockstep stay reproducible."""
 
     def __init__(self, seed: int, device: torch.device) -> None:
@@ -144,7 +144,7 @@ class Trainer:
         self.epoch = 0
         self.best_epoch: int | None = None
         self.should_stop = False
-        self._rng = _RngScope(seed, self.device)
+        self._rng = RngScope(seed, self.device)
         regs = list(regularizers)
         with self._rng:
             self.model = build().to(self.device)

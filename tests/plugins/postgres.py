@@ -35,6 +35,8 @@ from pathlib import Path
 
 import pytest
 
+from plugins.integration import unavailable
+
 __all__ = [
     "PASSWORD",
     "USER",
@@ -46,7 +48,7 @@ __all__ = [
 
 USER = "regtune"
 PASSWORD = "pg-S3cret-" + secrets.token_hex(6)  # distinctive, so a leak is easy to grep for
-_REQUIRE = "REGTUNE_REQUIRE_INTEGRATION"
+
 _SYSTEM_USER = "postgres"
 
 
@@ -64,12 +66,6 @@ def find_bin_dir() -> Path | None:
             return Path(initdb).parent
     on_path = shutil.which("initdb")
     return Path(on_path).parent if on_path and shutil.which("pg_ctl") else None
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get(_REQUIRE) == "1":
-        pytest.fail(f"{reason}, and {_REQUIRE}=1 makes that a failure", pytrace=False)
-    pytest.skip(reason)
 
 
 def _free_port() -> int:
@@ -196,7 +192,7 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
     """A PostgreSQL server for the whole session, stopped and deleted afterwards."""
     bin_dir = find_bin_dir()
     if bin_dir is None:
-        _unavailable("PostgreSQL is not installed (no initdb in /usr/lib/postgresql/*/bin or on PATH)")
+        unavailable("PostgreSQL is not installed (no initdb in /usr/lib/postgresql/*/bin or on PATH)")
     try:
         import psycopg  # noqa: F401
     except ImportError:

@@ -524,11 +524,12 @@ def created(tmp_path_factory: pytest.TempPathFactory, tiny_space: Path) -> dict[
      ({"seed": 1}, "seed 0; this run has seed 1: use another --study, or the same --seed"),
      ({"cv": 2}, r"cv 1 \(1 folds\); this run has cv 2 \(2 folds\)"),
      ({"metric": "balanced_accuracy"}, "metric 'accuracy'; this run has metric 'balanced_accuracy'"),
-     ({"target": "long"}, "target 'species'.*this run has .*target 'long'.*the same --target")],
+     ({"target": "long"}, "target 'species'.*this run has .*target 'long'.*the same --target"),
+     ({"module": "byo_modules:ResidualMLP"}, r"module built-in; this run has module byo_modules:ResidualMLP .*--model")],
 )
 def test_joining_a_study_with_other_settings_is_refused(created: dict[str, Any], change: dict, match: str) -> None:
-    """Issue 11, item 3: another --space/--seed/--cv/--metric/--target never continues a study
-    (a worker elsewhere with another --seed would score trials on other splits)."""
+    """Issue 11, item 3: another --space/--seed/--cv/--metric/--target/--model never continues a
+    study (a worker elsewhere with another --seed would score trials on other splits)."""
     options = {**created["settings"], **change}
     target = options.pop("target", "species")
     with pytest.raises(StudyError, match=match):

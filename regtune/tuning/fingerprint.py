@@ -41,6 +41,7 @@ _COMPARED: dict[str, tuple[str, str]] = {
     "seed": ("seed", "the same --seed"),
     "test_size": ("test_size", "the same test_size"),
     "val_size": ("val_size", "the same val_size"),
+    "module": ("module", "the same --model (and module parameters)"),
 }
 
 
@@ -63,20 +64,23 @@ def space_hash(space: SearchSpace) -> str:
 
 def study_fingerprint(
     dataset: Dataset, space: SearchSpace, *, metric: str, cv: int | str, n_folds: int, seed: int,
-    test_size: float, val_size: float,
+    test_size: float, val_size: float, module: str = "", module_params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The fingerprint a run computes for itself (JSON values, as Optuna user attrs need).
 
     ``folds`` (how many folds ``cv`` made) is what is compared, so ``--cv auto`` and the fold
     count it resolves to are the same study. ``source`` and ``space_source`` are where the data
     and the space's YAML were read from, so the analysis commands can read them again.
+    ``module`` names the user's network (``""``: the built-in one) with its fixed arguments:
+    trials of two different networks are not comparable either.
     """
+    network = module and f"{module} {json.dumps(module_params or {}, sort_keys=True, default=str)}"
     return {
         "data": dataset_hash(dataset), "dataset": dataset.name, "source": dataset.source, "rows": len(dataset.y),
         "target": str(dataset.target), "task": dataset.task, "space": space_hash(space), "space_name": space.name,
         "space_source": str(space.path) if space.path is not None else None,
         "metric": metric, "cv": str(cv), "folds": n_folds, "seed": seed, "test_size": test_size,
-        "val_size": val_size,
+        "val_size": val_size, "module": network,
     }
 
 
@@ -108,6 +112,8 @@ def _describe(key: str, values: dict[str, Any]) -> str:
         return f"{label} {str(value)[:8]}.. ({values.get('dataset', '?')}, {values.get('rows', '?')} rows)"
     if key == "space":
         return f"{label} '{values.get('space_name', '?')}' (hash {str(value)[:8]}..)"
+    if key == "module":
+        return f"{label} {value or 'built-in'}"
     if key == "folds":
         return f"{label} {values.get('cv', '?')} ({value} folds)"
     return f"{label} {value!r}"

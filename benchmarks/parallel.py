@@ -4,8 +4,9 @@
                                   [--tracking on|off] [--output parallel]
 
 The same study (``digits``, space ``minimal``, ``cv=1``, ``pruner="none"``, seed 0, journal
-storage) runs with one worker and with two (this process plus one spawned worker), as the
-CLI runs it: torch threads chosen per trial by the tuner, MLflow logging to a SQLite store
+storage) runs with one worker and with two (this process plus one worker forked from the
+fork server, which the first ``n_jobs=2`` repeat starts and later ones reuse, as a notebook
+would; a CLI run always starts it, overlapped with its own set-up), as the CLI runs it: torch threads chosen per trial by the tuner, MLflow logging to a SQLite store
 that exists already (created once in the warm-up, as in any run after the first in a
 directory). Each repeat uses a new journal file and study. Reported: wall of the whole
 ``tune()`` call (spawning, refits included) and trials per minute over it; trials per minute

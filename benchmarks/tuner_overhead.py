@@ -12,7 +12,8 @@ directory), and in one whose store exists (every later run). The same study with
 storage and MLflow off (and with ``--sqlite``, SQLite storage) runs interleaved with them.
 Inside each tuner run, probes time every storage and MLflow call (``trial.report``,
 ``log_epoch``, the tracker's batched writes in its background thread, trial runs, model
-logging, ...), so the report says where the overhead goes. Micro-benchmarks then time single
+logging, ...), so the report says where the overhead goes; the CPU of the MLflow tracker
+process (trials log through it, regtune.tracking.relay) is recorded beside them. Micro-benchmarks then time single
 calls on each storage.
 """
 
@@ -38,6 +39,7 @@ from _common import interleaved, load, machine_info, markdown_table, median, sav
 
 import regtune.estimators.persistence
 import regtune.nn.trainer
+import regtune.tracking.relay
 import regtune.tracking.tracker
 import regtune.tuning.queue
 import regtune.tuning.storage
@@ -163,11 +165,16 @@ class Runs:
             os.chdir(workdir)  # MLflow artifacts go to ./mlruns
             probes = Probes()
             install(probes)
+            before = _tracker_process_cpu()
             try:
                 result = tune(self.dataset, settings=settings_for(kind, workdir, self.n_trials))
             finally:
                 probes.undo()
                 os.chdir(cwd)
+            after = _tracker_process_cpu()
+            if after is not None:  # MLflow's CPU, moved out of this process: still counted
+                probes.seconds["MLflow tracker process CPU (another process)"] += after - (before or 0.0)
+                probes.calls["MLflow tracker process CPU (another process)"] += 1
             self.studies[kind] = result.study
             self.last_store = workdir / "mlflow.db"
             label = kind + (", store exists" if store is not None else "")
@@ -201,6 +208,15 @@ class Runs:
         for config, number, params in self.refits:
             _estimator(config, folds.image_shape, trial_seed(SEED, number)).set_params(**params).fit(folds.X, folds.y)
         return max(scores)
+
+
+def _tracker_process_cpu() -> float | None:
+    """CPU seconds the session's MLflow tracker process has used so far (None: none runs)."""
+    process = regtune.tracking.relay.TrackerProcess._shared
+    if process is None or not process.alive():
+        return None
+    fields = Path(f"/proc/{process._proc.pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _estimator(config: Any, image_shape: Any, seed: int) -> RegularizedNetClassifier:

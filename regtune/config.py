@@ -30,6 +30,7 @@ __all__ = [
     "FEATURE_SCALINGS",
     "FIELD_CONSTRAINTS",
     "LR_SCHEDULES",
+    "NUMERIC_EMBEDDINGS",
     "OPTIMIZERS",
     "REGULARIZER_OFF",
     "RegConfig",
@@ -43,6 +44,8 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 # Implemented by regtune.nn.schedules (one shape each) and regtune.data.scaling.
 LR_SCHEDULES = ("constant", "cosine", "onecycle", "flat_anneal")
 FEATURE_SCALINGS = ("standard", "robust_clip", "quantile")
+# Implemented by regtune.nn.embeddings; "none" feeds the scaled columns to the MLP as they are.
+NUMERIC_EMBEDDINGS = ("none", "periodic", "piecewise_linear")
 
 _SPECS = {spec.name: spec for spec in REGULARIZERS}
 AUGMENTS = _SPECS["augment"].fields["augment"].choices
@@ -60,6 +63,11 @@ FIELD_CONSTRAINTS: dict[str, Constraint] = {
     "lr_schedule": choice(*LR_SCHEDULES),
     "warmup_epochs": Constraint("int", low=0, closed="left"),
     "feature_scaling": choice(*FEATURE_SCALINGS),
+    "numeric_embedding": choice(*NUMERIC_EMBEDDINGS),
+    "embedding_dim": POSITIVE_INT,
+    "n_frequencies": POSITIVE_INT,
+    "frequency_sigma": POSITIVE,
+    "n_bins": Constraint("int", low=2, closed="left"),
     "batch_size": POSITIVE_INT,
     "max_epochs": POSITIVE_INT,
     **{name: constraint for spec in REGULARIZERS for name, constraint in spec.fields.items()},
@@ -93,6 +101,12 @@ class RegConfig:
     max_epochs: int = 100
     # inputs: how numeric columns are scaled before the network sees them
     feature_scaling: str = "standard"
+    # inputs: how the built-in MLP embeds numeric columns (regtune.nn.embeddings)
+    numeric_embedding: str = "none"
+    embedding_dim: int = 16
+    n_frequencies: int = 16
+    frequency_sigma: float = 0.1
+    n_bins: int = 16
     # penalties
     l1: float = 0.0
     l2: float = 0.0

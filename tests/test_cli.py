@@ -262,6 +262,18 @@ def test_resume_with_nothing_to_do_prints_the_same_summary(tiny_space: Path,
     assert "trials: 2 complete, 0 pruned, 0 failed" in again
 
 
+def test_tracking_off_summary_offers_no_run_to_browse_or_predict(tiny_space: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """With --tracking-uri off nothing is logged: the summary printed "experiment  parent run "
+    with empty ids and a `regtune predict DATA --run ` hint no run could answer."""
+    argv = ("tune", "iris", "--space", str(tiny_space), "--trials", "2", "--cv", "1", "-q", "--tracking-uri", "off")
+    code, out, _ = _run(capsys, *argv)
+    assert code == 0
+    assert "MLflow: off (nothing logged)" in out
+    assert "parent run" not in out and "--run" not in out and "regtune ui" not in out
+    assert "regtune best --study" in out  # what the study still offers
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -1,66 +1,120 @@
-"""Cohort prototype: a member trained in a cohort is the trial trained alone (float tolerance)."""
+"""Cohorts: a member trained in a cohort is the same network trained alone (float tolerance)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from regtune.config import RegConfig
-from regtune.nn.cohort import CohortTrainer
-from regtune.nn.models import build_model
-from regtune.nn.regularizers import build_regularizers
-from regtune.nn.trainer import Trainer
+from regtune.estimators.net import RegularizedNetClassifier, RegularizedNetRegressor
+from regtune.nn.cohort import CohortTrainer, cohort_problem, shared_fields
 
 
-def _data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    X = torch.randn(n, 12, generator=g)
-    return X, (X[:, :3].sum(1) + 0.5 * torch.randn(n, generator=g) > 0).long() + (X[:, 3] > 1).long()
+def _data(n: int, seed: int, task: str = "classification") -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 12))
+    signal = X[:, :3].sum(1) + 0.5 * rng.normal(size=n)
+    if task == "regression":
+        return X, signal
+    return X, (signal > 0).astype(int) + (X[:, 3] > 1).astype(int)
 
 
-def _build(config: RegConfig) -> torch.nn.Module:
-    return build_model(config, 12, 3)
+def _members(optimizer: str, schedule: str = "constant") -> list[RegConfig]:
+    """Three trials of one structure: their lr, L2, weight decay, label smoothing and patience differ."""
+    return [RegConfig(hidden_layer_sizes=(16, 16), batch_size=32, max_epochs=6, optimizer=optimizer, lr=lr, l2=l2,
+                      weight_decay=wd, label_smoothing=ls, lr_schedule=schedule, warmup_epochs=1 if schedule != "constant"
+                      else 0, early_stopping=es, patience=2)
+            for lr, l2, wd, ls, es in ((1e-3, 0.0, 0.0, 0.0, False), (3e-3, 1e-3, 0.0, 0.1, True),
+                                       (3e-2, 0.0, 1e-2, 0.0, True))]
 
 
-def _members(optimizer: str) -> list[RegConfig]:
-    """Three trials of one structure: their lr, L2, weight decay and label smoothing differ."""
-    return [RegConfig(hidden_layer_sizes=(16, 16), batch_size=32, max_epochs=4, optimizer=optimizer, lr=lr, l2=l2,
-                      weight_decay=wd, label_smoothing=ls)
-            for lr, l2, wd, ls in ((1e-3, 0.0, 0.0, 0.0), (3e-3, 1e-3, 0.0, 0.1), (1e-2, 0.0, 1e-2, 0.0))]
+def _estimator(config: RegConfig, seed: int, task: str = "classification") -> RegularizedNetClassifier:
+    cls = RegularizedNetClassifier if task == "classification" else RegularizedNetRegressor
+    params = config.to_dict()
+    if task == "regression":
+        params.pop("label_smoothing")
+    return cls(**params, random_state=seed)
 
 
-MEMBERS = _members("adamw")
+def _compare(cohort_est: object, solo: object, k: int) -> None:
+    assert len(cohort_est.history_) == len(solo.history_), k  # same epochs: early stopping agrees
+    for mine, alone in zip(cohort_est.history_, solo.history_, strict=True):
+        for key in ("train_loss", "val_loss", "val_score"):
+            assert mine[key] == pytest.approx(alone[key], rel=1e-4, abs=1e-5), (k, mine["epoch"], key)
+    assert cohort_est.best_epoch_ == solo.best_epoch_
+    for (name, p), q in zip(solo.module_.state_dict().items(), cohort_est.module_.state_dict().values(), strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=f"member {k}: {name}")
 
 
-@pytest.mark.parametrize("optimizer", ["adamw", "adam"])  # decay in torch's AdamW, or Adam plus a hook
-def test_a_cohort_member_trains_like_the_same_trial_alone(optimizer: str) -> None:
-    X, y = _data(200, 0)
-    Xv, yv = _data(80, 1)
-    seeds = [11, 22, 33]
-    members = _members(optimizer)
-    cohort = CohortTrainer(_build, members, X, y, Xv, yv, seeds=seeds)
+@pytest.mark.parametrize(("optimizer", "schedule", "task"), [
+    ("adamw", "constant", "classification"),
+    ("adam", "cosine", "classification"),  # decay by Adam plus a hook; a warm-up and an annealed rate
+    ("adamw", "onecycle", "regression"),
+])
+def test_a_cohort_member_trains_like_the_same_trial_alone(optimizer: str, schedule: str, task: str) -> None:
+    X, y = _data(200, 0, task)
+    Xv, yv = _data(80, 1, task)
+    members = _members(optimizer, schedule)
+    if task == "regression":
+        members = [c.replace(label_smoothing=0.0) for c in members]
+    ests = [_estimator(c, seed, task) for c, seed in zip(members, (11, 22, 33), strict=True)]
+    cohort = CohortTrainer([e.trainer_arguments(X, y, validation_data=(Xv, yv)) for e in ests])
     while not cohort.done:
         cohort.step()
-    assert len({h[-1]["train_loss"] for h in cohort.history}) == 3  # three different trials
-    for k, (config, seed) in enumerate(zip(members, seeds, strict=True)):
-        regs = build_regularizers(config, n_classes=3, image_shape=None)
-        solo = Trainer(lambda config=config: _build(config), config, X, y, Xv, yv, task="classification",
-                       regularizers=regs, seed=seed)
-        while not solo.done:
-            solo.step()
-        for mine, alone in zip(cohort.history[k], solo.history, strict=True):
-            for key in ("train_loss", "val_loss", "val_score"):
-                assert mine[key] == pytest.approx(alone[key], rel=1e-4, abs=1e-5), (k, mine["epoch"], key)
-        member = cohort.member(k, _build)
-        for (name, p), q in zip(solo.model.state_dict().items(), member.state_dict().values(), strict=True):
-            torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=f"member {k}: {name}")
+    for est, member in zip(ests, cohort.members, strict=True):
+        est.adopt_trainer(member)
+    assert len({e.history_[-1]["train_loss"] for e in ests}) == 3  # three different trials
+    if schedule == "constant":
+        assert any(e.n_iter_ < 6 for e in ests)  # early stopping took a member out of the batch
+    for k, (config, seed) in enumerate(zip(members, (11, 22, 33), strict=True)):
+        solo = _estimator(config, seed, task)
+        for _ in solo.fit_iter(X, y, validation_data=(Xv, yv)):
+            pass
+        _compare(ests[k], solo, k)
 
 
-def test_members_must_share_the_structure() -> None:
+def test_a_dropped_member_leaves_and_the_others_train_on_unchanged() -> None:
+    X, y = _data(200, 0)
+    Xv, yv = _data(80, 1)
+    members = [c.replace(early_stopping=False) for c in _members("adamw")]
+    ests = [_estimator(c, seed) for c, seed in zip(members, (1, 2, 3), strict=True)]
+    cohort = CohortTrainer([e.trainer_arguments(X, y, validation_data=(Xv, yv)) for e in ests])
+    cohort.step()
+    cohort.drop(cohort.members[1])  # pruned after its first epoch
+    records = cohort.step()
+    assert records[1] is None and cohort.members[1].epoch == 1
+    while not cohort.done:
+        cohort.step()
+    for k in (0, 2):
+        ests[k].adopt_trainer(cohort.members[k])
+        solo = _estimator(members[k], k + 1)
+        for _ in solo.fit_iter(X, y, validation_data=(Xv, yv)):
+            pass
+        _compare(ests[k], solo, k)
+
+
+def test_a_diverging_member_fails_alone() -> None:
+    X, y = _data(200, 0)
+    Xv, yv = _data(80, 1)
+    members = [c.replace(early_stopping=False) for c in _members("adamw")][:2]
+    members[1] = members[1].replace(lr=1e30)
+    cohort = CohortTrainer([_estimator(c, s).trainer_arguments(X, y, validation_data=(Xv, yv))
+                            for c, s in zip(members, (1, 2), strict=True)])
+    while not cohort.done:
+        cohort.step()
+    assert cohort.members[1].error is not None and cohort.members[1].left
+    assert cohort.members[0].error is None and cohort.members[0].epoch == 6
+
+
+def test_members_must_share_the_structure_and_train_only_what_a_cohort_can() -> None:
     X, y = _data(50, 0)
-    other = RegConfig(hidden_layer_sizes=(8,), batch_size=32, max_epochs=4, optimizer="adamw")
+    base = _members("adamw")[0]
+    other = base.replace(hidden_layer_sizes=(8,))
     with pytest.raises(ValueError, match="hidden_layer_sizes"):
-        CohortTrainer(_build, [MEMBERS[0], other], X, y, X, y, seeds=[0, 1])
-    noisy = RegConfig(hidden_layer_sizes=(16, 16), batch_size=32, max_epochs=4, optimizer="adamw", dropout=0.2)
-    with pytest.raises(ValueError, match="deterministic|varies only"):
-        CohortTrainer(_build, [MEMBERS[0], noisy], X, y, X, y, seeds=[0, 1])
+        CohortTrainer([_estimator(c, 0).trainer_arguments(X, y, validation_data=(X, y)) for c in (base, other)])
+    assert "hidden_layer_sizes" in shared_fields() and "lr" not in shared_fields()
+    for config in (base.replace(dropout=0.2), base.replace(batch_norm="before_activation"),
+                   base.replace(max_norm=2.0), base.replace(input_noise=0.1), base.replace(optimizer="sgd")):
+        assert cohort_problem(config) is not None, config
+    assert cohort_problem(base.replace(l2=1e-3, label_smoothing=0.1, lr_schedule="cosine")) is None

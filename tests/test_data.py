@@ -26,7 +26,15 @@ from regtune.data.loading import (
     read_table,
 )
 from regtune.data.preprocess import TabularPreprocessor
-from regtune.data.split import AUTO_CV, MIN_VAL_ROWS, cv_splits, resolve_cv, split_dataset
+from regtune.data.split import (
+    AUTO_CV,
+    AUTO_MIN_TRIALS,
+    AUTO_REPEATS,
+    MIN_VAL_ROWS,
+    cv_splits,
+    resolve_cv,
+    split_dataset,
+)
 from regtune.exceptions import DataError
 
 FAST = settings(
@@ -530,8 +538,10 @@ def test_readme_and_docstrings_state_the_cv_auto_thresholds_of_the_code() -> Non
     help_text = app_help_for("tune", "cv")
     (first, k1), (second, k2) = AUTO_CV
     phrase = f"{k1} folds under {first:,} rows in the search part, {k2} under {second:,}, else one validation split"
+    budget = f"{AUTO_REPEATS} repeats of those folds when {AUTO_MIN_TRIALS} trials still fit"  # issue 12
     for text, where in ((readme, "README"), (docstring, "RegTuneClassifier's docstring"), (help_text, "tune --help")):
         assert phrase in " ".join(text.split()), f"{where} does not say {phrase!r}"
+        assert budget in " ".join(text.split()), f"{where} does not say {budget!r}"
 
 
 def app_help_for(command: str, option: str) -> str:

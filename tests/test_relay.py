@@ -1,4 +1,5 @@
-"""Worker processes log through the parent's tracker, against a real MLflow store in tmp_path."""
+"""Workers log through a relay (a thread of the parent, or a tracker process), against a real
+MLflow store in tmp_path."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from regtune.exceptions import TrackingError
-from regtune.tracking.relay import RelayTracker, TrackerRelay
+from regtune.tracking.relay import RelayTracker, TrackerProcess, TrackerRelay
 from regtune.tracking.tracker import MLflowTracker
 
 CTX = mp.get_context("spawn")
@@ -29,8 +30,9 @@ def _worker(conn: Connection, parent: str, queue: mp.Queue) -> None:
     for step in range(3):
         relay.log_epoch(run_id, step, {"val_score": step / 10})
     relay.finish_trial(run_id, "COMPLETE", {"value": 0.2})
+    real = relay.resolve(run_id, wait=True)
     relay.close()
-    queue.put((run_id, "mlflow" in sys.modules))
+    queue.put((real, "mlflow" in sys.modules))
 
 
 def test_a_spawned_worker_logs_through_the_parent_without_importing_mlflow(tracker: MLflowTracker) -> None:
@@ -54,15 +56,19 @@ def test_a_spawned_worker_logs_through_the_parent_without_importing_mlflow(track
 def test_errors_come_back_to_the_worker_and_unknown_calls_are_refused(tracker: MLflowTracker) -> None:
     relay = TrackerRelay(tracker)
     worker = RelayTracker(relay.connect(CTX), tracker.tracking_uri)
-    run_id = worker.start_trial_run(tracker.start_study_run("errors", {}), 0, {})
-    with pytest.raises(TrackingError, match="ValueError: trial state 'WAITING'"):
-        worker.finish_trial(run_id, "WAITING")
+    parent = tracker.start_study_run("errors", {})
+    run_id = worker.start_trial_run(parent, 0, {})
+    with pytest.raises(TrackingError, match="ValueError: run status 'BOGUS'"):
+        worker.mark_orphans(parent, status="BOGUS")  # a call awaits its answer
     with pytest.raises(TrackingError, match="not relayed"):
         worker._call("_log_batch", run_id)
+    worker.finish_trial(run_id, "WAITING")  # a cast: the relay logs the error, the worker goes on
     worker.finish_trial(run_id, "FAIL")  # the pipe still works after an error
+    real = worker.resolve(run_id, wait=True)
+    assert worker.trial_run_id(parent, 0) == real
     worker.close()
     relay.join(timeout=30)
-    assert tracker._client.get_run(run_id).info.status == "FAILED"
+    assert tracker._client.get_run(real).info.status == "FAILED"
 
 
 def test_epochs_a_killed_worker_sent_are_still_written(tracker: MLflowTracker) -> None:
@@ -72,10 +78,61 @@ def test_epochs_a_killed_worker_sent_are_still_written(tracker: MLflowTracker) -
     run_id = worker.start_trial_run(tracker.start_study_run("killed", {}), 0, {})
     for step in range(4):
         worker.log_epoch(run_id, step, {"val_score": step / 10})
+    real = worker.resolve(run_id, wait=True)
     worker._conn.close()  # dies without closing the run
     relay.join(timeout=30)
     tracker.flush()
-    assert [m.step for m in tracker._client.get_metric_history(run_id, "val_score")] == [0, 1, 2, 3]
+    assert [m.step for m in tracker._client.get_metric_history(real, "val_score")] == [0, 1, 2, 3]
+
+
+def test_opening_a_run_does_not_wait_for_mlflow(tracker: MLflowTracker) -> None:
+    """The token comes back before the relay has read the call; the run id follows."""
+    parent = tracker.start_study_run("no-wait", {})
+    mine, theirs = CTX.Pipe(duplex=True)
+    worker = RelayTracker(theirs, tracker.tracking_uri)
+    token = worker.start_trial_run(parent, 0, {"lr": 1})  # nobody serves the pipe yet
+    worker.log_epoch(token, 0, {"val_score": 0.5})
+    assert worker.resolve(token) is None
+    relay = TrackerRelay(tracker)
+    relay.serve(mine)
+    real = worker.resolve(token, wait=True)
+    assert real is not None and not real.startswith("pending-")
+    worker.close()
+    relay.join(timeout=30)
+    assert [m.step for m in tracker._client.get_metric_history(real, "val_score")] == [0]
+
+
+def test_a_tracker_process_writes_what_a_killed_worker_sent(tmp_path: Path) -> None:
+    """The tracker process (its own MLflow, shared by every worker): a worker that dies
+    (kill -9: its socket closes unflushed) loses no epoch it sent; an ended trial is complete."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = MLflowTracker(store, "proc", artifact_root=tmp_path / "mlruns", flush_interval=3600)
+    parent = tracker.start_study_run("proc", {})
+    process = TrackerProcess.shared()
+    assert TrackerProcess.shared() is process  # reused, not restarted
+    done, dying = (RelayTracker(process.connect(tracker.tracking_uri, "proc"), store) for _ in range(2))
+    finished = done.start_trial_run(parent, 0, {"lr": 1})
+    killed = dying.start_trial_run(parent, 1, {"lr": 2})
+    for step in range(5):
+        done.log_epoch(finished, step, {"val_score": step / 10})
+        dying.log_epoch(killed, step, {"val_score": step / 10})
+    done.finish_trial(finished, "COMPLETE", {"value": 0.4})
+    finished = done.resolve(finished, wait=True)
+    done.close()  # returns once everything it sent is written
+    run = tracker._client.get_run(finished)
+    assert run.info.status == "FINISHED" and run.data.params == {"lr": "1"}
+    assert [m.step for m in tracker._client.get_metric_history(finished, "val_score")] == [0, 1, 2, 3, 4]
+    killed = dying.resolve(killed, wait=True)
+    # The same process serves another store (another study of the session) beside it.
+    other = MLflowTracker(f"sqlite:///{tmp_path / 'other.db'}", "other", artifact_root=tmp_path / "mlruns")
+    elsewhere = RelayTracker(process.connect(other.tracking_uri, "other"), other.tracking_uri)
+    run = elsewhere.resolve(elsewhere.start_trial_run(other.start_study_run("other", {}), 0, {}), wait=True)
+    elsewhere.close()
+    assert run is not None and other._client.get_run(run).data.tags["regtune.trial_number"] == "0"
+    dying._conn.close()
+    process.retire(timeout=60)  # it writes what it holds, then ends
+    assert not process.alive()
+    assert [m.step for m in tracker._client.get_metric_history(killed, "val_score")] == [0, 1, 2, 3, 4]
 
 
 @pytest.mark.slow

@@ -213,6 +213,9 @@ class StubTrial:
     def should_prune(self) -> bool:
         return True
 
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self.user_attrs[key] = value
+
 
 def test_objective_prunes_after_the_warmup_and_never_the_baseline(folds: Folds, tiny_space: Path) -> None:
     config = SearchSpace.from_yaml(tiny_space).to_config({"lr": 0.01})
@@ -303,3 +306,23 @@ def test_a_reaped_trials_run_gets_back_every_epoch_optuna_has(tmp_path: Path) ->
     assert sorted(m.step for m in history) == sorted(frozen.intermediate_values) == list(range(6))
     assert {m.step: m.value for m in history} == pytest.approx(frozen.intermediate_values)
     assert run.data.params == {"lr": str(frozen.params["lr"]), "seed": "7"}
+
+
+def test_a_trial_reaped_before_it_recorded_its_run_id_still_gets_its_run_closed(tmp_path: Path) -> None:
+    """A relayed worker records the run id a few epochs in; killed before that, its trial has
+    no ``mlflow_run_id``: the reaper finds the run by trial number, restores and closes it."""
+    from regtune.tracking.tracker import MLflowTracker
+
+    tracker = MLflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "e", artifact_root=tmp_path / "mlruns",
+                            flush_interval=0)
+    parent = tracker.start_study_run("s", {})
+    study = optuna.create_study(direction="maximize")
+    study.tell(study.ask(), 0.5)  # another trial's run must not be taken for this one
+    tracker.start_trial_run(parent, 0, {})
+    trial = study.ask()
+    run_id = tracker.start_trial_run(parent, trial.number, {})
+    trial.report(0.3, 0)
+    worker.close_reaped_runs(tracker, parent, [study.trials[1]])
+    run = tracker._client.get_run(run_id)
+    assert run.info.status == "KILLED" and run.data.tags["state"] == "FAIL"
+    assert [m.step for m in tracker._client.get_metric_history(run_id, worker.REPORTED_METRIC)] == [0]

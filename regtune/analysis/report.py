@@ -36,14 +36,15 @@ from regtune.analysis.study_data import (
     trials_table,
 )
 from regtune.config import REGULARIZER_OFF, no_regularization
-from regtune.metrics import METRICS
+from regtune.metrics import METRICS, format_score
 from regtune.tracking.tracker import mask_secrets
+from regtune.tuning.selection import selection_lines, selection_summary
 
 if TYPE_CHECKING:
     from regtune.data.loading import Dataset
 
 __all__ = ["FEW_TRIALS", "ReportError", "default_out_dir", "few_trials_caveat", "markdown_table",
-           "render_markdown", "report", "with_without"]
+           "render_markdown", "report", "selection_record", "selection_table", "with_without"]
 
 FEW_TRIALS = 3  # a table cell (a mean over its trials) with fewer is noise, not evidence
 FEW_FOR_IMPORTANCE = 10  # fANOVA's forest over fewer complete trials ranks noise
@@ -97,6 +98,21 @@ def with_without(data: StudyData, *, dataset: str | Dataset | None = None, devic
 # ---------------------------------------------------------------- the report
 
 
+def selection_table(data: StudyData, summary: pd.DataFrame) -> pd.DataFrame:
+    """One row: how honest the choice of the best trial is (:func:`selection_summary`), its
+    optimism measured against the best model's test score in ``summary``."""
+    test = summary.set_index("model")["test"].get("best", math.nan)
+    return pd.DataFrame([selection_summary(data.study, test_score=float(test))])
+
+
+def selection_record(tables: dict[str, pd.DataFrame]) -> dict[str, object]:
+    """The ``selection`` table's row as :func:`selection_lines` reads it (NaN: ``None``)."""
+    if "selection" not in tables or not len(tables["selection"]):
+        return {}
+    row = tables["selection"].iloc[0].to_dict()
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+
+
 def default_out_dir(study_name: str) -> Path:
     return Path("reports") / "".join(c if c.isalnum() or c in "-_." else "_" for c in study_name)
 
@@ -110,7 +126,8 @@ def report(
 
     Files go to ``out_dir`` (default ``reports/<study>``) and, when the study logged to MLflow,
     under ``report/`` in the artifacts of its parent run. Returns the report's tables by name:
-    ``summary`` (baseline vs best), ``trials``, ``importances``, ``on_off``, ``dropout``,
+    ``summary`` (baseline vs best), ``selection`` (the winner's optimism and the spread of the
+    top trials), ``trials``, ``importances``, ``on_off``, ``dropout``,
     ``penalties``, ``batch_norm``, ``early_stopping``, ``augmentation_noise``, ``model_size``
     and ``pruning``. ``data`` points at the dataset when a refit needs it and the study only
     recorded a file name (or is the :class:`~regtune.data.loading.Dataset` itself). Nothing is
@@ -126,6 +143,7 @@ def report(
     out = Path(out_dir) if out_dir is not None else default_out_dir(name)
     trials = trials_table(sd)
     tables: dict[str, pd.DataFrame] = {"summary": with_without(sd, dataset=data, device=device), "trials": trials}
+    tables["selection"] = selection_table(sd, tables["summary"])
     tables["importances"], importance_note = importance_table(sd.study)
     tables.update(effect_tables(trials, searched(sd.space)))
     numbers = tables["summary"].set_index("model")["trial"]
@@ -197,6 +215,11 @@ def render_markdown(data: StudyData, tables: dict[str, pd.DataFrame], images: di
               f"Gap = train - test. Test scores: {summary['source'].iloc[0]}.", "",
               markdown_table(summary.drop(columns=["source", "mlflow_run_id"])), ""]
     image("with_without", "train, validation and test score, baseline vs best")
+    if "selection" in tables and len(tables["selection"]):
+        lines += ["## How honest the selection is", "",
+                  "The best of many noisy validation scores is biased upward; trials within one standard error "
+                  "of the best are a tie the search could not break.", ""]
+        lines += [f"- {line}" for line in selection_lines(selection_record(tables), format_score)] + [""]
     image("learning_curves", "per-epoch losses of the baseline and the best trial")
     lines += ["## Optimization history", ""]
     image("optimization_history", "optimization history")

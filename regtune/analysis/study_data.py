@@ -246,6 +246,8 @@ def _rebuild_study(name: str, parent: Run, runs: list[Run], space: SearchSpace) 
         attrs: dict[str, Any] = {"baseline": tags.get("baseline") == "True", "mlflow_run_id": run.info.run_id}
         if "best_epoch" in metrics:
             attrs["best_epoch"] = metrics["best_epoch"]
+        if "fold_sd" in metrics and str(logged.get("folds", "")).isdigit():  # the selection's standard error
+            attrs.update(fold_sd=metrics["fold_sd"], n_folds=int(logged["folds"]))
         study.enqueue_trial(typed, user_attrs=attrs)
         trial = study.ask()
         space.sample(trial)

@@ -84,7 +84,9 @@ def _print_summary(tables, console) -> None:  # noqa: ANN001
     import pandas as pd
     from rich.table import Table
 
+    from regtune.analysis.report import selection_record
     from regtune.metrics import format_gap, format_score
+    from regtune.tuning.selection import selection_lines
 
     summary = tables["summary"]
     table = Table(title="with vs without regularization")
@@ -95,6 +97,8 @@ def _print_summary(tables, console) -> None:  # noqa: ANN001
         table.add_row(row["model"], trial, row["regularizers"], *(format_score(row[c]) for c in ("train", "val", "test")),
                       format_gap(row["gap"]))
     console.print(table)
+    for line in selection_lines(selection_record(tables), format_score):
+        console.print(f"selection: {line}", highlight=False)
     pruning = tables["pruning"].iloc[0]
     console.print(f"trials: {pruning['complete']:.0f} complete, {pruning['pruned']:.0f} pruned, "
                   f"{pruning['failed']:.0f} failed; "

@@ -47,7 +47,9 @@ def tune(
     metric: str | None = typer.Option(None, help="accuracy | log_loss | balanced_accuracy | f1 (macro: the unweighted mean of the "
                                                 "classes' F1) | rmse | r2 (default: accuracy, r2)."),
     cv: str = typer.Option("auto", help="Folds: auto = 5 folds under 500 rows in the search part, 3 under 1,000, else one "
-                                         "validation split; 1 = one validation split; or K folds."),
+                                         "validation split (with --timeout: 2 repeats of those folds when 20 trials "
+                                         "still fit, fewer folds when they would not); 1 = one validation split; K "
+                                         "folds; or RxK, R repeats of K folds (2x3)."),
     storage: str | None = typer.Option(None, help="Optuna storage URL or journal file (default ./regtune.journal)."),
     study: str | None = typer.Option(None, help="Study name (default DATA-SPACE-METRIC); same name resumes."),
     experiment: str = typer.Option("regtune", help="MLflow experiment."),
@@ -61,6 +63,8 @@ def tune(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ensemble: int = typer.Option(0, help="K >= 2: the logged model averages up to K of the best trials, chosen by "
                                          "greedy ensemble selection on their out-of-fold predictions."),
+    cohort: int = typer.Option(1, help="K >= 2: train up to K trials of one structure as one batched network (trials "
+                                       "whose regularizers a cohort cannot train run alone); 1: every trial alone."),
     model: str | None = typer.Option(None, help="Your network instead of the built-in one: path/to/file.py:ClassName or "
                                                "package.module:ClassName (this imports and runs that code)."),
 ) -> None:
@@ -74,7 +78,7 @@ def tune(
         space=space, n_trials=trials, timeout=timeout, sampler=sampler, pruner=pruner, metric=metric,
         cv=_parse_cv(cv), storage=storage, study_name=study, experiment=experiment, tracking_uri=tracking_uri,
         n_jobs=jobs, seed=seed, device=device, retry_failed=retry_failed, heartbeat_interval=heartbeat,
-        grace_period=grace, progress=not quiet, ensemble=ensemble, module=model,
+        grace_period=grace, progress=not quiet, ensemble=ensemble, module=model, cohort=cohort,
     )
     settings.check()
     import optuna
@@ -87,11 +91,14 @@ def tune(
 
 
 def _parse_cv(value: str) -> int | str:
-    if value == "auto":
-        return value
-    if not value.isdigit():
-        raise typer.BadParameter(f"--cv {value!r} must be 'auto' or a whole number")
-    return int(value)
+    from regtune.data.split import parse_cv
+    from regtune.exceptions import DataError
+
+    try:
+        return parse_cv(value)
+    except DataError:
+        raise typer.BadParameter(f"--cv {value!r} must be 'auto' or a whole number of folds, or RxK "
+                                 "for R repeats of K folds (e.g. 2x3)") from None
 
 
 @app.command()

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from regtune.metrics import METRICS, format_gap, format_score
 from regtune.tracking.tracker import mask_secrets
+from regtune.tuning.selection import selection_lines
 
 __all__ = ["print_best", "print_tune_summary"]
 
@@ -47,6 +48,12 @@ def print_tune_summary(result: Any, console: Console) -> None:
         f"trials: {counts.get('COMPLETE', 0)} complete, {counts.get('PRUNED', 0)} pruned, "
         f"{counts.get('FAIL', 0)} failed"
     )
+    for line in selection_lines(result.selection, format_score):
+        console.print(f"selection: {line}", highlight=False)
+    if not result.parent_run_id:  # --tracking-uri off: no run to browse or predict with
+        console.print(f"MLflow: off (nothing logged); the study keeps every trial: regtune best --study "
+                      f"{result.study_name}", highlight=False)
+        return
     console.print(
         f"MLflow: {mask_secrets(result.tracking_uri)}  experiment {result.experiment_id}  "
         f"parent run {result.parent_run_id}\n"

@@ -12,7 +12,8 @@ import pandas as pd
 from regtune.data.checks import MIN_CLASS_ROWS, Task, check_task, show
 from regtune.exceptions import DataError
 
-__all__ = ["AUTO_CV", "MIN_VAL_ROWS", "Split", "cv_splits", "resolve_cv", "split_dataset"]
+__all__ = ["AUTO_CV", "AUTO_MIN_TRIALS", "AUTO_REPEATS", "MIN_VAL_ROWS", "Split", "auto_plan", "cv_splits",
+           "network_fits", "parse_cv", "resolve_cv", "resolve_plan", "split_dataset"]
 
 
 @dataclass(frozen=True)
@@ -95,20 +96,80 @@ def split_dataset(
 
 #: ``cv="auto"``: (rows in the search part below, folds); from that size on, one validation split.
 AUTO_CV: tuple[tuple[int, int], ...] = ((500, 5), (1000, 3))
+#: ``cv="auto"`` with a timeout: repeats of the row rule's folds when the budget holds them.
+AUTO_REPEATS = 2
+#: ``cv="auto"`` with a timeout: the richest plan that still fits this many trials is chosen.
+AUTO_MIN_TRIALS = 20
 MIN_VAL_ROWS = 2  # a validation fold of one row has no spread: R^2 and most scores mean nothing
 
+_CV_FORMAT = ("must be 'auto', 1 (one validation split), a number of folds >= 2, or 'RxK' for R repeats "
+              "of K >= 2 folds (e.g. '2x3')")
 
-def resolve_cv(cv: int | str, y: Any, task: Task) -> int:
-    """The number of folds ``cv`` asks for on these rows; ``1`` is one validation split.
 
-    ``"auto"`` follows :data:`AUTO_CV`, capped so that every validation fold holds at least
+def parse_cv(cv: Any) -> int | str:
+    """``cv`` as the search takes it: ``"auto"``, a whole number >= 1, or ``"RxK"`` (R repeats
+    of K-fold, K >= 2; ``"1xK"`` is ``K``). Digits in a string count as a number (the CLI).
+
+    Raises
+    ------
+    DataError
+        If ``cv`` is none of these.
+    """
+    if isinstance(cv, str):
+        text = cv.strip().lower()
+        if text == "auto":
+            return "auto"
+        if text.isdigit():
+            cv = int(text)
+        else:
+            repeats, sep, folds = text.partition("x")
+            if not (sep and repeats.isdigit() and folds.isdigit() and int(repeats) >= 1 and int(folds) >= 2):
+                raise DataError(f"cv={cv!r} {_CV_FORMAT}")
+            return int(folds) if int(repeats) == 1 else f"{int(repeats)}x{int(folds)}"
+    if isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 1:
+        raise DataError(f"cv={cv!r} {_CV_FORMAT}")
+    return int(cv)
+
+
+def network_fits(repeats: int, folds: int, val_share: float) -> float:
+    """What one trial of ``repeats`` x ``folds`` costs, in fits of one network on every row of
+    the search part: each fold trains on (K-1)/K of them, one split on ``1 - val_share``."""
+    return (1 - val_share) if folds == 1 else repeats * (folds - 1)
+
+
+def auto_plan(n_rows: int, *, fits: float | None = None, val_share: float = 0.25) -> tuple[int, int]:
+    """``cv="auto"``: (repeats, folds) for a search part of ``n_rows`` rows, before capping.
+
+    Without a budget (``fits=None``) the rows decide (:data:`AUTO_CV`). With one (``fits``: how
+    many single-network fits on the search part the time left allows), the candidates run from
+    :data:`AUTO_REPEATS` repeats of the row rule's folds down to one validation split, and the
+    first that still fits :data:`AUTO_MIN_TRIALS` trials wins: more folds sharpen the ranking of
+    trials only while there are enough trials to rank (benchmarks/selection_ab.py measured it).
+    """
+    folds = next((k for limit, k in AUTO_CV if n_rows < limit), 1)
+    if fits is None or folds == 1:
+        return 1, folds
+    candidates = [(AUTO_REPEATS, folds), (1, folds)] + [(1, k) for k in (3, 2) if k < folds] + [(1, 1)]
+    for repeats, k in candidates:
+        if fits / network_fits(repeats, k, val_share) >= AUTO_MIN_TRIALS:
+            return repeats, k
+    return 1, 1
+
+
+def resolve_plan(cv: int | str, y: Any, task: Task, *, fits: float | None = None,
+                 val_share: float = 0.25) -> tuple[int, int]:
+    """(repeats, folds) that ``cv`` asks for on these rows; folds ``1`` is one validation split.
+
+    ``"auto"`` follows :func:`auto_plan`, capped so that every validation fold holds at least
     :data:`MIN_VAL_ROWS` rows and (for classification) every class can be in every fold.
 
     Raises
     ------
     DataError
-        If the rows are too few for the folds asked for, or for any cross-validation at all.
+        If ``cv`` is malformed, or the rows are too few for the folds asked for, or for any
+        cross-validation at all.
     """
+    cv = parse_cv(cv)
     y = np.asarray(y)
     n = len(y)
     smallest = int(pd.Series(y).value_counts().min()) if task == "classification" and n else n
@@ -117,36 +178,57 @@ def resolve_cv(cv: int | str, y: Any, task: Task) -> int:
     if task == "classification" and smallest < n:
         what += f", {smallest} in its smallest class"
     if cv == "auto":
-        wanted = next((k for limit, k in AUTO_CV if n < limit), 1)
+        repeats, wanted = auto_plan(n, fits=fits, val_share=val_share)
         if wanted == 1:
-            return 1
+            return 1, 1
         if most < 2:
             need = f"{2 * MIN_VAL_ROWS} rows" + (" and 2 per class" if task == "classification" else "")
             raise DataError(f"cv='auto': {what}, too few to cross-validate (2 folds need at least {need}); "
                             "add rows")
-        return min(wanted, most)
-    if cv > 1 and cv > most:
-        fix = f"use cv between 2 and {most}" if most >= 2 else "add rows"
+        return repeats, min(wanted, most)
+    repeats, k = (1, cv) if isinstance(cv, int) else tuple(int(p) for p in cv.split("x"))
+    if k > 1 and k > most:
+        shape = "cv" if repeats == 1 else f"cv={repeats}xK with K"
+        fix = f"use {shape} between 2 and {most}" if most >= 2 else "add rows"
         raise DataError(
-            f"cv={cv}: {what}, too few for {cv} folds of at least {MIN_VAL_ROWS} rows"
+            f"cv={cv}: {what}, too few for {k} folds of at least {MIN_VAL_ROWS} rows"
             + (" with every class in each" if task == "classification" else "") + f"; {fix}, or cv=1"
         )
-    return int(cv)
+    return repeats, k
+
+
+def resolve_cv(cv: int | str, y: Any, task: Task) -> int:
+    """The number of folds (per repeat) ``cv`` asks for on these rows; ``1`` is one validation
+    split. :func:`resolve_plan` also gives the repeats."""
+    return resolve_plan(cv, y, task)[1]
 
 
 def cv_splits(
-    y: Any, *, task: Task, cv: int | str, random_state: int, val_share: float
+    y: Any, *, task: Task, cv: int | str, random_state: int, val_share: float, fits: float | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train, validation) row positions of the search: ``cv`` folds (stratified for
-    classification), or one split holding out ``val_share`` of the rows when ``cv`` is 1."""
-    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+    """(train, validation) row positions of the search: R repeats of K folds (stratified for
+    classification; each repeat its own shuffle, all from ``random_state``), or one split
+    holding out ``val_share`` of the rows when K is 1. ``fits`` is the budget ``cv="auto"``
+    weighs (:func:`auto_plan`)."""
+    from sklearn.model_selection import (
+        KFold,
+        RepeatedKFold,
+        RepeatedStratifiedKFold,
+        StratifiedKFold,
+        train_test_split,
+    )
 
     y = np.asarray(y)
-    k = resolve_cv(cv, y, task)
+    repeats, k = resolve_plan(cv, y, task, fits=fits, val_share=val_share)
     if k == 1:
         strat = y if task == "classification" else None
         train, val = train_test_split(np.arange(len(y)), test_size=val_share, random_state=random_state,
                                       stratify=strat)
         return [(train, val)]
-    splitter = (StratifiedKFold if task == "classification" else KFold)(k, shuffle=True, random_state=random_state)
+    if repeats == 1:
+        splitter: Any = (StratifiedKFold if task == "classification" else KFold)(
+            k, shuffle=True, random_state=random_state)
+    else:
+        splitter = (RepeatedStratifiedKFold if task == "classification" else RepeatedKFold)(
+            n_splits=k, n_repeats=repeats, random_state=random_state)
     return list(splitter.split(np.zeros((len(y), 1)), y))

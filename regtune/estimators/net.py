@@ -22,6 +22,7 @@ from regtune.data.images import as_rows, to_numpy
 from regtune.data.scaling import fit_scaling, scale_features
 from regtune.exceptions import DataError, ModuleError, RegConfigError
 from regtune.nn.callbacks import Callback, EarlyStopping
+from regtune.nn.embeddings import fit_numeric_columns
 from regtune.nn.models import ModuleFactory, build_network, check_output, module_reference
 from regtune.nn.regularizers import build_regularizers
 from regtune.nn.trainer import Trainer, predict_exact, resolve_device
@@ -116,6 +117,11 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         batch_size: int = 128,
         max_epochs: int = 100,
         feature_scaling: str = "standard",
+        numeric_embedding: str = "none",
+        embedding_dim: int = 16,
+        n_frequencies: int = 16,
+        frequency_sigma: float = 0.1,
+        n_bins: int = 16,
         l1: float = 0.0,
         l2: float = 0.0,
         weight_decay: float = 0.0,
@@ -156,6 +162,11 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.feature_scaling = feature_scaling
+        self.numeric_embedding = numeric_embedding
+        self.embedding_dim = embedding_dim
+        self.n_frequencies = n_frequencies
+        self.frequency_sigma = frequency_sigma
+        self.n_bins = n_bins
         self.l1 = l1
         self.l2 = l2
         self.weight_decay = weight_decay
@@ -208,6 +219,27 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         folds). Stepping several of these generators in lockstep is how cross-validated
         trials report a mean score per epoch.
         """
+        trainer = Trainer(**self.trainer_arguments(X, y, validation_data, callbacks=callbacks, score_fn=score_fn))
+        while not trainer.done:
+            record = trainer.step()
+            if self.verbose:
+                print(_format_record(record))
+            yield record
+        self.adopt_trainer(trainer)
+
+    def trainer_arguments(
+        self,
+        X: Any,
+        y: Any,
+        validation_data: tuple[Any, Any] | None = None,
+        *,
+        callbacks: Sequence[Callback] = (),
+        score_fn: Any = None,
+    ) -> dict[str, Any]:
+        """Validate, scale and seed as :meth:`fit_iter` does; the keyword arguments of its
+        :class:`~regtune.nn.trainer.Trainer`. A cohort (:mod:`regtune.nn.cohort`) trains K of
+        these in one batched network, then hands each member back with :meth:`adopt_trainer`,
+        so a trial trained in a cohort is this estimator fitted alone."""
         self._validate_params()
         config = self._config()
         factory = self._factory(config)
@@ -232,29 +264,29 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         if self.early_stopping and X_val is not None:
             cbs.append(EarlyStopping(config.patience))
         X_tr = self._tensor(X_tr)
-        trainer = Trainer(
-            lambda: self._build_network(regs, check=(factory.name, X_tr[:2])),
-            config,
-            X_tr,
-            self._target_tensor(y_tr),
-            self._tensor(X_val) if X_val is not None else None,
-            self._target_tensor(y_val) if y_val is not None else None,
-            task=self._task,
-            regularizers=regs,
-            callbacks=cbs,
-            score_fn=score_fn,
-            seed=seed,
-        )
-        while not trainer.done:
-            record = trainer.step()
-            if self.verbose:
-                print(_format_record(record))
-            yield record
+        self._fit_embedding(X_tr, config)
+        return {
+            "build": lambda: self._build_network(regs, check=(factory.name, X_tr[:2])),
+            "config": config,
+            "X": X_tr,
+            "y": self._target_tensor(y_tr),
+            "X_val": self._tensor(X_val) if X_val is not None else None,
+            "y_val": self._target_tensor(y_val) if y_val is not None else None,
+            "task": self._task,
+            "regularizers": regs,
+            "callbacks": cbs,
+            "score_fn": score_fn,
+            "seed": seed,
+        }
+
+    def adopt_trainer(self, trainer: Any) -> _RegularizedNet:
+        """Take the fitted state of a finished trainer built from :meth:`trainer_arguments`."""
         self.module_ = trainer.finish()
-        self.config_ = config
+        self.config_ = trainer.config
         self.history_ = trainer.history
         self.n_iter_ = trainer.epoch
         self.best_epoch_ = trainer.best_epoch
+        return self
 
     def _config(self) -> RegConfig:
         config = RegConfig.from_params(self.get_params())
@@ -282,6 +314,7 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
             config, n_features, n_outputs, image_shape, regs, module=self.module,
             module_params=self.module_params(), n_classes=self._n_classes(),
             constrained_layers=self.constrained_layers,
+            numeric_columns=getattr(self, "_x_numeric_", None), bin_edges=getattr(self, "_x_bin_edges_", None),
         )
         if check is not None:
             name, batch = check
@@ -339,6 +372,15 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         if self.image_shape_ is None and self.feature_scaling != "standard":
             self._x_mean_, self._x_scale_, self._x_quantiles_ = fit_scaling(X, self.feature_scaling)
 
+    def _fit_embedding(self, X_tr: torch.Tensor, config: RegConfig) -> None:
+        # From the scaled training rows only (never the validation split): which columns are
+        # numeric and, for piecewise_linear, their bin edges; kept so every rebuild matches.
+        self._x_numeric_, self._x_bin_edges_ = None, None
+        if config.numeric_embedding != "none":
+            rows = X_tr.reshape(X_tr.shape[0], -1).cpu().numpy()
+            n_bins = config.n_bins if config.numeric_embedding == "piecewise_linear" else None
+            self._x_numeric_, self._x_bin_edges_ = fit_numeric_columns(rows, n_bins)
+
     def _tensor(self, X: np.ndarray) -> torch.Tensor:
         """Scaled rows as a float32 tensor on the device; images as ``(N, C, H, W)``."""
         if self.image_shape_ is None and self.feature_scaling != "standard":
@@ -381,7 +423,9 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         # Pickles from before module= (regtune 0.1) lack these, and pickles from before the
         # schedules and scalings (issue 12) their parameters: they trained with the defaults.
         for key, default in (("module", None), ("constrained_layers", None), ("_module_kwargs", {}),
-                             ("lr_schedule", "constant"), ("warmup_epochs", 0), ("feature_scaling", "standard")):
+                             ("lr_schedule", "constant"), ("warmup_epochs", 0), ("feature_scaling", "standard"),
+                             ("numeric_embedding", "none"), ("embedding_dim", 16), ("n_frequencies", 16),
+                             ("frequency_sigma", 0.1), ("n_bins", 16), ("_x_numeric_", None), ("_x_bin_edges_", None)):
             state.setdefault(key, default)
         if "n_features_in_" in state:
             state.setdefault("image_shape_", _image_shape(state.get("image_shape")))
@@ -392,7 +436,7 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
             self.module_ = self.load_weights(blob)
 
     _FITTED = ("classes_", "n_features_in_", "n_outputs_", "_x_mean_", "_x_scale_", "_x_quantiles_", "_y_mean_", "_y_scale_",
-               "_y_1d_", "n_iter_", "best_epoch_", "image_shape_")
+               "_y_1d_", "n_iter_", "best_epoch_", "image_shape_", "_x_numeric_", "_x_bin_edges_")
 
     def export_state(self) -> tuple[dict[str, Any], bytes]:
         """A JSON-ready description of the fitted estimator and its weights as bytes.
@@ -448,8 +492,10 @@ _PARAMETERS = """Parameters
         Your own network: a ``torch.nn.Module`` class or a factory returning one (or
         ``"path/file.py:Name"``, ``"package.module:Name"``). It is called with its
         ``module__NAME`` arguments, plus those of ``n_features``, ``n_outputs``, ``n_classes``,
-        ``image_shape``, ``hidden_layer_sizes``, ``conv_channels``, ``activation``, ``dropout``,
-        ``dropout_variant`` and ``batch_norm`` its signature names. ``dropout`` it does not take
+        ``image_shape``, ``numeric_columns``, ``bin_edges``, ``hidden_layer_sizes``,
+        ``conv_channels``, ``activation``, ``dropout``, ``dropout_variant``, ``batch_norm``,
+        ``numeric_embedding``, ``embedding_dim``, ``n_frequencies`` and ``frequency_sigma`` its
+        signature names. ``dropout`` it does not take
         sets ``p`` of its ``nn.Dropout*`` layers; the others, when not at their defaults, must
         be taken. It gets images as ``(batch, C, H, W)`` and must return ``(batch, n_outputs)``.
         ``None``: the built-in MLP, or CNN with ``architecture="cnn"``.
@@ -488,6 +534,23 @@ _PARAMETERS = """Parameters
         smoothly bounded by ``z / sqrt(1 + (z/3)^2)`` (RealMLP), so outliers end below 3;
         ``"quantile"`` mapped through its quantiles onto a normal. Image rows
         (``image_shape``) always share one standard scale.
+    numeric_embedding : {"none", "periodic", "piecewise_linear"}, default="none"
+        How the built-in MLP embeds each column with more than two distinct training values
+        (binary and one-hot columns pass through) before its first layer (Gorishniy et al.
+        2022): ``"periodic"`` as ``[cos(2 pi c x), sin(2 pi c x)]`` with learnable frequencies
+        ``c``; ``"piecewise_linear"`` against quantile bins of the training rows (kept with
+        the fitted model); each then a per-column linear map and ReLU. L1, L2, decay, noise
+        and constraints act on the Linear layers only, not on the embedding.
+    embedding_dim : int, default=16
+        Width of each embedded column's vector.
+    n_frequencies : int, default=16
+        Frequencies per column of ``"periodic"``.
+    frequency_sigma : float, default=0.1
+        Standard deviation of the initial ``"periodic"`` frequencies, in units of the scaled
+        column: larger fits sharper functions (and overfits sooner).
+    n_bins : int, default=16
+        Quantile bins per column of ``"piecewise_linear"`` (fewer where a column has fewer
+        distinct values).
     l1 : float, default=0
         Penalty ``l1 * sum|w|`` on the weights: drives uninformative weights to exactly zero.
     l2 : float, default=0

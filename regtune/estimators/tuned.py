@@ -30,6 +30,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from regtune.data.checks import check_target_spread
 from regtune.data.images import as_rows
 from regtune.data.loading import Dataset
+from regtune.data.split import parse_cv
 from regtune.estimators.net import ModuleParams
 from regtune.exceptions import DataError, TuneError
 from regtune.metrics import METRICS
@@ -53,7 +54,7 @@ class _RegTune(ModuleParams, BaseEstimator):
         "timeout": [None, Interval(Real, 0, None, closed="neither")],
         "sampler": [StrOptions(set(SAMPLERS))],
         "pruner": [StrOptions(set(PRUNERS))],
-        "cv": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "cv": [str, Interval(Integral, 1, None, closed="left")],  # "auto" or "RxK": TuneSettings.check
         "image_shape": [None, "array-like"],
         "metric": [None],  # each task adds its metric names
         "storage": [None, str, os.PathLike],
@@ -65,6 +66,7 @@ class _RegTune(ModuleParams, BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "ensemble": [Interval(Integral, 0, None, closed="left")],
+        "cohort": [Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(
@@ -88,6 +90,7 @@ class _RegTune(ModuleParams, BaseEstimator):
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 0,
         ensemble: int = 0,
+        cohort: int = 1,
         **module__params: Any,
     ) -> None:
         self.module = module
@@ -108,6 +111,7 @@ class _RegTune(ModuleParams, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.ensemble = ensemble
+        self.cohort = cohort
         self._keep_module_params(module__params)
 
     # ---- fitting -------------------------------------------------------------------------
@@ -143,6 +147,7 @@ class _RegTune(ModuleParams, BaseEstimator):
         self.ensemble_ = result.ensemble_estimator
         self.preprocessor_ = result.preprocessor
         self.trials_ = trials_frame(study)
+        self.selection_ = dict(result.selection)
         self.mlflow_run_id_ = result.parent_run_id or None
         self._fitted_data = data  # for report(); left out of pickles
         return self
@@ -150,6 +155,7 @@ class _RegTune(ModuleParams, BaseEstimator):
     def _settings(self) -> TuneSettings:
         """Check every parameter and map them onto the tuner's settings; creates nothing."""
         self._validate_params()
+        parse_cv(self.cv)  # "auto", K or "RxK": a string sklearn's constraints cannot spell
         resolve_device(self.device)
         n_jobs = (os.cpu_count() or 1) if self.n_jobs == -1 else self.n_jobs
         if self.storage == MEMORY and n_jobs > 1:
@@ -169,7 +175,7 @@ class _RegTune(ModuleParams, BaseEstimator):
             study_name=self.study_name or default_name, experiment=self.experiment,
             tracking_uri=self.tracking_uri, n_jobs=n_jobs, seed=seed, device=self.device, test_size=0.0,
             progress=bool(self.verbose), ensemble=self.ensemble, module=self.module,
-            module_params=self.module_params(),
+            cohort=self.cohort, module_params=self.module_params(),
         )
 
     def _check_target(self, y: np.ndarray, settings: TuneSettings) -> np.ndarray | None:
@@ -275,10 +281,13 @@ _PARAMETERS_BEFORE_METRIC = """Parameters
         How Optuna picks each trial's params.
     pruner : {"hyperband", "median", "sha", "none"}, default="hyperband"
         How Optuna stops trials that fall behind, from their per-epoch validation scores.
-    cv : int or "auto", default="auto"
-        Folds per trial; ``1`` is one 80/20 validation split; ``"auto"``: 5 folds under 500 rows
-        in the search part, 3 under 1,000, else one validation split (fewer folds on tiny data,
-        so that every validation fold holds at least 2 rows and every class).
+    cv : int, "RxK" or "auto", default="auto"
+        Folds per trial; ``1`` is one 80/20 validation split; ``"2x3"`` is 2 repeats of 3-fold
+        (each repeat shuffled anew); ``"auto"``: 5 folds under 500 rows in the search part, 3
+        under 1,000, else one validation split (fewer folds on tiny data, so that every
+        validation fold holds at least 2 rows and every class). With a ``timeout``, ``"auto"``
+        also weighs the time: it takes 2 repeats of those folds when 20 trials still fit, and
+        fewer folds (down to one split) when they would not.
     image_shape : tuple of int (C, H, W), optional
         Each row of ``X`` is an image of this shape (``C*H*W`` values): spaces that train a CNN
         or augment images, such as ``"image"``, need it; ``(1, 8, 8)`` for ``load_digits``.
@@ -308,6 +317,12 @@ _PARAMETERS_AFTER_METRIC = """storage : str, optional
         ``K >= 2``: the final model averages up to ``K`` of the best trials, chosen by greedy
         ensemble selection (Caruana et al. 2004) on their out-of-fold predictions and refit
         on all rows (:attr:`ensemble_`); 0 or 1: the best trial alone.
+    cohort : int, default=1
+        ``K >= 2``: up to ``K`` trials that share the network's structure train as one batched
+        network, each with its own learning rate, L2, weight decay, label smoothing, seed,
+        pruning and MLflow run, and the same result as alone. Trials with regularizers a cohort
+        cannot replay (dropout, noise, batch norm, constraints, ...) train alone. Pays for
+        small networks and on GPUs; 1 trains every trial alone.
     **module__params
         The module's fixed constructor arguments as ``module__NAME=value``.
 
@@ -349,6 +364,13 @@ class RegTuneClassifier(ClassifierMixin, _RegTune):
         pickles as a reference to it.
     trials_ : pandas.DataFrame
         One row per trial (baseline first): state, value, params, MLflow run id.
+    selection_ : dict
+        Whether the search could tell its best trials apart: ``top_mean`` / ``top_std`` of the
+        ``top`` best validation scores, ``best_se`` (the best trial's standard error over its
+        ``n_folds`` folds; ``None`` with one split) and ``within_one_se`` (how many trials lie
+        within it of the best: when several do, the choice among them is noise). ``optimism``
+        (validation minus test score) is ``None`` here, as ``fit`` holds out no test part:
+        score your own test set and compare it with :attr:`best_score_`.
     mlflow_run_id_ : str or None
         The study's parent MLflow run (``None`` with ``tracking_uri="off"``).
     classes_, n_features_in_, feature_names_in_

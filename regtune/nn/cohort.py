@@ -1,25 +1,29 @@
-"""Cohorts: K trials of one structure trained as one batched network (prototype, issue 13).
+"""Cohorts: K trials of one structure trained as one batched network (issue 13).
 
 Small networks leave a CPU core or a GPU mostly idle between tiny kernels; K of them in one
 batched network do K times the work per kernel launch and per Python step. Members share the
-structure (widths, depth, activation, batch size, epochs, optimizer) and differ in continuous
-hyperparameters (``lr``, ``weight_decay``, ``l2``, ``label_smoothing``). Their parameters are
-stacked (:func:`torch.func.stack_module_state`) and one ``vmap``-ed forward and backward
-trains all K. Each member keeps what makes it the same trial as when trained alone by
-:class:`~regtune.nn.trainer.Trainer`: its initial weights and batch order (its own seed and
-RNG stream), its own Adam state and hyperparameters, its own history.
+structure (every :class:`~regtune.config.RegConfig` field but :data:`VARYING`) and differ in
+continuous hyperparameters (``lr``, ``weight_decay``, ``l2``, ``label_smoothing``,
+``patience``). Their parameters are stacked (:func:`torch.func.stack_module_state`) and one
+``vmap``-ed forward and backward trains all K. Each member keeps what makes it the same trial
+as when trained alone by :class:`~regtune.nn.trainer.Trainer`: its initial weights and batch
+order (its own seed and RNG stream), its own Adam state, learning-rate schedule and
+hyperparameters, its own history and callbacks (early stopping). A member that stops, diverges
+or is pruned leaves the batch (:meth:`CohortTrainer.drop`); the others train on.
 
-Prototype limits: deterministic regularizers only (dropout and noise draw from one RNG under
-``vmap``, so they cannot replay a solo trial's stream), no batch norm (running statistics are
-buffers updated in place), Adam/AdamW, every member runs every epoch (no pruning, no early
-stopping). See the design note in the issue 13 report for what the tuner side needs.
+What a cohort cannot replay, it refuses (:func:`cohort_problem`): dropout and noise draw from
+one RNG under ``vmap``, so they could not reproduce a solo trial's stream; batch norm updates
+running statistics in place; max-norm and spectral norm act on each weight after the step;
+optimizers other than Adam/AdamW keep other state. Such a trial trains alone.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -28,145 +32,266 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from regtune.config import RegConfig
+from regtune.exceptions import DivergenceError
+from regtune.metrics import get_metric
 from regtune.nn.regularizers import decay_parameters
+from regtune.nn.schedules import LRSchedule
+from regtune.nn.trainer import RngScope
 
-__all__ = ["SHARED_FIELDS", "CohortTrainer"]
+__all__ = ["SUPPORTED_REGULARIZERS", "VARYING", "CohortMember", "CohortTrainer", "cohort_problem", "shared_fields"]
 
-# What members must share: it shapes the network or the batches.
-SHARED_FIELDS = ("architecture", "hidden_layer_sizes", "activation", "batch_size", "max_epochs", "optimizer",
-                 "batch_norm")
-_VARYING = ("lr", "weight_decay", "l2", "label_smoothing")
+# What members may differ in: per-member numbers of the update, the loss and early stopping.
+VARYING = ("lr", "l2", "weight_decay", "label_smoothing", "early_stopping", "patience")
+# The regularizers a cohort trains exactly as the Trainer does (deterministic, per-member tensors).
+SUPPORTED_REGULARIZERS = ("l2", "weight_decay", "label_smoothing", "early_stopping")
+_OPTIMIZERS = ("adam", "adamw")
 _BETAS, _EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, which the Trainer uses
 
 
-class CohortTrainer:
-    """Train ``len(configs)`` members of one structure in lockstep; ``step()`` runs an epoch of all.
+def shared_fields() -> tuple[str, ...]:
+    """The RegConfig fields every member of a cohort must share: they shape the network, the
+    batches or the schedule's clock."""
+    return tuple(f.name for f in dataclasses.fields(RegConfig) if f.compare and f.name not in VARYING)
 
-    ``history[k]`` is member k's list of ``{epoch, train_loss, val_loss, val_score}`` records.
+
+def cohort_problem(config: RegConfig) -> str | None:
+    """Why ``config`` cannot train in a cohort, or ``None`` if it can (it then trains as alone)."""
+    if config.architecture != "mlp":
+        return f"architecture={config.architecture!r} (cohorts train the built-in MLP)"
+    if config.optimizer not in _OPTIMIZERS:
+        return f"optimizer={config.optimizer!r} (cohorts train {' and '.join(_OPTIMIZERS)})"
+    other = [name for name in config.active_regularizers() if name not in SUPPORTED_REGULARIZERS]
+    if other:
+        return f"regularizers {', '.join(other)} (cohorts train {', '.join(SUPPORTED_REGULARIZERS)})"
+    return None
+
+
+class CohortMember:
+    """One member as the :class:`~regtune.nn.callbacks.TrainerState` its callbacks see, and as
+    the finished trainer an estimator adopts (``history``, ``epoch``, ``best_epoch``, ``model``,
+    ``finish()``). ``error`` holds a :class:`~regtune.exceptions.DivergenceError` when its loss
+    stopped being finite."""
+
+    def __init__(self, cohort: CohortTrainer, config: RegConfig, model: nn.Module, callbacks: Sequence[Any]) -> None:
+        self.config = config
+        self.callbacks = list(callbacks)
+        self.history: list[dict[str, Any]] = []
+        self.epoch = 0
+        self.best_epoch: int | None = None
+        self.should_stop = False
+        self.left = False  # out of the batch: its weights live in its own module from then on
+        self.error: DivergenceError | None = None
+        self._cohort = cohort
+        self._model = model
+
+    @property
+    def model(self) -> nn.Module:
+        if not self.left:
+            self._cohort.sync(self)
+        return self._model
+
+    @property
+    def done(self) -> bool:
+        return self.left or self.should_stop or self.epoch >= self.config.max_epochs
+
+    def finish(self) -> nn.Module:
+        """End training as :meth:`Trainer.finish` does (early stopping restores its best weights)."""
+        model = self.model
+        self._cohort.drop(self)
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        if self.best_epoch is None and self.history:
+            self.best_epoch = self.history[-1]["epoch"]
+        return model.eval()
+
+
+class CohortTrainer:
+    """Train the members described by ``members`` (each the keyword arguments of a
+    :class:`~regtune.nn.trainer.Trainer`, e.g. ``estimator.trainer_arguments(...)``) in lockstep.
+
+    ``step()`` runs one epoch of every member still in the batch; ``members[k]`` is member k.
+    All members train on the same rows (``X``, ``y``, validation) in their own order.
     """
 
-    def __init__(self, build: Callable[[RegConfig], nn.Module], configs: Sequence[RegConfig], X: Tensor, y: Tensor,
-                 X_val: Tensor, y_val: Tensor, *, seeds: Sequence[int]) -> None:
+    def __init__(self, members: Sequence[Mapping[str, Any]]) -> None:
+        if not members:
+            raise ValueError("a cohort needs at least one member")
+        configs = [m["config"] for m in members]
         _check_cohort(configs)
-        self.configs, self.X, self.y, self.X_val, self.y_val = list(configs), X, y, X_val, y_val
-        self.device = X.device
-        self.history: list[list[dict[str, Any]]] = [[] for _ in configs]
-        self.epoch = 0
-        self._rng: list[torch.Tensor] = []
+        first = members[0]
+        self.X, self.y, self.X_val, self.y_val = first["X"], first["y"], first.get("X_val"), first.get("y_val")
+        self.task = first["task"]
+        self.device = self.X.device
+        self.score_fns = [m.get("score_fn") or get_metric(None, self.task).epoch_fn for m in members]
+        self._rng = [RngScope(m.get("seed", 0), self.device) for m in members]
         models = []
-        for config, seed in zip(configs, seeds, strict=True):
-            with torch.random.fork_rng(devices=[]):  # the member's stream, as the Trainer seeds it
-                torch.manual_seed(seed)
-                models.append(build(config).to(self.device))
-                self._rng.append(torch.get_rng_state())
-        decay = {name for name, p in models[0].named_parameters()
-                 if any(p is q for q in decay_parameters(models[0]))}
-        self._decay = decay
-        self.params, self.buffers = stack_module_state(models)
+        for m, rng in zip(members, self._rng, strict=True):
+            with rng:  # the member's stream, as the Trainer seeds and builds it
+                models.append(m["build"]().to(self.device))
+        self.members = [CohortMember(self, c, copy.deepcopy(model), m.get("callbacks", ()))
+                        for c, model, m in zip(configs, models, members, strict=True)]
+        self._active = list(range(len(members)))  # member index of each row of the stacked tensors
+        decay_ids = {id(p) for p in decay_parameters(models[0])}
+        self._decay = {name for name, p in models[0].named_parameters() if id(p) in decay_ids}
+        self._names = [name for name, p in models[0].named_parameters() if p.requires_grad]
+        params, self.buffers = stack_module_state(models)
+        self.params = {name: params[name] for name in self._names}
         self._base = copy.deepcopy(models[0]).to("meta")
-        K = len(configs)
-
-        def per_member(name: str) -> Callable[[str], Tensor]:
-            return lambda field: torch.tensor([float(getattr(c, field)) for c in configs],
-                                              device=self.device).view(K, *([1] * (self.params[name].dim() - 1)))
-
-        self._lr = {name: per_member(name)("lr") for name in self.params}
-        # AdamW decays weights, never biases; Adam plus a decay hook does the same (DecoupledWeightDecay).
-        self._wd = {name: per_member(name)("weight_decay") if name in decay else None for name in self.params}
-        self._l2 = torch.tensor([c.l2 for c in configs], device=self.device)
-        self._smoothing = torch.tensor([c.label_smoothing for c in configs], device=self.device).view(-1, 1)
         self._m = {n: torch.zeros_like(p) for n, p in self.params.items()}
         self._v = {n: torch.zeros_like(p) for n, p in self.params.items()}
-        self._t = 0
-        n, bs = X.shape[0], min(configs[0].batch_size, X.shape[0])
+        self._vec = {field: torch.tensor([float(getattr(c, field)) for c in configs], device=self.device)
+                     for field in ("lr", "weight_decay", "l2", "label_smoothing")}
+        n, bs = self.X.shape[0], min(configs[0].batch_size, self.X.shape[0])
         self._bounds = [(a, min(a + bs, n)) for a in range(0, n, bs)]
+        self._sizes = torch.tensor([b - a for a, b in self._bounds], dtype=torch.float32, device=self.device)
+        schedules = [LRSchedule(c.lr_schedule, c.lr, total_steps=len(self._bounds) * c.max_epochs,
+                                warmup_steps=len(self._bounds) * c.warmup_epochs) for c in configs]
+        self._schedules = None if schedules[0].is_constant else schedules
+        self._step = 0  # optimizer steps so far: every member's schedule clock
 
         def forward(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
             return functional_call(self._base, (params, buffers), (x,))
 
         self._forward = vmap(forward)
+        self._mse = vmap(F.mse_loss)
+        for member in self.members:
+            for cb in member.callbacks:
+                cb.on_train_begin(member)
 
     @property
     def done(self) -> bool:
-        return self.epoch >= self.configs[0].max_epochs
+        return all(m.done for m in self.members)
+
+    def step(self) -> list[dict[str, Any] | None]:
+        """One epoch of every member in the batch; its record (``None`` for those out of it).
+
+        A member whose loss is no longer finite gets its record, its ``error`` and leaves."""
+        for m in [self.members[k] for k in self._active if self.members[k].done]:
+            self.drop(m)
+        if not self._active:
+            return [None] * len(self.members)
+        start = time.perf_counter()
+        totals = self._train_epoch()
+        val = self._evaluate()
+        seconds = (time.perf_counter() - start) / len(self._active)
+        records: list[dict[str, Any] | None] = [None] * len(self.members)
+        for row, k in enumerate(list(self._active)):
+            member = self.members[k]
+            record = {"epoch": member.epoch, "train_loss": float(totals[row] / self.X.shape[0]),
+                      **(val[row] if val else {}), "seconds": seconds}
+            member.history.append(record)
+            member.epoch += 1
+            records[k] = record
+            if not math.isfinite(record["train_loss"]):
+                member.error = DivergenceError(record["epoch"], record["train_loss"])
+                self.drop(member)
+                continue
+            for cb in member.callbacks:
+                cb.on_epoch_end(member)
+        return records
 
     def _orders(self) -> Tensor:
         """Each member's permutation of the rows, drawn from its own stream."""
         orders = []
-        for k, state in enumerate(self._rng):
-            with torch.random.fork_rng(devices=[]):
-                torch.set_rng_state(state)
+        for k in self._active:
+            with self._rng[k]:
                 orders.append(torch.randperm(self.X.shape[0], device=self.device))
-                self._rng[k] = torch.get_rng_state()
         return torch.stack(orders)
 
-    def step(self) -> list[dict[str, Any]]:
-        orders, K, n = self._orders(), len(self.configs), self.X.shape[0]
-        totals = torch.zeros(K, device=self.device)
+    def _views(self, field: str, names: Any) -> dict[str, Tensor]:
+        """A per-member value shaped to broadcast over each stacked parameter."""
+        return {name: self._vec[field].view(-1, *([1] * (self.params[name].dim() - 1))) for name in names}
+
+    def _train_epoch(self) -> Tensor:
+        orders = self._orders()
+        smoothing = self._vec["label_smoothing"].view(-1, 1)
+        lr, wd = self._views("lr", self.params), self._views("weight_decay", self._decay)
+        losses = []
         for start, stop in self._bounds:
             rows = orders[:, start:stop]
-            xb, yb = self.X[rows], self.y[rows]  # (K, B, features), (K, B)
-            logp = self._forward(self.params, self.buffers, xb).log_softmax(-1)
-            # F.cross_entropy with each member's label smoothing, for all members at once.
-            nll = -logp.gather(-1, yb.unsqueeze(-1)).squeeze(-1)
-            losses = ((1 - self._smoothing) * nll + self._smoothing * -logp.mean(-1)).mean(1)
-            totals += losses.detach() * (stop - start)
-            penalty = sum((self._l2 / 2 * self.params[name].pow(2).flatten(1).sum(1)) for name in self._decay)
+            xb, yb = self.X[rows], self.y[rows]  # (K, B, ...), (K, B, ...)
+            out = self._forward(self.params, self.buffers, xb)
+            if self.task == "classification":
+                # F.cross_entropy with each member's label smoothing, for all members at once.
+                logp = out.log_softmax(-1)
+                nll = -logp.gather(-1, yb.unsqueeze(-1)).squeeze(-1)
+                loss = ((1 - smoothing) * nll + smoothing * -logp.mean(-1)).mean(1)
+            else:
+                loss = self._mse(out, yb)
+            losses.append(loss.detach())
+            penalty = sum(self._vec["l2"] / 2 * self.params[name].pow(2).flatten(1).sum(1) for name in self._decay)
             for p in self.params.values():
                 p.grad = None
-            (losses.sum() + penalty.sum()).backward()
-            self._adam_step()
-        records = []
-        val = self._evaluate()
-        for k in range(K):
-            record = {"epoch": self.epoch, "train_loss": float(totals[k] / n), **val[k]}
-            self.history[k].append(record)
-            records.append(record)
-        self.epoch += 1
-        return records
+            (loss.sum() + penalty.sum() if self._decay else loss.sum()).backward()
+            if self._schedules is not None:
+                self._vec["lr"] = torch.tensor([self._schedules[k](self._step) for k in self._active],
+                                               device=self.device)
+                lr = self._views("lr", self.params)
+                self._step += 1
+            self._adam_step(lr, wd)
+        return self._sizes @ torch.stack(losses)
 
     @torch.no_grad()
-    def _adam_step(self) -> None:
-        """torch.optim.Adam's update (AdamW's decoupled decay first), with each member's lr."""
-        self._t += 1
+    def _adam_step(self, lr: dict[str, Tensor], wd: dict[str, Tensor]) -> None:
+        """torch.optim.Adam's update (AdamW's decoupled decay first), with each member's lr.
+
+        Members share the step count: those in the batch have all taken every step so far."""
+        self._t = getattr(self, "_t", 0) + 1
         b1, b2 = _BETAS
         c1, c2 = 1 - b1**self._t, math.sqrt(1 - b2**self._t)
         for name, p in self.params.items():
-            g, m, v, lr = p.grad, self._m[name], self._v[name], self._lr[name]
-            if self._wd[name] is not None:
-                p.mul_(1 - lr * self._wd[name])
+            g, m, v = p.grad, self._m[name], self._v[name]
+            if name in wd:
+                p.mul_(1 - lr[name] * wd[name])
             m.lerp_(g, 1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            p.sub_(lr / c1 * m / (v.sqrt() / c2 + _EPS))
+            p.sub_(lr[name] / c1 * m / (v.sqrt() / c2 + _EPS))
 
     @torch.no_grad()
-    def _evaluate(self) -> list[dict[str, float]]:
-        K = len(self.configs)
+    def _evaluate(self) -> list[dict[str, float]] | None:
+        if self.X_val is None or not len(self.X_val):
+            return None
+        K = len(self._active)
         out = self._forward(self.params, self.buffers, self.X_val.expand(K, *self.X_val.shape))
-        return [{"val_loss": float(F.cross_entropy(out[k], self.y_val)),
-                 "val_score": float((out[k].argmax(1) == self.y_val).float().mean())} for k in range(K)]
+        records = []
+        for row, k in enumerate(self._active):
+            loss = F.cross_entropy(out[row], self.y_val) if self.task == "classification" else F.mse_loss(out[row],
+                                                                                                          self.y_val)
+            records.append({"val_loss": float(loss), "val_score": float(self.score_fns[k](out[row], self.y_val))})
+        return records
 
-    def member(self, k: int, build: Callable[[RegConfig], nn.Module]) -> nn.Module:
-        """Member ``k`` as an ordinary module (eval mode), e.g. to log or refit it."""
-        model = build(self.configs[k]).to(self.device)
-        model.load_state_dict({name: t[k] for name, t in {**self.params, **self.buffers}.items()})
-        return model.eval()
+    @torch.no_grad()
+    def sync(self, member: CohortMember) -> None:
+        """Copy ``member``'s current weights from the batch into its own module."""
+        row = self._active.index(self.members.index(member))
+        state = {name: t[row] for name, t in {**self.params, **self.buffers}.items()}
+        member._model.load_state_dict(state, strict=False)
+
+    def drop(self, member: CohortMember) -> None:
+        """Take ``member`` out of the batch (stopped, pruned, diverged): the rest train faster."""
+        if member.left:
+            return
+        self.sync(member)
+        member.left = True
+        row = self._active.index(self.members.index(member))
+        keep = [r for r in range(len(self._active)) if r != row]
+        self._active.pop(row)
+        index = torch.tensor(keep, dtype=torch.long, device=self.device)
+        with torch.no_grad():
+            self.params = {n: p.detach().index_select(0, index).requires_grad_() for n, p in self.params.items()}
+            self.buffers = {n: b.index_select(0, index) for n, b in self.buffers.items()}
+            self._m = {n: t.index_select(0, index) for n, t in self._m.items()}
+            self._v = {n: t.index_select(0, index) for n, t in self._v.items()}
+            self._vec = {f: t.index_select(0, index) for f, t in self._vec.items()}
 
 
 def _check_cohort(configs: Sequence[RegConfig]) -> None:
     first = configs[0]
     for config in configs[1:]:
-        differ = [f for f in SHARED_FIELDS if getattr(config, f) != getattr(first, f)]
+        differ = [f for f in shared_fields() if getattr(config, f) != getattr(first, f)]
         if differ:
             raise ValueError(f"cohort members must share {', '.join(differ)}; they differ")
     for config in configs:
-        if (config.optimizer not in ("adam", "adamw") or config.batch_norm != "none"
-                or getattr(config, "lr_schedule", "constant") != "constant"):
-            raise ValueError("the cohort prototype trains Adam/AdamW networks at a constant lr without batch norm")
-        varying = {f for f in RegConfig.__dataclass_fields__ if getattr(config, f) != getattr(first, f)}
-        if not varying <= set(_VARYING):
-            raise ValueError(f"the cohort prototype varies only {', '.join(_VARYING)}; got {sorted(varying)}")
-        # early_stopping is a callback of the estimators, not of the loop: every member runs every epoch.
-        if not set(config.active_regularizers()) <= {"l2", "weight_decay", "label_smoothing", "early_stopping"}:
-            raise ValueError(f"the cohort prototype takes deterministic regularizers only; got "
-                             f"{config.active_regularizers()}")
+        problem = cohort_problem(config)
+        if problem is not None:
+            raise ValueError(f"a cohort cannot train {problem}; train this configuration alone")

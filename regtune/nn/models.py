@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from regtune.config import RegConfig
 from regtune.exceptions import ModuleError, RegConfigError, RegtuneError
+from regtune.nn.embeddings import NumericEmbedding
 from regtune.nn.regularizers import (
     GaussianDropout,
     Regularizer,
@@ -54,12 +55,18 @@ _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "selu": nn.SELU, "tanh": nn.Ta
 
 #: What regtune knows from the data; a factory gets each one its signature names.
 #: ``n_features`` counts every input value (``C*H*W`` for images); ``n_classes`` is ``None``
-#: for regression; ``image_shape`` is ``(C, H, W)``, or ``None`` for tables.
-SIZE_ARGS = ("n_features", "n_outputs", "n_classes", "image_shape")
+#: for regression; ``image_shape`` is ``(C, H, W)``, or ``None`` for tables. With a
+#: ``numeric_embedding``, ``numeric_columns`` are the columns with more than two distinct
+#: training values and ``bin_edges`` (``piecewise_linear``) their quantile edges
+#: (:func:`regtune.nn.embeddings.fit_numeric_columns`); both are ``None`` otherwise.
+SIZE_ARGS = ("n_features", "n_outputs", "n_classes", "image_shape", "numeric_columns", "bin_edges")
 #: Estimator parameters a factory gets when its signature names them. A factory that does not
 #: take one refuses any value but the default (``dropout`` excepted: it sets the rate of the
 #: module's own dropout layers).
-ROUTED_ARGS = ("hidden_layer_sizes", "conv_channels", "activation", "dropout", "dropout_variant", "batch_norm")
+ROUTED_ARGS = ("hidden_layer_sizes", "conv_channels", "activation", "dropout", "dropout_variant", "batch_norm",
+               "numeric_embedding", "embedding_dim", "n_frequencies", "frequency_sigma")
+# The embedding's own settings matter only when numeric_embedding is on.
+_EMBEDDING_SETTINGS = ("embedding_dim", "n_frequencies", "frequency_sigma")
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(RegConfig) if f.name in ROUTED_ARGS}
 _DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout,
                   GaussianDropout)
@@ -87,6 +94,9 @@ class MLP(nn.Module):
     """Fully connected blocks ``Linear -> [BN] -> act -> [BN] -> [dropout]`` and a linear head.
 
     Images (``(batch, C, H, W)``) are flattened, so the MLP takes any input regtune gives it.
+    ``numeric_embedding`` puts a :class:`~regtune.nn.embeddings.NumericEmbedding` of the
+    ``numeric_columns`` before the first block (``"none"``: no module, the state dict of
+    earlier versions).
     """
 
     def __init__(
@@ -98,16 +108,31 @@ class MLP(nn.Module):
         dropout: float = 0.0,
         dropout_variant: str = "standard",
         batch_norm: str = "none",
+        numeric_embedding: str = "none",
+        embedding_dim: int = 16,
+        n_frequencies: int = 16,
+        frequency_sigma: float = 0.1,
+        numeric_columns: tuple[int, ...] | None = None,
+        bin_edges: Any = None,
     ) -> None:
         super().__init__()
-        blocks, width = _dense_blocks(n_features, tuple(hidden_layer_sizes), activation, dropout,
+        self.embedding: NumericEmbedding | None = None
+        n_in = n_features
+        if numeric_embedding != "none":
+            self.embedding = NumericEmbedding(n_features, numeric_embedding, numeric_columns, bin_edges,
+                                              embedding_dim, n_frequencies, frequency_sigma)
+            n_in = self.embedding.n_out
+        blocks, width = _dense_blocks(n_in, tuple(hidden_layer_sizes), activation, dropout,
                                       dropout_variant, batch_norm)
         self.body = nn.Sequential(*blocks)
         self.head = nn.Linear(width, n_outputs)
         _init_weights(self, activation)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.body(x.flatten(1)))
+        x = x.flatten(1)
+        if self.embedding is not None:
+            x = self.embedding(x)
+        return self.head(self.body(x))
 
 
 class CNN(nn.Module):
@@ -227,12 +252,15 @@ class ModuleFactory:
         return [p for p in self.parameters if p not in SIZE_ARGS and p not in ROUTED_ARGS]
 
     def unsupported(self, config: RegConfig) -> list[str]:
-        """The routed settings of ``config`` this factory cannot take (default values pass;
-        the built-in MLP ignores ``conv_channels``, as it always has)."""
+        """The routed settings of ``config`` this factory cannot take (default values pass, and
+        the embedding's settings while ``numeric_embedding`` is off; the built-in MLP ignores
+        ``conv_channels``, as it always has, and the CNN embeds nothing)."""
+        names = [name for name in ROUTED_ARGS
+                 if name != "dropout" and not self.takes(name) and getattr(config, name) != _DEFAULTS[name]
+                 and not (name in _EMBEDDING_SETTINGS and config.numeric_embedding == "none")]
         if self.builtin:
-            return []
-        return [name for name in ROUTED_ARGS
-                if name != "dropout" and not self.takes(name) and getattr(config, name) != _DEFAULTS[name]]
+            return [name for name in names if name == "numeric_embedding"]
+        return names
 
     def arguments(self, config: RegConfig, sizes: Mapping[str, Any], module_params: Mapping[str, Any]) -> dict[str, Any]:
         """The keyword arguments the factory is called with; a clear error for any mismatch."""
@@ -353,10 +381,14 @@ def build_model(
     module_params: Mapping[str, Any] | None = None,
     n_classes: int | None = None,
     constrained_layers: Any = None,
+    numeric_columns: Any = None,
+    bin_edges: Any = None,
 ) -> nn.Module:
     """The network ``module`` (default: the built-in one ``config.architecture`` names) builds."""
     sizes = {"n_features": n_features, "n_outputs": n_outputs, "n_classes": n_classes,
-             "image_shape": tuple(image_shape) if image_shape is not None else None}
+             "image_shape": tuple(image_shape) if image_shape is not None else None,
+             "numeric_columns": tuple(int(j) for j in numeric_columns) if numeric_columns is not None else None,
+             "bin_edges": bin_edges}
     factory = ModuleFactory.of(module, config.architecture)
     return factory.build(config, sizes, module_params, constrained_layers=constrained_layers)
 

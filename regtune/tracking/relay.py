@@ -1,45 +1,79 @@
-"""Worker processes on one machine log through the process that started them.
+"""Trials log to MLflow through a tracker process, off their critical path.
 
-A spawned worker that opened MLflow itself would import it (seconds of CPU per worker, on the
-cores the trials need) and add one more writer to a SQLite store. Instead its
-:class:`RelayTracker` sends each call down a pipe to a :class:`TrackerRelay` thread in the
-parent, which runs it on the parent's :class:`~regtune.tracking.tracker.MLflowTracker` (and
-its background writer). Epochs are sent without waiting; calls whose result or failure
-matters (opening and closing a run) wait for the answer. A worker killed with ``kill -9``
-loses nothing it had sent: the pipe holds it until the parent reads it.
+A trial that wrote to MLflow itself would wait on SQLite commits (tens of milliseconds each),
+and its process would import MLflow (seconds of CPU). Instead every worker (the inline one
+of ``--jobs 1`` included) holds a :class:`RelayTracker` that sends each call down a pipe to a
+:class:`TrackerRelay`, which runs it on a real :class:`~regtune.tracking.tracker.MLflowTracker`
+(and its background writer). :class:`TrackerProcess` runs that relay in a process of its own,
+so MLflow's CPU and I/O go to another core while the trial trains.
+
+Nothing a trial does waits for MLflow: opening its run returns a token at once (the real run
+id follows down the pipe, see :meth:`RelayTracker.resolve`), and epochs and the run's end are
+sent without waiting. A worker killed with ``kill -9`` loses nothing it had sent: the pipe
+holds it until the relay reads it; the tracker process writes what it holds once every
+worker has hung up, even when the process that started it was killed.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from regtune.exceptions import TrackingError
 
-__all__ = ["RelayTracker", "TrackerRelay"]
+__all__ = ["RelayTracker", "TrackerProcess", "TrackerRelay", "connect"]
 
-# What a worker may ask of the parent's tracker; anything else is refused.
-_CALLS = frozenset({"start_trial_run", "finish_trial", "set_tags", "end_run", "mark_orphans", "backfill",
-                    "flush", "log_params", "log_metrics"})
-_CASTS = frozenset({"log_epoch"})  # no answer awaited
+# What a worker may ask of the relay's tracker; anything else is refused.
+_CALLS = frozenset({"mark_orphans", "backfill", "flush", "log_params", "log_metrics", "trial_run_id"})
+# Sent without waiting for an answer; a failure is logged by the relay.
+_CASTS = frozenset({"open_trial_run", "log_epoch", "finish_trial", "set_tags", "end_run"})
+
+_logger = logging.getLogger("regtune")
 
 
 class TrackerRelay:
-    """Serve the workers' tracker calls in this process, one thread per worker pipe."""
+    """Serve the workers' tracker calls, one thread per worker pipe.
 
-    def __init__(self, tracker: Any) -> None:
-        self._tracker = tracker
+    Either every pipe uses ``tracker``, or each pipe names its store and experiment first
+    (``("hello", (tracking_uri, experiment), {})``) and gets the tracker ``open_tracker`` makes
+    for them, made once per store: one tracker process serves every study of a session.
+    """
+
+    def __init__(self, tracker: Any = None, *, open_tracker: Callable[[str, str], Any] | None = None) -> None:
+        self._tracker, self._open_tracker = tracker, open_tracker
+        self._trackers: dict[tuple[str, str], Any] = {}
+        self._opening = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._runs: dict[str, str | None] = {}  # token -> run id (None: the run could not be opened)
+
+    def trackers(self) -> list[Any]:
+        """Every tracker this relay has used."""
+        return [t for t in (self._tracker, *self._trackers.values()) if t is not None]
 
     def connect(self, context: Any) -> Connection:
         """A new pipe; returns the worker's end (pass it to the worker, then close it here)."""
         mine, theirs = context.Pipe(duplex=True)
-        thread = threading.Thread(target=self._serve, args=(mine,), name="regtune-tracker-relay", daemon=True)
+        self.serve(mine)
+        return theirs
+
+    def serve(self, conn: Connection) -> None:
+        """Serve ``conn`` in a thread until its worker hangs up."""
+        thread = threading.Thread(target=self._serve, args=(conn,), name="regtune-tracker-relay", daemon=True)
         thread.start()
         self._threads.append(thread)
-        return theirs
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until every worker has hung up (its calls are all served)."""
@@ -47,65 +81,150 @@ class TrackerRelay:
             thread.join(timeout)
 
     def _serve(self, conn: Connection) -> None:
+        tracker = self._tracker
         with conn:
             while True:
                 try:
                     name, args, kwargs = conn.recv()
                 except (EOFError, OSError):  # the worker ended (or was killed): all it sent is served
                     return
-                answer = name not in _CASTS
+                if name == "hello" and self._open_tracker is not None:
+                    tracker = self._store(*args)
+                    continue
                 try:
-                    if name not in _CALLS and name not in _CASTS:
-                        raise TrackingError(f"tracker call {name!r} is not relayed")
-                    reply: tuple[str, Any] = ("ok", getattr(self._tracker, name)(*args, **kwargs))
-                except Exception as exc:  # the worker raises it as its own
-                    reply = ("error", f"{type(exc).__name__}: {exc}")
-                if answer:
+                    if isinstance(tracker, Exception):
+                        raise TrackingError(f"the MLflow store cannot be used: {tracker}")
+                    reply = self._run(tracker, name, args, kwargs)
+                except Exception as exc:
+                    if name in _CASTS:  # nobody waits for it: say so here
+                        _logger.warning("MLflow: %s failed: %s: %s", name, type(exc).__name__, exc)
+                        continue
+                    reply = ("error", f"{type(exc).__name__}: {exc}")  # the worker raises it as its own
+                if reply is not None:
                     try:
                         conn.send(reply)
                     except (BrokenPipeError, OSError):
                         return
 
+    def _store(self, tracking_uri: str, experiment: str) -> Any:
+        """The tracker of this store and experiment (or why there is none)."""
+        assert self._open_tracker is not None
+        with self._opening:
+            key = (tracking_uri, experiment)
+            if key not in self._trackers:
+                try:
+                    self._trackers[key] = self._open_tracker(tracking_uri, experiment)
+                except Exception as exc:  # said to each call that needs it
+                    return exc
+            return self._trackers[key]
+
+    def _run(self, tracker: Any, name: str, args: tuple, kwargs: dict) -> tuple | None:
+        if name not in _CALLS and name not in _CASTS:
+            raise TrackingError(f"tracker call {name!r} is not relayed")
+        if name == "open_trial_run":  # the worker learns the run id, or that there is none
+            token, *rest = args
+            try:
+                self._runs[token] = tracker.start_trial_run(*rest, **kwargs)
+            except Exception as exc:
+                self._runs[token] = None
+                _logger.warning("MLflow: could not open the run of trial %s: %s: %s", rest[1] if len(rest) > 1 else "?",
+                                type(exc).__name__, exc)
+            return ("run", token, self._runs[token])
+        if args and isinstance(args[0], str) and args[0] in self._runs:
+            run_id = self._runs[args[0]]
+            if run_id is None:
+                raise TrackingError("the trial's MLflow run could not be opened")
+            args = (run_id, *args[1:])
+        value = getattr(tracker, name)(*args, **kwargs)
+        return None if name in _CASTS else ("ok", value)
+
 
 class RelayTracker:
-    """The tracker interface a spawned worker uses: every call runs in the parent."""
+    """The tracker interface a worker uses: every call runs in the relay, none waits for MLflow
+    except those whose answer the worker needs (reaping a dead worker's trials, flushing)."""
 
     enabled = True
 
     def __init__(self, conn: Connection, tracking_uri: str) -> None:
         self._conn = conn
         self._lock = threading.Lock()  # the heartbeat or flusher threads never interleave a call
+        self._runs: dict[str, str | None] = {}
         self.tracking_uri = tracking_uri
+
+    def _send(self, name: str, *args: Any, **kwargs: Any) -> None:
+        try:
+            self._conn.send((name, args, kwargs))
+        except (BrokenPipeError, OSError):
+            raise TrackingError("the MLflow tracker process has ended; the study's MLflow runs stop here, "
+                                "its Optuna trials are kept (resume with the same command)") from None
+
+    def _receive(self) -> tuple:
+        """The next answer; run ids arriving meanwhile are kept. Caller holds ``_lock``."""
+        while True:
+            try:
+                message = self._conn.recv()
+            except (EOFError, OSError):
+                raise TrackingError("the MLflow tracker process has ended") from None
+            if message[0] != "run":
+                return message
+            self._runs[message[1]] = message[2]
 
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
-            self._conn.send((name, args, kwargs))
-            status, value = self._conn.recv()
+            self._send(name, *args, **kwargs)
+            status, value = self._receive()
         if status == "error":
-            raise TrackingError(f"MLflow (through the parent process): {value}")
+            raise TrackingError(f"MLflow (through the tracker process): {value}")
         return value
 
-    def log_epoch(self, run_id: str, epoch: int, metrics: Mapping[str, float]) -> None:
+    def _cast(self, name: str, *args: Any, **kwargs: Any) -> None:
         with self._lock:
-            self._conn.send(("log_epoch", (run_id, epoch, dict(metrics)), {}))
+            self._send(name, *args, **kwargs)
 
-    def start_trial_run(self, *args: Any, **kwargs: Any) -> str:
-        return self._call("start_trial_run", *args, **kwargs)
+    def start_trial_run(self, parent_run_id: str, trial_number: int, params: Mapping[str, Any],
+                        tags: Mapping[str, Any] | None = None) -> str:
+        """Open the trial's run without waiting; returns a token every later call may use in
+        place of the run id, and :meth:`resolve` turns into the run id."""
+        token = f"pending-{uuid.uuid4().hex}"
+        self._cast("open_trial_run", token, parent_run_id, trial_number, dict(params), dict(tags or {}))
+        return token
+
+    def resolve(self, run_id: str, *, wait: bool = False) -> str | None:
+        """The MLflow run id behind a token of :meth:`start_trial_run` (any other id is itself);
+        ``None`` while the relay has not answered (``wait=False``) or if the run could not be opened."""
+        if not run_id.startswith("pending-"):
+            return run_id
+        with self._lock:
+            while run_id not in self._runs and (wait or self._conn.poll()):
+                try:
+                    message = self._conn.recv()
+                except (EOFError, OSError):
+                    raise TrackingError("the MLflow tracker process has ended") from None
+                if message[0] != "run":  # only run ids come unasked
+                    raise TrackingError(f"unexpected answer from the MLflow tracker process: {message[0]!r}")
+                self._runs[message[1]] = message[2]
+            return self._runs.get(run_id)
+
+    def log_epoch(self, run_id: str, epoch: int, metrics: Mapping[str, float]) -> None:
+        self._cast("log_epoch", run_id, epoch, dict(metrics))
 
     def finish_trial(self, *args: Any, **kwargs: Any) -> None:
-        self._call("finish_trial", *args, **kwargs)
+        self._cast("finish_trial", *args, **kwargs)
 
     def set_tags(self, *args: Any, **kwargs: Any) -> None:
-        self._call("set_tags", *args, **kwargs)
+        self._cast("set_tags", *args, **kwargs)
 
     def end_run(self, *args: Any, **kwargs: Any) -> None:
-        self._call("end_run", *args, **kwargs)
+        self._cast("end_run", *args, **kwargs)
 
     def mark_orphans(self, *args: Any, **kwargs: Any) -> int:
         return self._call("mark_orphans", *args, **kwargs)
 
     def backfill(self, *args: Any, **kwargs: Any) -> int:
         return self._call("backfill", *args, **kwargs)
+
+    def trial_run_id(self, *args: Any, **kwargs: Any) -> str | None:
+        return self._call("trial_run_id", *args, **kwargs)
 
     def log_params(self, *args: Any, **kwargs: Any) -> None:
         self._call("log_params", *args, **kwargs)
@@ -114,9 +233,144 @@ class RelayTracker:
         self._call("log_metrics", *args, **kwargs)
 
     def flush(self, run_id: str | None = None) -> None:
+        """Write what the relay holds (for ``run_id``) now, and wait until it is written."""
         self._call("flush", run_id)
 
     def close(self) -> None:
-        """Hang up; the parent has already written every finished trial."""
-        with self._lock:
-            self._conn.close()
+        """Wait until everything this worker sent is written, then hang up. Never raises: it
+        runs on the way out of Ctrl-C too (what is in the pipe is written all the same)."""
+        try:
+            self.flush()
+        except TrackingError as exc:
+            _logger.warning("MLflow: %s", exc)
+        finally:
+            with self._lock:
+                self._conn.close()
+
+
+class TrackerProcess:
+    """A process running a :class:`TrackerRelay` over MLflow trackers of its own; workers connect
+    to its socket (:meth:`connect`), the inline worker of ``--jobs 1`` as well as spawned ones.
+
+    One serves every study of a Python process (:meth:`shared`), whatever their stores: a
+    notebook, a test session or a benchmark that tunes again does not import MLflow again. It
+    is a plain subprocess (not ``multiprocessing``), so a user's script is never re-imported
+    in it, in a session of its own, so a Ctrl-C meant for the study does not cut its writes
+    short. The socket exists before the process has booted (workers connect and send at once;
+    the kernel holds it all); the process ends once this one lets it go (:meth:`retire`, at
+    exit, or by dying) and every worker has hung up, having written everything it was sent.
+    """
+
+    _shared: TrackerProcess | None = None
+    _lock = threading.Lock()
+
+    def __init__(self, proc: subprocess.Popen, address: str) -> None:
+        self._proc, self.address = proc, address
+
+    @staticmethod
+    def supported() -> bool:
+        """Unix sockets and inherited descriptors: POSIX (elsewhere trackers stay in-process)."""
+        return os.name == "posix" and hasattr(socket, "AF_UNIX")
+
+    @classmethod
+    def shared(cls) -> TrackerProcess:
+        """This Python process's tracker process, started if there is none (or it died)."""
+        with cls._lock:
+            if cls._shared is None or not cls._shared.alive():
+                cls._shared = cls._start()
+            return cls._shared
+
+    @classmethod
+    def _start(cls) -> TrackerProcess:
+        folder = tempfile.mkdtemp(prefix="regtune-tracker-")  # private (0700): only this user connects
+        address = os.path.join(folder, "socket")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(address)
+            listener.listen(128)
+            fd = listener.fileno()
+            root = str(Path(__file__).resolve().parents[2])  # where this regtune is imported from
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+            proc = subprocess.Popen(
+                [sys.executable, "-c", "from regtune.tracking.relay import _main; _main()"],
+                stdin=subprocess.PIPE, pass_fds=[fd], env=env, start_new_session=True,
+            )
+        finally:
+            listener.close()  # the process holds its own: if it dies, connecting fails at once
+        assert proc.stdin is not None
+        # stdin stays open: its end (this process exiting, even by kill -9) tells it to finish.
+        proc.stdin.write(json.dumps({"fd": fd}).encode() + b"\n")
+        proc.stdin.flush()
+        process = cls(proc, address)
+        atexit.register(process.retire)
+        return process
+
+    def alive(self) -> bool:
+        return self._proc.poll() is None and os.path.exists(self.address)
+
+    def connect(self, tracking_uri: str, experiment: str) -> Connection:
+        """A new pipe to the process, for :class:`RelayTracker`, logging to this store."""
+        return connect(self.address, tracking_uri, experiment)
+
+    def retire(self, timeout: float | None = None) -> None:
+        """Let it go: it serves the workers still connected, writes, and ends. ``timeout``:
+        wait that long for it to end."""
+        with contextlib.suppress(OSError):
+            os.unlink(self.address)
+            os.rmdir(os.path.dirname(self.address))
+        with contextlib.suppress(OSError):
+            assert self._proc.stdin is not None
+            self._proc.stdin.close()
+        if timeout is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout)
+
+
+def connect(address: str, tracking_uri: str, experiment: str) -> Connection:
+    """Connect to a :class:`TrackerProcess` at ``address`` and name the store (the URI goes
+    down the socket, never into a command line); returns at once even while it boots."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(address)
+    except OSError as exc:
+        sock.close()
+        raise TrackingError(f"the MLflow tracker process at {address} cannot be reached ({exc})") from None
+    conn = Connection(sock.detach())
+    conn.send(("hello", (tracking_uri, experiment), {}))
+    return conn
+
+
+def _main() -> None:
+    """The tracker process: accept workers and serve them until the study's process lets go."""
+    from regtune.tracking.tracker import MLflowTracker
+
+    config = json.loads(sys.stdin.readline())
+    listener = socket.socket(fileno=config["fd"])
+    released = threading.Event()
+
+    def watch_parent() -> None:
+        sys.stdin.read()  # returns at EOF: the study's process retired us or died
+        released.set()
+
+    threading.Thread(target=watch_parent, name="regtune-tracker-parent", daemon=True).start()
+    relay = TrackerRelay(open_tracker=MLflowTracker)
+    listener.settimeout(0.5)
+    while not released.is_set():
+        try:
+            sock, _ = listener.accept()
+        except TimeoutError:
+            continue
+        except OSError:
+            break
+        sock.settimeout(None)
+        relay.serve(Connection(sock.detach()))
+    listener.close()
+    relay.join()
+    try:
+        for tracker in relay.trackers():
+            with contextlib.suppress(Exception):  # a store that is down: nothing more to do
+                tracker.close()
+    finally:
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(0)  # without the interpreter's slow teardown of MLflow and SQLAlchemy

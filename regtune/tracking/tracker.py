@@ -43,6 +43,7 @@ __all__ = [
     "make_tracker",
     "mask_secrets",
     "resolve_tracking_uri",
+    "store_uri",
 ]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -69,6 +70,12 @@ def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
     return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
+def store_uri(tracking_uri: str | None = None) -> str:
+    """The store :func:`resolve_tracking_uri` names, a local SQLite path made absolute: the
+    URI every process of a study uses (an :class:`MLflowTracker`'s ``tracking_uri``)."""
+    return _absolute_sqlite(resolve_tracking_uri(tracking_uri))
+
+
 class MLflowTracker:
     """Log a study as a parent MLflow run and each Optuna trial as a nested child run.
 
@@ -93,7 +100,7 @@ class MLflowTracker:
         *,
         flush_interval: float = FLUSH_INTERVAL,
     ) -> None:
-        self.tracking_uri = _absolute_sqlite(resolve_tracking_uri(tracking_uri))
+        self.tracking_uri = store_uri(tracking_uri)
         self.experiment = experiment
         self._studies: dict[str, str] = {}
         self._queue = _Queue()
@@ -318,6 +325,13 @@ class MLflowTracker:
         """Every child run of the parent, ordered by trial number."""
         runs = self._search(f"tags.`{PARENT_TAG}` = '{parent_run_id}'")
         return sorted(runs, key=lambda run: (_trial_number(run), run.info.start_time))
+
+    def trial_run_id(self, parent_run_id: str, trial_number: int) -> str | None:
+        """The child run of trial ``trial_number``, for a reaped trial whose worker died before
+        it recorded the run id in Optuna."""
+        query = f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.`{TRIAL_TAG}` = '{int(trial_number)}'"
+        runs = self._search(query)
+        return min(runs, key=lambda run: run.info.start_time).info.run_id if runs else None
 
     def find_study_run(self, study_name: str, uid: str | None = None) -> str | None:
         """The id of the oldest active parent run of ``study_name`` (and study ``uid``), if any."""

@@ -16,9 +16,16 @@ from collections.abc import Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["LOG_MODEL_SECONDS", "queue_batch", "refit_seconds", "search_deadline"]
+__all__ = ["EPOCH_SHARE", "LOG_MODEL_SECONDS", "PROBE_EPOCHS", "fits_left", "queue_batch", "refit_seconds",
+           "search_deadline"]
 
 LOG_MODEL_SECONDS = 2.0  # logging the refit model to a local MLflow store (measured: 1-2 s)
+#: An average trial's cost per network, in epochs of ``max_epochs`` on the probe's clock:
+#: pruning and early stopping end trials after 0.25-0.47 of ``max_epochs`` on the benchmark's
+#: unseen datasets, and validation, reporting and start-up cost about half as much again
+#: (benchmarks/selection_ab.py: trials of the plan the probe chose came out ~1.5x dearer).
+EPOCH_SHARE = 0.75
+PROBE_EPOCHS = 2  # epochs the probe of ``cv="auto"`` times
 _PER_WORKER = 2  # queued trials per worker: one running, one ready for the next claim
 
 
@@ -54,6 +61,14 @@ def search_deadline(deadline: float | None, study: optuna.Study,
     if deadline is None:
         return None
     return deadline - refit_seconds(study, splits, n_rows, members)
+
+
+def fits_left(seconds_left: float, epoch_seconds: float, max_epochs: int) -> float:
+    """How many fits of one network on the whole search part ``seconds_left`` holds, the two
+    final refits (best and baseline) set aside: what ``cv="auto"`` weighs
+    (:func:`regtune.data.split.auto_plan`). ``epoch_seconds`` is one epoch on every row."""
+    per_fit = max(epoch_seconds, 1e-9) * max(1.0, max_epochs * EPOCH_SHARE)
+    return max(0.0, (seconds_left - LOG_MODEL_SECONDS) / per_fit - 2)
 
 
 def _best(study: optuna.Study, complete: list[FrozenTrial], k: int) -> list[FrozenTrial]:

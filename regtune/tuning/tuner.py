@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import multiprocessing as mp
 import os
 import pickle
 import signal
@@ -31,17 +30,18 @@ from regtune.config import RegConfig, no_regularization
 from regtune.data.images import as_rows, to_numpy
 from regtune.data.loading import Dataset, dataset_from_frame, load_dataset
 from regtune.data.preprocess import TabularPreprocessor
-from regtune.data.split import cv_splits, split_dataset
+from regtune.data.split import auto_plan, cv_splits, parse_cv, resolve_plan, split_dataset
 from regtune.exceptions import DataError, ModuleError, TuneError
 from regtune.metrics import Metric, get_metric
 from regtune.nn.callbacks import StopAfter
 from regtune.space.space import SearchSpace
-from regtune.tracking.relay import TrackerRelay
-from regtune.tracking.tracker import MLflowTracker, make_tracker, mask_secrets
-from regtune.tuning.budget import queue_batch
-from regtune.tuning.fingerprint import study_fingerprint
+from regtune.tracking.relay import RelayTracker, TrackerProcess, TrackerRelay
+from regtune.tracking.tracker import OFF, MLflowTracker, make_tracker, mask_secrets
+from regtune.tuning.budget import PROBE_EPOCHS, fits_left, queue_batch
+from regtune.tuning.fingerprint import FINGERPRINT_ATTR, study_fingerprint
 from regtune.tuning.queue import open_study, reap_dead_trials, runnable_trials
 from regtune.tuning.resources import assign_devices, passive_openmp, threads_for, torch_threads
+from regtune.tuning.selection import selection_metrics, selection_summary
 from regtune.tuning.storage import (
     DEFAULT_STORAGE,
     MEMORY,
@@ -55,7 +55,14 @@ from regtune.tuning.storage import (
     sampler_seed,
 )
 from regtune.tuning.trial import Folds, Network, check_network, make_estimator, trial_seed
-from regtune.tuning.worker import WorkerSpec, close_reaped_runs, run_worker, worker_process
+from regtune.tuning.worker import (
+    WorkerSpec,
+    close_reaped_runs,
+    prestart_workers,
+    run_worker,
+    worker_context,
+    worker_process,
+)
 
 __all__ = ["TuneError", "TuneResult", "TuneSettings", "as_dataset", "prepare", "quiet_optuna", "trials_frame", "tune"]
 
@@ -86,6 +93,7 @@ class TuneSettings:
     progress: bool = True
     log_model: bool = True
     ensemble: int = 0
+    cohort: int = 1  # >= 2: up to this many trials of one structure train as one batched network
     # A user's network (--model): an nn.Module class or factory, or "file.py:Name" /
     # "package.module:Name"; module_params are its fixed constructor arguments (no module__).
     module: Any = None
@@ -105,8 +113,10 @@ class TuneSettings:
             raise TuneError(f"jobs={self.n_jobs!r} must be a whole number >= 1")
         if self.storage == MEMORY and self.n_jobs > 1:
             raise TuneError("storage ':memory:' lives in one process; use a journal file or database with n_jobs > 1")
-        if self.cv != "auto" and (isinstance(self.cv, bool) or not isinstance(self.cv, int) or self.cv < 1):
-            raise TuneError(f"cv={self.cv!r} must be 'auto', 1 (one validation split) or a number of folds >= 2")
+        try:
+            parse_cv(self.cv)
+        except DataError as exc:
+            raise TuneError(str(exc)) from None
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise TuneError(f"seed={self.seed!r} must be a whole number >= 0")
         if not _is_number(self.test_size) or not 0 <= self.test_size < 1:
@@ -119,6 +129,9 @@ class TuneSettings:
         if isinstance(self.ensemble, bool) or not isinstance(self.ensemble, int) or self.ensemble < 0:
             raise TuneError(f"ensemble={self.ensemble!r} must be a whole number: 0 or 1 for the best model alone, "
                             "K >= 2 to average up to K of the best trials")
+        if isinstance(self.cohort, bool) or not isinstance(self.cohort, int) or self.cohort < 1:
+            raise TuneError(f"cohort={self.cohort!r} must be a whole number: 1 trains each trial alone, "
+                            "K >= 2 trains up to K trials of one structure as one batched network")
         for name in ("heartbeat_interval", "grace_period"):
             value = getattr(self, name)
             if value is not None and (not _is_number(value) or value < 1):
@@ -153,6 +166,8 @@ class TuneResult:
     model_uri: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     ensemble_estimator: Any = None  # a WeightedEnsemble with settings.ensemble >= 2, else None
+    # How honest the choice is (regtune.tuning.selection.selection_summary): optimism, spread.
+    selection: dict[str, Any] = field(default_factory=dict)
 
     @property
     def trials(self) -> pd.DataFrame:
@@ -177,15 +192,16 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _folds(X: np.ndarray, y: np.ndarray, task: str, cv: int | str, seed: int, val_share: float) -> list:
-    return cv_splits(y, task=task, cv=cv, random_state=seed, val_share=val_share)
-
-
-def prepare(data: Dataset, settings: TuneSettings) -> tuple[Folds, Any, Any, TabularPreprocessor | None]:
+def prepare(data: Dataset, settings: TuneSettings, *, baseline: RegConfig | None = None,
+            deadline: float | None = None, network: Network | None = None,
+            ) -> tuple[Folds, Any, Any, TabularPreprocessor | None]:
     """Hold out the test part (unless ``test_size=0``), preprocess the rest, build the folds.
 
-    Returns the folds, the test features and target (``None`` without a test part) and the
-    fitted preprocessor (``None`` for images, which the network scales itself).
+    With ``cv="auto"``, a ``deadline`` (``time.time()``) and the space's ``baseline``
+    configuration, the folds also weigh the time: one short fit of the baseline is timed, and
+    :func:`~regtune.data.split.auto_plan` picks the most folds and repeats that still leave time
+    for enough trials. Returns the folds, the test features and target (``None`` without a test
+    part) and the fitted preprocessor (``None`` for images, which the network scales itself).
     """
     if settings.test_size > 0:
         split = split_dataset(
@@ -206,8 +222,33 @@ def prepare(data: Dataset, settings: TuneSettings) -> tuple[Folds, Any, Any, Tab
         X_test = X_test_raw.to_numpy(np.float32) if X_test_raw is not None else None
     y_arr = y_part.to_numpy()
     val_share = settings.val_size / (1 - settings.test_size)
-    splits = _folds(X_arr, y_arr, data.task, settings.cv, settings.seed, val_share)
-    return Folds(X_arr, y_arr, data.task, splits, data.image_shape), X_test, y_test, prep
+    fits = None
+    if (parse_cv(settings.cv) == "auto" and deadline is not None and baseline is not None
+            and auto_plan(len(y_arr))[1] > 1):
+        fits = _probe_fits(baseline, X_arr, y_arr, data, settings, deadline, network)
+    splits = cv_splits(y_arr, task=data.task, cv=settings.cv, random_state=settings.seed, val_share=val_share,
+                       fits=fits)
+    repeats = resolve_plan(settings.cv, y_arr, data.task, fits=fits, val_share=val_share)[0]
+    return Folds(X_arr, y_arr, data.task, splits, data.image_shape, repeats=repeats), X_test, y_test, prep
+
+
+def _probe_fits(baseline: RegConfig, X: np.ndarray, y: np.ndarray, data: Dataset, settings: TuneSettings,
+                deadline: float, network: Network | None) -> float | None:
+    """Time :data:`~regtune.tuning.budget.PROBE_EPOCHS` epochs of the baseline on every row of
+    the search part; how many such fits the time left holds (``None``: the probe failed, and
+    ``cv="auto"`` falls back on the rows alone; the study itself will say what is wrong)."""
+    config = baseline.replace(max_epochs=PROBE_EPOCHS, early_stopping=False)
+    est = make_estimator(config, data.task, image_shape=data.image_shape, device=settings.device,
+                         random_state=settings.seed, module=(network or Network()).estimator_params())
+    start = time.perf_counter()
+    try:
+        with torch_threads(threads_for(config, X.shape[1], n_jobs=settings.n_jobs)), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(X, y)
+    except Exception:  # noqa: BLE001 - the check of the network reports it properly
+        return None
+    epoch_seconds = (time.perf_counter() - start) / PROBE_EPOCHS
+    return fits_left(deadline - time.time(), epoch_seconds, baseline.max_epochs) * settings.n_jobs
 
 
 def as_dataset(data: Any, y: Any = None, *, target: str | None = None, task: str | None = None) -> Dataset:
@@ -273,16 +314,23 @@ def tune(
     started = time.time()  # a timeout covers the whole call: loading, search, refit, logging
     settings = replace(settings or TuneSettings(), **options)
     settings.check()
+    if settings.n_jobs > 1:  # workers' imports run while this process sets the study up
+        with _sigint_ignored(), passive_openmp():
+            prestart_workers()
     space = SearchSpace.from_yaml(settings.space)
     dataset = as_dataset(data, y, target=target)
     metric = get_metric(settings.metric, dataset.task)
     _check_device(settings.device)
     network = Network(settings.module, dict(settings.module_params))
     study_name = settings.study_name or "-".join(p for p in (dataset.name, network.label, space.name, metric.name) if p)
-    folds, X_test, y_test, prep = prepare(dataset, settings)
+    settings = _pinned_cv(settings, study_name)
+    folds, X_test, y_test, prep = prepare(dataset, settings, baseline=space.to_config(space.baseline_params()),
+                                          deadline=started + settings.timeout if settings.timeout else None,
+                                          network=network)
     fingerprint = study_fingerprint(
-        dataset, space, metric=metric.name, cv=settings.cv, n_folds=len(folds.splits), seed=settings.seed,
+        dataset, space, metric=metric.name, cv=settings.cv, n_folds=_folds_label(folds), seed=settings.seed,
         test_size=settings.test_size, val_size=settings.val_size,
+        module=_module_name(network.module), module_params=dict(network.params),
     )
     space = space.for_task(dataset.task)  # a regression study never samples label smoothing
     network = check_network(network, space, folds, settings.device)  # one batch, before any trial
@@ -349,7 +397,7 @@ def tune(
             retry_failed=settings.retry_failed, n_jobs=settings.n_jobs,
             deadline=started + settings.timeout if settings.timeout else None,
             n_trials=settings.n_trials, queue_batch=queue_batch(settings.timeout, settings.n_jobs),
-            ensemble=settings.ensemble, network=network,
+            ensemble=settings.ensemble, network=network, cohort=settings.cohort,
         )
         _run_workers(spec, folds, study, settings, console, tracker)
         meta = {"target": dataset.target, "columns": [str(c) for c in dataset.X.columns], "dataset": dataset.name}
@@ -360,6 +408,34 @@ def tune(
     except BaseException:
         _end_quietly(tracker, parent, "FAILED")
         raise
+
+
+def _folds_label(folds: Folds) -> int | str:
+    """What the fingerprint compares: the fold count, or ``"RxK"`` (6 folds are not 2x3)."""
+    return len(folds.splits) if folds.repeats == 1 else folds.plan
+
+
+def _pinned_cv(settings: TuneSettings, study_name: str) -> TuneSettings:
+    """A study resumed with ``cv="auto"`` and a timeout keeps the folds it was created with:
+    the time left differs from run to run, so the budget could choose others, and trials
+    scored on other folds do not compare. Only a storage that exists already is opened."""
+    if settings.cv != "auto" or settings.timeout is None or settings.storage == MEMORY:
+        return settings
+    journal, url = journal_path(settings.storage), str(settings.storage)
+    if journal is not None and not journal.exists():
+        return settings
+    if journal is None and not (url.startswith(("postgresql", "mysql"))
+                                or (url.startswith("sqlite:///") and Path(url.removeprefix("sqlite:///")).exists())):
+        return settings
+    try:
+        storage = _open_storage(settings)
+        if study_name not in optuna.study.get_all_study_names(storage):
+            return settings
+        recorded = optuna.load_study(study_name=study_name, storage=storage).user_attrs.get(FINGERPRINT_ATTR, {})
+    except Exception:  # noqa: BLE001 - opening it for real later says what is wrong
+        return settings
+    folds = recorded.get("folds")
+    return settings if folds is None else replace(settings, cv=parse_cv(str(folds)))
 
 
 def _check_loggable(settings: TuneSettings, network: Network) -> TuneSettings:
@@ -431,7 +507,12 @@ def _open_storage(settings: TuneSettings) -> optuna.storages.BaseStorage:
 
 
 def _open_tracker(settings: TuneSettings, fresh_journal: Path | None) -> MLflowTracker:
-    """The tracker; if the store is unusable, remove the empty journal file this run just made."""
+    """The tracker; if the store is unusable, remove the empty journal file this run just made.
+
+    The trials' tracker process starts first: it imports MLflow while this process does.
+    """
+    if settings.tracking_uri != OFF and TrackerProcess.supported():
+        TrackerProcess.shared()
     try:
         return make_tracker(settings.tracking_uri, settings.experiment)
     except BaseException:
@@ -457,18 +538,23 @@ def _run_workers(
     with StudyProgress(study, settings.n_trials, enabled=settings.progress, console=console):
         n_procs = max(1, min(settings.n_jobs, runnable_trials(study, settings.n_trials)))
         specs = [replace(spec, device=device) for device in assign_devices(settings.device, n_procs, _n_gpus())]
+        # Trials log through a tracker process (MLflow off their critical path, on another
+        # core); where there is none, through this process's tracker.
+        process = TrackerProcess.shared() if tracker.enabled and TrackerProcess.supported() else None
+        inline = tracker if process is None else RelayTracker(
+            process.connect(tracker.tracking_uri, settings.experiment), tracker.tracking_uri)
         if n_procs == 1:
             # One process is enough; with nothing queued it still waits for trials running in
             # other processes (and replaces those of dead ones) before the study is finished.
-            run_worker(specs[0], folds, 0, study, tracker)
+            run_worker(specs[0], folds, 0, study, inline)
             return
         # This process is worker 0 (torch and the data are loaded already: it trains at once);
         # workers 1..N-1 are started once and claim trials from the queue until it is empty.
-        ctx = mp.get_context("spawn")
-        # Workers log through this process's tracker: they never import MLflow, and a SQLite
-        # store has one writer per machine.
-        relay = TrackerRelay(tracker) if tracker.enabled else None
-        pipes = [relay.connect(ctx) if relay else None for _ in range(1, n_procs)]
+        ctx = worker_context()
+        # Workers never import MLflow, and a SQLite store has one writer per machine.
+        relay = TrackerRelay(tracker) if tracker.enabled and process is None else None
+        pipes = [process.address if process is not None else relay.connect(ctx) if relay else None
+                 for _ in range(1, n_procs)]
         with tempfile.TemporaryDirectory(prefix="regtune-workers-") as tmp:
             # The data go through a file: more than a pipe's 64 KB in the spawn arguments would
             # hold this process in start() until the worker has imported torch (seconds).
@@ -483,10 +569,10 @@ def _run_workers(
                 for p in procs:
                     p.start()
             for pipe in pipes:
-                if pipe is not None:
+                if pipe is not None and not isinstance(pipe, str):
                     pipe.close()  # the worker holds its own copy; its end closing is how we hear it stop
             try:
-                run_worker(specs[0], folds, 0, study, tracker)
+                run_worker(specs[0], folds, 0, study, inline)
                 for p in procs:
                     p.join()
                 if relay is not None:
@@ -573,8 +659,11 @@ def _finish(
             counts[t.state.name] += 1
     final = {f"{label}_{col}": float(scores.loc[label, col]) for label in scores.index
              for col in ("train", "val", "test", "gap")}
-    tracker.log_metrics(parent, {"best_value": best.value, **final, **{f"n_{k.lower()}": v for k, v in counts.items()}})
-    tracker.set_tags(parent, {"best_trial": str(best.number), "best_run_id": best.user_attrs.get("mlflow_run_id", "")})
+    selection = selection_summary(study, test_score=final["best_test"] if X_test is not None else None)
+    tracker.log_metrics(parent, {"best_value": best.value, **final, **{f"n_{k.lower()}": v for k, v in counts.items()},
+                                 **selection_metrics(selection)})
+    tracker.set_tags(parent, {"best_trial": str(best.number), "best_run_id": best.user_attrs.get("mlflow_run_id", ""),
+                              "regtune.folds": folds.plan})
     if ensemble is not None:
         tracker.set_tags(parent, {"regtune.ensemble": str(scores.loc["ensemble", "regularizers"])})
     model_uri = None
@@ -598,6 +687,7 @@ def _finish(
         best_value=float(best.value), best_estimator=models["best"], baseline_estimator=models["baseline"],
         preprocessor=prep, scores=scores, parent_run_id=parent, tracking_uri=tracker.tracking_uri,
         experiment_id=tracker.experiment_id, model_uri=model_uri, counts=counts, ensemble_estimator=ensemble,
+        selection=selection,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing as mp
 import os
 import pickle
 import signal
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
 from typing import Any
 
 import numpy as np
@@ -25,11 +27,14 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from regtune.metrics import Metric, get_metric
+from regtune.nn.cohort import cohort_problem
 from regtune.space.space import SearchSpace
-from regtune.tracking.relay import RelayTracker
+from regtune.tracking.relay import RelayTracker, connect
 from regtune.tracking.tracker import MLflowTracker, make_tracker, mask_secrets
 from regtune.tuning.budget import search_deadline
+from regtune.tuning.cohort import cohort_sampler, fits_cohort, fixed_params, run_cohort_objective
 from regtune.tuning.ensemble import PREDICTIONS_ATTR, encode_predictions, in_top
+from regtune.tuning.journal import process_alive
 from regtune.tuning.queue import (
     OWNER_ATTR,
     claim_trials,
@@ -42,11 +47,13 @@ from regtune.tuning.resources import threads_for, torch_threads
 from regtune.tuning.storage import make_pruner, make_sampler, make_storage, sampler_seed
 from regtune.tuning.trial import Folds, Network, TrialPruned, run_objective, trial_seed
 
-__all__ = ["REPORTED_METRIC", "WorkerSpec", "close_reaped_runs", "run_worker", "worker_process"]
+__all__ = ["COHORT_ATTR", "REPORTED_METRIC", "WorkerSpec", "close_reaped_runs", "prestart_workers", "run_worker",
+           "worker_context", "worker_process"]
 
 REPORTED_METRIC = "val_score"  # the epoch record's key that run_objective reports to Optuna
 
 _logger = logging.getLogger("regtune")
+COHORT_ATTR = "regtune.cohort"  # "<leader's number>x<members>" on each trial trained in a cohort
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,7 @@ class WorkerSpec:
     queue_batch: int | None = None  # with a timeout: trials queued at a time (regtune.tuning.budget)
     ensemble: int = 0  # >= 2: the top trials keep out-of-fold predictions (regtune.tuning.ensemble)
     network: Network = field(default_factory=Network)  # a user's module (--model), checked by the tuner
+    cohort: int = 1  # >= 2: up to this many trials of one structure train as one batched network
 
 
 def run_worker(
@@ -116,9 +124,12 @@ def run_worker(
 
     with _deferred_interrupt(), torch_threads(), contextlib.closing(tracker):
         while True:
-            for trial in claim_trials(study, stop=lambda: _STOP.is_set() or out_of_time(),
-                                      n_trials=spec.n_trials or None):
-                _run_trial(study, trial, space, metric, folds, tracker, spec, stop_at=search_ends())
+            claimed = claim_trials(study, stop=lambda: _STOP.is_set() or out_of_time(), n_trials=spec.n_trials or None)
+            for trial in claimed:
+                if spec.cohort > 1:
+                    _run_cohort(study, trial, claimed, space, metric, folds, tracker, spec, stop_at=search_ends())
+                else:
+                    _run_trial(study, trial, space, metric, folds, tracker, spec, stop_at=search_ends())
                 if deadline is not None and time.time() > deadline:
                     return
             _stop_point()
@@ -140,7 +151,8 @@ def close_reaped_runs(tracker: MLflowTracker, parent_run_id: str, reaped: Sequen
     its worker had not written yet: Optuna holds the score of every epoch the trial reported
     (and its params), so a ``kill -9`` loses no epoch of the curve that Optuna has."""
     for t in reaped:
-        run_id = t.user_attrs.get("mlflow_run_id")
+        # A worker that died within the first epochs may not have recorded its run id yet.
+        run_id = t.user_attrs.get("mlflow_run_id") or tracker.trial_run_id(parent_run_id, t.number)
         if run_id:
             params = {**t.params, **({"seed": t.user_attrs["seed"]} if "seed" in t.user_attrs else {})}
             tracker.backfill(run_id, REPORTED_METRIC, t.intermediate_values, params=params)
@@ -225,14 +237,16 @@ def _replace_dead_workers_trials(
 
 
 def worker_process(
-    spec: WorkerSpec, folds: Folds | str, index: int, parent_pid: int | None = None, relay: Connection | None = None
+    spec: WorkerSpec, folds: Folds | str, index: int, parent_pid: int | None = None,
+    relay: str | Connection | None = None,
 ) -> None:
     """Entry point of a spawned worker: a Ctrl-C ends it quietly (its trial is already failed).
 
     Every trial is in the storage and MLflow by the time the queue is empty, so the process
     leaves without the interpreter's slow teardown of torch, SQLAlchemy and MLflow (seconds).
     A worker whose parent (``parent_pid``) dies stops too instead of training on as an orphan.
-    With ``relay`` (a pipe to the parent's tracker) it never imports MLflow. ``folds`` may be
+    With ``relay`` (the address of a :class:`~regtune.tracking.relay.TrackerProcess`, or a
+    pipe to the parent's tracker) it never imports MLflow. ``folds`` may be
     the path of a pickle of them, which the parent removes once its workers have ended.
     """
     if parent_pid is not None:
@@ -241,13 +255,34 @@ def worker_process(
         with open(folds, "rb") as f:
             folds = pickle.load(f)
     try:
-        run_worker(spec, folds, index, tracker=RelayTracker(relay, spec.tracking_uri) if relay else None)
+        conn = connect(relay, spec.tracking_uri, spec.experiment) if isinstance(relay, str) else relay
+        run_worker(spec, folds, index, tracker=RelayTracker(conn, spec.tracking_uri) if conn else None)
     except KeyboardInterrupt:
         sys.exit(130)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def worker_context() -> BaseContext:
+    """Where worker processes come from: a fork server that imported torch, Optuna and regtune
+    once, so each worker starts in milliseconds instead of seconds of imports (and a second
+    study in the same Python process reuses it); spawn where there is no fork server."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
+def prestart_workers() -> None:
+    """Start the fork server now: it imports while the study is set up (data, MLflow, the
+    study), not when the first worker is wanted. Without one, nothing to do."""
+    if worker_context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 _ORPHAN_GRACE = 5.0  # s an orphaned worker gets to fail its trial before it exits regardless
@@ -267,8 +302,8 @@ def _stop_with_parent(parent_pid: int) -> None:
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGINT))  # PR_SET_PDEATHSIG
 
-    def watch() -> None:
-        while os.getppid() == parent_pid:
+    def watch() -> None:  # the pid, not getppid(): a fork server's worker is not the study's child
+        while process_alive(parent_pid):
             time.sleep(0.5)
         with contextlib.suppress(ProcessLookupError):
             os.kill(os.getpid(), signal.SIGINT)
@@ -288,7 +323,7 @@ def _run_trial(
     seed = trial_seed(spec.seed, trial.number)
     trial.set_user_attr("seed", seed)
     with heartbeat(trial):
-        run_id, value, metrics, tags = None, None, None, {}
+        run_id = None
         try:
             config, sample_error = None, None
             try:
@@ -296,44 +331,190 @@ def _run_trial(
                 torch.set_num_threads(threads_for(config, folds.X.shape[1], spec.n_jobs))
             except Exception as exc:  # a trial that cannot even be sampled still gets its run
                 sample_error = exc
-            resolved = {f"config.{k}": v for k, v in config.to_dict().items()} if config else {}
-            run_id = tracker.start_trial_run(
-                spec.parent_run_id, trial.number,
-                params={**trial.params, **resolved, "seed": seed},
-                tags={"optuna.study": spec.study_name, "baseline": str(bool(trial.user_attrs.get("baseline")))},
-            )
-            trial.set_user_attr("mlflow_run_id", run_id)
+            run_id = _open_run(tracker, spec, trial, config, seed)
             if sample_error is not None:
                 raise sample_error
-            value, summary = run_objective(
+            outcome: Outcome = run_objective(
                 trial, config, folds, metric, seed=seed, device=spec.device, warmup=spec.warmup,
-                on_epoch=lambda epoch, record: (tracker.log_epoch(run_id, epoch, record), _stop_point(),
+                on_epoch=lambda epoch, record: (_log_epoch(tracker, trial, run_id, epoch, record), _stop_point(),
                                                 _budget_point(trial, epoch, stop_at)),
                 on_predictions=_keeper(study, trial, spec.ensemble, folds.task) if spec.ensemble > 1 else None,
                 module=spec.network.estimator_params(trial.params),
             )
-        except TrialPruned as exc:
-            state, tags = TrialState.PRUNED, {"pruned_epoch": str(exc.epoch)}
         except KeyboardInterrupt:
-            # Not counted (no fail_reason): a re-run of the command queues a replacement.
-            trial.set_user_attr("interrupted", True)
-            try:
-                _close_run(tracker, run_id, "FAIL", {"fail_reason": "interrupted"}, status="KILLED")
-            finally:
-                study.tell(trial, state=TrialState.FAIL)
+            _interrupted(study, trial, tracker, run_id)
             raise
-        except Exception as exc:  # a diverging or crashing trial fails alone; the study goes on
-            reason = mask_secrets(f"{type(exc).__name__}: {exc}")[:500]  # it reaches the storage and the log
-            trial.set_user_attr("fail_reason", reason)
-            state, tags = TrialState.FAIL, {"fail_reason": reason}
-            _logger.warning("trial %d failed: %s", trial.number, reason)
-        else:
-            state, metrics = TrialState.COMPLETE, summary
-            trial.set_user_attr("best_epoch", summary["best_epoch"])
+        except Exception as exc:
+            outcome = exc
+        _end_trial(study, trial, tracker, run_id, outcome)
+
+
+Outcome = tuple[float, dict[str, float]] | BaseException
+
+
+def _open_run(tracker: MLflowTracker, spec: WorkerSpec, trial: optuna.Trial, config: Any, seed: int,
+              tags: dict[str, str] | None = None) -> str:
+    """The trial's MLflow child run, with its params, resolved configuration and seed."""
+    resolved = {f"config.{k}": v for k, v in config.to_dict().items()} if config else {}
+    run_id = tracker.start_trial_run(
+        spec.parent_run_id, trial.number,
+        params={**trial.params, **resolved, "seed": seed},
+        tags={"optuna.study": spec.study_name, "baseline": str(bool(trial.user_attrs.get("baseline"))),
+              **(tags or {})},
+    )
+    if isinstance(tracker, RelayTracker):
+        _pending_run_ids.add(run_id)
+        _record_run_id(trial, tracker, run_id)
+    else:
+        trial.set_user_attr("mlflow_run_id", run_id)
+    return run_id
+
+
+# Trials' MLflow run tokens (regtune.tracking.relay.RelayTracker) whose run id Optuna lacks yet.
+_pending_run_ids: set[str] = set()
+
+
+def _record_run_id(trial: optuna.Trial, tracker: Any, run_id: str | None, *, wait: bool = False) -> None:
+    """Record the trial's MLflow run id (user attr ``mlflow_run_id``) once it is known.
+
+    A relayed tracker opens the run without waiting and hands back a token; the run id follows
+    a few epochs later and is recorded then, at the latest when the trial ends (``wait``).
+    """
+    if run_id not in _pending_run_ids:
+        return
+    known = tracker.resolve(run_id, wait=wait)
+    if known is not None or wait:
+        _pending_run_ids.discard(run_id)
+    if known is not None:
+        trial.set_user_attr("mlflow_run_id", known)
+
+
+def _log_epoch(tracker: Any, trial: optuna.Trial, run_id: str | None, epoch: int, record: dict[str, float]) -> None:
+    tracker.log_epoch(run_id, epoch, record)
+    _record_run_id(trial, tracker, run_id)
+
+
+def _end_trial(study: optuna.Study, trial: optuna.Trial, tracker: MLflowTracker, run_id: str | None,
+               outcome: Outcome) -> None:
+    """Tell Optuna how the trial ended and close its MLflow run in the same state."""
+    value, metrics, tags = None, None, {}
+    if isinstance(outcome, TrialPruned):
+        state, tags = TrialState.PRUNED, {"pruned_epoch": str(outcome.epoch)}
+    elif isinstance(outcome, BaseException):  # a diverging or crashing trial fails alone; the study goes on
+        reason = mask_secrets(f"{type(outcome).__name__}: {outcome}")[:500]  # it reaches the storage and the log
+        trial.set_user_attr("fail_reason", reason)
+        state, tags = TrialState.FAIL, {"fail_reason": reason}
+        _logger.warning("trial %d failed: %s", trial.number, reason)
+    else:
+        value, metrics = outcome
+        state = TrialState.COMPLETE
+        trial.set_user_attr("best_epoch", metrics["best_epoch"])
+    try:
+        _close_run(tracker, run_id, state.name, tags, metrics=metrics)
+        _record_run_id(trial, tracker, run_id, wait=True)
+    finally:  # an MLflow error must not leave the Optuna trial RUNNING
+        study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+
+
+def _interrupted(study: optuna.Study, trial: optuna.Trial, tracker: MLflowTracker, run_id: str | None) -> None:
+    """Ctrl-C: FAIL, not counted (no fail_reason), so a re-run of the command queues a replacement."""
+    trial.set_user_attr("interrupted", True)
+    try:
+        _close_run(tracker, run_id, "FAIL", {"fail_reason": "interrupted"}, status="KILLED")
+        _record_run_id(trial, tracker, run_id, wait=True)
+    finally:
+        study.tell(trial, state=TrialState.FAIL)
+
+
+def _run_cohort(
+    study: optuna.Study, leader: optuna.Trial, more: Iterator[optuna.Trial], space: SearchSpace, metric: Metric,
+    folds: Folds, tracker: MLflowTracker, spec: WorkerSpec, stop_at: float | None = None,
+) -> None:
+    """Run ``leader`` with up to ``spec.cohort - 1`` trials claimed from ``more`` as one cohort
+    (:mod:`regtune.tuning.cohort`); a trial a cohort cannot train (its regularizers, a user's
+    module, an enqueued configuration of another structure) runs alone, as without cohorts.
+    Each member ends in its own Optuna state and MLflow run, as :func:`_run_trial` ends one."""
+    try:
+        config = space.sample(leader)
+    except Exception:
+        config = None
+    if config is None or spec.network.module is not None or cohort_problem(config) is not None:
+        _run_trial(study, leader, space, metric, folds, tracker, spec, stop_at)
+        return
+    trials, configs, alone = [leader], [config], []
+    with contextlib.ExitStack() as beats:
+        beats.enter_context(heartbeat(leader))
+        with cohort_sampler(study, fixed_params(space, leader.params)):
+            # Enqueued trials (priors, retries) keep their own structure and train alone; at
+            # most K-1 of them are claimed here, so a cohort never holds the queue for long.
+            while len(trials) < spec.cohort and len(alone) < spec.cohort - 1:
+                trial = next(more, None)
+                if trial is None:
+                    break
+                beats.enter_context(heartbeat(trial))
+                try:
+                    member = space.sample(trial)
+                except Exception:
+                    member = None
+                if member is not None and fits_cohort(config, member):
+                    trials.append(trial)
+                    configs.append(member)
+                else:
+                    alone.append(trial)
+        if len(trials) == 1:
+            alone.insert(0, leader)
         try:
-            _close_run(tracker, run_id, state.name, tags, metrics=metrics)
-        finally:  # an MLflow error must not leave the Optuna trial RUNNING
-            study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+            if len(trials) > 1:
+                _train_cohort(study, trials, configs, folds, metric, tracker, spec, stop_at)
+            while alone:
+                _stop_point()
+                _run_trial(study, alone.pop(0), space, metric, folds, tracker, spec, stop_at)
+        except KeyboardInterrupt:  # the trials claimed but not started: FAIL, uncounted, as the running ones
+            for trial in alone:
+                _interrupted(study, trial, tracker, None)
+            raise
+
+
+def _train_cohort(
+    study: optuna.Study, trials: list[optuna.Trial], configs: list[Any], folds: Folds, metric: Metric,
+    tracker: MLflowTracker, spec: WorkerSpec, stop_at: float | None,
+) -> None:
+    seeds = [trial_seed(spec.seed, t.number) for t in trials]
+    torch.set_num_threads(threads_for(configs[0], folds.X.shape[1], spec.n_jobs))
+    run_ids: list[str | None] = [None] * len(trials)
+    ended: set[int] = set()
+
+    def end(k: int, outcome: Outcome) -> None:
+        ended.add(k)
+        _end_trial(study, trials[k], tracker, run_ids[k], outcome)
+
+    def on_epoch(k: int, epoch: int, record: dict[str, float]) -> None:
+        _log_epoch(tracker, trials[k], run_ids[k], epoch, record)
+        _stop_point()
+        _budget_point(trials[k], epoch, stop_at)
+
+    try:
+        tag = {"regtune.cohort": f"{trials[0].number}x{len(trials)}"}  # leader's number x members
+        for k, (trial, config, seed) in enumerate(zip(trials, configs, seeds, strict=True)):
+            trial.set_user_attr("seed", seed)
+            trial.set_user_attr(COHORT_ATTR, tag["regtune.cohort"])
+            run_ids[k] = _open_run(tracker, spec, trial, config, seed, tags=tag)
+        run_cohort_objective(
+            trials, configs, folds, metric, seeds=seeds, device=spec.device, warmup=spec.warmup,
+            on_epoch=on_epoch, on_end=end,
+            on_predictions=[_keeper(study, t, spec.ensemble, folds.task) for t in trials] if spec.ensemble > 1
+            else None,
+            module=spec.network.estimator_params(trials[0].params),
+        )
+    except KeyboardInterrupt:
+        for k in range(len(trials)):
+            if k not in ended:
+                _interrupted(study, trials[k], tracker, run_ids[k])
+        raise
+    except Exception as exc:  # the cohort could not be built: every member not ended fails with the reason
+        for k in range(len(trials)):
+            if k not in ended:
+                end(k, exc)
 
 
 def _close_run(

@@ -1,0 +1,150 @@
+"""Cohort trials: K Optuna trials of one structure trained as one batched network (``--cohort K``).
+
+A worker samples the trial it claimed (the leader). If a cohort can train it
+(:func:`regtune.nn.cohort.cohort_problem`), it claims up to K-1 more and samples them with the
+leader's structural parameters fixed (:func:`fixed_params`, through Optuna's
+``PartialFixedSampler``): widths, depth, activation, batch size, schedule, scaling and every
+switch of a regularizer a cohort cannot train. What the members still sample is what a cohort
+varies per member (learning rate, L2, weight decay, label smoothing, patience, and whether
+each of those is on). :func:`run_cohort_objective` then trains them on every fold in lockstep,
+one :class:`~regtune.nn.cohort.CohortTrainer` per fold (members x folds), reports each
+member's fold-mean score each epoch to its own trial, prunes members one by one (a pruned
+member leaves the batch) and scores each finished one with :func:`regtune.tuning.trial.score_trial`,
+as if it had trained alone. The worker (:mod:`regtune.tuning.worker`) owns what happens to
+the trials' states and MLflow runs, the same code as for a trial trained alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+
+from regtune.config import RegConfig
+from regtune.metrics import Metric
+from regtune.nn.cohort import (
+    SUPPORTED_REGULARIZERS,
+    VARYING,
+    CohortTrainer,
+    cohort_problem,
+    shared_fields,
+)
+from regtune.space.space import SearchSpace
+from regtune.tuning.trial import Folds, TrialPruned, epoch_score_fn, make_estimator, score_trial
+
+__all__ = ["cohort_sampler", "fits_cohort", "fixed_params", "run_cohort_objective"]
+
+Outcome = tuple[float, dict[str, float]] | BaseException
+
+
+def fixed_params(space: SearchSpace, leader_params: Mapping[str, Any]) -> dict[str, Any]:
+    """The leader's parameters its cohort's other members take as they are: all but those a
+    cohort varies per member (:data:`regtune.nn.cohort.VARYING` and the switches of
+    :data:`regtune.nn.cohort.SUPPORTED_REGULARIZERS`)."""
+    varying = set(VARYING) | {f.switch_param for f in space.regularizers if f.name in SUPPORTED_REGULARIZERS}
+    return {name: value for name, value in leader_params.items() if name not in varying}
+
+
+def fits_cohort(leader: RegConfig, config: RegConfig) -> bool:
+    """Whether ``config`` can train in ``leader``'s cohort (an enqueued trial, a baseline or a
+    prior, keeps its own parameters and may not)."""
+    return cohort_problem(config) is None and all(getattr(config, f) == getattr(leader, f) for f in shared_fields())
+
+
+@contextlib.contextmanager
+def cohort_sampler(study: optuna.Study, fixed: Mapping[str, Any]) -> Iterator[None]:
+    """While sampling a cohort's members: the study's sampler with ``fixed`` parameters fixed."""
+    base = study.sampler
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.sampler = optuna.samplers.PartialFixedSampler(dict(fixed), base)
+    try:
+        yield
+    finally:
+        study.sampler = base
+
+
+def run_cohort_objective(
+    trials: Sequence[optuna.Trial],
+    configs: Sequence[RegConfig],
+    folds: Folds,
+    metric: Metric,
+    *,
+    seeds: Sequence[int],
+    device: str,
+    warmup: int,
+    on_epoch: Callable[[int, int, dict[str, float]], None],
+    on_end: Callable[[int, Outcome], None],
+    on_predictions: Sequence[Callable[[float, np.ndarray], None] | None] | None = None,
+    module: Mapping[str, Any] | None = None,
+) -> None:
+    """Train member k (``trials[k]``, ``configs[k]``, ``seeds[k]``) on every fold, all members
+    in one batched network per fold; each member as :func:`regtune.tuning.trial.run_objective`
+    trains a trial alone: the same estimators, seeds, fold-mean record per epoch, reports,
+    pruning and score.
+
+    ``on_epoch(k, epoch, record)`` logs a member's epoch (raising ends that member: a
+    :class:`TrialPruned` prunes it); ``on_end(k, outcome)`` receives ``(value, summary)`` or
+    the exception that ended member k, as soon as it leaves the batch. A KeyboardInterrupt
+    propagates: the members not ended yet are the caller's to close.
+    """
+    start = time.perf_counter()
+    K = len(trials)
+    estimators = [[make_estimator(config, folds.task, image_shape=folds.image_shape, device=device,
+                                  random_state=seed + f, module=module) for config, seed in zip(configs, seeds,
+                                                                                                strict=True)]
+                  for f in range(len(folds.splits))]
+    cohorts = []
+    for f, (tr, va) in enumerate(folds.splits):
+        score_fn = epoch_score_fn(metric, folds.y[tr], folds.task)
+        cohorts.append(CohortTrainer([est.trainer_arguments(folds.X[tr], folds.y[tr], validation_data=(folds.X[va],
+                                      folds.y[va]), score_fn=score_fn) for est in estimators[f]]))
+    latest: list[list[dict[str, Any] | None]] = [[None] * len(cohorts) for _ in range(K)]
+    running = [set(range(len(cohorts))) for _ in range(K)]  # each member's folds still training
+    members = set(range(K))
+
+    def end(k: int, outcome: Outcome) -> None:
+        members.discard(k)
+        for cohort in cohorts:
+            cohort.drop(cohort.members[k])
+        on_end(k, outcome)
+
+    epoch = 0
+    while members:
+        records = [cohort.step() for cohort in cohorts]
+        for k in sorted(members):
+            try:
+                for f in sorted(running[k]):
+                    member = cohorts[f].members[k]
+                    if member.error is not None:
+                        raise member.error
+                    if records[f][k] is not None:
+                        latest[k][f] = records[f][k]
+                    else:  # this fold stopped: its best epoch stands for it from now on
+                        running[k].discard(f)
+                        est = estimators[f][k].adopt_trainer(member)
+                        latest[k][f] = est.history_[est.best_epoch_]
+                if not running[k]:
+                    keep = on_predictions[k] if on_predictions is not None else None
+                    end(k, score_trial(trials[k], configs[k], [row[k] for row in estimators], folds, metric,
+                                       start=start, on_predictions=keep))
+                    continue
+                record = {key: float(np.mean([r[key] for r in latest[k]]))
+                          for key in ("train_loss", "val_loss", "val_score")}
+                on_epoch(k, epoch, record)
+                if math.isfinite(record["val_score"]):
+                    trials[k].report(record["val_score"], epoch)
+                if (not trials[k].user_attrs.get("baseline", False) and epoch + 1 >= warmup
+                        and trials[k].should_prune()):
+                    raise TrialPruned(epoch)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # this member ends; the others train on
+                end(k, exc)
+        epoch += 1

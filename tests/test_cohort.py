@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -47,6 +49,16 @@ def _compare(cohort_est: object, solo: object, k: int) -> None:
         torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=f"member {k}: {name}")
 
 
+def _compare_with_solo(member: Any, config: RegConfig, seed: int, data: tuple, k: int,
+                       task: str = "classification") -> None:
+    """Train ``config`` alone on the same data and seed, and compare it with cohort ``member``."""
+    X, y, Xv, yv = data
+    solo = _estimator(config, seed, task)
+    for _ in solo.fit_iter(X, y, validation_data=(Xv, yv)):
+        pass
+    _compare(member, solo, k)
+
+
 @pytest.mark.parametrize(("optimizer", "schedule", "task"), [
     ("adamw", "constant", "classification"),
     ("adam", "cosine", "classification"),  # decay by Adam plus a hook; a warm-up and an annealed rate
@@ -68,10 +80,7 @@ def test_a_cohort_member_trains_like_the_same_trial_alone(optimizer: str, schedu
     if schedule == "constant":
         assert any(e.n_iter_ < 6 for e in ests)  # early stopping took a member out of the batch
     for k, (config, seed) in enumerate(zip(members, (11, 22, 33), strict=True)):
-        solo = _estimator(config, seed, task)
-        for _ in solo.fit_iter(X, y, validation_data=(Xv, yv)):
-            pass
-        _compare(ests[k], solo, k)
+        _compare_with_solo(ests[k], config, seed, (X, y, Xv, yv), k, task)
 
 
 def test_a_dropped_member_leaves_and_the_others_train_on_unchanged() -> None:
@@ -88,10 +97,7 @@ def test_a_dropped_member_leaves_and_the_others_train_on_unchanged() -> None:
         cohort.step()
     for k in (0, 2):
         ests[k].adopt_trainer(cohort.members[k])
-        solo = _estimator(members[k], k + 1)
-        for _ in solo.fit_iter(X, y, validation_data=(Xv, yv)):
-            pass
-        _compare(ests[k], solo, k)
+        _compare_with_solo(ests[k], members[k], k + 1, (X, y, Xv, yv), k)
 
 
 def test_a_diverging_member_fails_alone() -> None:

@@ -326,3 +326,31 @@ def test_a_trial_reaped_before_it_recorded_its_run_id_still_gets_its_run_closed(
     run = tracker._client.get_run(run_id)
     assert run.info.status == "KILLED" and run.data.tags["state"] == "FAIL"
     assert [m.step for m in tracker._client.get_metric_history(run_id, worker.REPORTED_METRIC)] == [0]
+
+
+def test_a_worker_killed_between_closing_the_run_and_telling_optuna_leaves_no_finished_run(
+        tmp_path: Path) -> None:
+    """A worker ends the MLflow run first, then tells Optuna: killed in between, the run says
+    COMPLETE while Optuna reaps the trial as FAIL. The reaper makes the run agree with Optuna
+    (seen in CI: a killed worker's trial FAIL, its run FINISHED)."""
+    from regtune.tracking.tracker import MLflowTracker
+
+    tracker = MLflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "e", artifact_root=tmp_path / "mlruns",
+                            flush_interval=0)
+    parent = tracker.start_study_run("s", {})
+    study = optuna.create_study(direction="maximize")
+    done = study.ask()
+    done_run = tracker.start_trial_run(parent, done.number, {})
+    tracker.finish_trial(done_run, "COMPLETE", metrics={"val_score": 0.9})
+    study.tell(done, 0.9)
+    trial = study.ask()
+    run_id = tracker.start_trial_run(parent, trial.number, {})
+    trial.set_user_attr("mlflow_run_id", run_id)
+    trial.report(0.8, 0)
+    tracker.finish_trial(run_id, "COMPLETE", metrics={"val_score": 0.8})  # ... and killed before tell
+    worker.close_reaped_runs(tracker, parent, [study.trials[1]])
+    run = tracker._client.get_run(run_id)
+    assert run.info.status == "KILLED" and run.data.tags["state"] == "FAIL"
+    assert "worker stopped" in run.data.tags["fail_reason"]
+    untouched = tracker._client.get_run(done_run)  # a trial that was not reaped keeps its end
+    assert untouched.info.status == "FINISHED" and untouched.data.tags["state"] == "COMPLETE"

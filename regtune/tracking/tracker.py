@@ -350,17 +350,25 @@ class MLflowTracker:
         parent_run_id: str,
         status: str = "KILLED",
         trials: Iterable[int] | Callable[[int], bool] | None = None,
+        *,
+        ended_too: bool = False,
     ) -> int:
         """End child runs left RUNNING by a dead worker; returns how many were ended.
 
         ``trials`` limits this to those trial numbers (or those a predicate accepts); without
         it every RUNNING child counts as orphaned, so call it only when no worker is left.
+        ``ended_too``: also re-end those trials' runs that ended in another state than FAIL. A
+        worker closes the run before it tells Optuna, so one killed in between leaves a run
+        that says COMPLETE for a trial Optuna fails; Optuna's record wins.
         """
         status = _run_status(status)
         if trials is not None and not callable(trials):
             trials = set(trials).__contains__
-        query = f"tags.`{PARENT_TAG}` = '{parent_run_id}' and attributes.status = 'RUNNING'"
-        orphans = [r for r in self._search(query) if trials is None or trials(_trial_number(r))]
+        query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'"
+        if not ended_too:
+            query += " and attributes.status = 'RUNNING'"
+        orphans = [r for r in self._search(query) if (trials is None or trials(_trial_number(r)))
+                   and (r.info.status == "RUNNING" or r.data.tags.get("state") != "FAIL")]
         reason = {"state": "FAIL", "fail_reason": "worker stopped before the trial finished"}
         with self._io:
             for run in orphans:

@@ -157,7 +157,7 @@ def close_reaped_runs(tracker: MLflowTracker, parent_run_id: str, reaped: Sequen
             params = {**t.params, **({"seed": t.user_attrs["seed"]} if "seed" in t.user_attrs else {})}
             tracker.backfill(run_id, REPORTED_METRIC, t.intermediate_values, params=params)
     if reaped:
-        tracker.mark_orphans(parent_run_id, trials=[t.number for t in reaped])
+        tracker.mark_orphans(parent_run_id, trials=[t.number for t in reaped], ended_too=True)
 
 
 _STOP = threading.Event()

@@ -12,6 +12,8 @@ Variants (the same budget, seeds and fixed test split as ``generalization.py``; 
   count the refit trains (``regtune.tuning.trial.common_epoch_score``).
 - ``common``: the folds of ``current``, the score of ``new``: what the score alone does
   (``--variants current,common --output selection_ab_scoring``).
+- ``cvK`` / ``cvRxK``: ``new`` with a fixed ``cv`` (e.g. ``cv3``, ``cv2x3``): folds above the
+  row rule's 1,000 rows (``--variants new,cv3 --output selection_ab_large``).
 
 Per run: the test score of the refit winner, the winner's validation score (``best_score_``) and
 its optimism (validation minus test), the folds used, trials run, and the share of ``max_epochs``
@@ -68,6 +70,8 @@ def run(name: str, variant: str, seed: int, budget: float) -> dict[str, Any]:
     cv: Any = "auto"
     if variant in ("current", "common"):
         cv = next((k for limit, k in AUTO_CV if n_search < limit), 1)
+    elif variant.startswith("cv"):  # a fixed plan: "cv3" is cv=3, "cv2x3" two repeats of 3 folds
+        cv = variant[2:]
     trial_module.common_epoch_score = own_best_epoch if variant == "current" else COMMON_EPOCH
     cls = RegTuneClassifier if clf else RegTuneRegressor
     est = cls(timeout=budget, n_trials=1000, tracking_uri="off", device="cpu", random_state=seed, cv=cv)

@@ -382,3 +382,19 @@ def test_ctrl_c_stops_parallel_workers_cleanly_and_the_study_resumes(tmp_path: P
     final = _study_states(tmp_path)
     counted = [s for s in final if s in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(counted) == 4 and TrialState.RUNNING not in final and TrialState.WAITING not in final
+
+
+def test_tune_options_default_to_what_tune_settings_defaults_to() -> None:
+    """A default is decided once: `regtune tune` without an option runs what `tune()` and the
+    estimators run (the CLI's literals are checked against TuneSettings here)."""
+    import dataclasses
+    import inspect
+
+    from regtune.cli.app import tune as tune_command
+    from regtune.tuning.tuner import TuneSettings
+
+    fields = {f.name: f.default for f in dataclasses.fields(TuneSettings) if f.default is not dataclasses.MISSING}
+    shared = {name: getattr(p.default, "default", p.default)
+              for name, p in inspect.signature(tune_command).parameters.items() if name in fields}
+    assert {"ensemble", "cohort", "cv", "pruner", "sampler", "seed", "space"} <= set(shared)
+    assert shared == {name: fields[name] for name in shared}

@@ -177,4 +177,13 @@ def test_regtune_classifier_predicts_with_its_ensemble(tiny_space: Path) -> None
     else:
         assert np.array_equal(search.predict(X), search.ensemble_.predict(search.preprocessor_.transform(X)))
         assert search.predict_proba(X) == pytest.approx(search.ensemble_.predict_proba(search.preprocessor_.transform(X)))
-    assert RegTuneClassifier(space=str(tiny_space), n_trials=6, tracking_uri="off").fit(X, y).ensemble_ is None
+    assert RegTuneClassifier(space=str(tiny_space), n_trials=6, ensemble=1, tracking_uri="off").fit(X, y).ensemble_ is None
+
+
+def test_estimators_and_the_cli_ensemble_by_default() -> None:
+    """Ensembles are the default (measured: benchmarks/final_model_ab.py); 1 turns them off."""
+    from regtune import RegTuneRegressor
+    from regtune.tuning.tuner import DEFAULT_ENSEMBLE, TuneSettings
+
+    assert DEFAULT_ENSEMBLE == 5
+    assert RegTuneClassifier().ensemble == RegTuneRegressor().ensemble == TuneSettings().ensemble == DEFAULT_ENSEMBLE

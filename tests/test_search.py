@@ -12,6 +12,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 from sklearn.exceptions import NotFittedError
@@ -79,7 +80,8 @@ def test_classifier_predicts_from_frames_and_arrays_alike(fitted_iris: RegTuneCl
 
 def test_predict_applies_the_preprocessor_the_net_was_trained_behind(fitted_iris, iris) -> None:
     X, _ = iris
-    inner = fitted_iris.best_estimator_.predict(fitted_iris.preprocessor_.transform(X.to_numpy()))
+    model = fitted_iris.best_estimator_ if fitted_iris.ensemble_ is None else fitted_iris.ensemble_
+    inner = model.predict(fitted_iris.preprocessor_.transform(X.to_numpy()))
     np.testing.assert_array_equal(fitted_iris.predict(X), inner)
 
 
@@ -368,3 +370,42 @@ def test_report_from_python_on_arrays_writes_the_report(tmp_path: Path, iris) ->
     with pytest.raises(ValueError, match="not the ones study"):
         restored.report(X[::-1], y[::-1], out_dir=tmp_path / "other")
     assert not (tmp_path / "other").exists()
+
+
+_LINEAR_SPACE = """\
+description: n_layers reaches 0, a linear model; its prior comes first.
+fixed: {batch_size: 64, max_epochs: 6, patience: 3}
+params:
+  n_layers: {type: int, low: 0, high: 1, default: 1}
+  width: {type: int, low: 8, high: 16, default: 8}
+  lr: {type: float, low: 1.0e-2, high: 5.0e-2, log: true, default: 2.0e-2}
+regularizers:
+  l2:
+    l2: {type: float, low: 1.0e-6, high: 1.0e-3, log: true}
+  dropout:
+    dropout: {type: float, low: 0.05, high: 0.3}
+  max_norm:
+    max_norm: {type: float, low: 1.0, high: 3.0}
+  early_stopping:
+priors:
+  - {n_layers: 0, lr: 3.0e-2, use_l2: true, l2: 1.0e-4, use_dropout: true, dropout: 0.1, use_max_norm: true,
+     max_norm: 2.0, use_early_stopping: true}
+"""
+
+
+def test_a_study_reaching_n_layers_0_runs_and_refits_the_linear_model(tmp_path: Path, iris) -> None:
+    X, y = iris
+    space = tmp_path / "linear.yaml"
+    space.write_text(_LINEAR_SPACE)
+    est = RegTuneClassifier(**{**FAST, "space": space, "n_trials": 4}, sampler="random", pruner="none",
+                            random_state=0).fit(X, y)
+    assert (est.trials_["state"] == "COMPLETE").all(), est.trials_["fail_reason"].tolist()
+    prior = est.study_.trials[1]  # after the baseline
+    assert "prior" in prior.user_attrs and prior.params["n_layers"] == 0
+    n_linear = sum(isinstance(m, torch.nn.Linear) for m in est.best_estimator_.module_.modules())
+    assert n_linear == est.best_params_["n_layers"] + 1
+    # Only linear models: the refit best is one too.
+    space.write_text(_LINEAR_SPACE.replace("low: 0, high: 1, default: 1", "low: 0, high: 0, default: 0"))
+    est = RegTuneClassifier(**{**FAST, "space": space, "n_trials": 3}, random_state=0).fit(X, y)
+    assert [n for n, _ in est.best_estimator_.module_.named_parameters()] == ["head.weight", "head.bias"]
+    assert est.best_estimator_.hidden_layer_sizes == () and est.score(X, y) > 0.6  # 6 epochs

@@ -61,8 +61,8 @@ def tune(
     heartbeat: int | None = typer.Option(None, help="Heartbeat interval in seconds (database storages)."),
     grace: int | None = typer.Option(None, help="Seconds without heartbeat before a trial is failed."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    ensemble: int = typer.Option(0, help="K >= 2: the logged model averages up to K of the best trials, chosen by "
-                                         "greedy ensemble selection on their out-of-fold predictions."),
+    ensemble: int = typer.Option(5, help="The logged model averages up to K of the best trials, chosen by greedy "
+                                         "ensemble selection on their out-of-fold predictions; 1: the best trial alone."),
     cohort: int = typer.Option(1, help="K >= 2: train up to K trials of one structure as one batched network (trials "
                                        "whose regularizers a cohort cannot train run alone); 1: every trial alone."),
     model: str | None = typer.Option(None, help="Your network instead of the built-in one: path/to/file.py:ClassName or "

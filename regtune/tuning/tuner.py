@@ -64,8 +64,14 @@ from regtune.tuning.worker import (
     worker_process,
 )
 
-__all__ = ["TuneError", "TuneResult", "TuneSettings", "as_dataset", "prepare", "quiet_optuna", "trials_frame", "tune"]
+__all__ = ["DEFAULT_ENSEMBLE", "TuneError", "TuneResult", "TuneSettings", "as_dataset", "prepare", "quiet_optuna", "trials_frame", "tune"]
 
+
+#: The final model averages up to this many of the best trials (greedy ensemble selection on
+#: their out-of-fold predictions). Measured in ``benchmarks/final_model_ab.py``: after the same
+#: 30 s search, the ensemble's test score beat the best trial's on 9 of 10 unseen datasets
+#: (mean +0.006). 0 or 1: the best trial alone.
+DEFAULT_ENSEMBLE = 5
 
 @dataclass(frozen=True)
 class TuneSettings:
@@ -92,7 +98,7 @@ class TuneSettings:
     grace_period: int | None = None
     progress: bool = True
     log_model: bool = True
-    ensemble: int = 0
+    ensemble: int = DEFAULT_ENSEMBLE
     cohort: int = 1  # >= 2: up to this many trials of one structure train as one batched network
     # A user's network (--model): an nn.Module class or factory, or "file.py:Name" /
     # "package.module:Name"; module_params are its fixed constructor arguments (no module__).

@@ -39,8 +39,8 @@ import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from _common import RESULTS, load, machine_info  # noqa: E402
-from datasets import split  # noqa: E402
 from datasets import load as load_table  # noqa: E402
+from datasets import split  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 from sklearn.metrics import accuracy_score, r2_score  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402

@@ -3,6 +3,7 @@
     python benchmarks/priors_ab.py candidates [--seeds 2]
     python benchmarks/priors_ab.py options [--datasets pima,oj,concrete] [--seeds 3]
     python benchmarks/priors_ab.py search [--datasets ...] [--seeds 2] [--budget 60] [--variants before,after]
+    python benchmarks/priors_ab.py linear [--datasets ...] [--seeds 2]
 
 ``candidates``: every candidate prior configuration (``CANDIDATES``, trial params of the default
 space) is cross-validated (3 folds, as the tuner scores a trial) on the training part of the
@@ -16,7 +17,11 @@ best by mean rank of the CV score there; the benchmark's unseen datasets play no
 ``search``: ``RegTuneClassifier/Regressor(timeout=budget)`` with the default space as it was
 before this change (``before``: no schedule, scaling or priors), with the new options but no
 priors (``options``), as shipped (``after``) and as shipped with ``ensemble=5``
-(``ensemble``): the same budget and seeds.
+(``ensemble``), with ``n_layers`` reaching 0 (a linear model) and the linear prior first
+(``linear``) or no new prior (``linear_space``): the same budget and seeds.
+
+``linear``: linear configurations (``LINEAR_CANDIDATES``, ``n_layers=0``) cross-validated as a
+trial is, next to ``LogisticRegression(C=1)`` / ``Ridge(alpha=1)`` on the same split (issue 12).
 
 Everything runs on one thread (like ``generalization.py``). Results: ``results/priors_ab.json``
 (merged per mode), tables on stdout.
@@ -31,6 +36,7 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -49,6 +55,7 @@ from datasets import load as load_table  # noqa: E402
 from sklearn.model_selection import KFold, StratifiedKFold  # noqa: E402
 
 from regtune.data.preprocess import TabularPreprocessor  # noqa: E402
+from regtune.exceptions import SearchSpaceError  # noqa: E402
 from regtune.metrics import get_metric  # noqa: E402
 from regtune.space.space import SPACES_DIR, SearchSpace  # noqa: E402
 from regtune.tuning.trial import Folds, run_objective  # noqa: E402
@@ -103,6 +110,34 @@ CANDIDATES: dict[str, dict[str, Any]] = {
                             use_dropout=True, dropout=0.3, dropout_variant="standard", use_max_norm=True,
                             max_norm=3.0, **ES),
 }
+
+
+# A linear model (no hidden layer) trained with Adam: what LogisticRegression does, with the
+# space's regularizers. LINEAR_CANDIDATES are ranked by CV score on the seen sets (``linear``
+# mode); LINEAR_PRIOR is the one the ``linear`` search variant puts first.
+LINEAR_CANDIDATES: dict[str, dict[str, Any]] = {
+    "lin_wd4_lr1e-2": dict(n_layers=0, lr=1e-2, batch_size=128, lr_schedule="cosine", use_weight_decay=True,
+                          weight_decay=1e-4, **ES),
+    "lin_wd3_lr1e-2": dict(n_layers=0, lr=1e-2, batch_size=128, lr_schedule="cosine", use_weight_decay=True,
+                          weight_decay=1e-3, **ES),
+    "lin_l2_3_lr1e-2": dict(n_layers=0, lr=1e-2, batch_size=128, lr_schedule="cosine", use_l2=True, l2=1e-3,
+                           **ES),
+    "lin_wd4_lr3e-3": dict(n_layers=0, lr=3e-3, batch_size=64, lr_schedule="cosine", use_weight_decay=True,
+                          weight_decay=1e-4, **ES),
+    "lin_plain_lr1e-2": dict(n_layers=0, lr=1e-2, batch_size=128, lr_schedule="cosine", **ES),
+    # Trained to the end with LogisticRegression(C=1)'s penalty: C=1 on n rows is l2 = 1/n on
+    # the mean loss (1e-3 for 1,000 rows); no early stopping, as the solver converges.
+    "lin_l2_3_full": dict(n_layers=0, lr=1e-2, batch_size=128, lr_schedule="cosine", use_l2=True, l2=1e-3),
+    "lin_l2_3_full_lr3e-2": dict(n_layers=0, lr=3e-2, batch_size=128, lr_schedule="cosine", use_l2=True, l2=1e-3),
+    "lin_l2_2_full_lr3e-2": dict(n_layers=0, lr=3e-2, batch_size=128, lr_schedule="cosine", use_l2=True, l2=1e-2),
+    # Within the default space's lr range (1e-4..1e-2): smaller batches for more steps.
+    "lin_l2_2_full_bs64": dict(n_layers=0, lr=1e-2, batch_size=64, lr_schedule="cosine", use_l2=True, l2=1e-2),
+    "lin_l2_3_full_bs64": dict(n_layers=0, lr=1e-2, batch_size=64, lr_schedule="cosine", use_l2=True, l2=1e-3),
+}
+# The best CV score on the seen sets (digits, breast_cancer, diabetes) of those within the
+# default space (lr <= 1e-2); with early stopping a linear model stops short of its optimum
+# (diabetes R^2 0.45 vs 0.52).
+LINEAR_PRIOR: dict[str, Any] = LINEAR_CANDIDATES["lin_l2_3_full_bs64"]
 
 
 def _prepared(name: str, seed: int, n_folds: int = 3) -> tuple[Folds, np.ndarray, np.ndarray, str]:
@@ -199,12 +234,62 @@ def options(args: argparse.Namespace) -> dict[str, Any]:
     return {"rows": rows}
 
 
+def linear(args: argparse.Namespace) -> dict[str, Any]:
+    """Linear configurations (``n_layers=0``) next to ``LogisticRegression`` / ``Ridge`` on the
+    same preprocessed split: the CV score picks the linear prior (on the seen sets), the test
+    score is the sanity check against scikit-learn's linear model."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    space = linear_space(SearchSpace.from_yaml("default"))
+    base = space.baseline_params()
+    rows = []
+    for name in args.datasets or SEEN:
+        for seed in range(args.seeds):
+            folds, Xt, yt, task = _prepared(name, seed)
+            sk = LogisticRegression(C=1.0, max_iter=2000) if task == "classification" else Ridge(alpha=1.0)
+            sk_test = float(get_metric(None, task).final_fn(sk.fit(folds.X, folds.y), Xt, yt))
+            rows.append({"dataset": name, "seed": seed, "candidate": "sklearn", "val": float("nan"),
+                         "test": sk_test, "seconds": 0.0})
+            for label, changes in LINEAR_CANDIDATES.items():
+                if args.in_space:  # only what a prior of the space may say
+                    try:
+                        dataclasses.replace(space, priors=(changes,)).prior_params()
+                    except SearchSpaceError:
+                        continue
+                result = evaluate({**base, **changes}, space, folds, Xt, yt, seed)
+                rows.append({"dataset": name, "seed": seed, "candidate": label, **result})
+                _save_rows(args, rows)
+                print(f"{name} s{seed} {label:16s} val {result['val']:.4f} test {result['test']:.4f} "
+                      f"(sklearn {sk_test:.4f}, {result['seconds']:.0f} s)", flush=True)
+    frame = pd.DataFrame(rows)
+    print(frame.groupby(["candidate", "dataset"])[["val", "test"]].mean().unstack().round(4).to_markdown())
+    return {"rows": rows}
+
+
+def linear_space(space: SearchSpace) -> SearchSpace:
+    """``space`` with ``n_layers`` reaching 0 (a linear model), for evaluating linear params."""
+    data = yaml.safe_load(space.path.read_text())
+    data["params"]["n_layers"]["low"] = 0
+    return SearchSpace.from_yaml(_write_yaml(data, Path(tempfile.mkdtemp()) / "default_linear_space.yaml"))
+
+
+def _write_yaml(data: dict[str, Any], path: Path) -> str:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)
+
+
 def _space_variant(kind: str, directory: Path) -> str:
     """The default space as it was before this change (``before``), without priors (``options``),
-    or as shipped (``after``)."""
+    as shipped (``after``), with ``n_layers`` reaching 0 and the linear prior first (``linear``)
+    or without a new prior (``linear_space``)."""
     if kind in ("after", "ensemble"):
         return "default"
     data = yaml.safe_load((SPACES_DIR / "default.yaml").read_text())
+    if kind in ("linear", "linear_space"):
+        data["params"]["n_layers"]["low"] = 0
+        if kind == "linear":
+            data["priors"] = [dict(LINEAR_PRIOR), *[p for p in data.get("priors") or [] if p.get("n_layers") != 0]]
+        return _write_yaml(data, directory / f"default_{kind}.yaml")
     data.pop("priors", None)
     if kind == "before":
         for new in ("lr_schedule", "warmup_epochs", "feature_scaling"):
@@ -240,10 +325,13 @@ def search(args: argparse.Namespace) -> dict[str, Any]:
                     rows.append({"dataset": name, "seed": seed, "variant": kind, "test": test,
                                  "val": float(est.best_score_), "trials": ran, "wall": wall,
                                  "best_trial": best.number, "best_is_prior": "prior" in best.user_attrs,
+                                 "best_prior": best.user_attrs.get("prior"), "best_params": best.params,
+                                 "linear_trials": int(sum(t.params.get("n_layers") == 0 for t in est.study_.trials)),
                                  "load": load()[0]})
                     _save_rows(args, rows)
                     print(f"{name} s{seed} {kind:8s} test {test:.4f} val {est.best_score_:.4f} trials {ran} "
                           f"best #{best.number}{' (prior)' if 'prior' in best.user_attrs else ''} "
+                          f"n_layers {best.params.get('n_layers')} "
                           f"wall {wall:.0f} s", flush=True)
     frame = pd.DataFrame(rows)
     print(frame.groupby(["dataset", "variant"])[["test", "val", "trials", "wall"]].mean().unstack().round(4)
@@ -253,7 +341,7 @@ def search(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["candidates", "options", "search"])
+    parser.add_argument("mode", choices=["candidates", "options", "search", "linear"])
     parser.add_argument("--datasets", type=lambda s: s.split(","), default=None)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--first-seed", type=int, default=0, help="search: seeds first..first+seeds-1")
@@ -261,9 +349,10 @@ def main() -> None:
     parser.add_argument("--variants", default="before,options,after,ensemble")
     parser.add_argument("--output", default="priors_ab")
     parser.add_argument("--all-references", action="store_true", help="options: also on baseline + early stopping")
+    parser.add_argument("--in-space", action="store_true", help="linear: only candidates the default space allows")
     args = parser.parse_args()
     started = time.time()
-    result = {"candidates": candidates, "options": options, "search": search}[args.mode](args)
+    result = {"candidates": candidates, "options": options, "search": search, "linear": linear}[args.mode](args)
     path = RESULTS / f"{args.output}.json"
     doc = json.loads(path.read_text()) if path.exists() else {}
     doc[args.mode] = {**result, "args": vars(args), "machine": machine_info(), "load_after": load(),

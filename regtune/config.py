@@ -13,6 +13,7 @@ from typing import Any
 
 from regtune.exceptions import RegConfigError
 from regtune.regularizer_table import (
+    HIDDEN_SIZES,
     POSITIVE,
     POSITIVE_INT,
     REGULARIZERS,
@@ -55,7 +56,7 @@ DROPOUT_VARIANTS = _SPECS["dropout"].fields["dropout_variant"].choices
 # Every field's accepted values: the network and optimizer here, the regularizers from their table.
 FIELD_CONSTRAINTS: dict[str, Constraint] = {
     "architecture": choice(*ARCHITECTURES),
-    "hidden_layer_sizes": SIZES,
+    "hidden_layer_sizes": HIDDEN_SIZES,
     "conv_channels": SIZES,
     "activation": choice(*ACTIVATIONS),
     "optimizer": choice(*OPTIMIZERS),

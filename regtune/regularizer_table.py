@@ -24,6 +24,7 @@ from regtune.exceptions import RegConfigError
 __all__ = [
     "BOOL",
     "CATEGORIES",
+    "HIDDEN_SIZES",
     "NON_NEGATIVE",
     "POSITIVE",
     "POSITIVE_INT",
@@ -48,8 +49,8 @@ class Constraint:
     Parameters
     ----------
     kind : {"float", "int", "bool", "choice", "sizes"}
-        ``sizes`` is a non-empty sequence of positive integers, one per layer (a bare int is
-        one layer).
+        ``sizes`` is a sequence of positive integers, one per layer (a bare int is one layer),
+        non-empty unless ``empty``.
     low, high : number, optional
         Bounds of a ``float`` or ``int``; ``None`` leaves that side open-ended.
     closed : {"left", "right", "both", "neither"}
@@ -58,6 +59,8 @@ class Constraint:
         The values of a ``choice``.
     note : str
         Said after the message when a value falls below ``low``, e.g. ``"0 switches it off"``.
+    empty : bool
+        Whether a ``sizes`` may have no layer at all (``()``: an MLP that is its linear head).
     """
 
     kind: Literal["float", "int", "bool", "choice", "sizes"]
@@ -66,6 +69,7 @@ class Constraint:
     closed: Literal["left", "right", "both", "neither"] = "neither"
     choices: tuple[str, ...] = ()
     note: str = ""
+    empty: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "choices", tuple(self.choices))
@@ -74,6 +78,8 @@ class Constraint:
             raise ValueError(f"kind={self.kind!r} is not float, int, bool, choice or sizes")
         if not numeric and (self.low is not None or self.high is not None):
             raise ValueError(f"a {self.kind} constraint takes no bounds")
+        if self.empty and self.kind != "sizes":
+            raise ValueError("empty goes with kind='sizes'")
         if (self.kind == "choice") != bool(self.choices):
             raise ValueError("choices go with kind='choice', and it needs at least one")
         if self.low is not None and self.high is not None and self.low > self.high:
@@ -85,7 +91,7 @@ class Constraint:
     def check(self, name: str, value: Any) -> Any:
         """``value`` if ``name`` may take it (``sizes`` as a tuple of int), else RegConfigError."""
         if self.kind == "sizes":
-            return _sizes(name, value)
+            return _sizes(name, value, self.empty)
         if self.kind == "choice":
             if value not in self.choices:
                 raise RegConfigError(f"{name}={value!r} is not allowed; choose one of "
@@ -110,7 +116,9 @@ class Constraint:
         if self.kind == "choice":
             return "one of " + ", ".join(map(repr, self.choices))
         if self.kind in ("bool", "sizes"):
-            return "True or False" if self.kind == "bool" else "a non-empty sequence of positive integers"
+            if self.kind == "bool":
+                return "True or False"
+            return f"a {'' if self.empty else 'non-empty '}sequence of positive integers"
         prefix = "an integer " if self.kind == "int" else ""
         left_in, right_in = self.closed in ("left", "both"), self.closed in ("right", "both")
         if self.low is not None and self.high is not None:
@@ -141,6 +149,7 @@ UNIT = Constraint("float", low=0.0, high=1.0, closed="both")
 POSITIVE_INT = Constraint("int", low=1, closed="left")
 BOOL = Constraint("bool")
 SIZES = Constraint("sizes")
+HIDDEN_SIZES = Constraint("sizes", empty=True)  # () = no hidden layer: a linear model
 
 
 @dataclass(frozen=True)
@@ -205,15 +214,16 @@ class RegularizerSpec:
         return getattr(config, self.switch) != self.off
 
 
-def _sizes(name: str, value: Any) -> tuple[int, ...]:
+def _sizes(name: str, value: Any, empty: bool = False) -> tuple[int, ...]:
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value,)
     try:
         out = tuple(int(v) for v in value)
     except (TypeError, ValueError):
         raise RegConfigError(f"{name}={value!r} must be a sequence of positive integers") from None
-    if not out or any(v < 1 for v in out):
-        raise RegConfigError(f"{name}={value!r} must be a non-empty sequence of positive integers")
+    if (not out and not empty) or any(v < 1 for v in out):
+        raise RegConfigError(f"{name}={value!r} must be a {'' if empty else 'non-empty '}sequence of positive "
+                             "integers")
     return out
 
 

@@ -83,6 +83,20 @@ def test_a_cohort_member_trains_like_the_same_trial_alone(optimizer: str, schedu
         _compare_with_solo(ests[k], config, seed, (X, y, Xv, yv), k, task)
 
 
+def test_linear_members_without_hidden_layers_train_like_alone() -> None:
+    X, y = _data(200, 0)
+    Xv, yv = _data(80, 1)
+    members = [c.replace(hidden_layer_sizes=()) for c in _members("adamw")]
+    ests = [_estimator(c, seed) for c, seed in zip(members, (4, 5, 6), strict=True)]
+    cohort = CohortTrainer([e.trainer_arguments(X, y, validation_data=(Xv, yv)) for e in ests])
+    while not cohort.done:
+        cohort.step()
+    for k, (est, member) in enumerate(zip(ests, cohort.members, strict=True)):
+        est.adopt_trainer(member)
+        assert [n for n, _ in est.module_.named_parameters()] == ["head.weight", "head.bias"]
+        _compare_with_solo(est, members[k], (4, 5, 6)[k], (X, y, Xv, yv), k)
+
+
 def test_a_dropped_member_leaves_and_the_others_train_on_unchanged() -> None:
     X, y = _data(200, 0)
     Xv, yv = _data(80, 1)

@@ -95,6 +95,17 @@ def test_spectral_norm_holds_hidden_layers_at_unit_gain(net: str) -> None:
     assert max(free) > 1.5, free
 
 
+def test_without_hidden_layers_max_norm_and_spectral_norm_constrain_the_head() -> None:
+    bounded = _UnitNorms()
+    _train("mlp", [bounded], hidden_layer_sizes=(), max_norm=0.5)
+    assert max(bounded.largest) <= 0.5 + 1e-5 and max(bounded.output) <= 0.5 + 1e-5
+    free = _UnitNorms()
+    _train("mlp", [free], hidden_layer_sizes=())
+    assert max(free.output) > 0.8  # the bound binds
+    head = _train("mlp", hidden_layer_sizes=(), spectral_norm=True, epochs=6).head
+    assert torch.linalg.matrix_norm(head.weight.detach(), ord=2).item() == pytest.approx(1.0, abs=0.05)
+
+
 def test_a_module_names_its_constrained_layers_when_the_output_layer_is_not_last() -> None:
     X, y = load_digits(return_X_y=True)
     net = RegularizedNetClassifier(module=HeadFirst, max_norm=0.5, lr=1e-2, max_epochs=5, early_stopping=False,

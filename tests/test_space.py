@@ -203,6 +203,17 @@ def test_to_config_maps_derived_params_and_switch_only_families(tmp_path: Path) 
     assert config.lr == 1e-3 and config.max_epochs == 5
 
 
+def test_n_layers_0_is_a_linear_model_and_a_prior_can_ask_for_it(tmp_path: Path) -> None:
+    text = SPACE.replace("n_layers: {type: int, low: 1,", "n_layers: {type: int, low: 0,")
+    text += "priors:\n  - {n_layers: 0, lr: 0.01, use_dropout: true, dropout: 0.2, dropout_variant: standard}\n"
+    space = SearchSpace.from_yaml(_write(tmp_path, text))
+    assert space.to_config({"n_layers": 0, "width": 32}).hidden_layer_sizes == ()
+    prior = space.prior_params()[0]
+    assert prior["n_layers"] == 0 and space.to_config(prior).hidden_layer_sizes == ()
+    with pytest.raises(SearchSpaceError, match="n_layers=-1 must be an integer >= 0"):
+        SearchSpace.from_yaml(_write(tmp_path, text.replace("low: 0,", "low: -1,")))
+
+
 def test_tuple_fields_are_sampled_as_text(tmp_path: Path) -> None:
     text = ("params:\n  hidden_layer_sizes: {type: categorical, choices: ['64-32', '128'], default: '128'}\n"
             "  conv_channels: {type: categorical, choices: ['8-16'], default: '8-16'}\n")

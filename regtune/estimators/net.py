@@ -488,6 +488,7 @@ _PARAMETERS = """Parameters
     ----------
     hidden_layer_sizes : tuple of int, default=(128, 128)
         Width of each hidden dense layer (after the conv blocks when ``architecture="cnn"``).
+        ``()``: no hidden layer, a linear model (see :class:`regtune.nn.models.MLP`).
     module : nn.Module class, callable or str, optional
         Your own network: a ``torch.nn.Module`` class or a factory returning one (or
         ``"path/file.py:Name"``, ``"package.module:Name"``). It is called with its

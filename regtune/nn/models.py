@@ -29,6 +29,7 @@ from regtune.config import RegConfig
 from regtune.exceptions import ModuleError, RegConfigError, RegtuneError
 from regtune.nn.embeddings import NumericEmbedding
 from regtune.nn.regularizers import (
+    CONSTRAINED_ATTR,
     GaussianDropout,
     Regularizer,
     constrain_layers,
@@ -97,6 +98,14 @@ class MLP(nn.Module):
     ``numeric_embedding`` puts a :class:`~regtune.nn.embeddings.NumericEmbedding` of the
     ``numeric_columns`` before the first block (``"none"``: no module, the state dict of
     earlier versions).
+
+    ``hidden_layer_sizes=()`` leaves the head alone: a linear model (logistic, softmax or
+    linear regression; additive in the embedded columns with an embedding) that the search
+    can pick when no hidden layer pays. The regularizers still act on it: penalties, decay and
+    weight noise on the head's weights; max-norm and spectral norm, which otherwise leave the
+    head free, constrain the head, the only layer; dropout drops the head's inputs, where it
+    sits in every MLP (on a linear model an adaptive L2 penalty, Wager et al. 2013); batch
+    norm and the activation have no hidden layer to act on and do nothing.
     """
 
     def __init__(
@@ -122,8 +131,12 @@ class MLP(nn.Module):
             self.embedding = NumericEmbedding(n_features, numeric_embedding, numeric_columns, bin_edges,
                                               embedding_dim, n_frequencies, frequency_sigma)
             n_in = self.embedding.n_out
-        blocks, width = _dense_blocks(n_in, tuple(hidden_layer_sizes), activation, dropout,
-                                      dropout_variant, batch_norm)
+        sizes = tuple(hidden_layer_sizes)
+        blocks, width = _dense_blocks(n_in, sizes, activation, dropout, dropout_variant, batch_norm)
+        if not sizes:
+            # The head is the only layer: constraints act on it, dropout on its inputs.
+            setattr(self, CONSTRAINED_ATTR, ("head",))
+            blocks = [m for m in (make_dropout(dropout, dropout_variant),) if m is not None]
         self.body = nn.Sequential(*blocks)
         self.head = nn.Linear(width, n_outputs)
         _init_weights(self, activation)
@@ -136,7 +149,8 @@ class MLP(nn.Module):
 
 
 class CNN(nn.Module):
-    """3x3 conv blocks with 2x2 pooling, then the MLP's dense blocks; dropout acts on the dense part.
+    """3x3 conv blocks with 2x2 pooling, then the MLP's dense blocks; dropout acts on the dense part
+    (on the head's inputs with ``hidden_layer_sizes=()``).
 
     Takes images ``(batch, C, H, W)``, or rows of ``C*H*W`` values.
     """
@@ -176,6 +190,8 @@ class CNN(nn.Module):
         self.features = nn.Sequential(*convs)
         blocks, width = _dense_blocks(c * h * w, tuple(hidden_layer_sizes), activation, dropout,
                                       dropout_variant, batch_norm)
+        if not hidden_layer_sizes:  # no dense layer: dropout acts on the head's inputs, as in the MLP
+            blocks = [m for m in (make_dropout(dropout, dropout_variant),) if m is not None]
         self.body = nn.Sequential(*blocks)
         self.head = nn.Linear(width, n_outputs)
         _init_weights(self, activation)

@@ -61,7 +61,7 @@ REGULARIZER_FAMILIES: dict[str, tuple[str, ...]] = {spec.name: tuple(spec.fields
 # The switch value of a family that is on but does not sample its switch field.
 _SWITCH_ON: dict[str, Any] = {spec.name: spec.switch_on for spec in REGULARIZERS if spec.switch_on is not None}
 _TASKS: dict[str, tuple[str, ...]] = {spec.name: spec.tasks for spec in REGULARIZERS}
-_DERIVED = ("n_layers", "width")  # -> hidden_layer_sizes = (width,) * n_layers
+_DERIVED = ("n_layers", "width")  # -> hidden_layer_sizes = (width,) * n_layers; () when n_layers=0
 _MAX_LAYERS = 64
 
 
@@ -497,9 +497,10 @@ def _config_fields(values: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in values.items() if k not in _DERIVED}
     if "n_layers" in values or "width" in values:
         n_layers, width = values.get("n_layers", 1), values.get("width", 1)
-        for label, value in (("n_layers", n_layers), ("width", width)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise RegConfigError(f"{label}={value!r} must be an integer >= 1")
+        # n_layers=0: no hidden layer, the MLP is its linear head (logistic / linear regression).
+        for label, value, low in (("n_layers", n_layers, 0), ("width", width, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise RegConfigError(f"{label}={value!r} must be an integer >= {low}")
         if n_layers > _MAX_LAYERS:
             raise RegConfigError(f"n_layers={n_layers!r} must be <= {_MAX_LAYERS}")
         out["hidden_layer_sizes"] = (width,) * n_layers

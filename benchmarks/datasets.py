@@ -17,12 +17,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-__all__ = ["DATASETS", "TEST_SIZE", "Spec", "Table", "load", "split"]
+__all__ = ["DATASETS", "TEST_SIZE", "Spec", "Table", "fit_tuned", "load", "split", "test_score"]
 
 TEST_SIZE = 0.25
 SPLIT_SEED = 0
@@ -159,3 +160,28 @@ if __name__ == "__main__":
     for name in DATASETS:
         row = describe(load(name))
         print(" | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()))
+
+
+def test_score(y_test: pd.Series, pred: Any, classification: bool) -> float:
+    """Accuracy (labels compared as strings, as ``load`` gives them) or R^2 of ``pred``."""
+    from sklearn.metrics import accuracy_score, r2_score
+
+    pred = np.asarray(pred).ravel()
+    if classification:
+        return float(accuracy_score(y_test.to_numpy(), pred.astype(str)))
+    return float(r2_score(y_test.to_numpy(), pred.astype(np.float64)))
+
+
+def fit_tuned(X_train: pd.DataFrame, y_train: pd.Series, classification: bool, **params: Any) -> tuple[Any, Any, float]:
+    """``make_pipeline(make_preprocessor(), RegTuneClassifier/Regressor(**params))`` fitted on the
+    training part, as a user would run it: (pipeline, tuned estimator, seconds)."""
+    import time
+
+    from sklearn.pipeline import make_pipeline
+
+    from regtune import RegTuneClassifier, RegTuneRegressor, make_preprocessor
+
+    est = (RegTuneClassifier if classification else RegTuneRegressor)(**params)
+    start = time.perf_counter()
+    model = make_pipeline(make_preprocessor(), est).fit(X_train, y_train)
+    return model, est, time.perf_counter() - start

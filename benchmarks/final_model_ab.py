@@ -39,13 +39,10 @@ import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from _common import RESULTS, load, machine_info  # noqa: E402
+from datasets import fit_tuned, split  # noqa: E402
 from datasets import load as load_table  # noqa: E402
-from datasets import split  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 from sklearn.metrics import accuracy_score, r2_score  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-
-from regtune import RegTuneClassifier, RegTuneRegressor, make_preprocessor  # noqa: E402
 
 torch.set_num_threads(1)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -59,11 +56,8 @@ def one(name: str, seed: int, budget: float) -> dict[str, Any]:
     table = load_table(name)
     X_tr, X_te, y_tr, y_te, _ = split(table)
     clf = table.spec.task == "classification"
-    est = (RegTuneClassifier if clf else RegTuneRegressor)(
-        timeout=budget, n_trials=1000, tracking_uri="off", device="cpu", random_state=seed, ensemble=5)
-    start = time.perf_counter()
-    pipe = make_pipeline(make_preprocessor(), est).fit(X_tr, y_tr)
-    search = time.perf_counter() - start
+    pipe, est, search = fit_tuned(X_tr, y_tr, clf, timeout=budget, n_trials=1000, tracking_uri="off", device="cpu",
+                                  random_state=seed, ensemble=5)
     prep = pipe[0]
     F_tr, F_te = est._features(prep.transform(X_tr)), est._features(prep.transform(X_te))
     score = accuracy_score if clf else r2_score

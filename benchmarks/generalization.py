@@ -113,7 +113,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from _common import RESULTS, ROOT, load, machine_info, markdown_table, save  # noqa: E402
-from datasets import DATASETS, TEST_SIZE, describe, split  # noqa: E402
+from datasets import DATASETS, TEST_SIZE, describe, split, test_score  # noqa: E402
 from datasets import load as load_table  # noqa: E402
 from sklearn.metrics import accuracy_score, r2_score  # noqa: E402
 
@@ -141,10 +141,7 @@ class Data:
 
 
 def score(data: Data, pred: Any) -> float:
-    pred = np.asarray(pred).ravel()
-    if data.clf:
-        return float(accuracy_score(data.y_te.to_numpy(), pred.astype(str)))
-    return float(r2_score(data.y_te.to_numpy(), pred.astype(np.float64)))
+    return test_score(data.y_te, pred, data.clf)
 
 
 # ---- the methods' views of the data ------------------------------------------------------------

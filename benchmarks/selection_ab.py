@@ -32,16 +32,14 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 import argparse  # noqa: E402
-import time  # noqa: E402
 import warnings  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _common import load, machine_info, markdown_table, save  # noqa: E402
+from datasets import fit_tuned, split, test_score  # noqa: E402
 from datasets import load as load_table  # noqa: E402
-from datasets import split  # noqa: E402
-from sklearn.metrics import accuracy_score, r2_score  # noqa: E402
 
 import regtune.tuning.trial as trial_module  # noqa: E402
 from regtune.data.split import AUTO_CV  # noqa: E402
@@ -59,10 +57,6 @@ def own_best_epoch(histories: Any, best_epochs: Any, early_stopping: bool) -> Fo
 
 
 def run(name: str, variant: str, seed: int, budget: float) -> dict[str, Any]:
-    from sklearn.pipeline import make_pipeline
-
-    from regtune import RegTuneClassifier, RegTuneRegressor, make_preprocessor
-
     table = load_table(name)
     X_tr, X_te, y_tr, y_te, _ = split(table)
     clf = table.spec.task == "classification"
@@ -73,14 +67,9 @@ def run(name: str, variant: str, seed: int, budget: float) -> dict[str, Any]:
     elif variant.startswith("cv"):  # a fixed plan: "cv3" is cv=3, "cv2x3" two repeats of 3 folds
         cv = variant[2:]
     trial_module.common_epoch_score = own_best_epoch if variant == "current" else COMMON_EPOCH
-    cls = RegTuneClassifier if clf else RegTuneRegressor
-    est = cls(timeout=budget, n_trials=1000, tracking_uri="off", device="cpu", random_state=seed, cv=cv)
-    start = time.perf_counter()
-    model = make_pipeline(make_preprocessor(), est).fit(X_tr, y_tr)
-    seconds = time.perf_counter() - start
-    pred = np.asarray(model.predict(X_te)).ravel()
-    test = (float(accuracy_score(y_te.to_numpy(), pred.astype(str))) if clf
-            else float(r2_score(y_te.to_numpy(), pred.astype(np.float64))))
+    model, est, seconds = fit_tuned(X_tr, y_tr, clf, timeout=budget, n_trials=1000, tracking_uri="off", device="cpu",
+                                    random_state=seed, cv=cv)
+    test = test_score(y_te, model.predict(X_te), clf)
     study = est.study_
     ran = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED", "FAIL")]
     complete = [t for t in ran if t.state.name == "COMPLETE"]

@@ -20,7 +20,6 @@ os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import time  # noqa: E402
 import warnings  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -28,12 +27,8 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 import torch  # noqa: E402
 from _common import RESULTS, load, machine_info, markdown_table  # noqa: E402
-from datasets import DATASETS, split  # noqa: E402
+from datasets import DATASETS, fit_tuned, split, test_score  # noqa: E402
 from datasets import load as load_table  # noqa: E402
-from sklearn.metrics import accuracy_score, r2_score  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-
-from regtune import RegTuneClassifier, RegTuneRegressor, make_preprocessor  # noqa: E402
 
 torch.set_num_threads(1)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -46,14 +41,9 @@ def run(name: str, seed: int, n_trials: int) -> dict[str, Any]:
     table = load_table(name)
     X_tr, X_te, y_tr, y_te, fingerprint = split(table)
     clf = table.spec.task == "classification"
-    est = (RegTuneClassifier if clf else RegTuneRegressor)(n_trials=n_trials, tracking_uri="off", device="cpu",
-                                                           random_state=seed)
-    start = time.perf_counter()
-    model = make_pipeline(make_preprocessor(), est).fit(X_tr, y_tr)
-    seconds = time.perf_counter() - start
-    pred = np.asarray(model.predict(X_te)).ravel()
-    test = (float(accuracy_score(y_te.to_numpy(), pred.astype(str))) if clf
-            else float(r2_score(y_te.to_numpy(), pred.astype(np.float64))))
+    model, _, seconds = fit_tuned(X_tr, y_tr, clf, n_trials=n_trials, tracking_uri="off", device="cpu",
+                                  random_state=seed)
+    test = test_score(y_te, model.predict(X_te), clf)
     return {"dataset": name, "seed": seed, "test": test, "seconds": seconds, "split": fingerprint,
             "load1": load()[0]}
 

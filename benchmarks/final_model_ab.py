@@ -39,10 +39,9 @@ import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from _common import RESULTS, load, machine_info  # noqa: E402
-from datasets import fit_tuned, split  # noqa: E402
+from datasets import fit_tuned, split, test_score  # noqa: E402
 from datasets import load as load_table  # noqa: E402
 from sklearn.base import clone  # noqa: E402
-from sklearn.metrics import accuracy_score, r2_score  # noqa: E402
 
 torch.set_num_threads(1)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -60,7 +59,10 @@ def one(name: str, seed: int, budget: float) -> dict[str, Any]:
                                   random_state=seed, ensemble=5)
     prep = pipe[0]
     F_tr, F_te = est._features(prep.transform(X_tr)), est._features(prep.transform(X_te))
-    score = accuracy_score if clf else r2_score
+
+    def score(y_true: Any, pred: Any) -> float:
+        return test_score(y_true, pred, clf)
+
     best = est.best_estimator_
     row = {"dataset": name, "seed": seed, "search_s": search, "load": load()[0],
            "trials": int(sum(t.state.name in ("COMPLETE", "PRUNED", "FAIL") for t in est.study_.trials)),

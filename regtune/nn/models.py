@@ -78,6 +78,10 @@ _DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Alpha
 
 def _dense_blocks(n_in: int, sizes: tuple[int, ...], activation: str, dropout: float, dropout_variant: str,
                   batch_norm: str) -> tuple[list[nn.Module], int]:
+    """The hidden dense blocks and the width they end at. With no hidden layer (``sizes=()``)
+    dropout drops the head's inputs, where it sits in every MLP."""
+    if not sizes:
+        return [m for m in (make_dropout(dropout, dropout_variant),) if m is not None], n_in
     modules: list[nn.Module] = []
     for width in sizes:
         modules += layer_block(
@@ -133,10 +137,8 @@ class MLP(nn.Module):
             n_in = self.embedding.n_out
         sizes = tuple(hidden_layer_sizes)
         blocks, width = _dense_blocks(n_in, sizes, activation, dropout, dropout_variant, batch_norm)
-        if not sizes:
-            # The head is the only layer: constraints act on it, dropout on its inputs.
+        if not sizes:  # the head is the only layer: constraints act on it
             setattr(self, CONSTRAINED_ATTR, ("head",))
-            blocks = [m for m in (make_dropout(dropout, dropout_variant),) if m is not None]
         self.body = nn.Sequential(*blocks)
         self.head = nn.Linear(width, n_outputs)
         _init_weights(self, activation)
@@ -190,8 +192,6 @@ class CNN(nn.Module):
         self.features = nn.Sequential(*convs)
         blocks, width = _dense_blocks(c * h * w, tuple(hidden_layer_sizes), activation, dropout,
                                       dropout_variant, batch_norm)
-        if not hidden_layer_sizes:  # no dense layer: dropout acts on the head's inputs, as in the MLP
-            blocks = [m for m in (make_dropout(dropout, dropout_variant),) if m is not None]
         self.body = nn.Sequential(*blocks)
         self.head = nn.Linear(width, n_outputs)
         _init_weights(self, activation)

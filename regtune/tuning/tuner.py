@@ -64,7 +64,8 @@ from regtune.tuning.worker import (
     worker_process,
 )
 
-__all__ = ["DEFAULT_ENSEMBLE", "TuneError", "TuneResult", "TuneSettings", "as_dataset", "prepare", "quiet_optuna", "trials_frame", "tune"]
+__all__ = ["DEFAULT_ENSEMBLE", "TuneError", "TuneResult", "TuneSettings", "as_dataset", "prepare", "quiet_optuna",
+           "trials_frame", "tune"]
 
 
 #: The final model averages up to this many of the best trials (greedy ensemble selection on
@@ -72,6 +73,7 @@ __all__ = ["DEFAULT_ENSEMBLE", "TuneError", "TuneResult", "TuneSettings", "as_da
 #: 30 s search, the ensemble's test score beat the best trial's on 9 of 10 unseen datasets
 #: (mean +0.006). 0 or 1: the best trial alone.
 DEFAULT_ENSEMBLE = 5
+
 
 @dataclass(frozen=True)
 class TuneSettings:

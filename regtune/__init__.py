@@ -11,24 +11,20 @@ import os
 import sys
 from typing import Any
 
-from regtune import _legacy
-
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Idle OpenMP threads of torch sleep instead of spinning and stealing cores from other trials
 # (regtune.tuning.resources); OpenMP reads this once, when torch loads.
 if "torch" not in sys.modules:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-_legacy.install()
-
 _EXPORTS = {
     "RegtuneError": "regtune.exceptions",
     "RegConfig": "regtune.config",
     "RegularizedNetClassifier": "regtune.estimators.net",
     "RegularizedNetRegressor": "regtune.estimators.net",
-    "RegTuneClassifier": "regtune.estimators.tuned",
-    "RegTuneRegressor": "regtune.estimators.tuned",
+    "RegTuneClassifier": "regtune.search.estimators",
+    "RegTuneRegressor": "regtune.search.estimators",
     "SearchSpace": "regtune.space.space",
     "TuneSettings": "regtune.tuning.tuner",
     "TuneResult": "regtune.tuning.tuner",

@@ -13,7 +13,8 @@ from byo_modules import SmallConvNet
 from sklearn.datasets import load_digits
 
 from regtune import RegTuneClassifier, RegularizedNetClassifier
-from regtune.data.images import as_rows, load_npz
+from regtune.data.images import as_rows
+from regtune.data.loading import load_dataset
 from regtune.data.loading import load_dataset
 from regtune.exceptions import DataError
 
@@ -88,7 +89,7 @@ def test_npz_files_load_as_tables_or_images(tmp_path: Path) -> None:
     np.savez(tmp_path / "table.npz", X=X[:, :5], y=y)
     images = load_dataset(tmp_path / "images.npz")
     assert images.image_shape == (1, 8, 8) and images.X.shape == (100, 64) and images.task == "classification"
-    table = load_npz(tmp_path / "table.npz")
+    table = load_dataset(tmp_path / "table.npz")
     assert table.image_shape is None and list(table.X.columns) == [f"x{i}" for i in range(5)]
     np.savez(tmp_path / "no_y.npz", X=X)
     with pytest.raises(DataError, match=r"holds the arrays \['X'\]; it needs 'X' .* and 'y'"):

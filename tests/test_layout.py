@@ -1,5 +1,6 @@
 """The file tree is the architecture (DESIGN.md): no import cycles, no module reaching for
-another's private names, and each layer importing only the layers above it."""
+another's private names, and each layer importing only the layers above it. Every import
+counts, those inside functions too: a lazy import is still an arrow."""
 
 from __future__ import annotations
 
@@ -13,14 +14,7 @@ import regtune
 PACKAGE = Path(regtune.__file__).parent
 # DESIGN.md's data flow, top to bottom: each layer uses only the ones above it. Modules directly
 # under regtune/ (config, metrics, exceptions, ...) are the base every layer may use.
-LAYERS = ("data", "space", "nn", "estimators", "tuning", "tracking", "analysis", "cli")
-# Module-level imports that go against that order today (GitHub issue 9). Delete an entry when
-# its last import is gone; the test says when.
-AGAINST_ORDER = {
-    ("estimators", "tuning"): "RegTuneClassifier.fit runs the search (estimators/tuned.py)",
-    ("tuning", "tracking"): "the study logs trials to MLflow as it runs (storage, tuner, worker)",
-}
-OLD_PATHS = "regtune._legacy"  # aliases the 0.1 modules, private names and all
+LAYERS = ("data", "space", "nn", "estimators", "tracking", "tuning", "analysis", "search", "cli")
 
 
 def _module_name(path: Path) -> str:
@@ -86,7 +80,7 @@ def _absolute(module: str, node: ast.ImportFrom) -> str:
 
 
 ALL_IMPORTS = [imp for module in MODULES for imp in _imports(module)]
-MODULE_LEVEL = [imp for imp in ALL_IMPORTS if imp.module_level and imp.target != imp.importer]
+ARROWS = [imp for imp in ALL_IMPORTS if imp.target != imp.importer]
 
 
 def _private(name: str) -> bool:
@@ -98,25 +92,24 @@ def _layer(module: str) -> str | None:
     parts = module.split(".")
     if len(parts) > 1 and parts[1] in LAYERS:
         return parts[1]
-    if len(parts) == 2 and parts[1] not in ("__main__", OLD_PATHS.split(".")[1]):
+    if len(parts) == 2 and parts[1] != "__main__":
         return "base"
     return None
 
 
 def test_the_parser_sees_the_imports_it_should() -> None:
     """Guards the checks below against passing because nothing was found."""
-    edges = {(imp.importer, imp.target) for imp in MODULE_LEVEL}
+    edges = {(imp.importer, imp.target) for imp in ARROWS if imp.module_level}
     assert ("regtune.estimators.net", "regtune.nn.trainer") in edges
     assert ("regtune.data.loading", "regtune.data.checks") in edges
-    assert ("regtune", "regtune._legacy") in edges  # a package's __init__ is a module too
     lazy = {(imp.importer, imp.target) for imp in ALL_IMPORTS if not imp.module_level}
     assert ("regtune.cli.app", "regtune.data.loading") in lazy
     assert _layer("regtune.config") == "base" and _layer("regtune.nn.regularizers.penalties") == "nn"
 
 
-def test_no_import_cycles_at_module_level() -> None:
+def test_no_import_cycles() -> None:
     graph: dict[str, set[str]] = {module: set() for module in MODULES}
-    for imp in MODULE_LEVEL:
+    for imp in ARROWS:
         graph[imp.importer].add(imp.target)
     cycles: list[list[str]] = []
     state: dict[str, str] = {}  # "open" while on the DFS path, "done" after
@@ -141,8 +134,6 @@ def test_no_module_imports_another_modules_private_names() -> None:
     imported only by its own package."""
     offenders = []
     for imp in ALL_IMPORTS:
-        if imp.importer == OLD_PATHS:
-            continue
         if imp.name is not None and _private(imp.name):
             offenders.append(imp)
         parts = imp.target.split(".")
@@ -155,18 +146,29 @@ def test_no_module_imports_another_modules_private_names() -> None:
 
 
 def test_layers_import_only_the_layers_above_them() -> None:
-    offenders, used = [], set()
-    for imp in MODULE_LEVEL:
+    offenders = []
+    for imp in ARROWS:
         source, target = _layer(imp.importer), _layer(imp.target)
         if source is None or target is None or target == "base" or source == target:
             continue
-        if source == "base":
+        if source == "base" or LAYERS.index(target) > LAYERS.index(source):
             offenders.append(imp)  # the base must not depend on any layer
-        elif LAYERS.index(target) > LAYERS.index(source):
-            if (source, target) in AGAINST_ORDER:
-                used.add((source, target))
-            else:
-                offenders.append(imp)
     assert not offenders, "imports against the layer order: " + "; ".join(map(str, offenders))
-    stale = set(AGAINST_ORDER) - used
-    assert not stale, f"no longer imported, delete from AGAINST_ORDER: {sorted(stale)}"
+
+
+def test_no_subpackage_cycles() -> None:
+    """Folders, not only modules: no two layers import each other, by any path."""
+    reach: dict[str, set[str]] = {}
+    for imp in ARROWS:
+        source, target = _layer(imp.importer), _layer(imp.target)
+        if source and target and source != target:
+            reach.setdefault(source, set()).add(target)
+    changed = True
+    while changed:
+        changed = False
+        for layer, targets in reach.items():
+            more = set().union(*(reach.get(t, set()) for t in targets)) - targets
+            if more:
+                targets |= more
+                changed = True
+    assert not [layer for layer, targets in reach.items() if layer in targets]

@@ -14,7 +14,7 @@ import pytest
 from mlflow import MlflowClient
 from optuna.distributions import FloatDistribution
 
-from regtune.cli import main
+from regtune.cli.app import main
 from regtune.data.loading import load_dataset
 from regtune.data.split import (
     AUTO_MIN_TRIALS,

@@ -9,7 +9,6 @@ extra (``pip install "regtune[images]"``); arrays and ``.npz`` files need nothin
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pandas as pd
 
 from regtune.exceptions import DataError
 
-__all__ = ["IMAGE_SUFFIXES", "as_rows", "image_files", "load_image_folder", "load_npz", "read_images",
+__all__ = ["IMAGE_SUFFIXES", "as_rows", "image_files", "read_image_folder", "read_npz", "read_images",
            "read_npz_features", "to_numpy"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -54,14 +53,13 @@ def _frame(rows: np.ndarray, shape: tuple[int, int, int] | None) -> pd.DataFrame
     return pd.DataFrame(rows, columns=[f"{prefix}{i}" for i in range(rows.shape[1])])
 
 
-def load_npz(path: str | Path, *, task: Any = None) -> Any:
-    """A :class:`~regtune.data.loading.Dataset` from a ``.npz`` file holding ``X`` and ``y``.
+def read_npz(path: str | Path) -> tuple[pd.DataFrame, tuple[int, int, int] | None]:
+    """The rows of a ``.npz`` file holding ``X`` and ``y`` as a frame with a ``target`` column,
+    and the image shape (None for a table); :func:`regtune.data.loading.load_dataset` wraps it.
 
     ``X`` is a table ``(N, features)`` or images ``(N, C, H, W)`` / ``(N, H, W)``; ``y`` has
     one label or target per row. Read without pickle (``allow_pickle=False``).
     """
-    from regtune.data.loading import dataset_from_frame
-
     path = Path(path)
     arrays = _read_npz(path)
     missing = [key for key in ("X", "y") if key not in arrays]
@@ -72,9 +70,7 @@ def load_npz(path: str | Path, *, task: Any = None) -> Any:
     y = np.asarray(arrays["y"])
     if y.ndim != 1 or len(y) != len(rows):
         raise DataError(f"'{path}': y has shape {y.shape}, but X holds {len(rows)} rows; y needs one value per row")
-    frame = _frame(rows, shape).assign(target=y)
-    dataset = dataset_from_frame(frame, "target", task=task, name=path.name, image_shape=shape)
-    return replace(dataset, source=str(path.resolve()))
+    return _frame(rows, shape).assign(target=y), shape
 
 
 def read_npz_features(path: str | Path) -> tuple[pd.DataFrame, tuple[int, int, int] | None]:
@@ -112,15 +108,13 @@ def _npz_rows(path: Path, X: np.ndarray) -> tuple[np.ndarray, tuple[int, int, in
     return rows, shape
 
 
-def load_image_folder(path: str | Path, *, task: Any = None) -> Any:
-    """A classification :class:`~regtune.data.loading.Dataset` from a folder with one sub-folder
-    of images per class (the sub-folder's name is the label).
+def read_image_folder(path: str | Path) -> tuple[pd.DataFrame, tuple[int, int, int]]:
+    """The images of a folder with one sub-folder per class (the sub-folder's name is the
+    label) as a frame of pixels with a ``target`` column, and their shape.
 
     Images are grayscale if all of them are, else RGB; images of another size than the most
     common one are resized to it. Pixels are scaled to [0, 1]. Needs Pillow.
     """
-    from regtune.data.loading import dataset_from_frame
-
     path = Path(path)
     classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     files = [(f, c.name) for c in classes for f in _image_files(c)]
@@ -132,9 +126,7 @@ def load_image_folder(path: str | Path, *, task: Any = None) -> Any:
         raise DataError(f"folder '{path}': the class sub-folder(s) {empty} hold no images "
                         f"({', '.join(IMAGE_SUFFIXES)}); add images or remove them")
     rows, shape = read_images([f for f, _ in files])
-    frame = _frame(rows, shape).assign(target=[label for _, label in files])
-    dataset = dataset_from_frame(frame, "target", task=task or "classification", name=path.name, image_shape=shape)
-    return replace(dataset, source=str(path.resolve()))
+    return _frame(rows, shape).assign(target=[label for _, label in files]), shape
 
 
 def _image_files(folder: Path) -> list[Path]:

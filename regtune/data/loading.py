@@ -23,6 +23,7 @@ from regtune.data.checks import (
     listing,
     row_locator,
 )
+from regtune.data.images import read_image_folder, read_npz
 from regtune.exceptions import DataError
 
 __all__ = [
@@ -116,13 +117,13 @@ def load_dataset(
     path = Path(source)
     images = path.is_dir() and path.suffix.lower() not in FILE_SUFFIXES  # "data.csv/" is a mistake
     if images or path.suffix.lower() == ".npz":
-        from regtune.data.images import load_image_folder, load_npz
-
         if target not in (None, "y", "target"):
             what = "the array y" if path.suffix.lower() == ".npz" else "its class sub-folders"
             raise DataError(f"'{source}' takes its target from {what}, not from a column {target!r}; "
                             "leave the target unset")
-        dataset = load_image_folder(path, task=task) if images else load_npz(path, task=task)
+        frame, shape = read_image_folder(path) if images else read_npz(path)
+        dataset = dataset_from_frame(frame, "target", task=task or ("classification" if images else None),
+                                     name=path.name, image_shape=shape)
         return replace(dataset, source=str(path.resolve()))
     if not path.exists() and path.suffix.lower() not in FILE_SUFFIXES:
         raise DataError(

@@ -1,1 +1,1 @@
-"""scikit-learn estimators: one regularized network, the tuned search over it, and persistence without pickle."""
+"""scikit-learn estimators: one regularized network, the averaged ensemble, and persistence without pickle."""

@@ -22,7 +22,6 @@ from regtune.space.space import SearchSpace
 __all__ = [
     "FINGERPRINT_ATTR",
     "check_fingerprint",
-    "check_legacy_attrs",
     "dataset_hash",
     "space_hash",
     "study_fingerprint",
@@ -94,15 +93,6 @@ def check_fingerprint(study_name: str, recorded: dict[str, Any], current: dict[s
     fixes = list(dict.fromkeys(_COMPARED[k][1] for k in differ))
     raise StudyError(f"study {study_name!r} was created for {was}; this run has {now}: "
                      f"use another --study, or {' and '.join(fixes)}")
-
-
-def check_legacy_attrs(study_name: str, attrs: dict[str, Any], current: dict[str, Any]) -> None:
-    """A study made before fingerprints recorded only names: refuse what those show differs."""
-    recorded = {"seed": attrs.get("seed"), "metric": attrs.get("metric")}
-    check_fingerprint(study_name, {k: v for k, v in recorded.items() if v is not None}, current)
-    if attrs.get("dataset") not in (None, current.get("dataset")):
-        raise StudyError(f"study {study_name!r} was created for dataset {attrs['dataset']!r}; this run has "
-                         f"{current.get('dataset')!r}: use another --study, or the same data")
 
 
 def _describe(key: str, values: dict[str, Any]) -> str:

@@ -31,7 +31,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from regtune.exceptions import StudyError
-from regtune.tuning.fingerprint import FINGERPRINT_ATTR, check_fingerprint, check_legacy_attrs
+from regtune.tuning.fingerprint import FINGERPRINT_ATTR, check_fingerprint
 from regtune.tuning.journal import process_alive
 from regtune.tuning.optuna_internals import storage_of
 
@@ -142,7 +142,7 @@ def open_study(
         study.set_user_attr(_ENQUEUED, True)
         return study, []
     adopt = _await_queue(study)
-    _check(study, fingerprint, legacy=not adopt)
+    _check(study, fingerprint, adopting=adopt)
     if adopt:
         _logger.warning("study %r was never queued (its creator stopped first); queuing its baseline and "
                         "trials here", study_name)
@@ -165,16 +165,15 @@ def _record(study: optuna.Study, attrs: dict, fingerprint: dict | None) -> None:
             study.set_user_attr(key, value)
 
 
-def _check(study: optuna.Study, fingerprint: dict | None, *, legacy: bool) -> None:
+def _check(study: optuna.Study, fingerprint: dict | None, *, adopting: bool) -> None:
     if fingerprint is None:
         return
     recorded = study.user_attrs.get(FINGERPRINT_ATTR)
     if recorded:
         check_fingerprint(study.study_name, recorded, fingerprint)
-    elif legacy:
-        check_legacy_attrs(study.study_name, study.user_attrs, fingerprint)
-        _logger.warning("study %r has no fingerprint (made by an earlier regtune): its data, space and split "
-                        "cannot be checked; continuing it as it is", study.study_name)
+    elif not adopting:
+        raise StudyError(f"study {study.study_name!r} has no fingerprint (it was made before regtune 0.2), so "
+                         "its data, space and split cannot be checked: use another --study")
 
 
 def _say_surplus(study: optuna.Study, n_trials: int) -> None:

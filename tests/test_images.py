@@ -15,7 +15,6 @@ from sklearn.datasets import load_digits
 from regtune import RegTuneClassifier, RegularizedNetClassifier
 from regtune.data.images import as_rows
 from regtune.data.loading import load_dataset
-from regtune.data.loading import load_dataset
 from regtune.exceptions import DataError
 
 FAST = dict(lr=1e-2, max_epochs=4, early_stopping=False, random_state=0, device="cpu")

@@ -166,7 +166,7 @@ def test_no_subpackage_cycles() -> None:
     changed = True
     while changed:
         changed = False
-        for layer, targets in reach.items():
+        for targets in reach.values():
             more = set().union(*(reach.get(t, set()) for t in targets)) - targets
             if more:
                 targets |= more

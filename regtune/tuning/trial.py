@@ -177,7 +177,7 @@ def epoch_score_fn(metric: Metric, y_train: np.ndarray, task: str):  # noqa: ANN
     if metric.name != "rmse":
         return metric.epoch_fn
     scale = float(np.std(np.asarray(y_train, dtype=float))) or 1.0
-    return lambda out, y: metric.epoch_fn(out, y) * scale  # back to the target's units
+    return lambda out, y, weight=None: metric.epoch_fn(out, y, weight) * scale  # back to the target's units
 
 
 def out_of_fold_predictions(estimators: Sequence[Any], folds: Folds) -> np.ndarray:

@@ -44,7 +44,8 @@ class Loss:
     per-row losses; the criterion then runs with ``reduction="none"``. A classifier's targets
     are class indices, or class probabilities under mixup and cutmix, so those two and label
     smoothing need a criterion that takes probabilities: ``nn.CrossEntropyLoss`` or one that
-    says so with a ``soft_targets = True`` attribute.
+    says so with a ``soft_targets = True`` attribute (which then always gets probabilities:
+    one-hot rows where nothing mixed or smoothed them).
     """
 
     def __init__(self, criterion: nn.Module | None, config: RegConfig, task: str, *, training: bool = True) -> None:
@@ -52,11 +53,14 @@ class Loss:
         self.smoothing = config.label_smoothing if training else 0.0
         self.criterion = criterion
         self._per_row: nn.Module | None = None
-        self._smooth_targets = False
+        self._smooth_targets = self._one_hot = False
         if criterion is None:
             return
         name = _name(criterion)
         takes_probabilities = isinstance(criterion, nn.CrossEntropyLoss) or getattr(criterion, "soft_targets", False)
+        # A soft-target loss gets probabilities always (one-hot rows where nothing mixed them).
+        self._one_hot = task == "classification" and not isinstance(criterion, nn.CrossEntropyLoss) \
+            and bool(getattr(criterion, "soft_targets", False))
         if task == "classification" and training:
             mixing = [f"{f}={getattr(config, f)!r}" for f in ("mixup_alpha", "cutmix_alpha") if getattr(config, f) > 0]
             if self.smoothing > 0:
@@ -93,9 +97,9 @@ class Loss:
             else:
                 loss = F.mse_loss(output, target, reduction="mean" if weight is None else "none")
             return loss if weight is None else _weighted_mean(loss, weight)
+        if self._one_hot and target.dtype == torch.long:
+            target = F.one_hot(target, output.shape[-1]).to(output.dtype)
         if self._smooth_targets:
-            if target.dtype == torch.long:
-                target = F.one_hot(target, output.shape[-1]).to(output.dtype)
             target = target * (1 - self.smoothing) + self.smoothing / output.shape[-1]
         try:
             loss = (self.criterion if weight is None else self._per_row_criterion())(output, target)

@@ -134,3 +134,65 @@ def test_class_weight_is_for_classifiers_only() -> None:
     X, y = load_diabetes(return_X_y=True)
     with pytest.raises(RegConfigError, match="class_weight.*classifiers only"):
         RegularizedNetRegressor(class_weight="balanced", **FAST).fit(X, y)
+
+
+# ---- the search: RegTune estimators and tune() ----------------------------------------------
+
+TINY_SEARCH = dict(space=str(__import__("pathlib").Path(__file__).parent / "spaces" / "tiny.yaml"), n_trials=2,
+                   tracking_uri="off", device="cpu", random_state=0, ensemble=0)
+
+
+def test_weights_follow_their_rows_through_the_test_split_into_the_folds() -> None:
+    import pandas as pd
+
+    from regtune.tuning.tuner import TuneSettings, as_dataset, prepare
+
+    X, y = make_blobs(n_samples=120, centers=2, random_state=0)
+    X = np.c_[np.arange(120.0), X]  # column 0 names the row
+    data = as_dataset(pd.DataFrame(X, columns=["row", "a", "b"]), y)
+    folds, X_test, _, _ = prepare(data, TuneSettings(cv=3, test_size=0.25, seed=1), sample_weight=np.arange(120.0))
+    assert len(folds.y) == 90 and len(X_test) == 30
+    np.testing.assert_array_equal(np.argsort(folds.X[:, 0]), np.argsort(folds.sample_weight))  # same order
+    assert len(folds.splits) == 3 and not folds.validation_given
+
+
+def test_a_given_validation_set_is_the_one_split_of_the_search_and_the_refit_skips_it() -> None:
+    from regtune.tuning.tuner import TuneSettings, as_dataset, prepare
+
+    X, y = make_blobs(n_samples=100, centers=2, random_state=0)
+    data = as_dataset(X[:70], y[:70])
+    folds, _, _, prep = prepare(data, TuneSettings(cv=5, test_size=0.0), validation=(X[70:], y[70:], None))
+    assert folds.validation_given and folds.sample_weight is None
+    assert [(len(tr), len(va)) for tr, va in folds.splits] == [(70, 30)]
+    np.testing.assert_array_equal(folds.refit_rows(), np.arange(70))
+    np.testing.assert_allclose(folds.X[70:], prep.transform(X[70:]))  # preprocessed as the training rows
+
+
+def test_regtune_scores_every_trial_on_the_given_weighted_validation_set(blobs) -> None:
+    from regtune import RegTuneClassifier
+
+    X, y = blobs
+    X_tr, y_tr, X_val, y_val = X[:200], y[:200], X[200:], y[200:]
+    w_val = np.where(y_val == 2, 4.0, 1.0)
+    est = RegTuneClassifier(**TINY_SEARCH).fit(X_tr, y_tr, np.where(y_tr == 0, 2.0, 1.0), X_val=X_val, y_val=y_val,
+                                               sample_weight_val=w_val)
+    assert all(len(t.user_attrs["fold_scores"]) == 1 for t in est.study_.trials if t.state.name == "COMPLETE")
+    # The refit is the best trial's network (same rows, seed and epochs): its weighted
+    # accuracy on X_val is the trial's score.
+    model = est.best_estimator_
+    expected = accuracy_score(y_val, model.predict(est.preprocessor_.transform(X_val)), sample_weight=w_val)
+    assert est.best_score_ == pytest.approx(expected, abs=0.02)
+
+
+def test_regtune_passes_criterion_and_class_weight_to_every_trial(blobs) -> None:
+    from torch import nn
+
+    from regtune import RegTuneClassifier, RegTuneRegressor
+
+    X, y = blobs
+    est = RegTuneClassifier(criterion=nn.CrossEntropyLoss(weight=torch.tensor([1.0, 1.0, 3.0])),
+                            class_weight="balanced", precision="bf16-mixed", cohort=4, **TINY_SEARCH).fit(X, y)
+    assert isinstance(est.best_estimator_.criterion, nn.CrossEntropyLoss)
+    assert est.best_estimator_.class_weight == "balanced" and est.best_estimator_.precision == "bf16-mixed"
+    with pytest.raises(RegConfigError, match="classifiers only"):
+        RegTuneRegressor(class_weight="balanced", **TINY_SEARCH).fit(*load_diabetes(return_X_y=True))

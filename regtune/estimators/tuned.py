@@ -193,7 +193,11 @@ class _RegTune(ModuleParams, BaseEstimator):
             raise DataError("sample_weight_val weighs the rows of X_val; pass X_val and y_val with it")
         out: dict[str, Any] = {}
         if sample_weight is not None:
-            out["sample_weight"] = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+            out["sample_weight"] = w = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+            kept = np.unique(y[w > 0])
+            if self._task == "classification" and len(kept) < 2:
+                raise DataError(f"{type(self).__name__} needs at least 2 classes among the rows with a weight > 0; "
+                                f"sample_weight leaves only class {kept[0].item()!r}")
         if X_val is not None:
             rows, _ = as_rows(X_val)
             out["X_val"], out["y_val"] = validate_data(self, rows, y_val, reset=False, dtype=_DTYPES,

@@ -126,3 +126,19 @@ def test_a_criterion_class_that_needs_arguments_is_refused(blobs) -> None:
 
     with pytest.raises(RegConfigError, match="pass an instance"):
         RegularizedNetClassifier(criterion=Needs, **FAST).fit(X, y)
+
+
+def test_a_model_trained_with_a_criterion_and_class_weights_saves_and_loads(blobs, tmp_path) -> None:
+    import pickle
+
+    from regtune.estimators.persistence import load_model, save_model
+
+    X, y = blobs
+    est = RegularizedNetClassifier(criterion=nn.CrossEntropyLoss(weight=torch.tensor([2.0, 1.0, 1.0])),
+                                   class_weight={0: 1.0, 1: 2.0, 2: 1.0}, precision="bf16-mixed", **FAST).fit(X, y)
+    loaded = load_model(save_model(tmp_path / "model", est, None)).estimator
+    np.testing.assert_allclose(loaded.predict_proba(X), est.predict_proba(X), rtol=1e-5, atol=1e-6)
+    assert loaded.class_weight == {0: 1.0, 1: 2.0, 2: 1.0} and loaded.criterion is None  # the loss is not kept
+    again = pickle.loads(pickle.dumps(est))
+    assert isinstance(again.criterion, nn.CrossEntropyLoss)
+    np.testing.assert_allclose(again.predict_proba(X), est.predict_proba(X), rtol=1e-5, atol=1e-6)

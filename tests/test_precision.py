@@ -117,3 +117,24 @@ def test_channels_last_is_ignored_off_cuda(rgb_digits) -> None:
     RegularizedNetClassifier(architecture="cnn", channels_last=True, device="cpu",
                              callbacks=[watch], **FAST).fit(X, y)
     assert watch.channels_last == {False}
+
+
+def test_a_criterion_that_returns_bfloat16_trains_under_bf16_mixed() -> None:
+    from sklearn.datasets import load_diabetes
+
+    from regtune import RegularizedNetRegressor
+
+    class HalfLoss(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.reduction = "mean"
+
+        def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            loss = (output.bfloat16() - target.bfloat16()) ** 2
+            return loss.mean() if self.reduction == "mean" else loss
+
+    X, y = load_diabetes(return_X_y=True)
+    for weights in (None, np.linspace(1, 2, len(y))):
+        est = RegularizedNetRegressor(criterion=HalfLoss(), precision="bf16-mixed", device="cpu", **FAST).fit(
+            X, y, sample_weight=weights)
+        assert np.isfinite(est.history_[-1]["train_loss"])

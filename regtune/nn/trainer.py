@@ -282,7 +282,7 @@ class Trainer:
                 for reg in after_step:
                     reg.after_step(model, lr)
         # One device sync per epoch: the batch losses are summed only here.
-        return float(torch.stack(losses) @ self._batch_sizes / X.shape[0])
+        return float(torch.stack(losses).float() @ self._batch_sizes / X.shape[0])  # a loss may be half precision
 
     def _chunks(self, order: Tensor) -> Iterable[tuple[tuple[Tensor, Tensor, Tensor | None], list[slice]]]:
         """Each chunk of shuffled rows with its batches; one gather per chunk, each batch is then

@@ -181,7 +181,7 @@ def test_regtune_scores_every_trial_on_the_given_weighted_validation_set(blobs) 
     # accuracy on X_val is the trial's score.
     model = est.best_estimator_
     expected = accuracy_score(y_val, model.predict(est.preprocessor_.transform(X_val)), sample_weight=w_val)
-    assert est.best_score_ == pytest.approx(expected, abs=0.02)
+    assert est.best_score_ == pytest.approx(expected, abs=1e-4)
 
 
 def test_regtune_passes_criterion_and_class_weight_to_every_trial(blobs) -> None:

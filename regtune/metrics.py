@@ -24,7 +24,8 @@ __all__ = ["METRICS", "Metric", "format_gap", "format_score", "get_metric"]
 
 @dataclass(frozen=True)
 class Metric:
-    """A validation metric. ``epoch_fn(output, y)`` works on raw network outputs during training;
+    """A validation metric. ``epoch_fn(output, y, weight=None)`` works on raw network outputs
+    during training (``weight``: one per row, for a weighted score);
     ``final_fn(estimator, X, y)`` scores a fitted estimator in the data's own units. ``label`` is
     how help texts, summaries and MLflow name it (``"f1 (macro)"``); ``name`` is what to pass."""
 
@@ -40,38 +41,52 @@ class Metric:
             object.__setattr__(self, "label", self.name)
 
 
-def _acc(out: Tensor, y: Tensor) -> float:
-    return float((out.argmax(1) == y).float().mean())
+def _mean(values: Tensor, weight: Tensor | None) -> Tensor:
+    """Mean over rows (dim 0), weighted by ``weight`` when given."""
+    if weight is None:
+        return values.mean(0)
+    w = weight.to(values.dtype).reshape(-1, *([1] * (values.ndim - 1)))
+    return (values * w).sum(0) / w.sum()
 
 
-def _balanced_acc(out: Tensor, y: Tensor) -> float:
+def _acc(out: Tensor, y: Tensor, weight: Tensor | None = None) -> float:
+    return float(_mean((out.argmax(1) == y).float(), weight))
+
+
+def _balanced_acc(out: Tensor, y: Tensor, weight: Tensor | None = None) -> float:
     import torch
 
     pred = out.argmax(1)
-    recalls = [(pred[y == c] == c).float().mean() for c in torch.unique(y)]
+    recalls = [_mean((pred[y == c] == c).float(), None if weight is None else weight[y == c]) for c in torch.unique(y)]
     return float(torch.stack(recalls).mean())
 
 
-def _f1(out: Tensor, y: Tensor) -> float:
+def _f1(out: Tensor, y: Tensor, weight: Tensor | None = None) -> float:
     from sklearn.metrics import f1_score
 
-    return float(f1_score(y.cpu().numpy(), out.argmax(1).cpu().numpy(), average="macro", zero_division=0))
+    return float(f1_score(y.cpu().numpy(), out.argmax(1).cpu().numpy(), average="macro", zero_division=0,
+                          sample_weight=None if weight is None else weight.cpu().numpy()))
 
 
-def _log_loss(out: Tensor, y: Tensor) -> float:
+def _log_loss(out: Tensor, y: Tensor, weight: Tensor | None = None) -> float:
     import torch.nn.functional as F
 
-    return float(F.cross_entropy(out, y))
+    return float(_mean(F.cross_entropy(out, y, reduction="none"), weight))
 
 
-def _rmse(out: Tensor, y: Tensor) -> float:
+def _rmse(out: Tensor, y: Tensor, weight: Tensor | None = None) -> float:
     # Targets are standardized inside the estimator: this is RMSE in units of the target's std.
-    return float(((out - y) ** 2).mean().sqrt())
+    return float(_mean(((out - y) ** 2).reshape(len(y), -1).mean(1), weight).sqrt())
 
 
-def _r2(out: Tensor, y: Tensor) -> float:
-    ss_res = ((y - out) ** 2).sum(0)
-    ss_tot = ((y - y.mean(0)) ** 2).sum(0).clamp_min(1e-12)
+def _r2(out: Tensor, y: Tensor, weight: Tensor | None = None) -> float:
+    if weight is None:
+        ss_res = ((y - out) ** 2).sum(0)
+        ss_tot = ((y - y.mean(0)) ** 2).sum(0).clamp_min(1e-12)
+    else:
+        w = weight.to(y.dtype).reshape(-1, *([1] * (y.ndim - 1)))
+        ss_res = (w * (y - out) ** 2).sum(0)
+        ss_tot = (w * (y - _mean(y, weight)) ** 2).sum(0).clamp_min(1e-12)
     return float((1 - ss_res / ss_tot).mean())
 
 

@@ -6,8 +6,10 @@ from byo_modules import ResidualMLP
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from regtune import RegularizedNetClassifier, RegularizedNetRegressor
+from regtune.estimators.net import EXPECTED_FAILED_CHECKS
 
-# Small nets and few epochs keep the ~50 checks per estimator fast; nothing is marked xfail.
+# Small nets and few epochs keep the ~50 checks per estimator fast; the one expected failure
+# (weights equal to repeated rows, which stochastic training cannot give exactly) says why.
 _FAST = dict(max_epochs=40, patience=5, lr=1e-2, device="cpu")
 _CUSTOM = dict(module=ResidualMLP, module__width=16, module__depth=1, **_FAST)
 
@@ -19,6 +21,7 @@ _CUSTOM = dict(module=ResidualMLP, module__width=16, module__depth=1, **_FAST)
         RegularizedNetClassifier(**_CUSTOM),
         RegularizedNetRegressor(**_CUSTOM),
     ],
+    expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS,
 )
 def test_sklearn_compatible(estimator, check) -> None:
     check(estimator)

@@ -84,3 +84,22 @@ def test_adamw_shrinks_weights_like_adam_with_the_decay_hook() -> None:
     assert _norm(adamw) == pytest.approx(_norm(hooked), rel=0.02)
     # Without decay adamw is adam.
     assert _norm(_fit(optimizer="adamw")) == pytest.approx(_norm(plain), rel=1e-4)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "rmsprop", "adamw"])
+def test_every_optimizer_learns_digits_at_its_default_learning_rate(optimizer: str) -> None:
+    from sklearn.datasets import load_digits
+
+    from regtune.config import DEFAULT_LR
+
+    X, y = load_digits(return_X_y=True)
+    est = RegularizedNetClassifier(optimizer=optimizer, max_epochs=5, patience=100, device="cpu",
+                                   random_state=0).fit(X, y)
+    assert est.lr is None and est.config_.lr == DEFAULT_LR[optimizer]
+    assert est.history_[-1]["val_score"] > 0.85  # SGD at Adam's 1e-3 reached 0.28
+
+
+def test_an_explicit_learning_rate_wins_over_the_default() -> None:
+    X, y = make_classification(n_samples=60, n_features=6, n_informative=4, random_state=0)
+    est = RegularizedNetClassifier(optimizer="sgd", lr=1e-3, max_epochs=1, device="cpu").fit(X, y)
+    assert est.config_.lr == 1e-3

@@ -289,3 +289,25 @@ def test_data_over_the_memory_budget_stream_in_chunks_and_train_the_same() -> No
             assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6)
     for p, q in zip(in_memory.model.parameters(), streamed.model.parameters(), strict=True):
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
+
+
+def test_streamed_data_carry_their_sample_weights() -> None:
+    """Weights travel with their rows through the streamed chunks: same numbers as in memory,
+    and other numbers than without weights."""
+    X, y = _noisy_problem(600, 0)
+    Xv, yv = _noisy_problem(200, 1)
+    w, wv = torch.rand(600, generator=torch.Generator().manual_seed(2)), torch.rand(200) + 0.5
+    config = _config(batch_size=32, max_epochs=2)
+
+    def train(memory_budget: int | None, weighted: bool = True) -> Trainer:
+        return _train(_builder(config), config, X, y, Xv, yv, task="classification", seed=7,
+                      memory_budget=memory_budget, sample_weight=w if weighted else None,
+                      sample_weight_val=wv if weighted else None)
+
+    in_memory, unweighted = train(None), train(None, weighted=False)
+    streamed = train(sum(t.nelement() * t.element_size() for t in (X, y, Xv, yv)) // 10)
+    assert streamed.streaming
+    for a, b in zip(in_memory.history, streamed.history, strict=True):
+        for key in ("train_loss", "val_loss", "val_score"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6)
+    assert in_memory.history[0]["train_loss"] != pytest.approx(unweighted.history[0]["train_loss"], rel=1e-4)

@@ -14,10 +14,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from regtune.config import FIELD_CONSTRAINTS, RegConfig
+from regtune.config import DEFAULT_LR, FIELD_CONSTRAINTS, PRECISIONS, RegConfig
 from regtune.data.images import as_rows, to_numpy
 from regtune.data.scaling import fit_scaling, scale_features
 from regtune.exceptions import DataError, ModuleError, RegConfigError
@@ -28,9 +29,17 @@ from regtune.nn.regularizers import build_regularizers
 from regtune.nn.trainer import Trainer, predict_exact, resolve_device
 from regtune.regularizer_table import REGULARIZERS, Constraint
 
-__all__ = ["ModuleParams", "RegularizedNetClassifier", "RegularizedNetRegressor"]
+__all__ = ["EXPECTED_FAILED_CHECKS", "ModuleParams", "RegularizedNetClassifier", "RegularizedNetRegressor"]
 
 _PREFIX = "module__"
+
+#: scikit-learn checks the estimators cannot pass, with why: pass it to
+#: ``parametrize_with_checks(..., expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)``.
+EXPECTED_FAILED_CHECKS = {
+    "check_sample_weight_equivalence_on_dense_data": (
+        "training is stochastic: a row of weight 2 and the same row twice fall into different shuffled "
+        "mini-batches and validation splits, so the two networks agree only approximately"),
+}
 
 
 def _sklearn_constraint(constraint: Constraint) -> list[Any]:
@@ -91,7 +100,12 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
 
     _parameter_constraints: dict = {
         **{name: _sklearn_constraint(c) for name, c in FIELD_CONSTRAINTS.items()},
+        "lr": [None, *_sklearn_constraint(FIELD_CONSTRAINTS["lr"])],  # None: the optimizer's DEFAULT_LR
         "module": [None, callable, str],
+        "criterion": [None, callable],
+        "class_weight": [None, dict, StrOptions({"balanced"})],
+        "precision": [StrOptions(set(PRECISIONS))],
+        "channels_last": ["boolean"],
         "constrained_layers": [None, str, list, tuple],
         "image_shape": [None, "array-like"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -111,7 +125,7 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         image_shape: Sequence[int] | None = None,
         activation: str = "relu",
         optimizer: str = "adam",
-        lr: float = 1e-3,
+        lr: float | None = None,
         lr_schedule: str = "constant",
         warmup_epochs: int = 0,
         batch_size: int = 128,
@@ -147,6 +161,10 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 0,
         callbacks: list[Callback] | None = None,
+        criterion: Any = None,
+        class_weight: dict[Any, float] | str | None = None,
+        precision: str = "32",
+        channels_last: bool = False,
         **module__params: Any,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -192,15 +210,33 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
+        self.criterion = criterion
+        self.class_weight = class_weight
+        self.precision = precision
+        self.channels_last = channels_last
         self._keep_module_params(module__params)
 
     _task = ""
 
     # ---- fitting -------------------------------------------------------------------------
 
-    def fit(self, X: Any, y: Any) -> _RegularizedNet:
-        """Train the network; with ``early_stopping`` a validation split picks the best epoch."""
-        for _ in self.fit_iter(X, y):
+    def fit(
+        self, X: Any, y: Any, sample_weight: Any = None, *, X_val: Any = None, y_val: Any = None,
+        sample_weight_val: Any = None,
+    ) -> _RegularizedNet:
+        """Train the network; with ``early_stopping`` a validation split picks the best epoch.
+
+        ``sample_weight`` weighs each row's loss (a weighted mean per batch) and, through the
+        validation split it shares, the validation loss and score; ``class_weight`` multiplies
+        it. ``X_val, y_val`` (and ``sample_weight_val``) replace the validation split: early
+        stopping watches them, and training uses every row of ``X``.
+        """
+        if (X_val is None) != (y_val is None):
+            raise DataError("pass both X_val and y_val (a validation set), or neither")
+        if sample_weight_val is not None and X_val is None:
+            raise DataError("sample_weight_val weighs the rows of X_val; pass X_val and y_val with it")
+        validation = None if X_val is None else (X_val, y_val, sample_weight_val)
+        for _ in self.fit_iter(X, y, validation, sample_weight=sample_weight):
             pass
         return self
 
@@ -208,18 +244,21 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         self,
         X: Any,
         y: Any,
-        validation_data: tuple[Any, Any] | None = None,
+        validation_data: tuple[Any, ...] | None = None,
         *,
+        sample_weight: Any = None,
         callbacks: Sequence[Callback] = (),
         score_fn: Any = None,
     ) -> Iterator[dict[str, Any]]:
         """Fit epoch by epoch, yielding each epoch's history record; fitted when exhausted.
 
-        ``validation_data`` replaces the internal validation split (the tuner passes its own
-        folds). Stepping several of these generators in lockstep is how cross-validated
-        trials report a mean score per epoch.
+        ``validation_data`` ``(X_val, y_val)`` or ``(X_val, y_val, sample_weight_val)``
+        replaces the internal validation split (the tuner passes its own folds). Stepping
+        several of these generators in lockstep is how cross-validated trials report a mean
+        score per epoch.
         """
-        trainer = Trainer(**self.trainer_arguments(X, y, validation_data, callbacks=callbacks, score_fn=score_fn))
+        trainer = Trainer(**self.trainer_arguments(X, y, validation_data, sample_weight=sample_weight,
+                                                   callbacks=callbacks, score_fn=score_fn))
         while not trainer.done:
             record = trainer.step()
             if self.verbose:
@@ -231,8 +270,9 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         self,
         X: Any,
         y: Any,
-        validation_data: tuple[Any, Any] | None = None,
+        validation_data: tuple[Any, ...] | None = None,
         *,
+        sample_weight: Any = None,
         callbacks: Sequence[Callback] = (),
         score_fn: Any = None,
     ) -> dict[str, Any]:
@@ -249,13 +289,16 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         self.device_ = resolve_device(self.device)
         self._fit_scaling(X)
         y_enc = self._encode_y(y, fit=True)
+        w = self._sample_weight(X, y_enc, sample_weight, fit=True)
         if validation_data is not None:
-            X_val, y_val = self._validate_xy(*validation_data, reset=False)
-            X_tr, y_tr, y_val = X, y_enc, self._encode_y(y_val)
+            X_val, y_val = self._validate_xy(*validation_data[:2], reset=False)
+            y_val = self._encode_y(y_val)
+            w_val = self._sample_weight(X_val, y_val, validation_data[2] if len(validation_data) > 2 else None)
+            X_tr, y_tr, w_tr = X, y_enc, w
         elif self.early_stopping:
-            X_tr, X_val, y_tr, y_val = self._split_validation(X, y_enc, seed)
+            X_tr, X_val, y_tr, y_val, w_tr, w_val = self._split_validation(X, y_enc, seed, w)
         else:
-            X_tr, y_tr, X_val, y_val = X, y_enc, None, None
+            X_tr, y_tr, w_tr, X_val, y_val, w_val = X, y_enc, w, None, None, None
         image_shape = self.image_shape_
         regs = build_regularizers(config, n_classes=self._n_classes(), image_shape=image_shape)
         self.n_outputs_ = self._n_outputs(y_enc)
@@ -277,6 +320,11 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
             "callbacks": cbs,
             "score_fn": score_fn,
             "seed": seed,
+            "sample_weight": _weight_tensor(w_tr, self.device_),
+            "sample_weight_val": _weight_tensor(w_val, self.device_),
+            "criterion": self.criterion,
+            "precision": self.precision,
+            "channels_last": self.channels_last,
         }
 
     def adopt_trainer(self, trainer: Any) -> _RegularizedNet:
@@ -289,7 +337,13 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         return self
 
     def _config(self) -> RegConfig:
-        config = RegConfig.from_params(self.get_params())
+        params = self.get_params()
+        if params["lr"] is None:
+            params["lr"] = DEFAULT_LR.get(params["optimizer"], DEFAULT_LR["adam"])
+        config = RegConfig.from_params(params)
+        if self.class_weight is not None and self._task != "classification":
+            raise RegConfigError(f"class_weight={self.class_weight!r} applies to classifiers only; leave it None "
+                                 "(weigh rows with fit(..., sample_weight=...))")
         for spec in REGULARIZERS:
             if self._task not in spec.tasks and spec.is_on(config):
                 raise RegConfigError(f"{spec.switch}={getattr(config, spec.switch)!r} applies to "
@@ -391,16 +445,45 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         tensor = torch.as_tensor(np.ascontiguousarray(Xs, dtype=np.float32), device=self.device_)
         return tensor if self.image_shape_ is None else tensor.reshape(-1, *self.image_shape_)
 
-    def _split_validation(self, X: np.ndarray, y: np.ndarray, seed: int) -> tuple:
+    def _sample_weight(self, X: np.ndarray, y_enc: np.ndarray, sample_weight: Any,
+                       fit: bool = False) -> np.ndarray | None:
+        """Each row's weight: ``sample_weight`` times its class's ``class_weight`` (fitted on the
+        training rows, applied to validation rows too); ``None`` when all are equal, so equal
+        weights train exactly as no weights."""
+        if fit:
+            self._class_weights = None if self.class_weight is None else compute_class_weight(
+                self.class_weight, classes=self.classes_, y=self.classes_[y_enc])
+        if sample_weight is None and self._class_weights is None:
+            return None
+        try:
+            w = _check_sample_weight(None if sample_weight is None else to_numpy(sample_weight), X, dtype=np.float64,
+                                     ensure_non_negative=True, allow_all_zero_weights=not fit)
+        except ValueError as exc:
+            name = "sample_weight" if fit else "sample_weight_val"
+            raise DataError(f"{name}: {exc} It takes one weight >= 0 per row ({X.shape[0]} rows), not all "
+                            "zero.") from None
+        if self._class_weights is not None:
+            w = w * self._class_weights[y_enc]
+        if fit and not np.any(w > 0):
+            raise DataError("sample_weight (times class_weight) is zero for every row; give some rows a weight > 0")
+        if fit and self._task == "classification" and len(np.unique(y_enc[w > 0])) < 2:
+            raise DataError(f"{type(self).__name__} needs at least 2 classes among the rows with a weight > 0; "
+                            f"sample_weight leaves only class {self.classes_[y_enc[w > 0][0]].item()!r}")
+        return None if np.all(w == w[0]) else w
+
+    def _split_validation(self, X: np.ndarray, y: np.ndarray, seed: int, w: np.ndarray | None = None) -> tuple:
+        """``X_tr, X_val, y_tr, y_val, w_tr, w_val`` (weights ``None`` without ``w``)."""
         n_val = int(np.ceil(self.validation_fraction * X.shape[0]))
         if X.shape[0] - n_val < 1:
-            return X, None, y, None
+            return X, None, y, None, w, None
         stratify = None
         if self._task == "classification":
             counts = np.bincount(y)
             if counts.min() >= 2 and n_val >= len(counts):
                 stratify = y
-        return train_test_split(X, y, test_size=n_val, random_state=seed, stratify=stratify)
+        if w is None:
+            return (*train_test_split(X, y, test_size=n_val, random_state=seed, stratify=stratify), None, None)
+        return tuple(train_test_split(X, y, w, test_size=n_val, random_state=seed, stratify=stratify))
 
     def _predict_raw(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
@@ -425,7 +508,8 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         for key, default in (("module", None), ("constrained_layers", None), ("_module_kwargs", {}),
                              ("lr_schedule", "constant"), ("warmup_epochs", 0), ("feature_scaling", "standard"),
                              ("numeric_embedding", "none"), ("embedding_dim", 16), ("n_frequencies", 16),
-                             ("frequency_sigma", 0.1), ("n_bins", 16), ("_x_numeric_", None), ("_x_bin_edges_", None)):
+                             ("frequency_sigma", 0.1), ("n_bins", 16), ("_x_numeric_", None), ("_x_bin_edges_", None),
+                             ("criterion", None), ("class_weight", None), ("precision", "32"), ("channels_last", False)):
             state.setdefault(key, default)
         if "n_features_in_" in state:
             state.setdefault("image_shape_", _image_shape(state.get("image_shape")))
@@ -444,7 +528,10 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         Together they rebuild it with :meth:`from_state`, with no pickle involved.
         """
         check_is_fitted(self)
-        params = {k: v for k, v in self.get_params().items() if k != "callbacks"}
+        # The loss plays no part in predicting: a saved model keeps none (a refit uses the default).
+        params = {k: v for k, v in self.get_params().items() if k not in ("callbacks", "criterion")}
+        if isinstance(self.class_weight, dict):  # JSON keys are text: keep the class labels as they are
+            params["class_weight"] = [[k, v] for k, v in self.class_weight.items()]
         if self.module is not None:  # by reference: "package.module:Name", imported again on load
             params["module"] = module_reference(ModuleFactory.of(self.module).factory)
         for key, value in self.__dict__.get("_module_kwargs", {}).items():
@@ -463,7 +550,10 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         classes = {c.__name__: c for c in (RegularizedNetClassifier, RegularizedNetRegressor)}
         if state.get("class") not in classes:
             raise DataError(f"saved model class {state.get('class')!r} is not a regtune estimator")
-        est = classes[state["class"]](**state["params"])
+        params = dict(state["params"])
+        if isinstance(params.get("class_weight"), list):
+            params["class_weight"] = {k: v for k, v in params["class_weight"]}
+        est = classes[state["class"]](**params)
         for key, value in state["fitted"].items():
             setattr(est, key, np.asarray(value) if isinstance(value, list) else value)
         est.image_shape_ = _image_shape(state["fitted"].get("image_shape_", est.image_shape))
@@ -517,8 +607,9 @@ _PARAMETERS = """Parameters
         ``"sgd"`` has Nesterov momentum 0.9. ``"adamw"`` is torch's AdamW: it decays weights
         (never biases or normalization parameters) by ``weight_decay``; ``"adam"`` with
         ``weight_decay`` makes the same update through a hook.
-    lr : float, default=1e-3
-        Learning rate: the peak of ``lr_schedule``.
+    lr : float, optional
+        Learning rate: the peak of ``lr_schedule``. ``None``: the optimizer's default
+        (:data:`regtune.config.DEFAULT_LR`: 1e-3 for Adam, AdamW and RMSprop, 0.05 for SGD).
     lr_schedule : {"constant", "cosine", "onecycle", "flat_anneal"}, default="constant"
         How the rate moves over ``max_epochs``, set before every optimizer step: ``"cosine"``
         anneals to 0; ``"onecycle"`` rises from ``lr / 25`` over the first 30% then anneals;
@@ -610,6 +701,26 @@ _PARAMETERS = """Parameters
     callbacks : list of Callback, optional
         Extra :class:`~regtune.nn.callbacks.Callback` observers of every epoch (logging,
         pruning); early stopping adds its own.
+    criterion : torch loss class or instance, optional
+        The training and validation loss, e.g. ``torch.nn.CrossEntropyLoss(weight=...)`` or
+        ``torch.nn.HuberLoss``; a class is built without arguments, an instance is copied. It
+        gets the network's outputs and, for a classifier, class indices (class probabilities
+        under ``mixup_alpha``, ``cutmix_alpha`` or ``label_smoothing``, which therefore need
+        ``CrossEntropyLoss`` or a loss with ``soft_targets = True``), for a regressor the
+        standardized targets ``(batch, n_outputs)``. It must return one number; with sample
+        weights it runs with ``reduction="none"``. ``None``: cross-entropy or mean squared error.
+    class_weight : dict, "balanced" or None, default=None
+        Classifiers only: weights of the classes, as in scikit-learn (``"balanced"``:
+        ``n_samples / (n_classes * count)``), multiplying ``sample_weight`` in the training
+        and validation losses and the validation score.
+    precision : {"32", "bf16-mixed", "16-mixed"}, default="32"
+        Lightning's names: ``"bf16-mixed"`` and ``"16-mixed"`` run the forward pass and the loss
+        under ``torch.autocast`` in bfloat16 / float16 (float16 with a gradient scaler); the
+        weights, the optimizer and predictions stay float32. ``"16-mixed"`` needs CUDA;
+        ``"bf16-mixed"`` works on CPU too (slower there: it saves memory, not time).
+    channels_last : bool, default=False
+        On CUDA, 4-D inputs (images) and convolution weights are stored channels-last, which
+        tensor cores run faster (with mixed precision); ignored on other devices.
     **module__params
         The module's own constructor arguments as ``module__NAME=value`` (skorch's
         convention); ``get_params``, ``set_params`` and ``GridSearchCV`` see them.
@@ -756,6 +867,10 @@ def _standardization(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 _CONSTANT_ULPS = 16
+
+
+def _weight_tensor(w: np.ndarray | None, device: torch.device) -> torch.Tensor | None:
+    return None if w is None else torch.as_tensor(np.ascontiguousarray(w, dtype=np.float32), device=device)
 
 
 def _image_shape(value: Any) -> tuple[int, int, int] | None:

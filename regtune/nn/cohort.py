@@ -118,6 +118,10 @@ class CohortTrainer:
             raise ValueError("a cohort needs at least one member")
         configs = [m["config"] for m in members]
         _check_cohort(configs)
+        if any(m.get("sample_weight") is not None or m.get("sample_weight_val") is not None
+               or m.get("criterion") is not None or m.get("precision", "32") != "32" for m in members):
+            raise ValueError("a cohort trains with the built-in loss, in float32, without sample weights; "
+                             "train these members alone (cohort=1)")
         first = members[0]
         self.X, self.y, self.X_val, self.y_val = first["X"], first["y"], first.get("X_val"), first.get("y_val")
         self.task = first["task"]

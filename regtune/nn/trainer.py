@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from regtune.config import RegConfig
 from regtune.exceptions import DivergenceError, RegConfigError
 from regtune.metrics import get_metric
 from regtune.nn.callbacks import Callback
+from regtune.nn.losses import Loss, make_criterion
 from regtune.nn.regularizers import Regularizer, decay_parameters, overrides
 from regtune.nn.schedules import LRSchedule
 
-__all__ = ["DivergenceError", "RngScope", "Trainer", "make_optimizer", "predict_batches", "predict_exact", "resolve_device"]
+__all__ = ["DivergenceError", "RngScope", "Trainer", "autocast_dtype", "make_optimizer", "predict_batches", "predict_exact",
+           "resolve_device"]
 
 ScoreFn = Callable[[Tensor, Tensor], float]
 _GATHER_BYTES = 64 * 2**20  # per-chunk copy of shuffled training rows
@@ -37,6 +39,25 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype ``torch.autocast`` runs the forward pass and the loss in (``None``: float32),
+    for Lightning's precision names; refuses what ``device`` cannot do."""
+    if precision == "32":
+        return None
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    if dtype is None:
+        raise RegConfigError(f"precision={precision!r} is not one of '32', 'bf16-mixed', '16-mixed'")
+    if device.type == "cpu" and dtype == torch.float16:
+        raise RegConfigError("precision='16-mixed' needs a CUDA device (float16 with gradient scaling); "
+                             "on CPU use precision='bf16-mixed' or '32'")
+    if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        raise RegConfigError(f"precision='bf16-mixed': {torch.cuda.get_device_name(device)} has no bfloat16; "
+                             "use precision='16-mixed' or '32'")
+    if device.type not in ("cpu", "cuda") and not torch.amp.is_autocast_available(device.type):
+        raise RegConfigError(f"precision={precision!r}: torch has no autocast on {device.type}; use precision='32'")
+    return dtype
 
 
 def make_optimizer(model: nn.Module, config: RegConfig) -> torch.optim.Optimizer:
@@ -105,6 +126,12 @@ class Trainer:
     and calls the callbacks, which may set ``should_stop``. ``val_score`` is ``score_fn``, by
     default the epoch form of the task's default metric (accuracy, R^2).
 
+    ``criterion`` replaces the task's loss (:class:`~regtune.nn.losses.Loss`); ``sample_weight``
+    and ``sample_weight_val`` weigh the rows of the training loss and of the validation loss
+    and score. ``precision`` ``"bf16-mixed"`` or ``"16-mixed"`` runs the forward pass and the
+    loss under ``torch.autocast`` (float16 with a gradient scaler); ``channels_last`` stores
+    4-D inputs and convolution weights channels-last on CUDA.
+
     The model trains on ``device`` (default: where ``X`` is). Data that fit in
     ``memory_budget`` bytes (on CUDA, by default, half the free device memory; elsewhere no
     limit) move there once; larger data stay in host memory and stream: each chunk of
@@ -128,6 +155,11 @@ class Trainer:
         seed: int = 0,
         device: torch.device | str | None = None,
         memory_budget: int | None = None,
+        sample_weight: Tensor | None = None,
+        sample_weight_val: Tensor | None = None,
+        criterion: Any = None,
+        precision: str = "32",
+        channels_last: bool = False,
     ) -> None:
         self.config = config
         self.task = task
@@ -138,6 +170,15 @@ class Trainer:
         place = _to_host if self.streaming else (lambda t: t.to(self.device))
         self.X, self.y = place(X), place(y)
         self.X_val, self.y_val = (place(X_val), place(y_val)) if X_val is not None else (X_val, y_val)
+        self.w = place(_normalized(sample_weight)) if sample_weight is not None else None
+        self.w_val = place(sample_weight_val) if sample_weight_val is not None and X_val is not None else None
+        criterion = make_criterion(criterion)
+        self.loss = Loss(criterion, config, task)
+        self._val_loss = Loss(criterion, config, task, training=False)
+        dtype = autocast_dtype(precision, self.device)
+        self._autocast = (lambda: torch.autocast(self.device.type, dtype)) if dtype else contextlib.nullcontext
+        self._scaler = torch.amp.GradScaler(self.device.type) if dtype == torch.float16 else None
+        self._channels_last = channels_last and self.device.type == "cuda" and self.X.dim() == 4
         self.score_fn = score_fn or get_metric(None, task).epoch_fn
         self.callbacks = list(callbacks)
         self.history: list[dict[str, Any]] = []
@@ -148,6 +189,8 @@ class Trainer:
         regs = list(regularizers)
         with self._rng:
             self.model = build().to(self.device)
+        if self._channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = make_optimizer(self.model, config)
         self._params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self._on_batch = overrides(regs, "on_batch")
@@ -169,11 +212,6 @@ class Trainer:
     def done(self) -> bool:
         return self.should_stop or self.epoch >= self.config.max_epochs
 
-    def loss(self, output: Tensor, target: Tensor, smoothing: float = 0.0) -> Tensor:
-        if self.task == "classification":
-            return F.cross_entropy(output, target, label_smoothing=smoothing)
-        return F.mse_loss(output, target)
-
     def step(self) -> dict[str, Any]:
         """Train one epoch, evaluate on the validation split, notify callbacks."""
         start = time.perf_counter()
@@ -181,7 +219,7 @@ class Trainer:
             train_loss = self._train_epoch()
         record: dict[str, Any] = {"epoch": self.epoch, "train_loss": train_loss}
         if self.X_val is not None and len(self.X_val):
-            record.update(self.evaluate(self.X_val, self.y_val))
+            record.update(self.evaluate(self.X_val, self.y_val, self.w_val))
         record["seconds"] = time.perf_counter() - start
         self.history.append(record)
         self.epoch += 1
@@ -200,28 +238,35 @@ class Trainer:
         return self.model
 
     def _train_epoch(self) -> float:
-        model, opt, X, params = self.model, self.optimizer, self.X, self._params
-        loss_fn, smoothing = self.loss, self.config.label_smoothing
+        model, opt, X, params, scaler = self.model, self.optimizer, self.X, self._params, self._scaler
+        loss_fn, autocast, channels_last = self.loss, self._autocast, self._channels_last
         on_batch, before_forward, penalty = self._on_batch, self._before_forward, self._penalty
         after_backward, after_step = self._after_backward, self._after_step
         model.train()
         lr, schedule, groups = opt.param_groups[0]["lr"], self._schedule, opt.param_groups
         order = torch.randperm(X.shape[0], device=self.device)  # drawn where the model is: same RNG stream
         losses: list[Tensor] = []
-        for (X_chunk, y_chunk), batches in self._chunks(order):
+        for (X_chunk, y_chunk, w_chunk), batches in self._chunks(order):
             for batch in batches:
-                xb, yb = X_chunk[batch], y_chunk[batch]
+                xb, yb, wb = X_chunk[batch], y_chunk[batch], None if w_chunk is None else w_chunk[batch]
                 for reg in on_batch:
                     xb, yb = reg.on_batch(xb, yb)
+                if channels_last:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
                 for reg in before_forward:
                     reg.before_forward(model)
-                loss = loss_fn(model(xb), yb, smoothing)
+                with autocast():
+                    loss = loss_fn(model(xb), yb, wb)
                 losses.append(loss.detach())
                 for reg in penalty:
                     loss = loss + reg.penalty(model)
                 for p in params:  # zero_grad(set_to_none=True) without its ~10 us of profiler wrapping
                     p.grad = None
-                loss.backward()
+                if scaler is None:
+                    loss.backward()
+                else:  # float16: scaled so small gradients survive, unscaled before any hook reads them
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(opt)
                 for reg in after_backward:
                     reg.after_backward(model)
                 if schedule is not None:
@@ -229,20 +274,24 @@ class Trainer:
                     for group in groups:
                         group["lr"] = lr
                     self._step += 1
-                opt.step()
+                if scaler is None:
+                    opt.step()
+                else:
+                    scaler.step(opt)
+                    scaler.update()
                 for reg in after_step:
                     reg.after_step(model, lr)
         # One device sync per epoch: the batch losses are summed only here.
-        return float(torch.stack(losses) @ self._batch_sizes / X.shape[0])
+        return float(torch.stack(losses).float() @ self._batch_sizes / X.shape[0])  # a loss may be half precision
 
-    def _chunks(self, order: Tensor) -> Iterable[tuple[tuple[Tensor, Tensor], list[slice]]]:
+    def _chunks(self, order: Tensor) -> Iterable[tuple[tuple[Tensor, Tensor, Tensor | None], list[slice]]]:
         """Each chunk of shuffled rows with its batches; one gather per chunk, each batch is then
         a free view of it. Streamed chunks are fetched one ahead, so the host gathers the next
         while the device trains on this one."""
         if not self.streaming:
             for start, stop, batches in self._plan:
                 rows = order[start:stop]
-                yield (self.X[rows], self.y[rows]), batches
+                yield (self.X[rows], self.y[rows], None if self.w is None else self.w[rows]), batches
             return
         order = order.cpu()
         plan = iter(self._plan)
@@ -254,13 +303,14 @@ class Trainer:
             batches = next_batches
         yield ahead, batches
 
-    def _fetch(self, rows: Tensor) -> tuple[Tensor, Tensor]:
-        X, y = self.X[rows], self.y[rows]
+    def _fetch(self, rows: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        X, y, w = self.X[rows], self.y[rows], None if self.w is None else self.w[rows]
         if self.device.type != "cuda":
-            return X.to(self.device), y.to(self.device)
+            return X.to(self.device), y.to(self.device), None if w is None else w.to(self.device)
         # Pinned (page-locked) copies go to the GPU asynchronously; torch's caching host
         # allocator keeps a pinned block until its copy is done.
-        return X.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
+        pinned = [None if t is None else t.pin_memory().to(self.device, non_blocking=True) for t in (X, y, w)]
+        return pinned[0], pinned[1], pinned[2]
 
     def _batch_plan(self) -> list[tuple[int, int, list[slice]]]:
         """Batch bounds, fixed for the whole run, grouped into gather chunks of bounded size."""
@@ -286,10 +336,22 @@ class Trainer:
         return plan
 
     @torch.no_grad()
-    def evaluate(self, X: Tensor, y: Tensor) -> dict[str, float]:
+    def evaluate(self, X: Tensor, y: Tensor, weight: Tensor | None = None) -> dict[str, float]:
+        """Validation loss and score in float32; weighted by ``weight`` (one per row) if given."""
         output = predict_batches(self.model, X, device=self.device)
         y = y.to(output.device)
-        return {"val_loss": float(self.loss(output, y)), "val_score": float(self.score_fn(output, y))}
+        if weight is None:
+            return {"val_loss": float(self._val_loss(output, y)), "val_score": float(self.score_fn(output, y))}
+        weight = weight.to(output.device)
+        loss = self._val_loss(output, y, _normalized(weight))
+        return {"val_loss": float(loss), "val_score": float(self.score_fn(output, y, weight))}
+
+
+def _normalized(weight: Tensor) -> Tensor:
+    """Weights scaled to mean 1, so a loss keeps its scale (and the learning rate its meaning)
+    whatever units the weights come in."""
+    weight = weight.to(torch.float32)
+    return weight / weight.mean()
 
 
 def _nbytes(*tensors: Tensor | None) -> int:

@@ -25,22 +25,33 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils import Tags, check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from regtune.config import PRECISIONS
 from regtune.data.checks import check_target_spread
 from regtune.data.images import as_rows
 from regtune.data.loading import Dataset
 from regtune.data.split import parse_cv
 from regtune.estimators.net import ModuleParams
-from regtune.exceptions import DataError, TuneError
+from regtune.exceptions import DataError, RegConfigError, TuneError
 from regtune.metrics import METRICS
 from regtune.nn.trainer import resolve_device
 from regtune.tuning.storage import MEMORY, PRUNERS, SAMPLERS, make_storage
 from regtune.tuning.tuner import DEFAULT_ENSEMBLE, TuneSettings, quiet_optuna, trials_frame, tune
 
-__all__ = ["RegTuneClassifier", "RegTuneRegressor"]
+__all__ = ["EXPECTED_FAILED_CHECKS", "RegTuneClassifier", "RegTuneRegressor"]
 
 _DTYPES = [np.float64, np.float32]
+#: Fixed parameters of every trial's network (never searched), with their defaults.
+_FIXED = {"criterion": None, "class_weight": None, "precision": "32", "channels_last": False}
+
+#: scikit-learn checks these estimators cannot pass, with why (see ``parametrize_with_checks``'s
+#: ``expected_failed_checks``).
+EXPECTED_FAILED_CHECKS = {
+    "check_sample_weight_equivalence_on_dense_data": (
+        "the check hands cv a list of splits; cv takes a number of folds, 'RxK' or 'auto' (and a search "
+        "trains stochastic networks, so weighted and repeated rows agree only approximately)"),
+}
 
 
 class _RegTune(ModuleParams, BaseEstimator):
@@ -67,6 +78,10 @@ class _RegTune(ModuleParams, BaseEstimator):
         "verbose": ["verbose"],
         "ensemble": [Interval(Integral, 0, None, closed="left")],
         "cohort": [Interval(Integral, 1, None, closed="left")],
+        "criterion": [None, callable],
+        "class_weight": [None, dict, StrOptions({"balanced"})],
+        "precision": [StrOptions(set(PRECISIONS))],
+        "channels_last": ["boolean"],
     }
 
     def __init__(
@@ -91,6 +106,10 @@ class _RegTune(ModuleParams, BaseEstimator):
         verbose: int = 0,
         ensemble: int = DEFAULT_ENSEMBLE,
         cohort: int = 1,
+        criterion: Any = None,
+        class_weight: dict[Any, float] | str | None = None,
+        precision: str = "32",
+        channels_last: bool = False,
         **module__params: Any,
     ) -> None:
         self.module = module
@@ -112,12 +131,24 @@ class _RegTune(ModuleParams, BaseEstimator):
         self.verbose = verbose
         self.ensemble = ensemble
         self.cohort = cohort
+        self.criterion = criterion
+        self.class_weight = class_weight
+        self.precision = precision
+        self.channels_last = channels_last
         self._keep_module_params(module__params)
 
     # ---- fitting -------------------------------------------------------------------------
 
-    def fit(self, X: Any, y: Any) -> _RegTune:
+    def fit(
+        self, X: Any, y: Any, sample_weight: Any = None, *, X_val: Any = None, y_val: Any = None,
+        sample_weight_val: Any = None,
+    ) -> _RegTune:
         """Run the study on all of ``X, y``, then refit the best configuration on all of it.
+
+        ``sample_weight`` weighs the rows in every trial's training loss and validation score
+        and in the refit. ``X_val, y_val`` (and ``sample_weight_val``) replace the folds:
+        every trial trains on ``X`` and is scored on them, and the best configuration is refit
+        on ``X`` alone.
 
         Raises ``ValueError`` for bad parameters or data before any study, MLflow run or file
         is created.
@@ -129,13 +160,14 @@ class _RegTune(ModuleParams, BaseEstimator):
             self, X, y, dtype=_DTYPES, ensure_all_finite="allow-nan", ensure_min_samples=2,
             y_numeric=self._task == "regression",
         )
+        weights = self._weights(X, y, sample_weight, X_val, y_val, sample_weight_val)
         classes = self._check_target(y, settings)
         data = self._dataset(X, y, "dataframe" if was_frame else "array")
         # n_jobs > 1 without a storage: the worker processes share a journal file that lives
         # only as long as this call; the study is copied into memory before it goes.
         temporary = self.storage is None and settings.n_jobs > 1
         with quiet_optuna(), _temporary_journal(settings, temporary) as settings:
-            result = tune(data, settings=settings)
+            result = tune(data, settings=settings, **weights)
             study = _in_memory(result.study_name, settings.storage) if temporary else result.study
         if classes is not None:
             self.classes_ = classes
@@ -152,9 +184,36 @@ class _RegTune(ModuleParams, BaseEstimator):
         self._fitted_data = data  # for report(); left out of pickles
         return self
 
+    def _weights(self, X: np.ndarray, y: np.ndarray, sample_weight: Any, X_val: Any, y_val: Any,
+                 sample_weight_val: Any) -> dict[str, Any]:
+        """The checked ``sample_weight`` and validation set, as :func:`~regtune.tuning.tuner.tune` takes them."""
+        if (X_val is None) != (y_val is None):
+            raise DataError("pass both X_val and y_val (a validation set), or neither")
+        if sample_weight_val is not None and X_val is None:
+            raise DataError("sample_weight_val weighs the rows of X_val; pass X_val and y_val with it")
+        out: dict[str, Any] = {}
+        if sample_weight is not None:
+            out["sample_weight"] = w = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+            kept = np.unique(y[w > 0])
+            if self._task == "classification" and len(kept) < 2:
+                raise DataError(f"{type(self).__name__} needs at least 2 classes among the rows with a weight > 0; "
+                                f"sample_weight leaves only class {kept[0].item()!r}")
+        if X_val is not None:
+            rows, _ = as_rows(X_val)
+            out["X_val"], out["y_val"] = validate_data(self, rows, y_val, reset=False, dtype=_DTYPES,
+                                                       ensure_all_finite="allow-nan",
+                                                       y_numeric=self._task == "regression")
+            if sample_weight_val is not None:
+                out["sample_weight_val"] = _check_sample_weight(sample_weight_val, out["X_val"], dtype=np.float64,
+                                                                ensure_non_negative=True)
+        return out
+
     def _settings(self) -> TuneSettings:
         """Check every parameter and map them onto the tuner's settings; creates nothing."""
         self._validate_params()
+        if self.class_weight is not None and self._task != "classification":
+            raise RegConfigError(f"class_weight={self.class_weight!r} applies to classifiers only; leave it None "
+                                 "(weigh rows with fit(..., sample_weight=...))")
         parse_cv(self.cv)  # "auto", K or "RxK": a string sklearn's constraints cannot spell
         resolve_device(self.device)
         n_jobs = (os.cpu_count() or 1) if self.n_jobs == -1 else self.n_jobs
@@ -176,6 +235,7 @@ class _RegTune(ModuleParams, BaseEstimator):
             tracking_uri=self.tracking_uri, n_jobs=n_jobs, seed=seed, device=self.device, test_size=0.0,
             progress=bool(self.verbose), ensemble=self.ensemble, module=self.module,
             cohort=self.cohort, module_params=self.module_params(),
+            estimator_params={k: getattr(self, k) for k, default in _FIXED.items() if getattr(self, k) != default},
         )
 
     def _check_target(self, y: np.ndarray, settings: TuneSettings) -> np.ndarray | None:
@@ -324,7 +384,19 @@ _PARAMETERS_AFTER_METRIC = """storage : str, optional
         network, each with its own learning rate, L2, weight decay, label smoothing, seed,
         pruning and MLflow run, and the same result as alone. Trials with regularizers a cohort
         cannot replay (dropout, noise, batch norm, constraints, ...) train alone. Pays for
-        small networks and on GPUs; 1 trains every trial alone.
+        small networks and on GPUs; 1 trains every trial alone (as do trials with sample
+        weights, a ``criterion`` or mixed ``precision``).
+    criterion : torch loss class or instance, optional
+        Every trial's loss, fixed (not searched), as for
+        :class:`~regtune.RegularizedNetClassifier`.
+    class_weight : dict, "balanced" or None, default=None
+        Classifiers only: class weights in every trial's training and validation, as for
+        :class:`~regtune.RegularizedNetClassifier`.
+    precision : {"32", "bf16-mixed", "16-mixed"}, default="32"
+        Every trial's precision (Lightning's names), as for
+        :class:`~regtune.RegularizedNetClassifier`.
+    channels_last : bool, default=False
+        Channels-last images and convolutions on CUDA, in every trial.
     **module__params
         The module's fixed constructor arguments as ``module__NAME=value``.
 

@@ -35,7 +35,13 @@ class TrialPruned(optuna.TrialPruned):
 
 @dataclass(frozen=True)
 class Folds:
-    """The search's data: the train part and the (train, validation) index pairs over it."""
+    """The search's data: the train part and the (train, validation) index pairs over it.
+
+    ``sample_weight`` (one per row, or ``None``) weighs every fold's training loss and
+    validation score. With ``validation_given``, the one split is the user's own validation
+    set (its rows last in ``X``): the refit trains on the training rows only, as a network
+    fitted with ``X_val`` does.
+    """
 
     X: np.ndarray
     y: np.ndarray
@@ -43,6 +49,15 @@ class Folds:
     splits: Sequence[tuple[np.ndarray, np.ndarray]]
     image_shape: tuple[int, int, int] | None = None
     repeats: int = 1  # R of R x K-fold: len(splits) is R * K
+    sample_weight: np.ndarray | None = None
+    validation_given: bool = False
+
+    def weights(self, rows: np.ndarray) -> np.ndarray | None:
+        return None if self.sample_weight is None else self.sample_weight[rows]
+
+    def refit_rows(self) -> np.ndarray:
+        """The rows the final model trains on: all of them, or the training rows of a given validation set."""
+        return self.splits[0][0] if self.validation_given else np.arange(len(self.y))
 
     @property
     def plan(self) -> str:
@@ -64,6 +79,9 @@ class Network:
     module: Any = None
     params: Mapping[str, Any] = field(default_factory=dict)
     unsupported: tuple[str, ...] = ()
+    # Fixed estimator parameters every trial, check and refit gets (criterion, class_weight,
+    # precision, channels_last): set by the user, never searched.
+    fixed: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -76,11 +94,12 @@ class Network:
 
     def estimator_params(self, trial_params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """``module`` and ``module__NAME`` estimator parameters: the fixed ones, then the module
-        params a trial sampled (named ``module__NAME`` in the study, one to one)."""
+        params a trial sampled (named ``module__NAME`` in the study, one to one); with the
+        ``fixed`` estimator parameters."""
         if self.module is None:
-            return {}
+            return dict(self.fixed)
         sampled = {k: v for k, v in (trial_params or {}).items() if k.startswith("module__")}
-        return {"module": self.module, **{f"module__{k}": v for k, v in self.params.items()}, **sampled}
+        return {**self.fixed, "module": self.module, **{f"module__{k}": v for k, v in self.params.items()}, **sampled}
 
     def space(self, space: SearchSpace) -> SearchSpace:
         """``space`` without what this module cannot take."""
@@ -177,7 +196,7 @@ def epoch_score_fn(metric: Metric, y_train: np.ndarray, task: str):  # noqa: ANN
     if metric.name != "rmse":
         return metric.epoch_fn
     scale = float(np.std(np.asarray(y_train, dtype=float))) or 1.0
-    return lambda out, y: metric.epoch_fn(out, y) * scale  # back to the target's units
+    return lambda out, y, weight=None: metric.epoch_fn(out, y, weight) * scale  # back to the target's units
 
 
 def out_of_fold_predictions(estimators: Sequence[Any], folds: Folds) -> np.ndarray:
@@ -267,7 +286,8 @@ def run_objective(
                              module=module)
         score_fn = epoch_score_fn(metric, folds.y[tr], folds.task)
         estimators.append(est)
-        runs.append(est.fit_iter(folds.X[tr], folds.y[tr], validation_data=(folds.X[va], folds.y[va]), score_fn=score_fn))
+        runs.append(est.fit_iter(folds.X[tr], folds.y[tr], validation_data=(folds.X[va], folds.y[va], folds.weights(va)),
+                                 sample_weight=folds.weights(tr), score_fn=score_fn))
     latest: list[dict[str, Any] | None] = [None] * len(runs)
     active = set(range(len(runs)))
     epoch = 0

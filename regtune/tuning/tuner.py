@@ -106,6 +106,9 @@ class TuneSettings:
     # "package.module:Name"; module_params are its fixed constructor arguments (no module__).
     module: Any = None
     module_params: Mapping[str, Any] = field(default_factory=dict)
+    # Fixed parameters of every trial's estimator, never searched (the RegTune estimators'
+    # criterion, class_weight, precision, channels_last).
+    estimator_params: Mapping[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
         """Reject settings that cannot run, before any data is read or anything is created."""
@@ -202,6 +205,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 
 def prepare(data: Dataset, settings: TuneSettings, *, baseline: RegConfig | None = None,
             deadline: float | None = None, network: Network | None = None,
+            sample_weight: np.ndarray | None = None, validation: tuple[Any, Any, Any] | None = None,
             ) -> tuple[Folds, Any, Any, TabularPreprocessor | None]:
     """Hold out the test part (unless ``test_size=0``), preprocess the rest, build the folds.
 
@@ -210,7 +214,13 @@ def prepare(data: Dataset, settings: TuneSettings, *, baseline: RegConfig | None
     :func:`~regtune.data.split.auto_plan` picks the most folds and repeats that still leave time
     for enough trials. Returns the folds, the test features and target (``None`` without a test
     part) and the fitted preprocessor (``None`` for images, which the network scales itself).
+
+    ``sample_weight`` (one per row of ``data``) follows its rows into the folds; ``validation``
+    ``(X_val, y_val, sample_weight_val)`` replaces the folds with one split: train on the
+    search part, validate on it (:func:`given_validation`).
     """
+    if sample_weight is not None:  # rows are found again by position
+        data = replace(data, X=data.X.reset_index(drop=True), y=data.y.reset_index(drop=True))
     if settings.test_size > 0:
         split = split_dataset(
             data.X, data.y, task=data.task, test_size=settings.test_size, val_size=settings.val_size,
@@ -220,6 +230,10 @@ def prepare(data: Dataset, settings: TuneSettings, *, baseline: RegConfig | None
         X_test_raw, y_test = split.X_test, split.y_test.to_numpy()
     else:
         X_part, y_part, X_test_raw, y_test = data.X, data.y, None, None
+    if sample_weight is not None and len(sample_weight) != len(data.y):
+        raise DataError(f"sample_weight has {len(sample_weight)} values but the data has {len(data.y)} rows; "
+                        "pass one weight per row")
+    weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)[X_part.index.to_numpy()]
     prep = None
     if data.image_shape is None:
         prep = TabularPreprocessor().fit(X_part)
@@ -229,6 +243,8 @@ def prepare(data: Dataset, settings: TuneSettings, *, baseline: RegConfig | None
         X_arr = X_part.to_numpy(np.float32)
         X_test = X_test_raw.to_numpy(np.float32) if X_test_raw is not None else None
     y_arr = y_part.to_numpy()
+    if validation is not None:
+        return given_validation(X_arr, y_arr, weights, validation, data, prep), X_test, y_test, prep
     val_share = settings.val_size / (1 - settings.test_size)
     fits = None
     if (parse_cv(settings.cv) == "auto" and deadline is not None and baseline is not None
@@ -237,7 +253,34 @@ def prepare(data: Dataset, settings: TuneSettings, *, baseline: RegConfig | None
     splits = cv_splits(y_arr, task=data.task, cv=settings.cv, random_state=settings.seed, val_share=val_share,
                        fits=fits)
     repeats = resolve_plan(settings.cv, y_arr, data.task, fits=fits, val_share=val_share)[0]
-    return Folds(X_arr, y_arr, data.task, splits, data.image_shape, repeats=repeats), X_test, y_test, prep
+    return (Folds(X_arr, y_arr, data.task, splits, data.image_shape, repeats=repeats, sample_weight=weights),
+            X_test, y_test, prep)
+
+
+def given_validation(X: np.ndarray, y: np.ndarray, weights: np.ndarray | None, validation: tuple[Any, Any, Any],
+                     data: Dataset, prep: TabularPreprocessor | None) -> Folds:
+    """The search part and the user's validation set as one split (validation rows last),
+    preprocessed alike; the preprocessor never saw the validation rows."""
+    X_val_raw, y_val, w_val = validation
+    rows, _ = as_rows(X_val_raw)
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(np.asarray(rows))
+    if set(map(str, frame.columns)) == set(map(str, data.X.columns)):  # named alike: take them in the data's order
+        frame = frame.rename(columns=str)[[str(c) for c in data.X.columns]]
+    if frame.shape[1] != data.X.shape[1]:
+        raise DataError(f"X_val has {frame.shape[1]} columns but the data has {data.X.shape[1]}; pass the same columns")
+    frame.columns = data.X.columns
+    X_val = prep.transform(frame) if prep is not None else frame.to_numpy(np.float32)
+    y_val = to_numpy(y_val)
+    if len(y_val) != len(X_val):
+        raise DataError(f"X_val has {len(X_val)} rows but y_val has {len(y_val)}; pass matching rows")
+    n, m = len(y), len(y_val)
+    if weights is None and w_val is None:
+        w = None
+    else:
+        w = np.concatenate([np.ones(n) if weights is None else weights,
+                            np.ones(m) if w_val is None else np.asarray(w_val, dtype=np.float64)])
+    return Folds(np.concatenate([X, X_val]), np.concatenate([y, y_val]), data.task, [(np.arange(n), np.arange(n, n + m))],
+                 data.image_shape, sample_weight=w, validation_given=True)
 
 
 def _probe_fits(baseline: RegConfig, X: np.ndarray, y: np.ndarray, data: Dataset, settings: TuneSettings,
@@ -309,12 +352,19 @@ def tune(
     target: str | None = None,
     settings: TuneSettings | None = None,
     console: Any = None,
+    sample_weight: Any = None,
+    X_val: Any = None,
+    y_val: Any = None,
+    sample_weight_val: Any = None,
     **options: Any,
 ) -> TuneResult:
     """Search the regularization for ``data``; refit the best and the baseline; test both once.
 
     ``data`` is a :class:`~regtune.data.loading.Dataset`, a built-in name, a CSV/Parquet path, or ``X``
     with ``y``. ``options`` are :class:`TuneSettings` fields (``n_trials=20, space="minimal"``).
+    ``sample_weight`` weighs each row of ``data`` in every trial's training and validation
+    score; ``X_val, y_val`` (and ``sample_weight_val``) replace the folds: every trial trains
+    on the search part and is scored on them, and the final model trains on the search part.
 
     Every setting is checked before anything is created: bad input leaves no study, no MLflow
     run. Once the parent run exists it always ends: KILLED on Ctrl-C, FAILED on an error.
@@ -329,12 +379,15 @@ def tune(
     dataset = as_dataset(data, y, target=target)
     metric = get_metric(settings.metric, dataset.task)
     _check_device(settings.device)
-    network = Network(settings.module, dict(settings.module_params))
+    network = Network(settings.module, dict(settings.module_params), fixed=dict(settings.estimator_params))
+    if (sample_weight is not None or sample_weight_val is not None or settings.estimator_params) and settings.cohort > 1:
+        settings = replace(settings, cohort=1)  # a cohort trains the built-in loss, unweighted, in float32
     study_name = settings.study_name or "-".join(p for p in (dataset.name, network.label, space.name, metric.name) if p)
     settings = _pinned_cv(settings, study_name)
     folds, X_test, y_test, prep = prepare(dataset, settings, baseline=space.to_config(space.baseline_params()),
                                           deadline=started + settings.timeout if settings.timeout else None,
-                                          network=network)
+                                          network=network, sample_weight=sample_weight,
+                                          validation=None if X_val is None else (X_val, y_val, sample_weight_val))
     fingerprint = study_fingerprint(
         dataset, space, metric=metric.name, cv=settings.cv, n_folds=_folds_label(folds), seed=settings.seed,
         test_size=settings.test_size, val_size=settings.val_size,
@@ -650,7 +703,7 @@ def _finish(
     for label, config, trial in (("baseline", base_config, baseline), ("best", best_config, best)):
         est = refit(config, trial, folds, settings)
         models[label] = est
-        train = metric.final_fn(est, folds.X, folds.y)
+        train = metric.final_fn(est, folds.X[folds.refit_rows()], folds.y[folds.refit_rows()])
         test = metric.final_fn(est, X_test, y_test) if X_test is not None else float("nan")
         rows.append({"model": label, "trial": trial.number if trial else None, "train": train,
                      "val": trial.value if trial else float("nan"), "test": test, "gap": train - test,
@@ -715,7 +768,7 @@ def _ensemble(
     if found is None:
         return None, None
     ensemble, val = found
-    train = metric.final_fn(ensemble, folds.X, folds.y)
+    train = metric.final_fn(ensemble, folds.X[folds.refit_rows()], folds.y[folds.refit_rows()])
     test = metric.final_fn(ensemble, X_test, y_test) if X_test is not None else float("nan")
     members = ", ".join(f"#{t} x{w:.2f}" for t, w in zip(ensemble.trials, ensemble.weights, strict=True))
     return ensemble, {"model": "ensemble", "trial": None, "train": train, "val": val, "test": test,
@@ -751,7 +804,7 @@ def refit(config: RegConfig, trial: optuna.trial.FrozenTrial | None, folds: Fold
     that long on all rows instead of holding some back again.
     """
     number = trial.number if trial is not None else 0
-    network = Network(settings.module, dict(settings.module_params))
+    network = Network(settings.module, dict(settings.module_params), fixed=dict(settings.estimator_params))
     est = make_estimator(config, folds.task, image_shape=folds.image_shape, device=settings.device,
                          random_state=trial_seed(settings.seed, number),
                          module=network.estimator_params(trial.params if trial is not None else None))
@@ -761,5 +814,6 @@ def refit(config: RegConfig, trial: optuna.trial.FrozenTrial | None, folds: Fold
             est.set_params(early_stopping=False, max_epochs=epochs)
         else:  # a schedule spans max_epochs: keep its horizon and stop where the folds did
             est.set_params(early_stopping=False, callbacks=[StopAfter(epochs)])
+    rows = folds.refit_rows()
     with torch_threads(threads_for(config, folds.X.shape[1], n_jobs=1)):  # as its trial trained
-        return est.fit(folds.X, folds.y)
+        return est.fit(folds.X[rows], folds.y[rows], sample_weight=folds.weights(rows))

@@ -28,7 +28,7 @@ from regtune import (
     RegularizedNetRegressor,
 )
 from regtune.data.preprocess import TabularPreprocessor
-from regtune.estimators.tuned import EXPECTED_FAILED_CHECKS
+from regtune.search.estimators import EXPECTED_FAILED_CHECKS
 from regtune.tuning.storage import make_storage
 
 TINY = str(Path(__file__).parent / "spaces" / "tiny.yaml")

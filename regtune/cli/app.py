@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from regtune.processes import python_command, safe_environment
 from regtune.tracking.tracker import DEFAULT_TRACKING_URI
 
 __all__ = ["app", "main"]
@@ -182,7 +183,8 @@ def ui(
     # Through the environment, not argv: any local user can read a process's arguments (ps).
     # One web worker and no background job runners: a local UI needs neither, and 2 cores are few.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ, "MLFLOW_BACKEND_STORE_URI": backend}
-    args = [sys.executable, "-m", "mlflow", "ui", "--default-artifact-root", artifacts.as_uri(),
+    env = safe_environment(env)  # the UI and its web workers import MLflow, not a mlflow.py lying here
+    args = [*python_command(module="mlflow"), "ui", "--default-artifact-root", artifacts.as_uri(),
             "--host", host, "--port", str(port), "--workers", "1"]
     if exposed or extra:
         names = [*_own_names(host), *extra] if exposed else extra

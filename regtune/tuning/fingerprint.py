@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -24,6 +27,7 @@ __all__ = [
     "check_fingerprint",
     "check_legacy_attrs",
     "dataset_hash",
+    "module_code_hash",
     "space_hash",
     "study_fingerprint",
 ]
@@ -42,6 +46,7 @@ _COMPARED: dict[str, tuple[str, str]] = {
     "test_size": ("test_size", "the same test_size"),
     "val_size": ("val_size", "the same val_size"),
     "module": ("module", "the same --model (and module parameters)"),
+    "module_code": ("model code", "the --model code the study was created with (it changed since)"),
 }
 
 
@@ -62,9 +67,24 @@ def space_hash(space: SearchSpace) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def module_code_hash(module: Any) -> str:
+    """A hash of the source file that defines the user's network (``""``: the built-in one, or
+    no file): editing it between two runs of one study would mix trials of two networks."""
+    if module is None:
+        return ""
+    from regtune.nn.models import ModuleFactory
+
+    factory = ModuleFactory.of(module).factory
+    file = getattr(sys.modules.get(getattr(factory, "__module__", "") or ""), "__file__", None)
+    if not file or not os.path.isfile(file):
+        return ""
+    return hashlib.sha256(Path(file).read_bytes()).hexdigest()[:16]
+
+
 def study_fingerprint(
     dataset: Dataset, space: SearchSpace, *, metric: str, cv: int | str, n_folds: int, seed: int,
     test_size: float, val_size: float, module: str = "", module_params: dict[str, Any] | None = None,
+    module_code: str = "",
 ) -> dict[str, Any]:
     """The fingerprint a run computes for itself (JSON values, as Optuna user attrs need).
 
@@ -72,7 +92,8 @@ def study_fingerprint(
     count it resolves to are the same study. ``source`` and ``space_source`` are where the data
     and the space's YAML were read from, so the analysis commands can read them again.
     ``module`` names the user's network (``""``: the built-in one) with its fixed arguments:
-    trials of two different networks are not comparable either.
+    trials of two different networks are not comparable either, nor are those of one network
+    whose code changed (``module_code``, :func:`module_code_hash`).
     """
     network = module and f"{module} {json.dumps(module_params or {}, sort_keys=True, default=str)}"
     return {
@@ -80,7 +101,7 @@ def study_fingerprint(
         "target": str(dataset.target), "task": dataset.task, "space": space_hash(space), "space_name": space.name,
         "space_source": str(space.path) if space.path is not None else None,
         "metric": metric, "cv": str(cv), "folds": n_folds, "seed": seed, "test_size": test_size,
-        "val_size": val_size, "module": network,
+        "val_size": val_size, "module": network, "module_code": module_code,
     }
 
 
@@ -114,6 +135,8 @@ def _describe(key: str, values: dict[str, Any]) -> str:
         return f"{label} '{values.get('space_name', '?')}' (hash {str(value)[:8]}..)"
     if key == "module":
         return f"{label} {value or 'built-in'}"
+    if key == "module_code":
+        return f"{label} {str(value)[:8] or '(none)'}.."
     if key == "folds":
         return f"{label} {values.get('cv', '?')} ({value} folds)"
     return f"{label} {value!r}"

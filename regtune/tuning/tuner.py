@@ -38,7 +38,7 @@ from regtune.space.space import SearchSpace
 from regtune.tracking.relay import RelayTracker, TrackerProcess, TrackerRelay
 from regtune.tracking.tracker import OFF, MLflowTracker, make_tracker, mask_secrets
 from regtune.tuning.budget import PROBE_EPOCHS, fits_left, queue_batch
-from regtune.tuning.fingerprint import FINGERPRINT_ATTR, study_fingerprint
+from regtune.tuning.fingerprint import FINGERPRINT_ATTR, module_code_hash, study_fingerprint
 from regtune.tuning.queue import open_study, reap_dead_trials, runnable_trials
 from regtune.tuning.resources import assign_devices, passive_openmp, threads_for, torch_threads
 from regtune.tuning.selection import selection_metrics, selection_summary
@@ -339,6 +339,7 @@ def tune(
         dataset, space, metric=metric.name, cv=settings.cv, n_folds=_folds_label(folds), seed=settings.seed,
         test_size=settings.test_size, val_size=settings.val_size,
         module=_module_name(network.module), module_params=dict(network.params),
+        module_code=module_code_hash(network.module),
     )
     space = space.for_task(dataset.task)  # a regression study never samples label smoothing
     network = check_network(network, space, folds, settings.device)  # one batch, before any trial

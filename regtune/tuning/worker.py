@@ -358,7 +358,9 @@ Outcome = tuple[float, dict[str, float]] | BaseException
 def _open_run(tracker: MLflowTracker, spec: WorkerSpec, trial: optuna.Trial, config: Any, seed: int,
               tags: dict[str, str] | None = None) -> str:
     """The trial's MLflow child run, with its params, resolved configuration and seed."""
-    resolved = {f"config.{k}": v for k, v in config.to_dict().items()} if config else {}
+    # a user's module: its name and arguments, not the built-in network's settings
+    network = spec.network.run_params(config.to_dict()) if config else {}
+    resolved = {k if k == "module" or k.startswith("module__") else f"config.{k}": v for k, v in network.items()}
     run_id = tracker.start_trial_run(
         spec.parent_run_id, trial.number,
         params={**trial.params, **resolved, "seed": seed},

@@ -132,6 +132,9 @@ def test_editing_the_model_file_between_runs_of_one_study_is_refused(
     assert code == 2, err
     assert err.count("\n") == 1 and "model code" in err and "changed" in err
     assert "use another --study" in err
+    (tmp_path / "nets.py").write_text(WIDE)  # the code as it was; another --module-arg is another study
+    code, _, err = _cli(capsys, *[a.replace("width=8", "width=9") for a in argv], "--trials", "3")
+    assert code == 2 and '"width": 9' in err and "module parameters" in err
 
 
 # --- --module-arg -------------------------------------------------------------------------------

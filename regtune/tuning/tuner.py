@@ -490,9 +490,7 @@ def _loggable(settings: TuneSettings) -> dict[str, Any]:
 
 def _module_name(module: Any) -> str:
     """How logs and study attributes name a user's module: its spec, or ``package.module:Name``."""
-    if module is None or isinstance(module, str):
-        return module or ""
-    return f"{getattr(module, '__module__', '?')}:{getattr(module, '__qualname__', module)!s}"
+    return Network(module).reference
 
 
 def _check_device(device: str) -> None:

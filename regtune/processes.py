@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import sysconfig
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,11 +30,13 @@ def python_command(*, code: str | None = None, module: str | None = None) -> lis
     folder off ``sys.path``; this regtune comes first on it (``PYTHONPATH`` is kept after it)."""
     if (code is None) == (module is None):
         raise ValueError("python_command takes code or module")
+    # A source checkout (or editable install) is named first; site-packages is on the path already
+    # and must not come before the standard library.
+    root = [] if INSTALL_ROOT in _site_packages() else [INSTALL_ROOT]
     if _SAFE_PATH:
-        flags = ["-P"]
-        prelude = f"import sys; sys.path.insert(0, {INSTALL_ROOT!r}); "
+        flags, prelude = ["-P"], f"import sys; sys.path[:0] = {root!r}; "
     else:  # Python 3.10: no safe-path flag; isolated mode also drops PYTHONPATH, so name it here
-        extra = [INSTALL_ROOT, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
+        extra = [*root, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
         flags, prelude = ["-I"], f"import sys; sys.path[:0] = {extra!r}; "
     if code is not None:
         return [sys.executable, *flags, "-c", prelude + code]
@@ -47,6 +50,11 @@ def safe_environment(env: dict[str, str] | None = None) -> dict[str, str]:
     """``env`` (default: this process's) for a process whose own children, too, keep the working
     folder off ``sys.path`` (Python 3.11+ reads ``PYTHONSAFEPATH``)."""
     return {**(os.environ if env is None else env), "PYTHONSAFEPATH": "1"}
+
+
+def _site_packages() -> set[str]:
+    paths = sysconfig.get_paths()
+    return {str(Path(paths[key]).resolve()) for key in ("purelib", "platlib")}
 
 
 @contextlib.contextmanager

@@ -115,7 +115,16 @@ def test_module_code_hash_follows_the_source(tmp_path: Path) -> None:
     (tmp_path / f"{name}.py").write_text(WIDE)
     before = module_code_hash(f"{tmp_path}/{name}.py:Wide")
     assert before and module_code_hash(None) == ""
-    assert module_code_hash(RegularizedNetClassifier) != before  # another file, another hash
+    (tmp_path / f"{name}.py").write_text(WIDE + "\n# a comment\n")
+    sys.modules.pop(load_module(f"{tmp_path}/{name}.py:Wide").__module__)  # a new run imports it again
+    assert module_code_hash(f"{tmp_path}/{name}.py:Wide") not in ("", before)
+
+
+def test_a_class_given_in_python_hashes_its_own_source() -> None:
+    """Editing the rest of a training script (or notebook) keeps its study; editing the class does not."""
+    from torch import nn
+
+    assert module_code_hash(nn.Linear) not in ("", module_code_hash(nn.Conv2d))
 
 
 def test_editing_the_model_file_between_runs_of_one_study_is_refused(

@@ -10,6 +10,7 @@ back to reload the very data the study was tuned on.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import sys
@@ -68,17 +69,27 @@ def space_hash(space: SearchSpace) -> str:
 
 
 def module_code_hash(module: Any) -> str:
-    """A hash of the source file that defines the user's network (``""``: the built-in one, or
-    no file): editing it between two runs of one study would mix trials of two networks."""
+    """A hash of the user's network code (``""``: the built-in one, or no source to read):
+    editing it between two runs of one study would mix trials of two networks.
+
+    A ``--model`` spec (``file.py:Name``, ``package.module:Name``) hashes the whole file that
+    defines it; a class or factory given in Python hashes its own source, so editing the rest
+    of the script that defines it (a notebook, a training script) keeps the study.
+    """
     if module is None:
         return ""
     from regtune.nn.models import ModuleFactory
 
     factory = ModuleFactory.of(module).factory
-    file = getattr(sys.modules.get(getattr(factory, "__module__", "") or ""), "__file__", None)
-    if not file or not os.path.isfile(file):
-        return ""
-    return hashlib.sha256(Path(file).read_bytes()).hexdigest()[:16]
+    if isinstance(module, str):
+        file = getattr(sys.modules.get(getattr(factory, "__module__", "") or ""), "__file__", None)
+        source = Path(file).read_bytes() if file and os.path.isfile(file) else b""
+    else:
+        try:
+            source = inspect.getsource(factory).encode()
+        except (OSError, TypeError):
+            source = b""
+    return hashlib.sha256(source).hexdigest()[:16] if source else ""
 
 
 def study_fingerprint(

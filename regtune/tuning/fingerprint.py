@@ -119,6 +119,8 @@ def study_fingerprint(
 def check_fingerprint(study_name: str, recorded: dict[str, Any], current: dict[str, Any]) -> None:
     """Raise one :class:`StudyError` naming every field in which this run differs from the study."""
     differ = [k for k in _COMPARED if k in recorded and k in current and recorded[k] != current[k]]
+    if "module" in differ and "module_code" in differ:  # another network: its code differs, of course
+        differ.remove("module_code")
     if not differ:
         return
     was = ", ".join(_describe(k, recorded) for k in differ)

@@ -34,6 +34,7 @@ from regtune.data.split import auto_plan, cv_splits, parse_cv, resolve_plan, spl
 from regtune.exceptions import DataError, ModuleError, TuneError
 from regtune.metrics import Metric, get_metric
 from regtune.nn.callbacks import StopAfter
+from regtune.processes import safe_path_environment
 from regtune.space.space import SearchSpace
 from regtune.tracking.relay import RelayTracker, TrackerProcess, TrackerRelay
 from regtune.tracking.tracker import OFF, MLflowTracker, make_tracker, mask_secrets
@@ -572,7 +573,8 @@ def _run_workers(
                                  daemon=False) for i in range(1, n_procs)]
             # A worker booting up is not killed mid-import by Ctrl-C (it inherits SIG_IGN), and
             # its torch loads with sleeping OpenMP threads.
-            with _sigint_ignored(), passive_openmp():
+            # ... and a spawned one (no fork server) never imports from the working folder.
+            with _sigint_ignored(), passive_openmp(), safe_path_environment():
                 for p in procs:
                     p.start()
             for pipe in pipes:

@@ -8,9 +8,11 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from regtune.processes import python_command, safe_environment
 from regtune.tracking.tracker import DEFAULT_TRACKING_URI
 
 __all__ = ["app", "main"]
@@ -67,6 +69,9 @@ def tune(
                                        "whose regularizers a cohort cannot train run alone); 1: every trial alone."),
     model: str | None = typer.Option(None, help="Your network instead of the built-in one: path/to/file.py:ClassName or "
                                                "package.module:ClassName (this imports and runs that code)."),
+    module_arg: list[str] = typer.Option(  # noqa: B008
+        [], "--module-arg", help="NAME=VALUE: a fixed constructor argument of --model (module__NAME); VALUE is read "
+                                 "as YAML (64, 0.1, true, [64, 32]). Repeat for more."),
 ) -> None:
     """Search the regularization for DATA, refit the best, compare with no regularization."""
     from regtune.cli.tables import print_tune_summary
@@ -79,6 +84,7 @@ def tune(
         cv=_parse_cv(cv), storage=storage, study_name=study, experiment=experiment, tracking_uri=tracking_uri,
         n_jobs=jobs, seed=seed, device=device, retry_failed=retry_failed, heartbeat_interval=heartbeat,
         grace_period=grace, progress=not quiet, ensemble=ensemble, module=model, cohort=cohort,
+        module_params=_parse_module_args(module_arg, model),
     )
     settings.check()
     import optuna
@@ -88,6 +94,36 @@ def tune(
     dataset = load_dataset(data, target)
     result = run_tune(dataset, settings=settings, console=console)
     print_tune_summary(result, console)
+
+
+def _parse_module_args(values: list[str], model: str | None) -> dict[str, Any]:
+    """``--module-arg NAME=VALUE`` options as ``{NAME: value}``, each value read as a YAML scalar or list."""
+    import yaml
+
+    params: dict[str, Any] = {}
+    for item in values:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise typer.BadParameter(f"{item!r} must look like NAME=VALUE (e.g. hidden=[64,32] or p=0.1)",
+                                     param_hint="'--module-arg'")
+        if model is None:
+            raise typer.BadParameter(f"{item!r} is an argument of your network's constructor: pass --model "
+                                     "path/to/file.py:ClassName with it", param_hint="'--module-arg'")
+        if name in params:
+            raise typer.BadParameter(f"{name!r} is given twice", param_hint="'--module-arg'")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            reason = " ".join(str(getattr(exc, "problem", None) or exc).split())
+            raise typer.BadParameter(f"{item!r}: {text!r} is not a YAML value ({reason}); write e.g. "
+                                     f"{name}=[64,32], {name}=0.1 or {name}=relu", param_hint="'--module-arg'") from None
+        if value is None or isinstance(value, dict) or (
+                isinstance(value, list) and any(isinstance(v, (list, dict)) or v is None for v in value)):
+            raise typer.BadParameter(f"{item!r}: the value must be a number, a word, true/false or a list of "
+                                     f"those (e.g. {name}=[64,32])", param_hint="'--module-arg'")
+        params[name] = value
+    return params
 
 
 def _parse_cv(value: str) -> int | str:
@@ -182,7 +218,8 @@ def ui(
     # Through the environment, not argv: any local user can read a process's arguments (ps).
     # One web worker and no background job runners: a local UI needs neither, and 2 cores are few.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ, "MLFLOW_BACKEND_STORE_URI": backend}
-    args = [sys.executable, "-m", "mlflow", "ui", "--default-artifact-root", artifacts.as_uri(),
+    env = safe_environment(env)  # the UI and its web workers import MLflow, not a mlflow.py lying here
+    args = [*python_command(module="mlflow"), "ui", "--default-artifact-root", artifacts.as_uri(),
             "--host", host, "--port", str(port), "--workers", "1"]
     if exposed or extra:
         names = [*_own_names(host), *extra] if exposed else extra

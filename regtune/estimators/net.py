@@ -443,7 +443,15 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         else:
             Xs = (X - self._x_mean_) / self._x_scale_
         tensor = torch.as_tensor(np.ascontiguousarray(Xs, dtype=np.float32), device=self.device_)
-        return tensor if self.image_shape_ is None else tensor.reshape(-1, *self.image_shape_)
+        return tensor if self.image_shape_ is None or self._flat_input() else tensor.reshape(-1, *self.image_shape_)
+
+    def _flat_input(self) -> bool:
+        """Whether the module takes images as rows of ``C*H*W`` values: a user's module that
+        asks for ``n_features`` and not ``image_shape`` is a network of flat features (an MLP)."""
+        if self.module is None:
+            return False
+        factory = ModuleFactory.of(self.module)
+        return factory.takes("n_features") and not factory.takes("image_shape")
 
     def _sample_weight(self, X: np.ndarray, y_enc: np.ndarray, sample_weight: Any,
                        fit: bool = False) -> np.ndarray | None:

@@ -95,15 +95,21 @@ def _copy_code(estimator: Any, dest: Path) -> list[Path]:
     for member in getattr(estimator, "members", None) or [estimator]:
         if getattr(member, "module", None) is None:
             continue
-        source = module_source(ModuleFactory.of(member.module).factory)
-        if source is None or (dest / source.name).exists():
+        factory = ModuleFactory.of(member.module).factory
+        source = module_source(factory)
+        if source is None:
+            continue
+        # under the name it is imported by (a --model file's is private, not its file name)
+        top = factory.__module__.split(".")[0]
+        target = dest / (top if source.is_dir() else f"{top}.py")
+        if target.exists():
             continue
         dest.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
-            shutil.copytree(source, dest / source.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
-            shutil.copy2(source, dest / source.name)
-        copied.append(dest / source.name)
+            shutil.copy2(source, target)
+        copied.append(target)
     return copied
 
 

@@ -12,10 +12,12 @@ does not take is refused with an error, never silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import importlib.util
 import inspect
 import os
+import re
 import sys
 import sysconfig
 from collections.abc import Callable, Mapping
@@ -47,6 +49,7 @@ __all__ = [
     "build_network",
     "check_output",
     "dropout_layers",
+    "file_module_name",
     "load_module",
     "module_reference",
     "module_source",
@@ -431,7 +434,7 @@ def build_network(
 def load_module(spec: str) -> Callable[..., nn.Module]:
     """The class or factory ``"path/to/file.py:Name"`` or ``"package.module:Name"`` names.
 
-    A file is imported as a top-level module named after its stem (``file``), the name under
+    A file is imported under a private top-level name (:func:`file_module_name`), the name under
     which a saved model finds it again; this runs the file's code.
     """
     target, sep, attr = str(spec).rpartition(":")
@@ -455,17 +458,11 @@ def load_module(spec: str) -> Callable[..., nn.Module]:
 def _import_file(path: Path, spec: str) -> Any:
     if not path.is_file():
         raise ModuleError(f"model {spec!r}: no such file {str(path)!r}")
-    name, resolved = path.stem, path.resolve()
+    resolved = path.resolve()
+    name = file_module_name(resolved)
     existing = sys.modules.get(name)
-    if existing is not None:
-        if getattr(existing, "__file__", None) and Path(existing.__file__).resolve() == resolved:
-            return existing
-        raise ModuleError(f"model {spec!r}: the file name {path.name!r} clashes with the module {name!r} "
-                          f"already imported from {getattr(existing, '__file__', None) or 'elsewhere'}; "
-                          "rename the file")
-    if not name.isidentifier():
-        raise ModuleError(f"model {spec!r}: {path.name!r} is not a valid module name; rename the file "
-                          "(letters, digits, underscores)")
+    if existing is not None and getattr(existing, "__file__", None) and Path(existing.__file__).resolve() == resolved:
+        return existing
     loader_spec = importlib.util.spec_from_file_location(name, resolved)
     module = importlib.util.module_from_spec(loader_spec)
     sys.modules[name] = module
@@ -477,6 +474,14 @@ def _import_file(path: Path, spec: str) -> Any:
     return module
 
 
+def file_module_name(path: Path) -> str:
+    """The private module name a user's file is imported under (and a saved model finds it by):
+    never a name of the standard library or of an installed package (a ``statistics.py`` is
+    not ``statistics``), the same for the same file in every process."""
+    stem = re.sub(r"\W", "_", path.stem)
+    return f"regtune_user_{hashlib.sha256(str(path).encode()).hexdigest()[:10]}_{stem}"
+
+
 def _import_name(target: str, spec: str) -> Any:
     try:
         return importlib.import_module(target)
@@ -485,7 +490,7 @@ def _import_name(target: str, spec: str) -> Any:
         cwd = os.getcwd()
         if exc.name != target.split(".")[0] or cwd in sys.path:
             raise ModuleError(f"model {spec!r}: cannot import {target}: {exc}") from exc
-        sys.path.insert(0, cwd)
+        sys.path.append(cwd)  # last: a file here never shadows the standard library or a package
         try:
             return importlib.import_module(target)
         except ModuleNotFoundError as again:

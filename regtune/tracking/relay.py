@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -29,10 +30,10 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 from regtune.exceptions import TrackingError
+from regtune.processes import python_command, safe_environment
 
 __all__ = ["RelayTracker", "TrackerProcess", "TrackerRelay", "connect"]
 
@@ -42,6 +43,7 @@ _CALLS = frozenset({"mark_orphans", "backfill", "flush", "log_params", "log_metr
 _CASTS = frozenset({"open_trial_run", "log_epoch", "finish_trial", "set_tags", "end_run"})
 
 _logger = logging.getLogger("regtune")
+BOOT_TIMEOUT = 120.0  # s the tracker process may take to import MLflow (a loaded machine)
 
 
 class TrackerRelay:
@@ -266,6 +268,7 @@ class TrackerProcess:
 
     def __init__(self, proc: subprocess.Popen, address: str) -> None:
         self._proc, self.address = proc, address
+        self._ready = False
 
     @staticmethod
     def supported() -> bool:
@@ -289,11 +292,11 @@ class TrackerProcess:
             listener.bind(address)
             listener.listen(128)
             fd = listener.fileno()
-            root = str(Path(__file__).resolve().parents[2])  # where this regtune is imported from
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+            # Only this installation's regtune and MLflow, never a mlflow.py in the working folder.
             proc = subprocess.Popen(
-                [sys.executable, "-c", "from regtune.tracking.relay import _main; _main()"],
-                stdin=subprocess.PIPE, pass_fds=[fd], env=env, start_new_session=True,
+                python_command(code="from regtune.tracking.relay import _main; _main()"),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=[fd], env=safe_environment(),
+                start_new_session=True,
             )
         finally:
             listener.close()  # the process holds its own: if it dies, connecting fails at once
@@ -309,8 +312,38 @@ class TrackerProcess:
         return self._proc.poll() is None and os.path.exists(self.address)
 
     def connect(self, tracking_uri: str, experiment: str) -> Connection:
-        """A new pipe to the process, for :class:`RelayTracker`, logging to this store."""
+        """A new pipe to the process, for :class:`RelayTracker`, logging to this store, once
+        the process has booted (see :meth:`wait_ready`)."""
+        self.wait_ready()
         return connect(self.address, tracking_uri, experiment)
+
+    def wait_ready(self, timeout: float = BOOT_TIMEOUT) -> None:
+        """Wait until the process has imported MLflow; raise :class:`TrackingError` at once if
+        it could not (the study's process imported MLflow meanwhile: this is rarely a wait)."""
+        if self._ready:
+            return
+        assert self._proc.stdout is not None
+        readable, _, _ = select.select([self._proc.stdout], [], [], timeout)
+        line = self._proc.stdout.readline() if readable else b""
+        try:
+            status = json.loads(line) if line.strip() else {}
+        except ValueError:
+            status = {}
+        if status.get("ready"):
+            self._ready = True
+            return
+        if not readable:
+            reason = f"it has not started within {timeout:.0f} s"
+        elif "error" in status:
+            reason = status["error"]
+        else:
+            code = self._proc.wait(5) if self._proc.poll() is None else self._proc.returncode
+            reason = f"it exited with code {code}; its error is printed above"
+        self.retire()
+        raise TrackingError(
+            f"the MLflow tracker process could not start ({reason}); check that mlflow imports in "
+            f"{sys.executable}, or pass --tracking-uri off"
+        )
 
     def retire(self, timeout: float | None = None) -> None:
         """Let it go: it serves the workers still connected, writes, and ends. ``timeout``:
@@ -346,6 +379,15 @@ def _main() -> None:
 
     config = json.loads(sys.stdin.readline())
     listener = socket.socket(fileno=config["fd"])
+    try:
+        from mlflow.tracking import MlflowClient  # noqa: F401  (what every tracker needs, imported once)
+    except Exception as exc:
+        sys.stdout.write(json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n")
+        sys.stdout.flush()
+        os._exit(1)
+    sys.stdout.write(json.dumps({"ready": True}) + "\n")
+    sys.stdout.flush()
+    os.dup2(2, 1)  # nobody reads the pipe from now on: anything printed goes where errors go
     released = threading.Event()
 
     def watch_parent() -> None:

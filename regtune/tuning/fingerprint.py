@@ -10,7 +10,11 @@ back to reload the very data the study was tuned on.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -23,6 +27,7 @@ __all__ = [
     "FINGERPRINT_ATTR",
     "check_fingerprint",
     "dataset_hash",
+    "module_code_hash",
     "space_hash",
     "study_fingerprint",
 ]
@@ -41,6 +46,7 @@ _COMPARED: dict[str, tuple[str, str]] = {
     "test_size": ("test_size", "the same test_size"),
     "val_size": ("val_size", "the same val_size"),
     "module": ("module", "the same --model (and module parameters)"),
+    "module_code": ("model code", "the --model code the study was created with (it changed since)"),
 }
 
 
@@ -61,9 +67,34 @@ def space_hash(space: SearchSpace) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def module_code_hash(module: Any) -> str:
+    """A hash of the user's network code (``""``: the built-in one, or no source to read):
+    editing it between two runs of one study would mix trials of two networks.
+
+    A ``--model`` spec (``file.py:Name``, ``package.module:Name``) hashes the whole file that
+    defines it; a class or factory given in Python hashes its own source, so editing the rest
+    of the script that defines it (a notebook, a training script) keeps the study.
+    """
+    if module is None:
+        return ""
+    from regtune.nn.models import ModuleFactory
+
+    factory = ModuleFactory.of(module).factory
+    if isinstance(module, str):
+        file = getattr(sys.modules.get(getattr(factory, "__module__", "") or ""), "__file__", None)
+        source = Path(file).read_bytes() if file and os.path.isfile(file) else b""
+    else:
+        try:
+            source = inspect.getsource(factory).encode()
+        except (OSError, TypeError):
+            source = b""
+    return hashlib.sha256(source).hexdigest()[:16] if source else ""
+
+
 def study_fingerprint(
     dataset: Dataset, space: SearchSpace, *, metric: str, cv: int | str, n_folds: int, seed: int,
     test_size: float, val_size: float, module: str = "", module_params: dict[str, Any] | None = None,
+    module_code: str = "",
 ) -> dict[str, Any]:
     """The fingerprint a run computes for itself (JSON values, as Optuna user attrs need).
 
@@ -71,7 +102,8 @@ def study_fingerprint(
     count it resolves to are the same study. ``source`` and ``space_source`` are where the data
     and the space's YAML were read from, so the analysis commands can read them again.
     ``module`` names the user's network (``""``: the built-in one) with its fixed arguments:
-    trials of two different networks are not comparable either.
+    trials of two different networks are not comparable either, nor are those of one network
+    whose code changed (``module_code``, :func:`module_code_hash`).
     """
     network = module and f"{module} {json.dumps(module_params or {}, sort_keys=True, default=str)}"
     return {
@@ -79,13 +111,15 @@ def study_fingerprint(
         "target": str(dataset.target), "task": dataset.task, "space": space_hash(space), "space_name": space.name,
         "space_source": str(space.path) if space.path is not None else None,
         "metric": metric, "cv": str(cv), "folds": n_folds, "seed": seed, "test_size": test_size,
-        "val_size": val_size, "module": network,
+        "val_size": val_size, "module": network, "module_code": module_code,
     }
 
 
 def check_fingerprint(study_name: str, recorded: dict[str, Any], current: dict[str, Any]) -> None:
     """Raise one :class:`StudyError` naming every field in which this run differs from the study."""
     differ = [k for k in _COMPARED if k in recorded and k in current and recorded[k] != current[k]]
+    if "module" in differ and "module_code" in differ:  # another network: its code differs, of course
+        differ.remove("module_code")
     if not differ:
         return
     was = ", ".join(_describe(k, recorded) for k in differ)
@@ -104,6 +138,8 @@ def _describe(key: str, values: dict[str, Any]) -> str:
         return f"{label} '{values.get('space_name', '?')}' (hash {str(value)[:8]}..)"
     if key == "module":
         return f"{label} {value or 'built-in'}"
+    if key == "module_code":
+        return f"{label} {str(value)[:8] or '(none)'}.."
     if key == "folds":
         return f"{label} {values.get('cv', '?')} ({value} folds)"
     return f"{label} {value!r}"

@@ -101,6 +101,24 @@ class Network:
         sampled = {k: v for k, v in (trial_params or {}).items() if k.startswith("module__")}
         return {**self.fixed, "module": self.module, **{f"module__{k}": v for k, v in self.params.items()}, **sampled}
 
+    @property
+    def reference(self) -> str:
+        """How runs and study attributes name the module: its spec, or ``package.module:Name``."""
+        if self.module is None or isinstance(self.module, str):
+            return self.module or ""
+        return f"{getattr(self.module, '__module__', '?')}:{getattr(self.module, '__qualname__', self.module)!s}"
+
+    def run_params(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """What a trial's MLflow run records of the network, from its resolved ``config``: for
+        the user's module, ``module`` and its fixed ``module__NAME`` arguments in place of the
+        built-in network's settings it does not take (architecture, hidden_layer_sizes, ...)."""
+        if self.module is None:
+            return dict(config)
+        factory = ModuleFactory.of(self.module)
+        kept = {k: v for k, v in config.items()
+                if k != "architecture" and (k not in ROUTED_ARGS or k == "dropout" or factory.takes(k))}
+        return {**kept, "module": self.reference, **{f"module__{k}": v for k, v in self.params.items()}}
+
     def space(self, space: SearchSpace) -> SearchSpace:
         """``space`` without what this module cannot take."""
         return space if self.module is None else space.for_module(self.unsupported)

@@ -34,11 +34,12 @@ from regtune.data.split import auto_plan, cv_splits, parse_cv, resolve_plan, spl
 from regtune.exceptions import DataError, ModuleError, TuneError
 from regtune.metrics import Metric, get_metric
 from regtune.nn.callbacks import StopAfter
+from regtune.processes import safe_path_environment
 from regtune.space.space import SearchSpace
 from regtune.tracking.relay import RelayTracker, TrackerProcess, TrackerRelay
 from regtune.tracking.tracker import OFF, MLflowTracker, make_tracker, mask_secrets
 from regtune.tuning.budget import PROBE_EPOCHS, fits_left, queue_batch
-from regtune.tuning.fingerprint import FINGERPRINT_ATTR, study_fingerprint
+from regtune.tuning.fingerprint import FINGERPRINT_ATTR, module_code_hash, study_fingerprint
 from regtune.tuning.queue import open_study, reap_dead_trials, runnable_trials
 from regtune.tuning.resources import assign_devices, passive_openmp, threads_for, torch_threads
 from regtune.tuning.selection import selection_metrics, selection_summary
@@ -392,6 +393,7 @@ def tune(
         dataset, space, metric=metric.name, cv=settings.cv, n_folds=_folds_label(folds), seed=settings.seed,
         test_size=settings.test_size, val_size=settings.val_size,
         module=_module_name(network.module), module_params=dict(network.params),
+        module_code=module_code_hash(network.module),
     )
     space = space.for_task(dataset.task)  # a regression study never samples label smoothing
     network = check_network(network, space, folds, settings.device)  # one batch, before any trial
@@ -542,9 +544,7 @@ def _loggable(settings: TuneSettings) -> dict[str, Any]:
 
 def _module_name(module: Any) -> str:
     """How logs and study attributes name a user's module: its spec, or ``package.module:Name``."""
-    if module is None or isinstance(module, str):
-        return module or ""
-    return f"{getattr(module, '__module__', '?')}:{getattr(module, '__qualname__', module)!s}"
+    return Network(module).reference
 
 
 def _check_device(device: str) -> None:
@@ -626,7 +626,8 @@ def _run_workers(
                                  daemon=False) for i in range(1, n_procs)]
             # A worker booting up is not killed mid-import by Ctrl-C (it inherits SIG_IGN), and
             # its torch loads with sleeping OpenMP threads.
-            with _sigint_ignored(), passive_openmp():
+            # ... and a spawned one (no fork server) never imports from the working folder.
+            with _sigint_ignored(), passive_openmp(), safe_path_environment():
                 for p in procs:
                     p.start()
             for pipe in pipes:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from typing import Any
@@ -28,6 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from regtune.metrics import Metric, get_metric
 from regtune.nn.cohort import cohort_problem
+from regtune.processes import safe_path_environment
 from regtune.space.space import SearchSpace
 from regtune.tracking.relay import RelayTracker, connect
 from regtune.tracking.tracker import MLflowTracker, make_tracker, mask_secrets
@@ -273,16 +275,17 @@ def worker_context() -> BaseContext:
         return mp.get_context("spawn")
     context = mp.get_context("forkserver")
     context.set_forkserver_preload([__name__])
+    # Started here, not on the first start(): its ``python -c`` must not import a regtune.py
+    # or mlflow.py lying in the working folder (the workers then take this process's sys.path).
+    with safe_path_environment():
+        forkserver.ensure_running()
     return context
 
 
 def prestart_workers() -> None:
     """Start the fork server now: it imports while the study is set up (data, MLflow, the
     study), not when the first worker is wanted. Without one, nothing to do."""
-    if worker_context().get_start_method() == "forkserver":
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()
+    worker_context()
 
 
 _ORPHAN_GRACE = 5.0  # s an orphaned worker gets to fail its trial before it exits regardless
@@ -355,7 +358,9 @@ Outcome = tuple[float, dict[str, float]] | BaseException
 def _open_run(tracker: MLflowTracker, spec: WorkerSpec, trial: optuna.Trial, config: Any, seed: int,
               tags: dict[str, str] | None = None) -> str:
     """The trial's MLflow child run, with its params, resolved configuration and seed."""
-    resolved = {f"config.{k}": v for k, v in config.to_dict().items()} if config else {}
+    # a user's module: its name and arguments, not the built-in network's settings
+    network = spec.network.run_params(config.to_dict()) if config else {}
+    resolved = {k if k == "module" or k.startswith("module__") else f"config.{k}": v for k, v in network.items()}
     run_id = tracker.start_trial_run(
         spec.parent_run_id, trial.number,
         params={**trial.params, **resolved, "seed": seed},

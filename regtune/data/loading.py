@@ -266,6 +266,8 @@ def dataset_from_frame(
             "add feature columns"
         )
     where = row_locator(frame, line_offset)
-    frame = check_cells(frame, name, where, target)
-    y, task = check_target(frame.pop(target), f"{name}: target '{target}'", where, task)
-    return Dataset(name, frame, y, task, image_shape, target)
+    # The target first: too few rows or classes refuse the table before any per-column work.
+    y = check_cells(frame[[target]], name, where, target)[target]
+    y, task = check_target(y, f"{name}: target '{target}'", where, task)
+    X = check_cells(frame.drop(columns=[target]), name, where, target=None)
+    return Dataset(name, X, y, task, image_shape, target)

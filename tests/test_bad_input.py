@@ -718,3 +718,18 @@ def test_unreachable_database_tracking_store_fails_fast_with_one_masked_line(
     assert "Pw-s2" not in out + err and "alice:***@" in err
     assert time.monotonic() - start < 20, "an unreachable store should fail in seconds, not minutes"
     _assert_nothing_written(cwd)
+
+
+def test_parquet_with_a_list_column_is_one_line_naming_it(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 17 item 8: a list / struct column ended in "TypeError: unhashable type", exit 1."""
+    pytest.importorskip("pyarrow")
+    n = 30
+    frame = pd.DataFrame({"a": np.arange(n, dtype=float), "tags": [[i, i + 1] for i in range(n)],
+                          "meta": [{"k": i} for i in range(n)], "y": np.arange(n) % 2})
+    frame.to_parquet(cwd / "nested.parquet")
+    code, out, err = _cli(["tune", "nested.parquet", "--trials", 1], capsys)
+    _assert_one_error_line(code, err, "column 'tags'", "one number or category")
+    _assert_nothing_written(cwd)
+    frame.drop(columns="tags").to_parquet(cwd / "struct.parquet")
+    code, out, err = _cli(["tune", "struct.parquet", "--trials", 1], capsys)
+    _assert_one_error_line(code, err, "column 'meta'", "dict values")

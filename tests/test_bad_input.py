@@ -769,3 +769,30 @@ def test_estimators_keep_labels_exact(cwd: Path) -> None:
     y = np.array(["yes", " yes", "no"] * 10)
     clf = RegularizedNetClassifier(max_epochs=1, device="cpu", random_state=0).fit(X, y)
     assert list(clf.classes_) == [" yes", "no", "yes"]
+
+
+@pytest.mark.parametrize("option", ["--storage", "--tracking-uri"])
+def test_a_database_url_without_its_driver_says_which_package_to_install(
+        option: str, cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 17 item 10: a missing driver was worded as "check that the database server is up"."""
+    import importlib.util
+
+    if importlib.util.find_spec("pymysql") is not None:
+        pytest.skip("pymysql is installed here")
+    code, out, err = _cli(["tune", "iris", "--trials", 1, option, "mysql+pymysql://user:secret@localhost/db"], capsys)
+    line = _assert_one_error_line(code, err, "needs the database driver 'pymysql'", "pip install pymysql")
+    assert "server is up" not in line and "secret" not in line
+
+
+def test_an_estimator_on_a_missing_cuda_device_raises_the_cli_s_config_error() -> None:
+    """Issue 17 item 10: a bare AssertionError at fit; the tuner's check is the same function now."""
+    import torch
+
+    from regtune import RegularizedNetClassifier
+    from regtune.exceptions import RegConfigError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    X, y = np.random.default_rng(0).normal(size=(20, 2)), np.arange(20) % 2
+    with pytest.raises(RegConfigError, match=r"device='cuda': CUDA is not available here; use 'auto' or 'cpu'"):
+        RegularizedNetClassifier(device="cuda", max_epochs=1).fit(X, y)

@@ -57,16 +57,11 @@ def check_task(task: Any, allow_none: bool = False) -> None:
 
 
 def check_names(frame: pd.DataFrame, name: str) -> pd.DataFrame:
-    """A copy of the frame with string column names; raise if it is empty or a name repeats.
-
-    The copy holds one block per dtype (a CSV read gives one per column), so the checks that
-    follow slice a 100,000-column table instead of taking its columns one by one.
-    """
+    """The frame with string column names; raise if it is empty or a name repeats."""
     if frame.shape[1] == 0 or len(frame) == 0:
         header = ", ".join(map(str, frame.columns[:5]))
         what = f"a header ({header}) but no data rows" if frame.shape[1] else "no columns"
         raise DataError(f"{name} has {what}; it needs a header row and at least one data row")
-    frame = frame.copy()
     if not all(isinstance(c, str) for c in frame.columns):
         frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
     if frame.columns.duplicated().any():
@@ -95,7 +90,9 @@ def check_cells(
     n_rows = max(1, len(frame))
     width = max(1, _BLOCK_CELLS // n_rows)
     index = frame.index
-    frame = frame.set_axis(pd.RangeIndex(len(frame)), axis=0)  # blocks join by position
+    # A copy with one block per dtype (a CSV read gives one per column), so the blocks below are
+    # slices, not 100,000 takes; its rows numbered, so the blocks join by position.
+    frame = frame.copy().set_axis(pd.RangeIndex(len(frame)), axis=0)
     parts = [_check_block(frame.iloc[:, start:start + width], name, where, target)
              for start in range(0, frame.shape[1], width)]
     checked = parts[0] if len(parts) == 1 else pd.concat(parts, axis=1)

@@ -296,5 +296,5 @@ def dataset_from_frame(
     # The target first: too few rows or classes refuse the table before any per-column work.
     y = check_cells(frame[[target]], name, where, target)[target]
     y, task = check_target(y, f"{name}: target '{target}'", where, task)
-    X = check_cells(frame.drop(columns=[target]), name, where, target=None)
+    X = check_cells(frame, name, where, target).drop(columns=[target])
     return Dataset(name, X, y, task, image_shape, target)

@@ -718,3 +718,81 @@ def test_unreachable_database_tracking_store_fails_fast_with_one_masked_line(
     assert "Pw-s2" not in out + err and "alice:***@" in err
     assert time.monotonic() - start < 20, "an unreachable store should fail in seconds, not minutes"
     _assert_nothing_written(cwd)
+
+
+def test_parquet_with_a_list_column_is_one_line_naming_it(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 17 item 8: a list / struct column ended in "TypeError: unhashable type", exit 1."""
+    pytest.importorskip("pyarrow")
+    n = 30
+    frame = pd.DataFrame({"a": np.arange(n, dtype=float), "tags": [[i, i + 1] for i in range(n)],
+                          "meta": [{"k": i} for i in range(n)], "y": np.arange(n) % 2})
+    frame.to_parquet(cwd / "nested.parquet")
+    code, out, err = _cli(["tune", "nested.parquet", "--trials", 1], capsys)
+    _assert_one_error_line(code, err, "column 'tags'", "one number or category")
+    _assert_nothing_written(cwd)
+    frame.drop(columns="tags").to_parquet(cwd / "struct.parquet")
+    code, out, err = _cli(["tune", "struct.parquet", "--trials", 1], capsys)
+    _assert_one_error_line(code, err, "column 'meta'", "dict values")
+
+
+def test_labels_that_differ_only_by_spaces_are_one_class_with_a_note(cwd: Path, tiny_space: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 17 item 3: 'yes', ' yes' and 'yes ' in a CSV were three classes (four with 'no')."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=60)
+    labels = [("yes", " yes", "yes ")[i % 3] if v > 0 else "no" for i, v in enumerate(x)]
+    pd.DataFrame({"x": x, "x2": rng.normal(size=60), "y": labels}).to_csv(cwd / "spaced.csv", index=False)
+    assert _load_dataset_quietly(cwd / "spaced.csv").y.nunique() == 2
+    uri = f"sqlite:///{cwd}/mlflow.db"
+    code, out, err = _cli(["tune", "spaced.csv", "--space", tiny_space, "--trials", 2, "--cv", 1, "-q",
+                           "--tracking-uri", uri], capsys)
+    assert code == 0, err
+    notes = [line for line in err.splitlines() if "spaces around them" in line]
+    assert len(notes) == 1 and notes[0].startswith("regtune: warning: spaced.csv: target 'y'"), err
+    assert "' yes'" in notes[0] and "'yes '" in notes[0]
+    parent = out.split("parent run ")[1].split()[0]
+    code, out, err = _cli(["predict", "spaced.csv", "--run", parent, "--tracking-uri", uri, "--proba"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0] == "proba_no,proba_yes"
+
+
+def _load_dataset_quietly(path: Path) -> Any:
+    with pytest.warns(UserWarning, match="spaces around them"):
+        return load_dataset(path)
+
+
+def test_estimators_keep_labels_exact(cwd: Path) -> None:
+    """The estimators follow scikit-learn: labels are exact values, spaces included."""
+    from regtune import RegularizedNetClassifier
+
+    X = np.random.default_rng(0).normal(size=(30, 2))
+    y = np.array(["yes", " yes", "no"] * 10)
+    clf = RegularizedNetClassifier(max_epochs=1, device="cpu", random_state=0).fit(X, y)
+    assert list(clf.classes_) == [" yes", "no", "yes"]
+
+
+@pytest.mark.parametrize("option", ["--storage", "--tracking-uri"])
+def test_a_database_url_without_its_driver_says_which_package_to_install(
+        option: str, cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 17 item 10: a missing driver was worded as "check that the database server is up"."""
+    import importlib.util
+
+    if importlib.util.find_spec("pymysql") is not None:
+        pytest.skip("pymysql is installed here")
+    code, out, err = _cli(["tune", "iris", "--trials", 1, option, "mysql+pymysql://user:secret@localhost/db"], capsys)
+    line = _assert_one_error_line(code, err, "needs the database driver 'pymysql'", "pip install pymysql")
+    assert "server is up" not in line and "secret" not in line
+
+
+def test_an_estimator_on_a_missing_cuda_device_raises_the_cli_s_config_error() -> None:
+    """Issue 17 item 10: a bare AssertionError at fit; the tuner's check is the same function now."""
+    import torch
+
+    from regtune import RegularizedNetClassifier
+    from regtune.exceptions import RegConfigError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    X, y = np.random.default_rng(0).normal(size=(20, 2)), np.arange(20) % 2
+    with pytest.raises(RegConfigError, match=r"device='cuda': CUDA is not available here; use 'auto' or 'cpu'"):
+        RegularizedNetClassifier(device="cuda", max_epochs=1).fit(X, y)

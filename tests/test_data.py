@@ -196,17 +196,17 @@ def test_task_inference_rule(y: list[object], task: str) -> None:
         ),
         (
             "garbage.csv",
-            "age,y\n12,0\n7,1\nabc,0\n",
+            "age,y\n12,0.5\n7,1.5\nabc,0.5\n",
             "column 'age' is numeric but has the non-numeric value 'abc' at line 4",
         ),
         (
             "blankcell.csv",
-            "age,y\n12,0\n \t,1\n7,0\n",
+            "age,y\n12,0.5\n \t,1.5\n7,0.5\n",
             r"column 'age' is numeric but has the non-numeric value ' \\t' at line 3",
         ),
         (
             "featinf.csv",
-            "a,b,y\n1,2,0\n-inf,3,1\n",
+            "a,b,y\n1,2,0.5\n-inf,3,1.5\n",
             "column 'a' has the infinite value -inf at line 3",
         ),
         (
@@ -656,3 +656,60 @@ def test_unused_categories_of_a_categorical_target_are_not_classes() -> None:
     y = pd.Series(pd.Categorical(["a", "b"] * 3, categories=["a", "b", "never"]))
     data = dataset_from_frame(pd.DataFrame({"x": range(6), "y": y}))
     assert data.task == "classification" and list(data.y.cat.categories) == ["a", "b"]
+
+
+def test_a_very_wide_csv_with_too_few_rows_is_refused_quickly(tmp_path: Path) -> None:
+    """Issue 17 item 6: 100,000 columns and 4 rows ran > 200 s in per-column checks."""
+    import time
+
+    n = 100_000
+    row = ",".join(["0.5"] * n)
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(f"c{i}" for i in range(n)) + ",y\n" + "".join(f"{row},{i % 2}\n" for i in range(4)))
+    start = time.perf_counter()
+    with pytest.raises(DataError, match=r"target 'y' has 2 classes in 4 rows.*needs 3 rows per class"):
+        load_dataset(path)
+    assert time.perf_counter() - start < 20  # a sanity bound; benchmarks/ time it properly
+
+
+def test_a_wide_table_passes_the_checks_column_by_column_rules_intact() -> None:
+    """The vectorized checks keep every per-column rule, and name the first bad column."""
+    rng = np.random.default_rng(0)
+    n_rows, n_cols = 30, 20_000
+    frame = pd.DataFrame(rng.random((n_rows, n_cols)), columns=[f"c{i}" for i in range(n_cols)])
+    frame["txt_num"] = [str(v) for v in range(n_rows)]  # numbers typed as text become numbers
+    frame["cat"] = ["a", "b", "c"] * (n_rows // 3)  # text stays categorical
+    frame["y"] = np.arange(n_rows) % 2
+    data = dataset_from_frame(frame, "y")
+    assert data.X.shape == (n_rows, n_cols + 2) and list(data.X.columns) == list(frame.columns[:-1])
+    assert data.X["txt_num"].dtype == np.float64 and data.X["txt_num"].iloc[7] == 7.0
+    assert data.X["cat"].tolist() == frame["cat"].tolist() and data.task == "classification"
+    np.testing.assert_array_equal(data.X.iloc[:, :n_cols].to_numpy(), frame.iloc[:, :n_cols].to_numpy())
+    bad = frame.copy()
+    bad["c19000"] = bad["c19000"].astype(object)
+    bad.loc[5, "c19000"] = "oops"  # one stray string in a numeric column far to the right
+    bad.loc[3, "c19999"] = np.inf
+    with pytest.raises(DataError, match=r"column 'c19000' is numeric but has the non-numeric value 'oops' at row 5"):
+        dataset_from_frame(bad, "y")
+    bad.loc[5, "c19000"] = 0.1
+    with pytest.raises(DataError, match=r"column 'c19999' has the infinite value inf at row 3"):
+        dataset_from_frame(bad, "y")
+
+
+@pytest.mark.parametrize("kind", ["list", "struct", "ndarray"])
+def test_nested_cells_are_refused_naming_the_column(tmp_path: Path, kind: str) -> None:
+    """Issue 17 item 8: list / struct cells of a Parquet file ended in 'unhashable type'."""
+    pytest.importorskip("pyarrow")
+    n = 12
+    cell = {"list": lambda i: [i, i + 1], "struct": lambda i: {"a": i, "b": "x"},
+            "ndarray": lambda i: np.array([i, i])}[kind]
+    frame = pd.DataFrame({"a": np.arange(n, dtype=float), "tags": [cell(i) for i in range(n)], "y": np.arange(n) % 2})
+    path = tmp_path / "nested.parquet"
+    frame.to_parquet(path)
+    with pytest.raises(DataError, match=r"nested.parquet: column 'tags' holds \w+ values such as .* at row 0; "
+                                        r"a cell must hold one number or category"):
+        load_dataset(path)
+    with pytest.raises(DataError, match=r"column 'tags' holds"):
+        read_table(path)
+    with pytest.raises(DataError, match=r"column 'y' holds"):  # a nested target, too
+        dataset_from_frame(frame.assign(y=frame["tags"]).drop(columns="tags"), "y")

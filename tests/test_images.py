@@ -143,3 +143,63 @@ def test_reading_images_without_pillow_says_how_to_install_it(tmp_path: Path, mo
     monkeypatch.setattr(builtins, "__import__", no_pil)
     with pytest.raises(DataError, match=r'needs Pillow: pip install "regtune\[images\]"'):
         load_dataset(tmp_path / "imgs")
+
+
+def test_a_16_bit_image_keeps_its_values(tmp_path: Path) -> None:
+    """Issue 17 item 2: 16-bit PNGs (Pillow mode I;16) were read as all 255, i.e. all 1.0."""
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    from regtune.data.images import read_images
+
+    gradient = np.linspace(0, 65535, 8 * 16).reshape(8, 16).astype(np.uint16)
+    Image.fromarray(gradient).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode == "I;16"
+    Image.fromarray((gradient >> 8).astype(np.uint8)).save(tmp_path / "g8.png")
+    rows, shape = read_images([tmp_path / "g16.png", tmp_path / "g8.png"])
+    assert shape == (1, 8, 16)
+    np.testing.assert_allclose(rows[0], gradient.ravel() / 65535, atol=1e-6)
+    np.testing.assert_allclose(rows[1], rows[0], atol=1 / 255)  # the same picture at 8 bits
+    Image.fromarray(gradient.astype(np.int32)).save(tmp_path / "g32.tif")  # mode I holding 16-bit values
+    Image.new("RGB", (16, 8), (255, 0, 0)).save(tmp_path / "red.png")  # a colour image: gray ones get 3 channels
+    rows, shape = read_images([tmp_path / "g32.tif", tmp_path / "red.png"])
+    assert shape == (3, 8, 16)
+    np.testing.assert_allclose(rows[0].reshape(3, -1), np.tile(gradient.ravel() / 65535, (3, 1)), atol=1e-6)
+
+
+def test_pixels_that_cannot_be_scaled_are_refused_naming_the_mode(tmp_path: Path) -> None:
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    from regtune.data.images import read_images
+
+    Image.fromarray(np.full((4, 4), 0.25, dtype=np.float32)).save(tmp_path / "unit.tif")
+    rows, _ = read_images([tmp_path / "unit.tif"])
+    np.testing.assert_allclose(rows, 0.25)  # floating-point pixels in [0, 1] are kept as they are
+    Image.fromarray(np.full((4, 4), 300.0, dtype=np.float32)).save(tmp_path / "big.tif")
+    with pytest.raises(DataError, match=r"'.*big.tif' holds floating-point pixels \(Pillow mode 'F'\) from 300.0 "
+                                        r"to 300.0, outside \[0, 1\]"):
+        read_images([tmp_path / "big.tif"])
+    Image.fromarray(np.full((4, 4), -5, dtype=np.int32)).save(tmp_path / "neg.tif")
+    with pytest.raises(DataError, match=r"holds 32-bit integer pixels \(Pillow mode 'I'\) from -5 to -5"):
+        read_images([tmp_path / "neg.tif"])
+
+
+def test_a_folder_of_16_bit_images_is_learnable(tmp_path: Path) -> None:
+    """Two classes of 16-bit images that differ in brightness: before, every pixel read 1.0."""
+    pytest.importorskip("PIL")
+    from PIL import Image
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    rng = np.random.default_rng(0)
+    for label, level in (("dark", 8_000), ("bright", 40_000)):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        for i in range(15):
+            noise = rng.normal(0, 6_000, (8, 8))
+            Image.fromarray(np.clip(level + noise, 0, 65535).astype(np.uint16)).save(tmp_path / "imgs" / label / f"{i}.png")
+    data = load_dataset(tmp_path / "imgs")
+    X, y = data.X.to_numpy(), data.y.to_numpy()
+    assert data.image_shape == (1, 8, 8) and 0 <= X.min() and X.max() <= 1 and X.std() > 0.05
+    assert X[y == "dark"].mean() < 0.2 < 0.5 < X[y == "bright"].mean()
+    assert cross_val_score(LogisticRegression(), X, y, cv=3).mean() > 0.9

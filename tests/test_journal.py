@@ -201,3 +201,49 @@ def test_per_epoch_reports_skip_the_fsync_that_state_changes_keep(tmp_path: Path
     study.tell(trial, 0.4)
     assert len(synced) == 1
     assert _reopened(path).trials[0].intermediate_values == {step: step / 10 for step in range(5)}
+
+
+def _with_line_inserted(path: Path, after: int, line: bytes) -> bytes:
+    """Insert ``line`` after line ``after`` of the journal; returns the journal as it was."""
+    before = path.read_bytes()
+    lines = before.split(b"\n")
+    path.write_bytes(b"\n".join([*lines[:after], line, *lines[after:]]))
+    return before
+
+
+def test_a_record_of_another_optuna_version_is_one_error_naming_the_file_and_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17 item 10: an unknown op_code ended in ``AssertionError: Should not reach.``"""
+    path = tmp_path / "regtune.journal"
+    _study(path)
+    intact = _with_line_inserted(path, 3, b'{"op_code":99,"worker_id":"w","study_id":0}')
+    with pytest.raises(StudyError) as error:
+        _reopened(path)
+    message = str(error.value)
+    assert f"journal file '{path}' line 4 is a record (op_code 99) that Optuna {optuna.__version__}" in message
+    assert "written by another Optuna version, or the line is damaged" in message and "\n" not in message
+    monkeypatch.chdir(tmp_path)
+    code = _cli("best", "--study", "s", "--storage", str(path))
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "line 4" in err and "Traceback" not in err
+
+    subprocess.run(message.rpartition(": ")[2], shell=True, check=True, cwd=tmp_path)  # the advised repair
+    assert path.read_bytes() == intact
+    assert [t.value for t in _reopened(path).trials] == [0.0, 1.0, 2.0]
+
+
+def test_repairing_a_line_damaged_mid_file_keeps_the_records_after_it(tmp_path: Path) -> None:
+    """Issue 17 item 10: the advice was ``head -n N-1``, which threw away every later record."""
+    path = tmp_path / "regtune.journal"
+    _study(path)
+    n_lines = path.read_bytes().count(b"\n")
+    intact = _with_line_inserted(path, 2, b"\x00\x00\x00 not a record")
+    with pytest.raises(StudyError) as error:
+        _reopened(path)
+    message = str(error.value)
+    assert f"line 3 of {n_lines + 1} is not a journal record" in message and "head -n" not in message
+    assert "the records after it are kept" in message
+    subprocess.run(message.rpartition(": ")[2], shell=True, check=True, cwd=tmp_path)
+    assert path.read_bytes() == intact and (tmp_path / "regtune.journal.bak").exists()
+    assert [t.value for t in _reopened(path).trials] == [0.0, 1.0, 2.0]  # all three trials, not the first

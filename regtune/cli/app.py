@@ -7,6 +7,7 @@ import ipaddress
 import os
 import socket
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -295,7 +296,9 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no INFO lines about its own tables
     command = typer.main.get_command(app)
     try:
-        code = command.main(args=argv, prog_name="regtune", standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line
+            code = command.main(args=argv, prog_name="regtune", standalone_mode=False)
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     except typer.Abort:
@@ -319,6 +322,12 @@ def main(argv: list[str] | None = None) -> None:
         _fail(_INTERRUPTED, 130)
     if isinstance(code, int) and not isinstance(code, bool) and code != 0:
         raise SystemExit(code)
+
+
+def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """A warning as one line on stderr, like the errors (no source file and line)."""
+    print(f"regtune: warning: {message}", file=sys.stderr)
 
 
 def _fail(message: str, code: int) -> None:

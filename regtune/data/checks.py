@@ -62,7 +62,8 @@ def check_names(frame: pd.DataFrame, name: str) -> pd.DataFrame:
         header = ", ".join(map(str, frame.columns[:5]))
         what = f"a header ({header}) but no data rows" if frame.shape[1] else "no columns"
         raise DataError(f"{name} has {what}; it needs a header row and at least one data row")
-    frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
+    if not all(isinstance(c, str) for c in frame.columns):
+        frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
     if frame.columns.duplicated().any():
         dup = frame.columns[frame.columns.duplicated()][0]
         raise DataError(f"{name} has the column '{dup}' more than once; rename the duplicates")
@@ -79,38 +80,109 @@ def row_locator(frame: pd.DataFrame, line_offset: int | None) -> Callable[[int],
 def check_cells(
     frame: pd.DataFrame, name: str, where: Callable[[int], str], target: str | None
 ) -> pd.DataFrame:
-    """Numbers typed as text become numbers; garbage and infinite features raise."""
-    for col in frame.columns:
-        frame[col] = _numeric_text(frame[col], f"{name}: column '{col}'", where)
-        if col != target and is_numeric(frame[col]):
-            bad = _first_unusable(frame[col].to_numpy("float64", na_value=np.nan))
-            if bad is not None:
-                raise DataError(
-                    f"{name}: column '{col}' has {describe(frame[col].iloc[bad])} at "
-                    f"{where(bad)}; replace it with a finite number or leave the cell empty"
-                )
-    return frame
+    """Numbers typed as text become numbers; garbage, nested values (lists, dicts) and infinite
+    features raise, naming the first bad column in column order.
+
+    The columns are checked a block of about :data:`_BLOCK_CELLS` cells at a time, each block
+    with whole-array operations, so a table 100,000 columns wide costs what its cells cost, not
+    one pandas call per column.
+    """
+    n_rows = max(1, len(frame))
+    width = max(1, _BLOCK_CELLS // n_rows)
+    index = frame.index
+    # A copy with one block per dtype (a CSV read gives one per column), so the blocks below are
+    # slices, not 100,000 takes; its rows numbered, so the blocks join by position.
+    frame = frame.copy().set_axis(pd.RangeIndex(len(frame)), axis=0)
+    parts = [_check_block(frame.iloc[:, start:start + width], name, where, target)
+             for start in range(0, frame.shape[1], width)]
+    checked = parts[0] if len(parts) == 1 else pd.concat(parts, axis=1)
+    return checked.set_axis(index, axis=0)
 
 
-def _numeric_text(col: pd.Series, label: str, where: Callable[[int], str]) -> pd.Series:
-    """Turn text of numbers into numbers; raise on numbers with a few stray strings."""
-    if not (pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)):
-        return col
+_BLOCK_CELLS = 1 << 20  # cells checked in one pass: bounds the copies a wide table makes
+_NESTED = (list, tuple, dict, set, frozenset, np.ndarray)
+
+
+def _check_block(block: pd.DataFrame, name: str, where: Callable[[int], str], target: str | None) -> pd.DataFrame:
+    columns = list(block.columns)
+    text = np.array([pd.api.types.is_object_dtype(d) or pd.api.types.is_string_dtype(d) for d in block.dtypes],
+                    dtype=bool)
+    problems: dict[int, str] = {}
+    converted: dict[int, np.ndarray] = {}
+    if text.any():
+        problems, converted = _numeric_texts(block.iloc[:, np.flatnonzero(text)], np.flatnonzero(text), name, where)
+    numeric = ~text & np.array([_numeric_dtype(d) for d in block.dtypes], dtype=bool)
+    numeric &= np.array([c != target for c in columns], dtype=bool)
+    if numeric.any():
+        positions = np.flatnonzero(numeric)
+        values = block.iloc[:, positions].to_numpy("float64", na_value=np.nan)
+        _flag_unusable(values, positions, block, name, where, problems)
+    checked = sorted(j for j in converted if columns[j] != target)
+    if checked:
+        values = np.column_stack([converted[j] for j in checked])
+        _flag_unusable(values, np.array(checked), block, name, where, problems)
+    if problems:
+        raise DataError(problems[min(problems)])
+    if not converted:
+        return block
+    positions = sorted(converted)
+    numbers = pd.DataFrame(np.column_stack([converted[j] for j in positions]),
+                           columns=[columns[j] for j in positions], index=block.index)
+    kept = block.drop(columns=numbers.columns)
+    return pd.concat([kept, numbers], axis=1).loc[:, columns]
+
+
+def _flag_unusable(values: np.ndarray, positions: np.ndarray, block: pd.DataFrame, name: str,
+                   where: Callable[[int], str], problems: dict[int, str]) -> None:
+    """Note, per column, the first infinite value or one beyond float32 (NaN compares False)."""
+    bad = np.abs(values) > FLOAT32_MAX
+    for k in np.flatnonzero(bad.any(axis=0)):
+        j, row = int(positions[k]), int(bad[:, k].argmax())
+        problems.setdefault(j, f"{name}: column '{block.columns[j]}' has {describe(values[row, k])} at "
+                               f"{where(row)}; replace it with a finite number or leave the cell empty")
+
+
+def _numeric_texts(
+    texts: pd.DataFrame, positions: np.ndarray, name: str, where: Callable[[int], str]
+) -> tuple[dict[int, str], dict[int, np.ndarray]]:
+    """Text columns made only of numbers, as numbers (by position in the block); a message for
+    each column of numbers with a few stray strings, or holding a nested value."""
+    cells = texts.to_numpy(object)
+    flat = cells.ravel(order="F")  # column after column: the first hit is in the first bad column
+    problems: dict[int, str] = {}
+    nested = next((i for i, v in enumerate(flat) if isinstance(v, _NESTED)), None)
+    if nested is not None:
+        row, k = nested % len(cells), nested // len(cells)
+        value = flat[nested]
+        problems[int(positions[k])] = (
+            f"{name}: column '{texts.columns[k]}' holds {type(value).__name__} values such as "
+            f"{_short(value)} at {where(row)}; a cell must hold one number or category: "
+            "spread the values over columns of their own, or drop the column")
     # only text and number cells may parse; bools, bytes, dates are categories
-    parseable = col.map(lambda v: v if _is_text_or_number(v) else "?")
-    numbers = pd.to_numeric(parseable, errors="coerce")
-    present = col.notna().to_numpy()
-    strays = np.flatnonzero(present & numbers.isna().to_numpy())
-    n_present = int(present.sum())
-    if strays.size == 0 and n_present:
-        return numbers.astype("float64")
-    mostly_numbers = 2 * (n_present - strays.size) > n_present
-    if mostly_numbers and strays.size <= max(1, GARBAGE_SHARE * n_present):
-        raise DataError(
-            f"{label} is numeric but has the non-numeric value {show(col.iloc[strays[0]])} "
-            f"at {where(strays[0])}; correct that cell or leave it empty to mark it missing"
-        )
-    return col
+    parseable = np.array([v if _is_text_or_number(v) else "?" for v in flat], dtype=object)
+    numbers = pd.to_numeric(pd.Series(parseable, dtype=object), errors="coerce")
+    numbers = numbers.to_numpy("float64", na_value=np.nan).reshape(cells.shape, order="F")
+    present = pd.notna(cells)
+    strays = present & np.isnan(numbers)
+    n_present, n_strays = present.sum(axis=0), strays.sum(axis=0)
+    converted = {int(positions[k]): numbers[:, k] for k in np.flatnonzero((n_strays == 0) & (n_present > 0))}
+    mostly_numbers = 2 * (n_present - n_strays) > n_present
+    garbage = (n_strays > 0) & mostly_numbers & (n_strays <= np.maximum(1, GARBAGE_SHARE * n_present))
+    for k in np.flatnonzero(garbage):
+        row = int(strays[:, k].argmax())
+        problems.setdefault(int(positions[k]), (
+            f"{name}: column '{texts.columns[k]}' is numeric but has the non-numeric value "
+            f"{show(cells[row, k])} at {where(row)}; correct that cell or leave it empty to mark it missing"))
+    return problems, converted
+
+
+def _numeric_dtype(dtype: Any) -> bool:
+    return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value.tolist() if isinstance(value, np.ndarray) else value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def check_target(

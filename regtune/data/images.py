@@ -143,7 +143,12 @@ def image_files(path: str | Path) -> list[Path]:
 
 
 def read_images(files: list[Path]) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """Image files as rows of pixels in [0, 1], and their common ``(C, H, W)``."""
+    """Image files as rows of pixels in [0, 1], and their common ``(C, H, W)``.
+
+    Each image is scaled by the range of its own pixel type: 8-bit by 255, 16-bit (Pillow
+    modes ``I;16*``, and ``I`` where it holds 16-bit values) by 65535; floating-point pixels
+    (mode ``F``) must already lie in [0, 1]. Anything else is refused, naming the file and mode.
+    """
     try:
         from PIL import Image
     except ImportError:
@@ -156,15 +161,44 @@ def read_images(files: list[Path]) -> tuple[np.ndarray, tuple[int, int, int]]:
                 images.append(image.copy())
         except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds; each means "not an image"
             raise DataError(f"'{f}' cannot be read as an image ({type(exc).__name__}: {exc}); remove it") from None
-    gray = all(image.mode in ("1", "L", "I", "I;16", "F") for image in images)
-    mode = "L" if gray else "RGB"
+    gray = all(_is_gray(image) for image in images)
     size = Counter(image.size for image in images).most_common(1)[0][0]
     pixels = []
-    for image in images:
-        image = image.convert(mode)
-        if image.size != size:
-            image = image.resize(size, Image.Resampling.BILINEAR)
-        array = np.asarray(image, dtype=np.float32) / 255.0
-        pixels.append(array[None] if gray else array.transpose(2, 0, 1))
+    for f, image in zip(files, images, strict=True):
+        if _is_gray(image):
+            array = _gray_pixels(image, f)
+            if image.size != size:
+                array = np.asarray(Image.fromarray(array, mode="F").resize(size, Image.Resampling.BILINEAR))
+            pixels.append(array[None] if gray else np.repeat(array[None], 3, axis=0))
+        else:
+            image = image.convert("RGB")
+            if image.size != size:
+                image = image.resize(size, Image.Resampling.BILINEAR)
+            pixels.append((np.asarray(image, dtype=np.float32) / 255.0).transpose(2, 0, 1))
     stack = np.stack(pixels)
     return stack.reshape(len(stack), -1), tuple(int(d) for d in stack.shape[1:])  # type: ignore[return-value]
+
+
+_UINT16_MAX = 65535
+
+
+def _is_gray(image: Any) -> bool:
+    return image.mode in ("1", "L", "F") or image.mode.startswith("I")
+
+
+def _gray_pixels(image: Any, path: Path) -> np.ndarray:
+    """One grayscale image as float32 in [0, 1], scaled by the range of its pixel type."""
+    array = np.asarray(image)
+    if array.dtype == np.bool_ or array.dtype == np.uint8:
+        return array.astype(np.float32) / (1.0 if array.dtype == np.bool_ else 255.0)
+    if array.dtype.kind == "u":  # I;16, I;16B, I;16L, I;16N
+        return (array.astype(np.float64) / np.iinfo(array.dtype).max).astype(np.float32)
+    low, high = (array.min(), array.max()) if array.size else (0, 0)
+    if array.dtype.kind == "i" and 0 <= low and high <= _UINT16_MAX:  # 16-bit values held as 32-bit (mode I)
+        return (array.astype(np.float64) / _UINT16_MAX).astype(np.float32)
+    if array.dtype.kind == "f" and np.isfinite(array).all() and 0 <= low and high <= 1:
+        return array.astype(np.float32)
+    what = "floating-point" if array.dtype.kind == "f" else f"{array.dtype.itemsize * 8}-bit integer"
+    expected = "[0, 1]" if array.dtype.kind == "f" else f"0..{_UINT16_MAX}"
+    raise DataError(f"'{path}' holds {what} pixels (Pillow mode '{image.mode}') from {low} to {high}, outside "
+                    f"{expected}, so they cannot be scaled to [0, 1]; save it as an 8- or 16-bit image")

@@ -132,8 +132,35 @@ def load_dataset(
             "folder of images in class sub-folders"
         )
     frame, line_offset = _read_file(path)
+    frame = _strip_label_spaces(frame, target, path.name)
     dataset = dataset_from_frame(frame, target, task=task, name=path.name, line_offset=line_offset)
     return replace(dataset, source=str(path.resolve()))
+
+
+def _strip_label_spaces(frame: pd.DataFrame, target: str | None, name: str) -> pd.DataFrame:
+    """Text labels of a file with spaces around them, stripped, with a one-line note.
+
+    ``yes``, `` yes`` and ``yes `` in a file are one class written carelessly, not three. Only
+    files get this: the estimators keep scikit-learn's rule that labels are exact values.
+    """
+    names = [str(c) for c in frame.columns]
+    position = len(names) - 1 if target is None else names.index(target) if target in names else None
+    if position is None:
+        return frame
+    y = frame.iloc[:, position]
+    if not (pd.api.types.is_object_dtype(y) or pd.api.types.is_string_dtype(y)
+            or isinstance(y.dtype, pd.CategoricalDtype)):
+        return frame
+    spaced = sorted({v for v in y.dropna().unique() if isinstance(v, str) and v != v.strip()})
+    if not spaced:
+        return frame
+    shown = ", ".join(repr(v) for v in spaced[:5]) + (f" and {len(spaced) - 5} more" if len(spaced) > 5 else "")
+    warnings.warn(f"{name}: target '{names[position]}' has labels with spaces around them ({shown}); they are "
+                  "read without the spaces, as the same classes as the labels written without them",
+                  UserWarning, stacklevel=3)
+    frame = frame.copy()
+    frame.isetitem(position, y.astype(object).map(lambda v: v.strip() if isinstance(v, str) else v))
+    return frame
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -267,6 +294,8 @@ def dataset_from_frame(
             "add feature columns"
         )
     where = row_locator(frame, line_offset)
-    frame = check_cells(frame, name, where, target)
-    y, task = check_target(frame.pop(target), f"{name}: target '{target}'", where, task)
-    return Dataset(name, frame, y, task, image_shape, target)
+    # The target first: too few rows or classes refuse the table before any per-column work.
+    y = check_cells(frame[[target]], name, where, target)[target]
+    y, task = check_target(y, f"{name}: target '{target}'", where, task)
+    X = check_cells(frame, name, where, target).drop(columns=[target])
+    return Dataset(name, X, y, task, image_shape, target)

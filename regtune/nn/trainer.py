@@ -28,12 +28,21 @@ _CHUNKS_IN_BUDGET = 4  # a streamed chunk takes a quarter of the budget: room fo
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then CPU."""
+    """``auto`` picks CUDA, then Apple MPS, then CPU; a device this machine lacks raises
+    :class:`RegConfigError` (the one check the estimators and the tuner share)."""
     if str(device) != "auto":
         try:
-            return torch.device(device)
+            resolved = torch.device(device)
         except RuntimeError as exc:
             raise RegConfigError(f"device={device!r} is not a torch device ('auto', 'cpu', 'cuda', 'cuda:1', 'mps')") from exc
+        if resolved.type == "cuda" and not torch.cuda.is_available():
+            raise RegConfigError(f"device={device!r}: CUDA is not available here; use 'auto' or 'cpu'")
+        if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise RegConfigError(f"device={device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                                 f"cuda:0 to cuda:{torch.cuda.device_count() - 1}; use one of them or 'auto'")
+        if resolved.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise RegConfigError(f"device={device!r}: Apple MPS is not available here; use 'auto' or 'cpu'")
+        return resolved
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

@@ -39,6 +39,7 @@ __all__ = [
     "CONNECT_TIMEOUT",
     "TrackingError",
     "check_reachable",
+    "missing_driver",
     "connect_args",
     "make_tracker",
     "mask_secrets",
@@ -121,6 +122,9 @@ class MLflowTracker:
         except TrackingError:
             raise
         except Exception as err:  # the store's errors come from sqlalchemy, requests, os, mlflow
+            driver = missing_driver(self.tracking_uri, err)
+            if driver is not None:
+                raise TrackingError(f"MLflow tracking store {driver}") from None
             local = self.tracking_uri.startswith("sqlite")
             hint = "its directory exists and is writable" if local else "it is up and reachable"
             reason = (str(err).strip().splitlines() or [""])[0]  # not SQLAlchemy's "Background on" line
@@ -533,6 +537,28 @@ def connect_args(url: str) -> dict[str, Any]:
     if _scheme(url) in ("postgresql", "postgres", "mysql", "mariadb") and "connect_timeout" not in url:
         return {"connect_timeout": CONNECT_TIMEOUT}
     return {}
+
+
+# Python database drivers whose pip package is not named like the module SQLAlchemy imports.
+_DRIVER_PACKAGES = {"MySQLdb": "mysqlclient", "psycopg2": "psycopg2-binary", "psycopg": "'psycopg[binary]'",
+                    "mysql": "mysql-connector-python", "cx_Oracle": "cx-Oracle", "oracledb": "oracledb"}
+
+
+def missing_driver(url: str, exc: BaseException) -> str | None:
+    """What to say when a database URL's Python driver is not installed, else ``None``.
+
+    Why: a missing driver (``mysql+pymysql://`` without PyMySQL) surfaces as an ImportError from
+    deep in SQLAlchemy or Optuna, which the callers would word as "check that the server is up".
+    """
+    seen: BaseException | None = exc
+    while seen is not None and not isinstance(seen, ModuleNotFoundError):
+        seen = seen.__cause__ or seen.__context__
+    if seen is None or not seen.name:
+        return None
+    module = seen.name.split(".")[0]
+    package = _DRIVER_PACKAGES.get(module, module)
+    return (f"{mask_secrets(url)!r} needs the database driver {module!r}, which is not installed here; "
+            f"install it (pip install {package}) or use another URL")
 
 
 def _scheme(uri: str) -> str:

@@ -34,7 +34,7 @@ from typing import Any
 from optuna.storages.journal import JournalFileBackend
 
 from regtune.exceptions import StudyError
-from regtune.tuning.optuna_internals import INTERMEDIATE_VALUE_OP
+from regtune.tuning.optuna_internals import INTERMEDIATE_VALUE_OP, JOURNAL_OPS
 
 __all__ = [
     "process_alive","LOCK_GRACE", "JournalBackend", "JournalLock"]
@@ -124,7 +124,11 @@ class JournalBackend(JournalFileBackend):
 
     def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
         try:
-            yield from super().read_logs(log_number_from)
+            # one record per line: log number n is line n + 1
+            for line, log in enumerate(super().read_logs(log_number_from), start=log_number_from + 1):
+                if not isinstance(log, dict) or log.get("op_code") not in JOURNAL_OPS:
+                    raise StudyError(unknown_record_report(self.path, line, log))
+                yield log
         except ValueError:  # json.JSONDecodeError, or Optuna's "Invalid log format."
             raise StudyError(damage_report(self.path)) from None
 
@@ -199,9 +203,24 @@ def damage_report(path: Path) -> str:
                 f"record written onto it; regtune cannot read the study. Repair it by deleting the cut-short "
                 f"part, which keeps a copy in {path.name}.bak: sed -i.bak '{bad}s/^.*{{\"op_code\"/{{\"op_code\"/' "
                 f"'{path}'")
-    return (f"{where} is not a journal record; regtune cannot read the study. Keep a copy of the file, then "
-            f"delete line {bad} and the lines after it (the trials they record are lost): "
-            f"head -n {bad - 1} '{path}' > '{path}.repaired' && mv '{path}.repaired' '{path}'")
+    return (f"{where} is not a journal record; regtune cannot read the study. Repair it by deleting that "
+            f"line alone (what it recorded is lost, the records after it are kept), which keeps a copy in "
+            f"{path.name}.bak: {_delete_line(path, bad)}")
+
+
+def unknown_record_report(path: Path, line: int, log: Any) -> str:
+    """The error for a record that parses but that this Optuna cannot replay."""
+    import optuna
+
+    what = f"op_code {log.get('op_code')!r}" if isinstance(log, dict) else f"a JSON {type(log).__name__}"
+    return (f"journal file '{path}' line {line} is a record ({what}) that Optuna {optuna.__version__} cannot "
+            "replay: the journal was written by another Optuna version, or the line is damaged. Open the study "
+            "with the Optuna version that wrote it; if the line is damaged, delete it alone, which keeps a copy "
+            f"in {path.name}.bak: {_delete_line(path, line)}")
+
+
+def _delete_line(path: Path, line: int) -> str:
+    return f"sed -i.bak '{line}d' '{path}'"
 
 
 def _parses(line: bytes) -> bool:

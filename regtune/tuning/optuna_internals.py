@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import optuna
 
-__all__ = ["INTERMEDIATE_VALUE_OP", "SeededHyperbandPruner", "storage_of"]
+__all__ = ["INTERMEDIATE_VALUE_OP", "JOURNAL_OPS", "SeededHyperbandPruner", "storage_of"]
 
 
 def _intermediate_value_op() -> int:
@@ -29,6 +29,17 @@ def _intermediate_value_op() -> int:
 # under load), and ``trial.report`` appends once per epoch; those records need not wait for
 # the disk (regtune.tuning.journal).
 INTERMEDIATE_VALUE_OP = _intermediate_value_op()
+
+
+def _journal_ops() -> frozenset[int]:
+    from optuna.storages.journal._storage import JournalOperation
+
+    return frozenset(int(op) for op in JournalOperation)
+
+
+# Every ``op_code`` this Optuna's journal replay knows. Why: replaying any other record ends in
+# a bare ``AssertionError: Should not reach.``; regtune.tuning.journal names the file and line.
+JOURNAL_OPS = _journal_ops()
 
 
 def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:

@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 
 from regtune.exceptions import StudyError
-from regtune.tracking.tracker import connect_args, mask_secrets
+from regtune.tracking.tracker import connect_args, mask_secrets, missing_driver
 from regtune.tuning.optuna_internals import SeededHyperbandPruner
 from regtune.tuning.queue import on_stale_trial, owner_tag
 
@@ -87,6 +87,9 @@ def make_storage(
             if _schema_race(exc) and attempt < 5:
                 time.sleep(0.2 * (attempt + 1))  # another worker is creating the same tables
                 continue
+            driver = missing_driver(url, exc)
+            if driver is not None:
+                raise StudyError(f"storage {driver}") from None
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StudyError(f"cannot reach storage {mask_secrets(url)}: {mask_secrets(reason)}; check that the "
                              "database server is up and reachable from here, and the URL") from None

@@ -132,35 +132,29 @@ def load_dataset(
             "folder of images in class sub-folders"
         )
     frame, line_offset = _read_file(path)
-    frame = _strip_label_spaces(frame, target, path.name)
     dataset = dataset_from_frame(frame, target, task=task, name=path.name, line_offset=line_offset)
-    return replace(dataset, source=str(path.resolve()))
+    return replace(dataset, y=_strip_label_spaces(dataset), source=str(path.resolve()))
 
 
-def _strip_label_spaces(frame: pd.DataFrame, target: str | None, name: str) -> pd.DataFrame:
-    """Text labels of a file with spaces around them, stripped, with a one-line note.
+def _strip_label_spaces(dataset: Dataset) -> pd.Series:
+    """The class labels of a file with spaces around them stripped, with a one-line note.
 
     ``yes``, `` yes`` and ``yes `` in a file are one class written carelessly, not three. Only
-    files get this: the estimators keep scikit-learn's rule that labels are exact values.
+    files get this, and only once the checks have found the target to be class labels (a stray
+    ``"x "`` in a numeric column is still reported as it was written); the estimators keep
+    scikit-learn's rule that labels are exact values.
     """
-    names = [str(c) for c in frame.columns]
-    position = len(names) - 1 if target is None else names.index(target) if target in names else None
-    if position is None:
-        return frame
-    y = frame.iloc[:, position]
-    if not (pd.api.types.is_object_dtype(y) or pd.api.types.is_string_dtype(y)
-            or isinstance(y.dtype, pd.CategoricalDtype)):
-        return frame
+    y = dataset.y
+    if dataset.task != "classification" or not (pd.api.types.is_object_dtype(y) or pd.api.types.is_string_dtype(y)):
+        return y
     spaced = sorted({v for v in y.dropna().unique() if isinstance(v, str) and v != v.strip()})
     if not spaced:
-        return frame
+        return y
     shown = ", ".join(repr(v) for v in spaced[:5]) + (f" and {len(spaced) - 5} more" if len(spaced) > 5 else "")
-    warnings.warn(f"{name}: target '{names[position]}' has labels with spaces around them ({shown}); they are "
-                  "read without the spaces, as the same classes as the labels written without them",
+    warnings.warn(f"{dataset.name}: target '{dataset.target}' has labels with spaces around them ({shown}); they "
+                  "are read without the spaces, as the same classes as the labels written without them",
                   UserWarning, stacklevel=3)
-    frame = frame.copy()
-    frame.isetitem(position, y.astype(object).map(lambda v: v.strip() if isinstance(v, str) else v))
-    return frame
+    return y.astype(object).map(lambda v: v.strip() if isinstance(v, str) else v)
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

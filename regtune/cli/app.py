@@ -67,6 +67,8 @@ def tune(
                                        "whose regularizers a cohort cannot train run alone); 1: every trial alone."),
     model: str | None = typer.Option(None, help="Your network instead of the built-in one: path/to/file.py:ClassName or "
                                                "package.module:ClassName (this imports and runs that code)."),
+    register_model: str | None = typer.Option(None, help="Register the logged model under this name in the MLflow "
+                                                         "Model Registry (each run adds a version)."),
 ) -> None:
     """Search the regularization for DATA, refit the best, compare with no regularization."""
     from regtune.cli.tables import print_tune_summary
@@ -79,6 +81,7 @@ def tune(
         cv=_parse_cv(cv), storage=storage, study_name=study, experiment=experiment, tracking_uri=tracking_uri,
         n_jobs=jobs, seed=seed, device=device, retry_failed=retry_failed, heartbeat_interval=heartbeat,
         grace_period=grace, progress=not quiet, ensemble=ensemble, module=model, cohort=cohort,
+        register_model=register_model,
     )
     settings.check()
     import optuna
@@ -196,6 +199,33 @@ def ui(
             err=True,
         )
     os.execve(sys.executable, args, env)
+
+
+@app.command()
+def dashboard(
+    study: str | None = typer.Option(None, help="Open this study's page (default: the list of studies)."),
+    storage: str | None = typer.Option(None, help="Optuna storage URL or journal file, as given to `regtune tune` "
+                                                 "(default ./regtune.journal)."),
+    port: int = typer.Option(8080, help="Port (0: any free one)."),
+    host: str = typer.Option("127.0.0.1", help="Interface; loopback unless you mean to expose it."),
+) -> None:
+    """Start optuna-dashboard on the study storage: trials, curves, importances, live."""
+    from regtune.cli.dashboard import check_installed, dashboard_server, open_storage, serve
+    from regtune.tracking.tracker import mask_secrets
+    from regtune.tuning.storage import DEFAULT_STORAGE
+
+    check_installed()
+    opened, page = open_storage(storage, study)
+    server = dashboard_server(opened, host, port)
+    exposed = not _is_loopback(host)
+    shown = socket.gethostname() if exposed and host in ("0.0.0.0", "::") else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    typer.echo(f"optuna-dashboard for {mask_secrets(storage or DEFAULT_STORAGE)}: "
+               f"http://{shown}:{server.server_port}{page} (Ctrl-C stops it)", err=True)
+    if exposed:
+        typer.echo(f"regtune: warning: --host {host} serves optuna-dashboard, which has no login and can change "
+                   f"studies, to every machine that can reach port {server.server_port}", err=True)
+    serve(server)
 
 
 def _is_loopback(host: str) -> bool:

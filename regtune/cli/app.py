@@ -68,7 +68,7 @@ def tune(
     model: str | None = typer.Option(None, help="Your network instead of the built-in one: path/to/file.py:ClassName or "
                                                "package.module:ClassName (this imports and runs that code)."),
     register_model: str | None = typer.Option(None, help="Register the logged model under this name in the MLflow "
-                                                         "Model Registry (each run adds a version)."),
+                                                         "Model Registry: each run that logs a new model adds a version."),
 ) -> None:
     """Search the regularization for DATA, refit the best, compare with no regularization."""
     from regtune.cli.tables import print_tune_summary

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import importlib.util
+import socket
 import socketserver
 import sys
 from pathlib import Path
@@ -71,7 +72,8 @@ def dashboard_server(storage: optuna.storages.BaseStorage, host: str, port: int)
 
     app = optuna_dashboard.wsgi(storage)
     try:
-        return make_server(host, port, app, server_class=_ThreadedServer, handler_class=_QuietHandler)
+        server_class = _ThreadedServer6 if ":" in host else _ThreadedServer
+        return make_server(host.strip("[]"), port, app, server_class=server_class, handler_class=_QuietHandler)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise RegtuneError(f"port {port} on {host} is in use (another dashboard?); pass another --port") from None
@@ -90,6 +92,10 @@ def serve(server: WSGIServer) -> None:
 
 class _ThreadedServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a browser's open connection does not hold up Ctrl-C
+
+
+class _ThreadedServer6(_ThreadedServer):
+    address_family = socket.AF_INET6
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -73,6 +73,8 @@ def tune(
     module_arg: list[str] = typer.Option(  # noqa: B008
         [], "--module-arg", help="NAME=VALUE: a fixed constructor argument of --model (module__NAME); VALUE is read "
                                  "as YAML (64, 0.1, true, [64, 32]). Repeat for more."),
+    register_model: str | None = typer.Option(None, help="Register the logged model under this name in the MLflow "
+                                                         "Model Registry: each run that logs a new model adds a version."),
 ) -> None:
     """Search the regularization for DATA, refit the best, compare with no regularization."""
     from regtune.cli.tables import print_tune_summary
@@ -86,6 +88,7 @@ def tune(
         n_jobs=jobs, seed=seed, device=device, retry_failed=retry_failed, heartbeat_interval=heartbeat,
         grace_period=grace, progress=not quiet, ensemble=ensemble, module=model, cohort=cohort,
         module_params=_parse_module_args(module_arg, model),
+        register_model=register_model,
     )
     settings.check()
     import optuna
@@ -234,6 +237,33 @@ def ui(
             err=True,
         )
     os.execve(sys.executable, args, env)
+
+
+@app.command()
+def dashboard(
+    study: str | None = typer.Option(None, help="Open this study's page (default: the list of studies)."),
+    storage: str | None = typer.Option(None, help="Optuna storage URL or journal file, as given to `regtune tune` "
+                                                 "(default ./regtune.journal)."),
+    port: int = typer.Option(8080, help="Port (0: any free one)."),
+    host: str = typer.Option("127.0.0.1", help="Interface; loopback unless you mean to expose it."),
+) -> None:
+    """Start optuna-dashboard on the study storage: trials, curves, importances, live."""
+    from regtune.cli.dashboard import check_installed, dashboard_server, open_storage, serve
+    from regtune.tracking.tracker import mask_secrets
+    from regtune.tuning.storage import DEFAULT_STORAGE
+
+    check_installed()
+    opened, page = open_storage(storage, study)
+    server = dashboard_server(opened, host, port)
+    exposed = not _is_loopback(host)
+    shown = socket.gethostname() if exposed and host in ("0.0.0.0", "::") else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    typer.echo(f"optuna-dashboard for {mask_secrets(storage or DEFAULT_STORAGE)}: "
+               f"http://{shown}:{server.server_port}{page} (Ctrl-C stops it)", err=True)
+    if exposed:
+        typer.echo(f"regtune: warning: --host {host} serves optuna-dashboard, which has no login and can change "
+                   f"studies, to every machine that can reach port {server.server_port}", err=True)
+    serve(server)
 
 
 def _is_loopback(host: str) -> bool:

@@ -60,6 +60,9 @@ def print_tune_summary(result: Any, console: Console) -> None:
         f"  browse: regtune ui    predict: regtune predict DATA --run {result.parent_run_id}",
         highlight=False,
     )
+    if result.registered_version is not None:
+        console.print(f"registered model: {result.registered_model} version {result.registered_version} "
+                      f"(models:/{result.registered_model}/{result.registered_version})", highlight=False, markup=False)
 
 
 def print_best(study: optuna.Study, console: Console) -> None:

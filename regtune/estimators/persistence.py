@@ -136,8 +136,13 @@ def load_model(path: str | Path) -> TunedModel:
 
 
 def log_model(tracker: Any, run_id: str, estimator: _Net, preprocessor: TabularPreprocessor | None,
-              **meta: Any) -> str:
+              input_example: pd.DataFrame | None = None, **meta: Any) -> str:
     """Log the model under ``run_id`` as an MLflow pyfunc model at artifact path ``model``.
+
+    ``input_example``: a few rows of the raw table the model was trained on; they become the
+    model's input example and, with the model's predictions for them, its signature (the
+    schema the MLflow UI shows and ``mlflow.pyfunc`` checks inputs against). Images are
+    described by their shape: the pyfunc model takes arrays ``(N, C, H, W)``.
 
     MLflow's global tracking URI and active run are left as they were: a notebook user's own
     MLflow setup is not ours to change.
@@ -150,12 +155,12 @@ def log_model(tracker: Any, run_id: str, estimator: _Net, preprocessor: TabularP
     code = Path(__file__).resolve().parent.parent / "tracking" / "pyfunc_model.py"  # executed by MLflow, not imported here
 
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), _tracking_uri(tracker.tracking_uri):
-        # MLflow asks for type hints to infer a signature; the model takes any DataFrame.
+        # MLflow asks for type hints to infer a signature; the signature is given instead.
         warnings.simplefilter("ignore", UserWarning)
         saved = save_model(Path(tmp) / "regtune_model", estimator, preprocessor, **meta)
         # MLflow puts code_paths on sys.path before it loads the model: the user's module imports.
         code_paths = sorted(str(p) for p in (saved / _CODE).iterdir()) if (saved / _CODE).is_dir() else None
-        # The model takes any DataFrame the preprocessor knows: no signature to infer, no warning.
+        example, signature = _signature(TunedModel(estimator, preprocessor, meta), input_example)
         pyfunc_log = logging.getLogger("mlflow.pyfunc")
         level = pyfunc_log.level
         pyfunc_log.setLevel(logging.ERROR)
@@ -167,10 +172,26 @@ def log_model(tracker: Any, run_id: str, estimator: _Net, preprocessor: TabularP
                     artifacts={"regtune_model": str(Path(tmp) / "regtune_model")},
                     pip_requirements=["regtune"],
                     code_paths=code_paths,
+                    signature=signature,
+                    input_example=example,
                 )
         finally:
             pyfunc_log.setLevel(level)
     return info.model_uri
+
+
+def _signature(model: TunedModel, rows: pd.DataFrame | None) -> tuple[Any, Any]:
+    """The input example and signature of ``model`` from a few raw ``rows`` (their column types
+    are the whole training table's); ``(None, None)`` without rows."""
+    if rows is None or len(rows) == 0:
+        return None, None
+    from mlflow.models import infer_signature
+
+    nets = getattr(model.estimator, "members", None) or [model.estimator]
+    shape = getattr(nets[0], "image_shape_", None)
+    # One image carries the shape; more would only bloat the artifact.
+    example = rows.head(1).to_numpy(np.float32).reshape(-1, *shape) if shape is not None else rows
+    return example, infer_signature(example, model.predict(example))
 
 
 @contextlib.contextmanager

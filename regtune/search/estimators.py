@@ -72,6 +72,7 @@ class _RegTune(ModuleParams, BaseEstimator):
         "study_name": [None, str],
         "tracking_uri": [None, str],
         "experiment": [str],
+        "register_model": [None, str],
         "n_jobs": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
         "device": [str],
         "random_state": ["random_state"],
@@ -100,6 +101,7 @@ class _RegTune(ModuleParams, BaseEstimator):
         study_name: str | None = None,
         tracking_uri: str | None = None,
         experiment: str = "regtune",
+        register_model: str | None = None,
         n_jobs: int = 1,
         device: str = "auto",
         random_state: int | np.random.RandomState | None = None,
@@ -125,6 +127,7 @@ class _RegTune(ModuleParams, BaseEstimator):
         self.study_name = study_name
         self.tracking_uri = tracking_uri
         self.experiment = experiment
+        self.register_model = register_model
         self.n_jobs = n_jobs
         self.device = device
         self.random_state = random_state
@@ -181,6 +184,7 @@ class _RegTune(ModuleParams, BaseEstimator):
         self.trials_ = trials_frame(study)
         self.selection_ = dict(result.selection)
         self.mlflow_run_id_ = result.parent_run_id or None
+        self.registered_model_version_ = result.registered_version
         self._fitted_data = data  # for report(); left out of pickles
         return self
 
@@ -234,7 +238,7 @@ class _RegTune(ModuleParams, BaseEstimator):
             study_name=self.study_name or default_name, experiment=self.experiment,
             tracking_uri=self.tracking_uri, n_jobs=n_jobs, seed=seed, device=self.device, test_size=0.0,
             progress=bool(self.verbose), ensemble=self.ensemble, module=self.module,
-            cohort=self.cohort, module_params=self.module_params(),
+            cohort=self.cohort, module_params=self.module_params(), register_model=self.register_model,
             estimator_params={k: getattr(self, k) for k, default in _FIXED.items() if getattr(self, k) != default},
         )
 
@@ -365,6 +369,9 @@ _PARAMETERS_AFTER_METRIC = """storage : str, optional
         ``$MLFLOW_TRACKING_URI``) like the CLI, ``"off"`` logs nothing.
     experiment : str, default="regtune"
         MLflow experiment: one parent run per fit, one child run per trial.
+    register_model : str, optional
+        Register the logged model (the refit best, or the ensemble) under this name in the
+        MLflow Model Registry: each fit adds a version (:attr:`registered_model_version_`).
     n_jobs : int, default=1
         Worker processes; ``-1`` uses every CPU.
     device : str, default="auto"
@@ -447,6 +454,8 @@ class RegTuneClassifier(ClassifierMixin, _RegTune):
         score your own test set and compare it with :attr:`best_score_`.
     mlflow_run_id_ : str or None
         The study's parent MLflow run (``None`` with ``tracking_uri="off"``).
+    registered_model_version_ : int or None
+        The model's version under ``register_model`` in the MLflow Model Registry.
     classes_, n_features_in_, feature_names_in_
     """
 

@@ -31,6 +31,8 @@ from regtune.tracking.masking import mask_secrets
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
+    from regtune.data.loading import Dataset as DataTable
+
 __all__ = [
     "DEFAULT_TRACKING_URI",
     "OFF",
@@ -300,6 +302,52 @@ class MLflowTracker:
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         with self._io:
             self._client.log_text(run_id, mask_secrets(text), artifact_file)
+
+    def log_dataset(self, run_id: str, dataset: DataTable, digest: str, context: str = "training") -> None:
+        """Record ``dataset`` as an input of the run (MLflow's Dataset column): its name,
+        ``digest``, source, schema and shape (:func:`~regtune.tracking.inputs.dataset_input`).
+        A run that holds this digest already (a resumed study) is left as it is."""
+        from regtune.tracking.inputs import dataset_input
+
+        entry = dataset_input(dataset, digest, context)
+        with self._io:
+            inputs = self._client.get_run(run_id).inputs
+            if any(had.dataset.digest == entry.dataset.digest and had.dataset.name == entry.dataset.name
+                   for had in (inputs.dataset_inputs if inputs else [])):
+                return
+            self._client.log_inputs(run_id, datasets=[entry])
+
+    def register_model(self, model_uri: str, name: str, run_id: str) -> int:
+        """Register the logged model ``model_uri`` under ``name`` in the Model Registry (the
+        registered model is created on first use); returns its version. A model registered
+        under ``name`` already (a re-run that kept the logged model) keeps its version.
+
+        The version's source is the model's artifact location: handed a ``models:/`` URI, the
+        registry looks the model up in MLflow's global default store, not in this one.
+        """
+        from mlflow.exceptions import MlflowException
+
+        model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+        try:
+            with self._io:
+                source = self._client.get_logged_model(model_id).artifact_location if model_id else model_uri
+                for version in self._client.search_model_versions(f"run_id = '{run_id}'"):
+                    if version.name == name and version.source == source:
+                        return int(version.version)
+                try:
+                    self._client.create_registered_model(name)
+                except MlflowException as err:  # registered by an earlier study, or another process
+                    if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                        raise
+                created = self._client.create_model_version(name, source=source, run_id=run_id, model_id=model_id)
+        except MlflowException as err:
+            reason = (str(err.message).strip().splitlines() or [""])[0]
+            raise TrackingError(
+                f"the model {model_uri} cannot be registered as {name!r} in the Model Registry of "
+                f"{mask_secrets(self.tracking_uri)!r}: {mask_secrets(reason)}; choose another name "
+                "(--register-model), or a tracking store with a Model Registry"
+            ) from None
+        return int(created.version)
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         """End the run; what is queued for it is written first."""

@@ -110,6 +110,7 @@ class TuneSettings:
     # Fixed parameters of every trial's estimator, never searched (the RegTune estimators'
     # criterion, class_weight, precision, channels_last).
     estimator_params: Mapping[str, Any] = field(default_factory=dict)
+    register_model: str | None = None  # a Model Registry name: the logged model becomes its next version
 
     def check(self) -> None:
         """Reject settings that cannot run, before any data is read or anything is created."""
@@ -152,6 +153,20 @@ class TuneSettings:
             raise TuneError(f"experiment={self.experiment!r} must be a non-empty name")
         if self.study_name is not None and (not isinstance(self.study_name, str) or not self.study_name.strip()):
             raise TuneError(f"study_name={self.study_name!r} must be a non-empty name")
+        _check_registered_name(self)
+
+
+def _check_registered_name(settings: TuneSettings) -> None:
+    name = settings.register_model
+    if name is None:
+        return
+    if not isinstance(name, str) or not name.strip() or any(c in name for c in "/:"):
+        raise TuneError(f"register_model={name!r} must be a Model Registry name without '/' or ':', "
+                        "such as 'digits-classifier'")
+    if settings.tracking_uri == OFF or not settings.log_model:
+        why = "tracking_uri='off' logs nothing" if settings.log_model else "log_model=False logs no model"
+        raise TuneError(f"register_model={name!r} registers the logged model, but {why}; pass a tracking URI "
+                        "(e.g. sqlite:///mlflow.db) or leave register_model unset")
 
 
 def _is_number(value: Any) -> bool:
@@ -180,6 +195,8 @@ class TuneResult:
     ensemble_estimator: Any = None  # a WeightedEnsemble with settings.ensemble >= 2, else None
     # How honest the choice is (regtune.tuning.selection.selection_summary): optimism, spread.
     selection: dict[str, Any] = field(default_factory=dict)
+    registered_model: str | None = None  # the Model Registry name and version of model_uri
+    registered_version: int | None = None
 
     @property
     def trials(self) -> pd.DataFrame:
@@ -445,6 +462,7 @@ def tune(
             optuna.delete_study(study_name=study_name, storage=storage)
         raise
     try:
+        tracker.log_dataset(parent, dataset, fingerprint["data"])  # the MLflow UI's Dataset column
         if "mlflow_parent_run_id" not in study.user_attrs:
             study.set_user_attr("mlflow_parent_run_id", parent)
             if space.path is not None:
@@ -464,7 +482,8 @@ def tune(
         )
         _run_workers(spec, folds, study, settings, console, tracker)
         meta = {"target": dataset.target, "columns": [str(c) for c in dataset.X.columns], "dataset": dataset.name}
-        return _finish(study, space, metric, folds, X_test, y_test, prep, tracker, parent, settings, meta)
+        return _finish(study, space, metric, folds, X_test, y_test, prep, tracker, parent, settings, meta,
+                       example=dataset.X.head(5))
     except KeyboardInterrupt:
         _end_quietly(tracker, parent, "KILLED")
         raise
@@ -511,6 +530,9 @@ def _check_loggable(settings: TuneSettings, network: Network) -> TuneSettings:
     try:
         module_reference(ModuleFactory.of(network.module).factory)
     except ModuleError as exc:
+        if settings.register_model:
+            raise TuneError(f"register_model={settings.register_model!r}: the model cannot be logged, so it "
+                            f"cannot be registered: {exc}") from None
         warnings.warn(f"the best model will not be logged to MLflow: {exc}", UserWarning, stacklevel=3)
         return replace(settings, log_model=False)
     return settings
@@ -685,7 +707,7 @@ def _stop_workers(procs: list) -> None:
 def _finish(
     study: optuna.Study, space: SearchSpace, metric: Metric, folds: Folds, X_test: np.ndarray | None,
     y_test: np.ndarray | None, prep: TabularPreprocessor | None, tracker: MLflowTracker, parent: str,
-    settings: TuneSettings, meta: dict[str, Any],
+    settings: TuneSettings, meta: dict[str, Any], example: pd.DataFrame | None = None,
 ) -> TuneResult:
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not complete:
@@ -735,15 +757,18 @@ def _finish(
 
             logged = "best" if ensemble is None else "ensemble"
             model_uri = log_model(tracker, parent, ensemble or models["best"], prep, metric=metric.name,
-                                  test_score=final[f"{logged}_test"], **meta)
+                                  test_score=final[f"{logged}_test"], input_example=example, **meta)
             tracker.set_tags(parent, {"regtune.model_uri": model_uri, "regtune.model_key": key})
+    version = (tracker.register_model(model_uri, settings.register_model, parent)
+               if settings.register_model and model_uri else None)
     tracker.end_run(parent, "FINISHED")
     return TuneResult(
         study=study, study_name=study.study_name, metric=metric, best_params=dict(best.params), best_config=best_config,
         best_value=float(best.value), best_estimator=models["best"], baseline_estimator=models["baseline"],
         preprocessor=prep, scores=scores, parent_run_id=parent, tracking_uri=tracker.tracking_uri,
         experiment_id=tracker.experiment_id, model_uri=model_uri, counts=counts, ensemble_estimator=ensemble,
-        selection=selection,
+        selection=selection, registered_model=settings.register_model if version else None,
+        registered_version=version,
     )
 
 

@@ -36,7 +36,15 @@ from regtune.nn.cohort import (
     shared_fields,
 )
 from regtune.space.space import SearchSpace
-from regtune.tuning.trial import Folds, TrialPruned, epoch_score_fn, make_estimator, score_trial
+from regtune.tuning.trial import (
+    Folds,
+    TrialPruned,
+    epoch_score_fn,
+    make_estimator,
+    prunable,
+    pruning_value,
+    score_trial,
+)
 
 __all__ = ["cohort_sampler", "fits_cohort", "fixed_params", "run_cohort_objective"]
 
@@ -115,6 +123,8 @@ def run_cohort_objective(
             cohort.drop(cohort.members[k])
         on_end(k, outcome)
 
+    maximize = bool(trials) and trials[0].study.direction == optuna.study.StudyDirection.MAXIMIZE
+    reached: list[float | None] = [None] * K
     epoch = 0
     while members:
         records = [cohort.step() for cohort in cohorts]
@@ -139,9 +149,9 @@ def run_cohort_objective(
                           for key in ("train_loss", "val_loss", "val_score")}
                 on_epoch(k, epoch, record)
                 if math.isfinite(record["val_score"]):
-                    trials[k].report(record["val_score"], epoch)
-                if (not trials[k].user_attrs.get("baseline", False) and epoch + 1 >= warmup
-                        and trials[k].should_prune()):
+                    reached[k] = pruning_value(record["val_score"], reached[k], maximize=maximize)
+                    trials[k].report(reached[k], epoch)
+                if prunable(trials[k]) and epoch + 1 >= warmup and trials[k].should_prune():
                     raise TrialPruned(epoch)
             except KeyboardInterrupt:
                 raise

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import math
 import time
 import warnings
 import zlib
@@ -23,8 +24,10 @@ __all__ = [
     "DEFAULT_STORAGE",
     "MEMORY",
     "PRUNERS",
+    "FIRST_RUNG_SHARE",
     "SAMPLERS",
     "StudyError",
+    "first_rung",
     "journal_path",
     "load_existing_study",
     "make_pruner",
@@ -155,17 +158,30 @@ def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
     raise StudyError(f"sampler {name!r} is unknown; choose one of {', '.join(SAMPLERS)}")
 
 
-def make_pruner(name: str, *, warmup: int, max_epochs: int) -> optuna.pruners.BasePruner:
-    """Pruners that judge a trial first once it has trained ``warmup`` epochs (Optuna's defaults
-    prune at epoch 0).
+#: The first rung, as a share of ``max_epochs`` (benchmarks/pruning_replay.py; the figures are
+#: in :func:`make_pruner`'s docstring).
+FIRST_RUNG_SHARE = 0.25
 
-    Steps count epochs from 0, so ``warmup`` epochs end at step ``warmup - 1``: that is the
-    first rung (judging one epoch later trained 10% more epochs for nothing). Hyperband keeps
-    the best quarter at each rung (reduction factor 4, two brackets over 40 epochs): 2.4x
-    fewer epochs than no pruning with the same best trial, where factor 3 (three brackets, the
-    last of which never prunes before epoch 36) gave 1.9x (benchmarks/pruning.py).
+
+def first_rung(max_epochs: int, warmup: int = 1) -> int:
+    """The first step (epochs count from 0) at which a pruner judges a trial: after a quarter of
+    ``max_epochs``, and never before ``warmup`` epochs have trained."""
+    return max(1, warmup - 1, math.ceil(FIRST_RUNG_SHARE * max_epochs) - 1)
+
+
+def make_pruner(name: str, *, warmup: int, max_epochs: int) -> optuna.pruners.BasePruner:
+    """Pruners that judge a trial first at :func:`first_rung`, on the best score it has reached
+    so far (:func:`regtune.tuning.trial.pruning_value`), not on its latest epoch.
+
+    Why: a regularized network (augmentation, label smoothing, dropout) learns slower first and
+    ends better; judged on the current score at epoch 3, as before, the pruner selected fast
+    starters. Replayed on 400 recorded unpruned curves (benchmarks/pruning_replay.py,
+    results/pruning_replay.json; 10 studies, 20 trial orders each) the old rule (Hyperband,
+    first rung at epoch 3, current score) pruned the trial that would have ended best in
+    PLACEHOLDER_OLD; this rule in PLACEHOLDER_NEW, while saving PLACEHOLDER_SAVED of the
+    epochs. Hyperband keeps the best quarter at each rung (reduction factor 4).
     """
-    first = max(1, warmup - 1)
+    first = first_rung(max_epochs, warmup)
     if name in ("hyperband", "median", "sha") and first >= max_epochs - 1:
         return optuna.pruners.NopPruner()  # the first judgement would come at the last epoch: nothing to save
     if name == "hyperband":

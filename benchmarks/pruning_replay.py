@@ -15,7 +15,7 @@ study: one ``study.ask()`` per recorded trial, ``trial.report(value, step)`` epo
 ``trial.should_prune()`` from the first rung on, exactly as ``regtune.tuning.trial`` does
 (the baseline is never pruned). Per rule and study it measures:
 
-- ``best kept``: whether the trial with the best final score survives;
+- ``best kept``: whether a trial with the best final score survives (several may tie);
 - ``top-3 pruned``: how many of the three best trials are pruned;
 - ``regret``: the best final score without pruning minus the best among the trials that
   survive (0 when the best survives);
@@ -30,6 +30,7 @@ sampler would have seen pruned trials and sampled other configurations afterward
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import tempfile
@@ -155,11 +156,11 @@ def rules() -> list[Rule]:
     def med(first: Callable[[int], int]) -> Callable[[int], optuna.pruners.BasePruner]:
         return lambda m: optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=first(m))
 
-    def sha(first: Callable[[int], int]) -> Callable[[int], optuna.pruners.BasePruner]:
-        return lambda m: optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, first(m)), reduction_factor=3)
+    def sha(first: Callable[[int], int], rf: int = 3) -> Callable[[int], optuna.pruners.BasePruner]:
+        return lambda m: optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, first(m)), reduction_factor=rf)
 
-    def at(frac: float) -> Callable[[int], int]:
-        return lambda m: max(2, round(frac * m) - 1)
+    def at(frac: float) -> Callable[[int], int]:  # as regtune.tuning.storage.first_rung, for any share
+        return lambda m: max(1, _warmup(m) - 1, math.ceil(frac * m) - 1)
 
     nop = lambda m: optuna.pruners.NopPruner()  # noqa: E731
     out = [Rule("none", nop, lambda m: m)]
@@ -169,13 +170,16 @@ def rules() -> list[Rule]:
             Rule(f"median@today{tname}", med(_today_first), _today_first, tf),
             Rule(f"sha@today{tname}", sha(_today_first), _today_first, tf),
         ]
-        for frac in (0.2, 0.25, 1 / 3):
+        for frac in (0.2, 0.25, 1 / 3, 0.4) if tf is not _ema else (1 / 3,):
             out += [
                 Rule(f"hyperband@{frac:.2f}{tname}", hb(at(frac)), at(frac), tf),
                 Rule(f"sha@{frac:.2f}{tname}", sha(at(frac)), at(frac), tf),
             ]
-        for frac in (0.25, 1 / 3, 0.5):
+        for frac in (0.25, 1 / 3, 0.4, 0.5) if tf is not _ema else (1 / 3,):
             out.append(Rule(f"median@{frac:.2f}{tname}", med(at(frac)), at(frac), tf))
+        if tf is not _ema:
+            out += [Rule(f"hyperband rf3@{frac:.2f}{tname}", hb(at(frac), rf=3), at(frac), tf)
+                    for frac in (0.25, 1 / 3)]
     from regtune.tuning.storage import first_rung, make_pruner
 
     for name in ("hyperband", "median", "sha"):  # what ships: exactly make_pruner's objects and reports
@@ -225,7 +229,7 @@ def replay_once(rule: Rule, study: dict[str, Any], order: Sequence[dict[str, Any
     kept = [c["final"] for c in order if c["number"] not in pruned]
     kept_best = (max if maximize else min)(kept)
     return {
-        "best_kept": ranked[0]["number"] not in pruned,
+        "best_kept": kept_best == best,  # ties: any trial with the best final score will do
         "top3_pruned": sum(c["number"] in pruned for c in ranked[:3]),
         "regret": abs(best - kept_best),
         "saved": 1 - used / total,

@@ -182,23 +182,11 @@ def rules() -> list[Rule]:
                     for frac in (0.25, 1 / 3)]
     from regtune.tuning.storage import first_rung, make_pruner
 
-    for name in ("hyperband", "median", "sha"):  # what ships: exactly make_pruner's objects and reports
+    # What ships: make_pruner's very objects, fed the latest score, as regtune.tuning.trial reports it.
+    for name in ("hyperband", "median", "sha"):
         out.append(Rule(f"shipped {name}", lambda m, n=name: make_pruner(n, warmup=_warmup(m), max_epochs=m),
-                        lambda m: first_rung(m, _warmup(m)), _shipped_transform()))
+                        lambda m: first_rung(m, _warmup(m)), _raw))
     return out
-
-
-def _shipped_transform() -> Transform:
-    from regtune.tuning.trial import pruning_value
-
-    def tf(values: list[float], maximize: bool) -> list[float]:
-        out, best = [], None
-        for v in values:
-            best = pruning_value(v, best, maximize=maximize)
-            out.append(best)
-        return out
-
-    return tf
 
 
 def replay_once(rule: Rule, study: dict[str, Any], order: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -42,7 +42,6 @@ from regtune.tuning.trial import (
     epoch_score_fn,
     make_estimator,
     prunable,
-    pruning_value,
     score_trial,
 )
 
@@ -123,8 +122,6 @@ def run_cohort_objective(
             cohort.drop(cohort.members[k])
         on_end(k, outcome)
 
-    maximize = bool(trials) and trials[0].study.direction == optuna.study.StudyDirection.MAXIMIZE
-    reached: list[float | None] = [None] * K
     epoch = 0
     while members:
         records = [cohort.step() for cohort in cohorts]
@@ -149,8 +146,7 @@ def run_cohort_objective(
                           for key in ("train_loss", "val_loss", "val_score")}
                 on_epoch(k, epoch, record)
                 if math.isfinite(record["val_score"]):
-                    reached[k] = pruning_value(record["val_score"], reached[k], maximize=maximize)
-                    trials[k].report(reached[k], epoch)
+                    trials[k].report(record["val_score"], epoch)
                 if prunable(trials[k]) and epoch + 1 >= warmup and trials[k].should_prune():
                     raise TrialPruned(epoch)
             except KeyboardInterrupt:

@@ -24,11 +24,10 @@ from regtune.tuning.queue import AS_WRITTEN_ATTR
 from regtune.tuning.selection import FOLD_SCORES_ATTR
 
 __all__ = ["FoldScore", "Folds", "Network", "TrialPruned", "check_network", "common_epoch_score",
-           "epoch_score_fn", "make_estimator", "out_of_fold_predictions", "prunable", "pruning_value", "run_objective",
+           "epoch_score_fn", "make_estimator", "out_of_fold_predictions", "prunable", "run_objective",
            "score_trial", "trial_seed", "weight_stats"]
 
 _logger = logging.getLogger(__name__)
-
 
 
 class TrialPruned(optuna.TrialPruned):
@@ -286,8 +285,6 @@ def run_objective(
     ``warmup`` epochs).
     """
     can_prune = prunable(trial)
-    maximize = trial.study.direction == optuna.study.StudyDirection.MAXIMIZE
-    reached: float | None = None
     start = time.perf_counter()
     estimators, runs = [], []
     for k, (tr, va) in enumerate(folds.splits):
@@ -312,8 +309,7 @@ def run_objective(
         if on_epoch is not None:
             on_epoch(epoch, record)
         if math.isfinite(record["val_score"]):
-            reached = pruning_value(record["val_score"], reached, maximize=maximize)
-            trial.report(reached, epoch)
+            trial.report(record["val_score"], epoch)
         if can_prune and epoch + 1 >= warmup and trial.should_prune():
             raise TrialPruned(epoch)
         epoch += 1
@@ -324,21 +320,6 @@ def prunable(trial: optuna.Trial) -> bool:
     """Whether the pruner may end ``trial``: not the baseline, nor the user's network as
     written (:data:`AS_WRITTEN_ATTR`); the report compares the search's best against both."""
     return not (trial.user_attrs.get("baseline", False) or trial.user_attrs.get(AS_WRITTEN_ATTR, False))
-
-
-def pruning_value(score: float, reached: float | None, *, maximize: bool) -> float:
-    """What a trial reports to the pruner at an epoch: the best validation score it has reached
-    so far (``reached``, ``None`` at first), not the latest one.
-
-    Why: a trial is scored at its best epoch (:func:`common_epoch_score`), so that is what the
-    pruner should compare; the latest score of a regularized network (augmentation, label
-    smoothing, dropout) dips from epoch to epoch, and judged on a dip it was pruned although it
-    would have ended best (benchmarks/pruning_replay.py; figures in
-    :func:`regtune.tuning.storage.make_pruner`).
-    """
-    if reached is None:
-        return score
-    return max(score, reached) if maximize else min(score, reached)
 
 
 def score_trial(

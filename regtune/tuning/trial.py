@@ -63,7 +63,8 @@ class Network:
     Plain and picklable, for spawned workers: ``module`` is a class or factory, or its
     ``"file.py:Name"`` / ``"package.module:Name"`` spec (which each worker imports); ``params``
     its fixed constructor arguments (without ``module__``); ``unsupported`` the settings it
-    takes no argument for, which the search space leaves out (:func:`check_network` finds them).
+    takes no argument for, which the search space leaves out, and ``written`` the regularization
+    it sets itself (:meth:`ModuleFactory.written`; :func:`check_network` finds both).
     """
 
     module: Any = None
@@ -281,8 +282,8 @@ def run_objective(
     the refit trains) and the summary metrics logged for the trial. Sets the trial's user attrs
     ``fold_scores`` (each fold's score, for the standard error reports show) and
     ``fold_best_score`` (the mean of each fold's own best-epoch score, for comparison). Raises
-    :class:`TrialPruned` when the pruner says so (never for the baseline, never before
-    ``warmup`` epochs).
+    :class:`TrialPruned` when the pruner says so (never for the baseline or the user's network
+    as written, never before ``warmup`` epochs).
     """
     can_prune = prunable(trial)
     start = time.perf_counter()

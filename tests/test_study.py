@@ -176,12 +176,14 @@ def test_sampler_missing_its_package_is_refused_up_front(monkeypatch: pytest.Mon
 
 
 def test_pruners_wait_for_the_warmup() -> None:
-    # Steps count epochs from 0: a trial that has trained 4 epochs is at step 3.
-    median = make_pruner("median", warmup=4, max_epochs=40)
+    # Steps count epochs from 0: a trial that has trained 4 epochs is at step 3. With 8 epochs
+    # the warmup sets the first rung; with 40, 40% of them do (tests/test_pruning.py).
+    median = make_pruner("median", warmup=4, max_epochs=8)
     assert median._n_warmup_steps == 3
-    hyperband = make_pruner("hyperband", warmup=4, max_epochs=40)
-    assert hyperband._min_resource == 3 and hyperband._max_resource == 40 and hyperband._reduction_factor == 4
-    assert make_pruner("sha", warmup=4, max_epochs=40)._min_resource == 3
+    hyperband = make_pruner("hyperband", warmup=4, max_epochs=8)
+    assert hyperband._min_resource == 3 and hyperband._max_resource == 8 and hyperband._reduction_factor == 4
+    assert make_pruner("sha", warmup=4, max_epochs=8)._min_resource == 3
+    assert make_pruner("sha", warmup=4, max_epochs=40)._min_resource == 15
     # Trials too short to be judged before their last epoch are never pruned: nothing to save.
     assert isinstance(make_pruner("hyperband", warmup=3, max_epochs=3), optuna.pruners.NopPruner)
     assert isinstance(make_pruner("none", warmup=4, max_epochs=40), optuna.pruners.NopPruner)
@@ -191,10 +193,10 @@ def test_pruners_wait_for_the_warmup() -> None:
 
 @pytest.mark.parametrize("name", ["median", "sha"])
 def test_a_bad_trial_is_first_judged_once_it_has_trained_the_warmup(name: str) -> None:
-    study = optuna.create_study(direction="maximize", pruner=make_pruner(name, warmup=4, max_epochs=40))
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(name, warmup=4, max_epochs=8))
     for _ in range(6):  # good trials that went the distance
         good = study.ask()
-        for step in range(40):
+        for step in range(8):
             good.report(1.0, step)
             good.should_prune()  # SHA records the rungs a trial passed when it asks
         study.tell(good, 1.0)

@@ -38,12 +38,13 @@ from regtune.analysis.study_data import (
 from regtune.config import REGULARIZER_OFF, no_regularization
 from regtune.metrics import METRICS, format_score
 from regtune.tracking.tracker import mask_secrets
+from regtune.tuning.queue import AS_WRITTEN_ATTR
 from regtune.tuning.selection import selection_lines, selection_summary
 
 if TYPE_CHECKING:
     from regtune.data.loading import Dataset
 
-__all__ = ["FEW_TRIALS", "ReportError", "default_out_dir", "few_trials_caveat", "markdown_table",
+__all__ = ["FEW_TRIALS", "ReportError", "as_written_line", "default_out_dir", "few_trials_caveat", "markdown_table",
            "render_markdown", "report", "selection_record", "selection_table", "with_without"]
 
 FEW_TRIALS = 3  # a table cell (a mean over its trials) with fewer is noise, not evidence
@@ -52,8 +53,8 @@ FEW_FOR_IMPORTANCE = 10  # fANOVA's forest over fewer complete trials ranks nois
 
 def with_without(data: StudyData, *, dataset: str | Dataset | None = None, device: str | None = None,
                  use_logged: bool = True) -> pd.DataFrame:
-    """Baseline (no regularization) vs best trial (and the ensemble of a study tuned with
-    ``--ensemble K``): train, validation and test score, and the gap.
+    """Baseline (no regularization) vs best trial (and the user's network as written, and the
+    ensemble of a study tuned with ``--ensemble K``): train, validation and test score, and the gap.
 
     Test scores are the tuner's refit, logged on the parent run; without them (or with
     ``use_logged=False``) both models are refit here on the study's split, seeded as the tuner
@@ -66,6 +67,10 @@ def with_without(data: StudyData, *, dataset: str | Dataset | None = None, devic
     best_config = data.space.to_config(best.params)
     models = {"baseline": (baseline, data.space.to_config(baseline.params) if baseline else
                            no_regularization(best_config)), "best": (best, best_config)}
+    written = next((t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                    if t.user_attrs.get(AS_WRITTEN_ATTR)), None)
+    if written is not None:  # the user's network as written: did the search beat it?
+        models["as_written"] = (written, data.space.to_config(written.params))
     logged = data.parent.data.metrics if data.parent is not None else {}
     if use_logged and all(f"{label}_{col}" in logged for label in models for col in ("train", "test")):
         scores = {label: (logged[f"{label}_train"], logged[f"{label}_test"]) for label in models}
@@ -93,6 +98,28 @@ def with_without(data: StudyData, *, dataset: str | Dataset | None = None, devic
                      "gap": logged["ensemble_train"] - logged["ensemble_test"], "source": "tuner refit (MLflow)",
                      "mlflow_run_id": None})
     return pd.DataFrame(rows)
+
+
+def as_written_line(scores: pd.DataFrame, direction: str) -> str | None:
+    """Whether the search's best beat the user's network as written (the ``as_written`` row of
+    the scores), on validation and test; ``None`` without that row."""
+    if "as_written" not in scores.index or "best" not in scores.index:
+        return None
+    best, mine = scores.loc["best"], scores.loc["as_written"]
+    head = f"your network as written (trial {_number(mine['trial'])}, its own regularization): "
+    if mine["trial"] == best["trial"]:
+        return head + "it is the search's best trial"
+    sign = 1 if direction == "maximize" else -1
+    parts = []
+    for col, name in (("val", "validation"), ("test", "test")):
+        if not (math.isnan(best[col]) or math.isnan(mine[col])):
+            verdict = "beaten" if sign * (best[col] - mine[col]) > 0 else "not beaten"
+            parts.append(f"{name} {format_score(best[col])} (best) vs {format_score(mine[col])}: {verdict}")
+    return head + "; ".join(parts)
+
+
+def _number(value: object) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else str(int(value))
 
 
 # ---------------------------------------------------------------- the report
@@ -214,6 +241,9 @@ def render_markdown(data: StudyData, tables: dict[str, pd.DataFrame], images: di
               f"Baseline = trial with every regularizer off; best = best validation {metric}. "
               f"Gap = train - test. Test scores: {summary['source'].iloc[0]}.", "",
               markdown_table(summary.drop(columns=["source", "mlflow_run_id"])), ""]
+    written = as_written_line(summary.set_index("model"), study.direction.name.lower())
+    if written:
+        lines += [written[0].upper() + written[1:] + ".", ""]
     image("with_without", "train, validation and test score, baseline vs best")
     if "selection" in tables and len(tables["selection"]):
         lines += ["## How honest the selection is", "",

@@ -9,6 +9,7 @@ import optuna
 from rich.console import Console
 from rich.table import Table
 
+from regtune.analysis.report import as_written_line
 from regtune.metrics import METRICS, format_gap, format_score
 from regtune.tracking.tracker import mask_secrets
 from regtune.tuning.selection import selection_lines
@@ -35,6 +36,9 @@ def print_tune_summary(result: Any, console: Console) -> None:
         table.add_row(str(label), _fmt(row["trial"]), format_score(row["train"]), format_score(row["val"]),
                       format_score(row["test"]), format_gap(row["gap"]), _fmt(row["epochs"]), row["regularizers"])
     console.print(table)
+    line = as_written_line(scores, result.metric.direction)
+    if line:
+        console.print(line, highlight=False)
     settings = Table(title="best regularization settings")
     settings.add_column("setting")
     settings.add_column("value", justify="right")

@@ -345,6 +345,30 @@ class ModuleFactory:
             constrain_layers(model, constrained_layers)
         return model
 
+    def written(self, config: RegConfig, sizes: Mapping[str, Any], module_params: Mapping[str, Any]) -> dict[str, Any]:
+        """The regularization the module sets itself, as routed settings: the default of each
+        routed regularization argument it takes (``dropout``, ``dropout_variant``,
+        ``batch_norm``), else the rate of its own dropout layers as its constructor built them
+        (the largest, where they differ: every trial sets one rate on all of them).
+
+        ``config`` and ``sizes`` are what a build would get; the module is built once here,
+        without regtune setting its dropout rate. Batch-norm layers a module builds without a
+        ``batch_norm`` argument are in every trial anyway.
+        """
+        signature = inspect.signature(self.factory) if self.parameters else None
+        out: dict[str, Any] = {}
+        for name in ("dropout", "dropout_variant", "batch_norm"):
+            if signature is not None and name in signature.parameters:
+                default = signature.parameters[name].default
+                if default is not inspect.Parameter.empty:
+                    out[name] = default
+        if not self.takes("dropout"):
+            model = self.factory(**self.arguments(config, sizes, module_params))
+            rates = [float(layer.p) for layer in dropout_layers(model)]
+            if rates:
+                out["dropout"] = max(rates)
+        return out
+
     def _listing(self) -> str:
         own = self.own_parameters()
         return ", ".join(own) if own else "no arguments of its own"

@@ -311,6 +311,26 @@ class SearchSpace:
                 **{p.name: p.default for p in self.module},
                 **{f.switch_param: False for f in self.regularizers}}
 
+    def as_written_params(self, written: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Params of the trial of a user's network as written: the baseline's, with the families
+        whose settings the module sets itself (``written``, e.g. ``{"dropout": 0.25}``) on at
+        those values. ``None`` where that is the baseline (nothing written, or nothing this
+        space can express).
+
+        A written value outside its param's range is kept: it is what the user wrote (Optuna
+        warns and takes it, as for any enqueued value).
+        """
+        params, changed = self.baseline_params(), False
+        for family in self.regularizers:
+            if written.get(family.switch, REGULARIZER_OFF[family.switch]) == REGULARIZER_OFF[family.switch]:
+                continue
+            values = {p.name: written[p.name] if p.name in written else p.default for p in family.params}
+            if any(v is None for v in values.values()):
+                continue  # a strength the module does not say and the space has no default for
+            params.update(values, **{family.switch_param: True})
+            changed = True
+        return params if changed else None
+
     def module_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """The module's own arguments among a trial's ``params``, as ``module__NAME`` estimator
         parameters (defaults for those missing)."""

@@ -36,7 +36,14 @@ from regtune.nn.cohort import (
     shared_fields,
 )
 from regtune.space.space import SearchSpace
-from regtune.tuning.trial import Folds, TrialPruned, epoch_score_fn, make_estimator, score_trial
+from regtune.tuning.trial import (
+    Folds,
+    TrialPruned,
+    epoch_score_fn,
+    make_estimator,
+    prunable,
+    score_trial,
+)
 
 __all__ = ["cohort_sampler", "fits_cohort", "fixed_params", "run_cohort_objective"]
 
@@ -140,8 +147,7 @@ def run_cohort_objective(
                 on_epoch(k, epoch, record)
                 if math.isfinite(record["val_score"]):
                     trials[k].report(record["val_score"], epoch)
-                if (not trials[k].user_attrs.get("baseline", False) and epoch + 1 >= warmup
-                        and trials[k].should_prune()):
+                if prunable(trials[k]) and epoch + 1 >= warmup and trials[k].should_prune():
                     raise TrialPruned(epoch)
             except KeyboardInterrupt:
                 raise

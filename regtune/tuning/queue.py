@@ -36,6 +36,7 @@ from regtune.tuning.journal import process_alive
 from regtune.tuning.optuna_internals import storage_of
 
 __all__ = [
+    "AS_WRITTEN_ATTR",
     "CREATOR_ATTR",
     "OWNER_ATTR",
     "claim_trials",
@@ -53,6 +54,9 @@ __all__ = [
 
 OWNER_ATTR = "regtune.owner"  # "host:pid" of the worker that claimed the trial
 CREATOR_ATTR = "regtune.creator"  # "host:pid" of the process that created the study
+#: Marks the trial of the user's network as written (their own dropout rate, their batch norm),
+#: queued right after the baseline, which turns them off.
+AS_WRITTEN_ATTR = "as_written"
 _ENQUEUED = "regtune.enqueued"
 _UID = "regtune.uid"
 _PENDING = (TrialState.WAITING, TrialState.RUNNING)
@@ -111,8 +115,10 @@ def open_study(
     fingerprint: dict | None = None,
     priors: Sequence[dict] = (),
     batch: int | None = None,
+    as_written: dict | None = None,
 ) -> tuple[optuna.Study, list[FrozenTrial]]:
-    """Create the study (baseline first in its queue) or load it and top up the queue.
+    """Create the study (baseline first in its queue, then ``as_written``, then the ``priors``)
+    or load it and top up the queue.
 
     Returns the study and the trials found abandoned by dead workers (now FAIL; their MLflow
     runs are the caller's to close). The creator records ``fingerprint`` and enqueues every
@@ -138,7 +144,8 @@ def open_study(
         # recognisably regtune's, and whether it died can be told on this host.
         study.set_user_attr(CREATOR_ATTR, owner_tag())
         _record(study, attrs, fingerprint)
-        top_up(study, n_trials, [], baseline_params=baseline_params, priors=priors, batch=batch)
+        top_up(study, n_trials, [], baseline_params=baseline_params, priors=priors, batch=batch,
+               as_written=as_written)
         study.set_user_attr(_ENQUEUED, True)
         return study, []
     adopt = _await_queue(study)
@@ -148,7 +155,8 @@ def open_study(
                         "trials here", study_name)
         _record(study, attrs, fingerprint)
     reaped = reap_dead_trials(study)
-    top_up(study, n_trials, reaped, retry_failed, baseline_params=baseline_params, priors=priors, batch=batch)
+    top_up(study, n_trials, reaped, retry_failed, baseline_params=baseline_params, priors=priors, batch=batch,
+           as_written=as_written)
     if adopt:
         study.set_user_attr(_ENQUEUED, True)
     _say_surplus(study, n_trials)
@@ -192,11 +200,13 @@ def _say_surplus(study: optuna.Study, n_trials: int) -> None:
 def top_up(
     study: optuna.Study, n_trials: int, reaped: list[FrozenTrial], retry_failed: int = 0, *,
     baseline_params: dict | None = None, priors: Sequence[dict] = (), batch: int | None = None,
+    as_written: dict | None = None,
 ) -> None:
     """Queue what the study lacks: the reaped trials' params again (up to ``retry_failed``
     times each), the baseline if none completed or is pending (given ``baseline_params``), the
-    ``priors`` the study has not run (user attr ``prior`` = their index), then fresh trials
-    until ``n_trials`` are counted, waiting or running.
+    user's network as written if the study has not run it (``as_written``: its params; user
+    attr :data:`AS_WRITTEN_ATTR`), the ``priors`` the study has not run (user attr ``prior`` =
+    their index), then fresh trials until ``n_trials`` are counted, waiting or running.
 
     With ``batch`` (a study with a timeout) fresh trials are queued only until ``batch`` wait,
     and workers queue the next ones as they go: a study stopped by its timeout must not leave
@@ -213,7 +223,11 @@ def top_up(
         study.enqueue_trial(baseline_params, user_attrs={"baseline": True})
         trials = study.get_trials(deepcopy=False)
     room = n_trials - sum(_counts(t) or t.state in _PENDING for t in trials)
-    have = {t.user_attrs.get("prior") for t in trials if _counts(t) or t.state in _PENDING}
+    held = [t for t in trials if _counts(t) or t.state in _PENDING]
+    if as_written is not None and room > 0 and not any(t.user_attrs.get(AS_WRITTEN_ATTR) for t in held):
+        study.enqueue_trial(as_written, user_attrs={AS_WRITTEN_ATTR: True})
+        room -= 1
+    have = {t.user_attrs.get("prior") for t in held}
     for index, params in enumerate(priors):
         if room > 0 and index not in have:
             study.enqueue_trial(params, user_attrs={"prior": index})
@@ -231,7 +245,7 @@ def _is_baseline(trial: FrozenTrial) -> bool:
 
 
 def _public(attrs: dict) -> dict:
-    return {k: v for k, v in attrs.items() if k in ("baseline", "prior")}
+    return {k: v for k, v in attrs.items() if k in ("baseline", "prior", AS_WRITTEN_ATTR)}
 
 
 def _retries(study: optuna.Study, trial: FrozenTrial) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -19,10 +20,14 @@ from regtune.metrics import Metric
 from regtune.nn.models import ROUTED_ARGS, ModuleFactory, dropout_layers
 from regtune.nn.regularizers import decay_parameters, weight_layers
 from regtune.space.space import SearchSpace
+from regtune.tuning.queue import AS_WRITTEN_ATTR
 from regtune.tuning.selection import FOLD_SCORES_ATTR
 
-__all__ = ["FoldScore", "Folds", "Network", "TrialPruned", "check_network", "common_epoch_score", "epoch_score_fn",
-           "make_estimator", "out_of_fold_predictions", "run_objective", "score_trial", "trial_seed", "weight_stats"]
+__all__ = ["FoldScore", "Folds", "Network", "TrialPruned", "check_network", "common_epoch_score",
+           "epoch_score_fn", "make_estimator", "out_of_fold_predictions", "prunable", "run_objective",
+           "score_trial", "trial_seed", "weight_stats"]
+
+_logger = logging.getLogger(__name__)
 
 
 class TrialPruned(optuna.TrialPruned):
@@ -73,7 +78,8 @@ class Network:
     Plain and picklable, for spawned workers: ``module`` is a class or factory, or its
     ``"file.py:Name"`` / ``"package.module:Name"`` spec (which each worker imports); ``params``
     its fixed constructor arguments (without ``module__``); ``unsupported`` the settings it
-    takes no argument for, which the search space leaves out (:func:`check_network` finds them).
+    takes no argument for, which the search space leaves out, and ``written`` the regularization
+    it sets itself (:meth:`ModuleFactory.written`; :func:`check_network` finds both).
     """
 
     module: Any = None
@@ -82,6 +88,7 @@ class Network:
     # Fixed estimator parameters every trial, check and refit gets (criterion, class_weight,
     # precision, channels_last): set by the user, never searched.
     fixed: Mapping[str, Any] = field(default_factory=dict)
+    written: Mapping[str, Any] = field(default_factory=dict)  # the regularization it sets itself
 
     @property
     def label(self) -> str:
@@ -123,6 +130,15 @@ class Network:
         """``space`` without what this module cannot take."""
         return space if self.module is None else space.for_module(self.unsupported)
 
+    def as_written_params(self, space: SearchSpace) -> dict[str, Any] | None:
+        """Params of the trial that trains the user's module as its user wrote it (their dropout
+        rate, their batch norm), queued right after the baseline, which turns them off; ``None``
+        for the built-in networks (as written, they are the baseline) or a module that sets no
+        regularization the space can express."""
+        if self.module is None or not self.written:
+            return None
+        return space.as_written_params({k: v for k, v in self.written.items() if k not in self.unsupported})
+
 
 def check_network(network: Network, space: SearchSpace, folds: Folds, device: str) -> Network:
     """Check the user's module before any trial: its arguments, then one batch of training with
@@ -158,7 +174,17 @@ def check_network(network: Network, space: SearchSpace, folds: Folds, device: st
         unsupported += ["max_norm", "spectral_norm"]
     if not decay_parameters(est.module_):  # no weights found by layer type
         unsupported += ["l1", "l2", "elastic_net", "weight_decay", "weight_noise"]
-    return replace(network, unsupported=tuple(unsupported))
+    sizes = {"n_features": folds.X.shape[1], "image_shape": folds.image_shape,
+             "n_outputs": len(est.classes_) if folds.task == "classification" else
+             (folds.y.shape[1] if folds.y.ndim == 2 else 1),
+             "n_classes": len(est.classes_) if folds.task == "classification" else None}
+    try:
+        written = factory.written(config, sizes, {**network.params, **sampled})
+    except Exception as exc:  # it built with regtune's sizes a moment ago; without them, no as-written trial
+        _logger.warning("%s: cannot read the regularization it sets itself (%s: %s); no as-written trial",
+                        factory.name, type(exc).__name__, exc)
+        written = {}
+    return replace(network, unsupported=tuple(unsupported), written=written)
 
 
 def _one_batch(y: np.ndarray, task: str, size: int = 32) -> np.ndarray:
@@ -293,10 +319,10 @@ def run_objective(
     the refit trains) and the summary metrics logged for the trial. Sets the trial's user attrs
     ``fold_scores`` (each fold's score, for the standard error reports show) and
     ``fold_best_score`` (the mean of each fold's own best-epoch score, for comparison). Raises
-    :class:`TrialPruned` when the pruner says so (never for the baseline, never before
-    ``warmup`` epochs).
+    :class:`TrialPruned` when the pruner says so (never for the baseline or the user's network
+    as written, never before ``warmup`` epochs).
     """
-    can_prune = not trial.user_attrs.get("baseline", False)
+    can_prune = prunable(trial)
     start = time.perf_counter()
     estimators, runs = [], []
     for k, (tr, va) in enumerate(folds.splits):
@@ -327,6 +353,12 @@ def run_objective(
             raise TrialPruned(epoch)
         epoch += 1
     return score_trial(trial, config, estimators, folds, metric, start=start, on_predictions=on_predictions)
+
+
+def prunable(trial: optuna.Trial) -> bool:
+    """Whether the pruner may end ``trial``: not the baseline, nor the user's network as
+    written (:data:`AS_WRITTEN_ATTR`); the report compares the search's best against both."""
+    return not (trial.user_attrs.get("baseline", False) or trial.user_attrs.get(AS_WRITTEN_ATTR, False))
 
 
 def score_trial(

@@ -40,7 +40,7 @@ from regtune.tracking.relay import RelayTracker, TrackerProcess, TrackerRelay
 from regtune.tracking.tracker import OFF, MLflowTracker, make_tracker, mask_secrets
 from regtune.tuning.budget import PROBE_EPOCHS, fits_left, queue_batch
 from regtune.tuning.fingerprint import FINGERPRINT_ATTR, module_code_hash, study_fingerprint
-from regtune.tuning.queue import open_study, reap_dead_trials, runnable_trials
+from regtune.tuning.queue import AS_WRITTEN_ATTR, open_study, reap_dead_trials, runnable_trials
 from regtune.tuning.resources import assign_devices, passive_openmp, threads_for, torch_threads
 from regtune.tuning.selection import selection_metrics, selection_summary
 from regtune.tuning.storage import (
@@ -442,6 +442,7 @@ def tune(
         fingerprint=fingerprint,
         priors=space.prior_params(),
         batch=queue_batch(settings.timeout, settings.n_jobs),
+        as_written=network.as_written_params(space),
     )
     if existed:  # resuming, or joining other workers: do not repeat their draws
         study.sampler = make_sampler(settings.sampler, sampler_seed(settings.seed, creator=False))
@@ -716,8 +717,12 @@ def _finish(
     baseline = next((t for t in complete if t.user_attrs.get("baseline")), None)
     best_config = space.to_config(best.params)
     base_config = space.to_config(baseline.params) if baseline else no_regularization(best_config)
+    compared = [("baseline", base_config, baseline), ("best", best_config, best)]
+    written = next((t for t in complete if t.user_attrs.get(AS_WRITTEN_ATTR)), None)
+    if written is not None:  # the user's network as written: did the search beat it?
+        compared.append(("as_written", space.to_config(written.params), written))
     rows, models = [], {}
-    for label, config, trial in (("baseline", base_config, baseline), ("best", best_config, best)):
+    for label, config, trial in compared:
         est = refit(config, trial, folds, settings)
         models[label] = est
         train = metric.final_fn(est, folds.X[folds.refit_rows()], folds.y[folds.refit_rows()])

@@ -26,7 +26,7 @@ from sklearn.metrics import accuracy_score
 import regtune.tuning.tuner as tuner
 from regtune.data.loading import load_dataset
 from regtune.data.split import split_dataset
-from regtune.exceptions import DataError
+from regtune.exceptions import DataError, RegConfigError
 from regtune.space.space import SearchSpace, SearchSpaceError
 from regtune.tracking.tracker import MLflowTracker, TrackingError
 from regtune.tuning.queue import OWNER_ATTR, owner_tag
@@ -409,7 +409,7 @@ def _stored_studies(tmp_path: Path) -> list[str]:
         ({"storage": "postgresql://u:secret@127.0.0.1:1/db"}, StudyError, "cannot reach storage"),
         ({"tracking_uri": "sqlite:///{tmp}/a_file/mlflow.db"}, TrackingError, "cannot be used"),
         ({"storage": ":memory:", "n_jobs": 2}, TuneError, "lives in one process"),
-        ({"device": "cuda:3"}, TuneError, "CUDA is not available"),
+        ({"device": "cuda:3"}, RegConfigError, "CUDA is not available"),
         ({"cv": 0}, TuneError, "cv=0"),
     ],
 )

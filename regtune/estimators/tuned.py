@@ -163,7 +163,10 @@ class _RegTune(ModuleParams, BaseEstimator):
                 f"storage={MEMORY!r} lives in one process, but n_jobs={self.n_jobs} starts several; "
                 "use storage=None (a temporary journal file), a journal file path or a database URL"
             )
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        # An int random_state is the study's seed as given (what MLflow logs as ``seed``); None
+        # or a RandomState draws one.
+        seed = (int(self.random_state) if isinstance(self.random_state, Integral)
+                else int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max)))
         # A study that lives only for this fit is named after its seed: Hyperband assigns trials
         # to brackets by hashing the study name, so a random name would make refits differ.
         fresh = self.storage is None or self.storage == MEMORY

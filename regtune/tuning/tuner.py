@@ -176,6 +176,9 @@ class TuneResult:
     ensemble_estimator: Any = None  # a WeightedEnsemble with settings.ensemble >= 2, else None
     # How honest the choice is (regtune.tuning.selection.selection_summary): optimism, spread.
     selection: dict[str, Any] = field(default_factory=dict)
+    # What the summary must say besides the scores: work skipped for time, a newer best found
+    # by another run of the same study.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def trials(self) -> pd.DataFrame:
@@ -639,10 +642,11 @@ def _finish(
     y_test: np.ndarray | None, prep: TabularPreprocessor | None, tracker: MLflowTracker, parent: str,
     settings: TuneSettings, meta: dict[str, Any],
 ) -> TuneResult:
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    snapshot = study.get_trials(deepcopy=False)
+    complete = [t for t in snapshot if t.state == TrialState.COMPLETE]
     if not complete:
         raise StudyError(_no_complete_trial(study))
-    best = study.best_trial
+    best = _best_of(study, snapshot)
     baseline = next((t for t in complete if t.user_attrs.get("baseline")), None)
     best_config = space.to_config(best.params)
     base_config = space.to_config(baseline.params) if baseline else no_regularization(best_config)
@@ -661,42 +665,81 @@ def _finish(
         if row is not None:
             rows.append(row)
     scores = pd.DataFrame(rows).set_index("model")
-    counts = {s.name: 0 for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-    for t in study.get_trials(deepcopy=False):
-        if t.state.name in counts:
-            counts[t.state.name] += 1
+    notes: list[str] = []
+    # Another run of this study (a second command on the same storage) may have finished
+    # trials while this one refit: the summary is written from the study as it is now.
+    now = study.get_trials(deepcopy=False)
+    counts = _counts(now)
+    current = _best_of(study, now)
     final = {f"{label}_{col}": float(scores.loc[label, col]) for label in scores.index
              for col in ("train", "val", "test", "gap")}
-    selection = selection_summary(study, test_score=final["best_test"] if X_test is not None else None)
-    tracker.log_metrics(parent, {"best_value": best.value, **final, **{f"n_{k.lower()}": v for k, v in counts.items()},
-                                 **selection_metrics(selection)})
-    tracker.set_tags(parent, {"best_trial": str(best.number), "best_run_id": best.user_attrs.get("mlflow_run_id", ""),
-                              "regtune.folds": folds.plan})
-    if ensemble is not None:
-        tracker.set_tags(parent, {"regtune.ensemble": str(scores.loc["ensemble", "regularizers"])})
+    selection = selection_summary(study, test_score=final["best_test"] if X_test is not None else None, trials=now)
     model_uri = None
-    if settings.log_model and tracker.enabled:
-        # A re-run that changed nothing (same best trial, data and split) keeps the logged model.
-        key = _model_key(best.number, folds, X_test, settings)
-        if ensemble is not None:
-            key += ", ensemble of trials " + "+".join(map(str, ensemble.trials))
-        if tracker.run_tag(parent, "regtune.model_key") == key:
-            model_uri = tracker.run_tag(parent, "regtune.model_uri")
-        if not model_uri:
-            from regtune.estimators.persistence import log_model
-
-            logged = "best" if ensemble is None else "ensemble"
-            model_uri = log_model(tracker, parent, ensemble or models["best"], prep, metric=metric.name,
-                                  test_score=final[f"{logged}_test"], **meta)
-            tracker.set_tags(parent, {"regtune.model_uri": model_uri, "regtune.model_key": key})
+    if current is not None and current.number != best.number:
+        notes.append(f"another run of study {study.study_name!r} found a better trial meanwhile: trial "
+                     f"{current.number} ({current.value:.4g}) beats this run's refit trial {best.number} "
+                     f"({best.value:.4g}); the study's MLflow summary and model are left to the run that refits "
+                     f"trial {current.number} (regtune best --study {study.study_name})")
+        selection = selection_summary(study, trials=now)
+    else:
+        tracker.log_metrics(parent, {"best_value": best.value, **final,
+                                     **{f"n_{k.lower()}": v for k, v in counts.items()},
+                                     **selection_metrics(selection)})
+        tracker.set_tags(parent, {"best_trial": str(best.number),
+                                  "best_run_id": best.user_attrs.get("mlflow_run_id", ""),
+                                  "regtune.folds": folds.plan,
+                                  "regtune.ensemble": str(scores.loc["ensemble", "regularizers"])
+                                  if ensemble is not None else "none"})
+        model_uri = _log_final_model(tracker, parent, best, ensemble, models["best"], prep, metric, final, folds,
+                                     X_test, settings, meta)
     tracker.end_run(parent, "FINISHED")
     return TuneResult(
         study=study, study_name=study.study_name, metric=metric, best_params=dict(best.params), best_config=best_config,
         best_value=float(best.value), best_estimator=models["best"], baseline_estimator=models["baseline"],
         preprocessor=prep, scores=scores, parent_run_id=parent, tracking_uri=tracker.tracking_uri,
         experiment_id=tracker.experiment_id, model_uri=model_uri, counts=counts, ensemble_estimator=ensemble,
-        selection=selection,
+        selection=selection, notes=notes,
     )
+
+
+def _counts(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
+    counts = {s.name: 0 for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    for t in trials:
+        if t.state.name in counts:
+            counts[t.state.name] += 1
+    return counts
+
+
+def _best_of(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> optuna.trial.FrozenTrial | None:
+    """The study's best among ``trials`` as Optuna picks it (the first of equal values)."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    if not complete:
+        return None
+    pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+    return pick(complete, key=lambda t: t.value)
+
+
+def _log_final_model(tracker: MLflowTracker, parent: str, best: optuna.trial.FrozenTrial, ensemble: Any,
+                     best_estimator: Any, prep: TabularPreprocessor | None, metric: Metric, final: dict[str, float],
+                     folds: Folds, X_test: np.ndarray | None, settings: TuneSettings,
+                     meta: dict[str, Any]) -> str | None:
+    """Log the final model on the study's parent run (once per best trial, data and split)."""
+    if not (settings.log_model and tracker.enabled):
+        return None
+    key = _model_key(best.number, folds, X_test, settings)
+    if ensemble is not None:
+        key += ", ensemble of trials " + "+".join(map(str, ensemble.trials))
+    if tracker.run_tag(parent, "regtune.model_key") == key:  # a re-run that changed nothing keeps it
+        model_uri = tracker.run_tag(parent, "regtune.model_uri")
+        if model_uri:
+            return model_uri
+    from regtune.estimators.persistence import log_model
+
+    logged = "best" if ensemble is None else "ensemble"
+    model_uri = log_model(tracker, parent, ensemble or best_estimator, prep, metric=metric.name,
+                          test_score=final[f"{logged}_test"], **meta)
+    tracker.set_tags(parent, {"regtune.model_uri": model_uri, "regtune.model_key": key})
+    return model_uri
 
 
 def _ensemble(

@@ -154,7 +154,7 @@ def close_reaped_runs(tracker: MLflowTracker, parent_run_id: str, reaped: Sequen
         # A worker that died within the first epochs may not have recorded its run id yet.
         run_id = t.user_attrs.get("mlflow_run_id") or tracker.trial_run_id(parent_run_id, t.number)
         if run_id:
-            params = {**t.params, **({"seed": t.user_attrs["seed"]} if "seed" in t.user_attrs else {})}
+            params = {**t.params, **({"trial_seed": t.user_attrs["seed"]} if "seed" in t.user_attrs else {})}
             tracker.backfill(run_id, REPORTED_METRIC, t.intermediate_values, params=params)
     if reaped:
         tracker.mark_orphans(parent_run_id, trials=[t.number for t in reaped], ended_too=True)
@@ -354,11 +354,12 @@ Outcome = tuple[float, dict[str, float]] | BaseException
 
 def _open_run(tracker: MLflowTracker, spec: WorkerSpec, trial: optuna.Trial, config: Any, seed: int,
               tags: dict[str, str] | None = None) -> str:
-    """The trial's MLflow child run, with its params, resolved configuration and seed."""
+    """The trial's MLflow child run, with its params, resolved configuration and seeds: ``seed``
+    the study's (the user's), ``trial_seed`` the one this trial's networks start from."""
     resolved = {f"config.{k}": v for k, v in config.to_dict().items()} if config else {}
     run_id = tracker.start_trial_run(
         spec.parent_run_id, trial.number,
-        params={**trial.params, **resolved, "seed": seed},
+        params={**trial.params, **resolved, "seed": spec.seed, "trial_seed": seed},
         tags={"optuna.study": spec.study_name, "baseline": str(bool(trial.user_attrs.get("baseline"))),
               **(tags or {})},
     )

@@ -747,8 +747,9 @@ def _ensemble(
     y_test: np.ndarray | None, settings: TuneSettings, best_estimator: Any, best: optuna.trial.FrozenTrial,
 ) -> tuple[Any, dict[str, Any] | None]:
     """Greedy selection among the top ``settings.ensemble`` trials; the ensemble and its scores row."""
-    from regtune.tuning.ensemble import ensemble_from_study
+    from regtune.tuning.ensemble import drop_outside_top, ensemble_from_study
 
+    drop_outside_top(study, settings.ensemble)  # those of trials pushed out while others finished
     def refit_trial(trial: optuna.trial.FrozenTrial) -> Any:  # the best is refit already
         return best_estimator if trial.number == best.number else refit(space.to_config(trial.params), trial,
                                                                         folds, settings)

@@ -33,7 +33,7 @@ from regtune.tracking.relay import RelayTracker, connect
 from regtune.tracking.tracker import MLflowTracker, make_tracker, mask_secrets
 from regtune.tuning.budget import search_deadline
 from regtune.tuning.cohort import cohort_sampler, fits_cohort, fixed_params, run_cohort_objective
-from regtune.tuning.ensemble import PREDICTIONS_ATTR, encode_predictions, in_top
+from regtune.tuning.ensemble import keep_predictions
 from regtune.tuning.journal import process_alive
 from regtune.tuning.queue import (
     OWNER_ATTR,
@@ -194,10 +194,9 @@ def _stop_point() -> None:
 
 def _keeper(study: optuna.Study, trial: optuna.Trial, k: int, task: str) -> Callable[[float, np.ndarray], None]:
     """Keep a trial's out-of-fold predictions if it ranks among the top ``k`` when it ends
-    (a trial outside them then can never enter them later)."""
+    (a trial outside them then can never enter them later); drop those it pushes out."""
     def keep(value: float, predictions: np.ndarray) -> None:
-        if in_top(study, value, k):
-            trial.set_user_attr(PREDICTIONS_ATTR, encode_predictions(predictions, task))
+        keep_predictions(study, trial.number, value, predictions, task, k)
 
     return keep
 

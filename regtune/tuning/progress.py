@@ -86,9 +86,9 @@ class StudyProgress:
         for t in sorted((t for t in done if t.number not in self._seen), key=lambda t: t.number):
             self._seen.add(t.number)
             value = f" {t.value:.4f}" if t.value is not None else ""
-            self.console.print(f"trial {t.number} {t.state.name.lower()}{value}; {min(len(done), self.n_trials)}"
-                               f"/{self.n_trials} done, {status.strip()}, {time.monotonic() - self._start:.0f} s",
-                               highlight=False, soft_wrap=True)
+            self.console.print(f"trials {min(len(done), self.n_trials)}/{self.n_trials}: trial {t.number} "
+                               f"{t.state.name.lower()}{value}; {' '.join(status.split())}; "
+                               f"{time.monotonic() - self._start:.0f} s", highlight=False, soft_wrap=True)
 
     def __exit__(self, *exc: object) -> None:
         if not self.enabled:

@@ -186,9 +186,12 @@ class TuneResult:
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: number, state, value, params and the MLflow run id."""
+    """One row per trial that ran or runs: number, state, value, params and the MLflow run id
+    (trials queued but never started, ``WAITING``, are not trials of the search yet)."""
     rows = []
     for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.WAITING:
+            continue
         rows.append({
             "number": t.number,
             "state": t.state.name,
@@ -659,13 +662,14 @@ def _finish(
         rows.append({"model": label, "trial": trial.number if trial else None, "train": train,
                      "val": trial.value if trial else float("nan"), "test": test, "gap": train - test,
                      "epochs": est.n_iter_, "regularizers": ", ".join(config.active_regularizers()) or "none"})
-    ensemble = None
+    ensemble, notes = None, []
     if settings.ensemble > 1:
         ensemble, row = _ensemble(study, space, metric, folds, X_test, y_test, settings, models["best"], best)
         if row is not None:
             rows.append(row)
+        else:
+            notes.append(_no_ensemble(study, settings.ensemble))
     scores = pd.DataFrame(rows).set_index("model")
-    notes: list[str] = []
     # Another run of this study (a second command on the same storage) may have finished
     # trials while this one refit: the summary is written from the study as it is now.
     now = study.get_trials(deepcopy=False)
@@ -700,6 +704,18 @@ def _finish(
         experiment_id=tracker.experiment_id, model_uri=model_uri, counts=counts, ensemble_estimator=ensemble,
         selection=selection, notes=notes,
     )
+
+
+def _no_ensemble(study: optuna.Study, k: int) -> str:
+    """Why the final model is the best trial alone although an ensemble was asked for."""
+    from regtune.tuning.ensemble import held_predictions
+
+    held = len(held_predictions(study))
+    if held < 2:
+        return (f"no ensemble: {held} trial(s) kept validation predictions (ensemble={k} needs two complete "
+                "trials); the best trial alone is the model")
+    return (f"no ensemble: greedy selection among the {min(held, k)} best trials kept the best alone (adding "
+            "another did not improve the validation score); the best trial alone is the model")
 
 
 def _counts(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:

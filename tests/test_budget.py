@@ -72,3 +72,24 @@ def test_a_study_with_a_timeout_ends_on_time_and_leaves_no_queue_behind(tiny_spa
     assert all(search.study_.trials[n].user_attrs.get("timeout") or search.study_.trials[n].intermediate_values
                for n in cut["number"])
     assert search.predict(X[:3]).shape == (3,)
+
+
+@pytest.mark.slow
+def test_slow_trials_end_within_the_budget_final_model_included(tiny_space: Path) -> None:
+    """Issue 19 item 3: timeout=T ends within 1.05 T + 5 s whatever one trial costs, and the
+    summary says what was skipped for time (refits that did not fit)."""
+    from byo_modules import SlowNet
+
+    from regtune.tuning.tuner import tune
+
+    timeout = 10.0
+    start = time.perf_counter()
+    result = tune("iris", n_trials=50, timeout=timeout, ensemble=5, cv=1, pruner="none", seed=0,
+                  space=str(tiny_space), storage=":memory:", tracking_uri="off", progress=False, log_model=False,
+                  module=SlowNet, module_params={"delay": 0.1})
+    elapsed = time.perf_counter() - start
+    assert elapsed < 1.05 * timeout + 5, f"{elapsed:.1f} s for a {timeout:g} s budget"
+    assert result.best_estimator is not None
+    skipped = [n for n in result.notes if n.startswith("skipped for time")]
+    assert skipped, result.notes
+    assert result.counts["COMPLETE"] >= 1

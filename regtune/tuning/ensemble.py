@@ -181,8 +181,9 @@ def ensemble_from_study(
     classes: np.ndarray | None = None,
 ) -> tuple[WeightedEnsemble, float] | None:
     """Select among the top ``k`` trials that kept predictions, refit the chosen ones with
-    ``refit(trial)`` and return the ensemble and its out-of-fold score; ``None`` when fewer
-    than two trials can take part (the best single model is the answer then)."""
+    ``refit(trial)`` (heaviest first; ``None`` from it leaves a member out, e.g. for time) and
+    return the ensemble and its out-of-fold score; ``None`` when fewer than two trials can take
+    part (the best single model is the answer then)."""
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     held = held_predictions(study)
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -195,11 +196,17 @@ def ensemble_from_study(
         predictions = [p / p.sum(1, keepdims=True) for p in predictions]
     criterion = get_metric("log_loss", "classification") if classes is not None else metric
     weights, _ = greedy_weights(predictions, y, criterion, rounds=2 * k, classes=classes)
-    chosen = [(t, w) for t, w in zip(top, weights, strict=True) if w > 0]
+    chosen = sorted(((i, w) for i, w in enumerate(weights) if w > 0), key=lambda iw: -iw[1])
     if len(chosen) < 2:
         return None
+    # The heaviest members first: where time runs out (refit returns None) the lightest go.
+    fitted = [(i, w, m) for i, w in chosen for m in [refit(top[i])] if m is not None]
+    if len(fitted) < 2:
+        return None
+    fitted.sort(key=lambda iwm: iwm[0])  # back in rank order, the best first
     covered = _covered(predictions)
-    mixed = sum(w * p[covered] for w, p in zip(weights, predictions, strict=True))
+    total = sum(w for _, w, _ in fitted)
+    mixed = sum(w / total * predictions[i][covered] for i, w, _ in fitted)
     score = _score(metric, mixed, np.asarray(y)[covered], classes)
-    members = [refit(t) for t, _ in chosen]
-    return WeightedEnsemble(members, [w for _, w in chosen], trials=[t.number for t, _ in chosen]), score
+    return WeightedEnsemble([m for _, _, m in fitted], [w for _, w, _ in fitted],
+                            trials=[top[i].number for i, _, _ in fitted]), score

@@ -37,7 +37,7 @@ from regtune.nn.callbacks import StopAfter
 from regtune.space.space import SearchSpace
 from regtune.tracking.relay import RelayTracker, TrackerProcess, TrackerRelay
 from regtune.tracking.tracker import OFF, MLflowTracker, make_tracker, mask_secrets
-from regtune.tuning.budget import PROBE_EPOCHS, fits_left, queue_batch
+from regtune.tuning.budget import PROBE_EPOCHS, FinalBudget, StopBy, fits_left, queue_batch
 from regtune.tuning.fingerprint import FINGERPRINT_ATTR, study_fingerprint
 from regtune.tuning.queue import open_study, reap_dead_trials, runnable_trials
 from regtune.tuning.resources import assign_devices, passive_openmp, threads_for, torch_threads
@@ -415,7 +415,8 @@ def tune(
         )
         _run_workers(spec, folds, study, settings, console, tracker)
         meta = {"target": dataset.target, "columns": [str(c) for c in dataset.X.columns], "dataset": dataset.name}
-        return _finish(study, space, metric, folds, X_test, y_test, prep, tracker, parent, settings, meta)
+        return _finish(study, space, metric, folds, X_test, y_test, prep, tracker, parent, settings, meta,
+                       deadline=started + settings.timeout if settings.timeout else None)
     except KeyboardInterrupt:
         _end_quietly(tracker, parent, "KILLED")
         raise
@@ -643,8 +644,10 @@ def _stop_workers(procs: list) -> None:
 def _finish(
     study: optuna.Study, space: SearchSpace, metric: Metric, folds: Folds, X_test: np.ndarray | None,
     y_test: np.ndarray | None, prep: TabularPreprocessor | None, tracker: MLflowTracker, parent: str,
-    settings: TuneSettings, meta: dict[str, Any],
+    settings: TuneSettings, meta: dict[str, Any], deadline: float | None = None,
 ) -> TuneResult:
+    """Refit the best trial (and, as far as the time to ``deadline`` holds, the ensemble's
+    other members and the baseline), test them once, and write the study's summary."""
     snapshot = study.get_trials(deepcopy=False)
     complete = [t for t in snapshot if t.state == TrialState.COMPLETE]
     if not complete:
@@ -653,22 +656,44 @@ def _finish(
     baseline = next((t for t in complete if t.user_attrs.get("baseline")), None)
     best_config = space.to_config(best.params)
     base_config = space.to_config(baseline.params) if baseline else no_regularization(best_config)
-    rows, models = [], {}
-    for label, config, trial in (("baseline", base_config, baseline), ("best", best_config, best)):
-        est = refit(config, trial, folds, settings)
+    budget = FinalBudget(deadline, folds.splits, len(folds.y))
+    rows, models, notes = {}, {}, []
+
+    def scored(label: str, config: RegConfig, trial: optuna.trial.FrozenTrial | None, est: Any) -> None:
         models[label] = est
+        val = trial.value if trial else float("nan")
+        if est is None:  # skipped for time: the search's validation score only
+            rows[label] = {"model": label, "trial": trial.number if trial else None, "train": float("nan"),
+                           "val": val, "test": float("nan"), "gap": float("nan"), "epochs": float("nan"),
+                           "regularizers": ", ".join(config.active_regularizers()) or "none"}
+            return
         train = metric.final_fn(est, folds.X, folds.y)
         test = metric.final_fn(est, X_test, y_test) if X_test is not None else float("nan")
-        rows.append({"model": label, "trial": trial.number if trial else None, "train": train,
-                     "val": trial.value if trial else float("nan"), "test": test, "gap": train - test,
-                     "epochs": est.n_iter_, "regularizers": ", ".join(config.active_regularizers()) or "none"})
-    ensemble, notes = None, []
+        rows[label] = {"model": label, "trial": trial.number if trial else None, "train": train, "val": val,
+                       "test": test, "gap": train - test, "epochs": est.n_iter_,
+                       "regularizers": ", ".join(config.active_regularizers()) or "none"}
+
+    stop = StopBy(budget.ends) if budget.ends is not None else None
+    scored("best", best_config, best, refit(best_config, best, folds, settings, stop=stop))
+    if stop is not None and stop.stopped_at is not None:
+        budget.skipped.append(f"the best trial's refit after epoch {stop.stopped_at + 1} of "
+                              f"{models['best'].max_epochs} (its trial's best epoch was "
+                              f"{round(best.user_attrs.get('best_epoch', -1)) + 1})")
+    ensemble = None
     if settings.ensemble > 1:
-        ensemble, row = _ensemble(study, space, metric, folds, X_test, y_test, settings, models["best"], best)
+        ensemble, row = _ensemble(study, space, metric, folds, X_test, y_test, settings, models["best"], best, budget)
         if row is not None:
-            rows.append(row)
+            rows["ensemble"] = row
         else:
             notes.append(_no_ensemble(study, settings.ensemble))
+    if baseline is not None and baseline.number == best.number:  # the baseline won: one refit serves both
+        scored("baseline", base_config, baseline, models["best"])
+    else:
+        fits = budget.fits(baseline, "the baseline's refit (its row shows the search's validation score only)")
+        scored("baseline", base_config, baseline, refit(base_config, baseline, folds, settings) if fits else None)
+    if budget.skipped:
+        notes.append(f"skipped for time (timeout {settings.timeout:g} s): " + "; ".join(budget.skipped))
+    rows = [rows[label] for label in ("baseline", "best", "ensemble") if label in rows]
     scores = pd.DataFrame(rows).set_index("model")
     # Another run of this study (a second command on the same storage) may have finished
     # trials while this one refit: the summary is written from the study as it is now.
@@ -761,14 +786,19 @@ def _log_final_model(tracker: MLflowTracker, parent: str, best: optuna.trial.Fro
 def _ensemble(
     study: optuna.Study, space: SearchSpace, metric: Metric, folds: Folds, X_test: np.ndarray | None,
     y_test: np.ndarray | None, settings: TuneSettings, best_estimator: Any, best: optuna.trial.FrozenTrial,
+    budget: FinalBudget,
 ) -> tuple[Any, dict[str, Any] | None]:
-    """Greedy selection among the top ``settings.ensemble`` trials; the ensemble and its scores row."""
+    """Greedy selection among the top ``settings.ensemble`` trials; the ensemble and its scores
+    row. A member whose refit does not fit in the time left is left out (``budget.skipped``)."""
     from regtune.tuning.ensemble import drop_outside_top, ensemble_from_study
 
     drop_outside_top(study, settings.ensemble)  # those of trials pushed out while others finished
     def refit_trial(trial: optuna.trial.FrozenTrial) -> Any:  # the best is refit already
-        return best_estimator if trial.number == best.number else refit(space.to_config(trial.params), trial,
-                                                                        folds, settings)
+        if trial.number == best.number:
+            return best_estimator
+        if not budget.fits(trial, f"ensemble member trial {trial.number}"):
+            return None
+        return refit(space.to_config(trial.params), trial, folds, settings)
 
     classes = np.unique(folds.y) if folds.task == "classification" else None
     found = ensemble_from_study(study, settings.ensemble, folds.y, metric, refit_trial, classes=classes)
@@ -804,8 +834,9 @@ def _no_complete_trial(study: optuna.Study) -> str:
     return text
 
 
-def refit(config: RegConfig, trial: optuna.trial.FrozenTrial | None, folds: Folds, settings: TuneSettings) -> Any:
-    """Train ``config`` on the whole train part, seeded like its trial.
+def refit(config: RegConfig, trial: optuna.trial.FrozenTrial | None, folds: Folds, settings: TuneSettings,
+          stop: StopBy | None = None) -> Any:
+    """Train ``config`` on the whole train part, seeded like its trial (``stop``: ends it in time).
 
     With early stopping, the folds already chose how many epochs to train: the refit trains
     that long on all rows instead of holding some back again.
@@ -821,5 +852,7 @@ def refit(config: RegConfig, trial: optuna.trial.FrozenTrial | None, folds: Fold
             est.set_params(early_stopping=False, max_epochs=epochs)
         else:  # a schedule spans max_epochs: keep its horizon and stop where the folds did
             est.set_params(early_stopping=False, callbacks=[StopAfter(epochs)])
+    if stop is not None:
+        est.set_params(callbacks=[*(est.get_params()["callbacks"] or []), stop])
     with torch_threads(threads_for(config, folds.X.shape[1], n_jobs=1)):  # as its trial trained
         return est.fit(folds.X, folds.y)

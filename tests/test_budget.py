@@ -93,3 +93,22 @@ def test_slow_trials_end_within_the_budget_final_model_included(tiny_space: Path
     skipped = [n for n in result.notes if n.startswith("skipped for time")]
     assert skipped, result.notes
     assert result.counts["COMPLETE"] >= 1
+
+
+def test_a_trial_is_pruned_before_an_epoch_that_would_end_past_the_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19 item 3: waiting for the deadline to pass overran it by one epoch."""
+    from regtune.tuning.trial import TrialPruned
+    from regtune.tuning.worker import _budget_point
+
+    study = optuna.create_study()
+    trial = study.ask()
+    time.sleep(0.3)  # epoch 0 took 0.3 s
+    _budget_point(trial, 0, stop_at=time.time() + 1.0)  # another 0.3 s epoch fits
+    time.sleep(0.3)
+    with pytest.raises(TrialPruned):
+        _budget_point(trial, 1, stop_at=time.time() + 0.2)  # the next one would not
+    assert trial.user_attrs["timeout"] is True
+    baseline = study.ask()
+    baseline.set_user_attr("baseline", True)
+    time.sleep(0.3)
+    _budget_point(baseline, 0, stop_at=time.time())  # never the baseline

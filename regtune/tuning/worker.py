@@ -201,8 +201,20 @@ def _keeper(study: optuna.Study, trial: optuna.Trial, k: int, task: str) -> Call
     return keep
 
 
+_epoch_ends: dict[int, float] = {}  # trial number -> when its last epoch ended (time.time())
+
+
 def _budget_point(trial: optuna.Trial, epoch: int, stop_at: float | None) -> None:
-    if stop_at is not None and time.time() > stop_at and not trial.user_attrs.get("baseline"):
+    """Prune a trial (never the baseline) whose next epoch would end after ``stop_at``: an epoch
+    lasts about as long as the last one did, so waiting for the deadline to pass overruns it."""
+    now = time.time()
+    last = _epoch_ends.get(trial.number) if epoch > 0 else None  # numbers repeat across studies
+    if last is None and trial.datetime_start is not None:  # epoch 0: since the trial started
+        last = trial.datetime_start.timestamp()
+    _epoch_ends[trial.number] = now
+    next_end = now + (now - last if last is not None else 0.0)
+    if stop_at is not None and next_end > stop_at and not trial.user_attrs.get("baseline"):
+        _epoch_ends.pop(trial.number, None)
         trial.set_user_attr("timeout", True)
         raise TrialPruned(epoch)
 

@@ -684,6 +684,9 @@ def _finish(
         ensemble, row = _ensemble(study, space, metric, folds, X_test, y_test, settings, models["best"], best, budget)
         if row is not None:
             rows["ensemble"] = row
+        elif any(s.startswith("ensemble member") for s in budget.skipped):
+            notes.append("no ensemble: its other members' refits did not fit in the time left; the best trial "
+                         "alone is the model")
         else:
             notes.append(_no_ensemble(study, settings.ensemble))
     if baseline is not None and baseline.number == best.number:  # the baseline won: one refit serves both

@@ -92,10 +92,13 @@ def _one_refit(trial: FrozenTrial, rows_ratio: float) -> float:
 
 class StopBy(Callback):
     """Stop training once the next epoch would end after ``deadline`` (``time.time()``): the
-    final refit of a study with a timeout keeps the epochs it had time for."""
+    final refit of a study with a timeout keeps the epochs it had time for. ``reserve`` more
+    epochs' time is kept for what follows the fit: scoring the model on the train and test
+    parts costs about one epoch's forward passes."""
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, reserve: float = 1.0) -> None:
         self.deadline = deadline
+        self.reserve = reserve
         self.stopped_at: int | None = None
         self._last = time.time()
 
@@ -105,7 +108,7 @@ class StopBy(Callback):
     def on_epoch_end(self, trainer: TrainerState) -> None:
         now = time.time()
         epoch_seconds, self._last = now - self._last, now
-        if now + epoch_seconds > self.deadline:
+        if now + (1 + self.reserve) * epoch_seconds > self.deadline:
             trainer.should_stop = True
             self.stopped_at = trainer.epoch
 

@@ -165,7 +165,7 @@ class TuneResult:
     best_config: RegConfig
     best_value: float
     best_estimator: Any
-    baseline_estimator: Any
+    baseline_estimator: Any  # None where its refit did not fit in the timeout (``notes`` says so)
     preprocessor: TabularPreprocessor | None
     scores: pd.DataFrame
     parent_run_id: str

@@ -86,13 +86,26 @@ def test_slow_trials_end_within_the_budget_final_model_included(tiny_space: Path
     start = time.perf_counter()
     result = tune("iris", n_trials=50, timeout=timeout, ensemble=5, cv=1, pruner="none", seed=0,
                   space=str(tiny_space), storage=":memory:", tracking_uri="off", progress=False, log_model=False,
-                  module=SlowNet, module_params={"delay": 0.1})
+                  module=SlowNet, module_params={"delay": 0.2})
     elapsed = time.perf_counter() - start
     assert elapsed < 1.05 * timeout + 5, f"{elapsed:.1f} s for a {timeout:g} s budget"
     assert result.best_estimator is not None
+    # The baseline trial alone takes about half the budget (8 epochs of 0.6 s after the set-up):
+    # refitting it on every row would end past the deadline, so the refit is cut and says so.
     skipped = [n for n in result.notes if n.startswith("skipped for time")]
-    assert skipped, result.notes
+    assert skipped and "refit" in skipped[0], result.notes
     assert result.counts["COMPLETE"] >= 1
+
+
+def test_a_refit_that_does_not_fit_is_skipped_and_said() -> None:
+    from regtune.tuning.budget import FinalBudget
+
+    slow, quick = _trial(1, 0.9, seconds=100, epochs=10), _trial(2, 0.8, seconds=1, epochs=10)
+    splits = [(range(80), range(80, 100))]
+    budget = FinalBudget(time.time() + 30, splits, n_rows=100)
+    assert budget.fits(quick, "member 2") and not budget.fits(slow, "member 1")
+    assert len(budget.skipped) == 1 and budget.skipped[0].startswith("member 1 (refit estimated 125 s, 2")
+    assert FinalBudget(None, splits, 100).fits(slow, "x")  # no timeout: everything fits
 
 
 def test_a_trial_is_pruned_before_an_epoch_that_would_end_past_the_search(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -108,3 +108,19 @@ class Frozen(NoDropout):
     def __init__(self, n_features: int, n_outputs: int) -> None:
         super().__init__(n_features, n_outputs)
         self.linear.requires_grad_(False)
+
+
+class SlowNet(nn.Module):
+    """A one-layer network whose every forward pass sleeps ``delay`` seconds: a trial that is slow
+    whatever the data, for the budget's tests."""
+
+    def __init__(self, n_features: int, n_outputs: int, delay: float = 0.05) -> None:
+        super().__init__()
+        self.delay = delay
+        self.body = nn.Sequential(nn.Linear(n_features, 16), nn.ReLU(), nn.Dropout(0.0), nn.Linear(16, n_outputs))
+
+    def forward(self, x: Tensor) -> Tensor:
+        import time
+
+        time.sleep(self.delay)
+        return self.body(x.flatten(1))

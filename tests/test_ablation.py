@@ -129,3 +129,40 @@ def test_ablate_refuses_other_data_for_the_study(target_first: dict, tmp_path: P
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is not the data study 'flowers' was tuned on" in err[0] and "--data" in err[0]
+
+
+USER_NET = '''\
+import torch
+from torch import nn
+
+
+class AblateNet(nn.Module):
+    def __init__(self, n_features, n_outputs, dropout=0.0):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(n_features, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, n_outputs))
+
+    def forward(self, x):
+        return self.body(x)
+'''
+
+
+def test_ablate_trains_the_network_logged_with_the_studys_model(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17 item 11: with the --model file gone, ablate uses the copy logged with the model."""
+    import sys
+
+    from regtune.tracking.tracker import MLflowTracker
+    from regtune.tuning.tuner import tune
+
+    tuned_in = tmp_path / "project"
+    tuned_in.mkdir()
+    (tuned_in / "ablate_user_net.py").write_text(USER_NET, encoding="utf-8")
+    uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "regtune.journal")
+    MLflowTracker(uri, experiment=None)
+    monkeypatch.chdir(tuned_in)
+    tune("iris", n_trials=3, space="minimal", cv=1, pruner="none", storage=storage, study_name="byo",
+         tracking_uri=uri, progress=False, module="ablate_user_net.py:AblateNet")
+    (tuned_in / "ablate_user_net.py").unlink()
+    sys.modules.pop("ablate_user_net", None)  # a fresh `regtune ablate` process has not imported it
+    table = ablate("byo", seeds=1, storage=storage, tracking_uri=uri, progress=False)
+    assert table.loc[0, "test_mean"] > 0.6  # chance is 1/3

@@ -72,3 +72,56 @@ def test_a_study_with_a_timeout_ends_on_time_and_leaves_no_queue_behind(tiny_spa
     assert all(search.study_.trials[n].user_attrs.get("timeout") or search.study_.trials[n].intermediate_values
                for n in cut["number"])
     assert search.predict(X[:3]).shape == (3,)
+
+
+@pytest.mark.slow
+def test_slow_trials_end_within_the_budget_final_model_included(tiny_space: Path) -> None:
+    """Issue 19 item 3: timeout=T ends within 1.05 T + 5 s whatever one trial costs, and the
+    summary says what was skipped for time (refits that did not fit)."""
+    from byo_modules import SlowNet
+
+    from regtune.tuning.tuner import tune
+
+    timeout = 10.0
+    start = time.perf_counter()
+    result = tune("iris", n_trials=50, timeout=timeout, ensemble=5, cv=1, pruner="none", seed=0,
+                  space=str(tiny_space), storage=":memory:", tracking_uri="off", progress=False, log_model=False,
+                  module=SlowNet, module_params={"delay": 0.2})
+    elapsed = time.perf_counter() - start
+    assert elapsed < 1.05 * timeout + 5, f"{elapsed:.1f} s for a {timeout:g} s budget"
+    assert result.best_estimator is not None
+    # The baseline trial alone takes about half the budget (8 epochs of 0.6 s after the set-up):
+    # refitting it on every row would end past the deadline, so the refit is cut and says so.
+    skipped = [n for n in result.notes if n.startswith("skipped for time")]
+    assert skipped and "refit" in skipped[0], result.notes
+    assert result.counts["COMPLETE"] >= 1
+
+
+def test_a_refit_that_does_not_fit_is_skipped_and_said() -> None:
+    from regtune.tuning.budget import FinalBudget
+
+    slow, quick = _trial(1, 0.9, seconds=100, epochs=10), _trial(2, 0.8, seconds=1, epochs=10)
+    splits = [(range(80), range(80, 100))]
+    budget = FinalBudget(time.time() + 30, splits, n_rows=100)
+    assert budget.fits(quick, "member 2") and not budget.fits(slow, "member 1")
+    assert len(budget.skipped) == 1 and budget.skipped[0].startswith("member 1 (refit estimated 125 s, 2")
+    assert FinalBudget(None, splits, 100).fits(slow, "x")  # no timeout: everything fits
+
+
+def test_a_trial_is_pruned_before_an_epoch_that_would_end_past_the_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19 item 3: waiting for the deadline to pass overran it by one epoch."""
+    from regtune.tuning.trial import TrialPruned
+    from regtune.tuning.worker import _budget_point
+
+    study = optuna.create_study()
+    trial = study.ask()
+    time.sleep(0.3)  # epoch 0 took 0.3 s
+    _budget_point(trial, 0, stop_at=time.time() + 1.0)  # another 0.3 s epoch fits
+    time.sleep(0.3)
+    with pytest.raises(TrialPruned):
+        _budget_point(trial, 1, stop_at=time.time() + 0.2)  # the next one would not
+    assert trial.user_attrs["timeout"] is True
+    baseline = study.ask()
+    baseline.set_user_attr("baseline", True)
+    time.sleep(0.3)
+    _budget_point(baseline, 0, stop_at=time.time())  # never the baseline

@@ -171,7 +171,7 @@ def test_cli_cohort_trains_members_with_their_own_mlflow_runs(cohort_space: Path
         run = client.get_run(t.user_attrs["mlflow_run_id"])
         assert run.info.status == "FINISHED" and run.data.tags["state"] == "COMPLETE"
         assert run.data.tags["regtune.cohort"] == t.user_attrs[COHORT_ATTR]
-        assert float(run.data.params["seed"]) == t.user_attrs["seed"]
+        assert float(run.data.params["trial_seed"]) == t.user_attrs["seed"] and run.data.params["seed"] == "1"
         curve = client.get_metric_history(run.info.run_id, "val_score")
         assert len(curve) == len(t.intermediate_values) >= 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import mlflow
@@ -20,11 +21,15 @@ from regtune.metrics import get_metric
 from regtune.tracking.tracker import MLflowTracker
 from regtune.tuning.ensemble import (
     PREDICTIONS_ATTR,
+    PREDICTIONS_PREFIX,
     decode_predictions,
     encode_predictions,
     greedy_weights,
+    held_predictions,
     in_top,
+    keep_predictions,
 )
+from regtune.tuning.storage import make_storage
 from regtune.tuning.trial import Folds, make_estimator, out_of_fold_predictions
 from regtune.tuning.tuner import TuneError, TuneSettings, tune
 
@@ -125,16 +130,42 @@ def ensemble_study(tmp_path_factory: pytest.TempPathFactory, tiny_space: Path) -
     return result, root
 
 
-def test_only_trials_in_the_top_k_when_they_end_keep_predictions(ensemble_study: tuple) -> None:
-    result, _ = ensemble_study
-    done, kept = [], []
-    for t in result.study.trials:  # in order: the ranking each saw when it ended
-        if t.state.name == "COMPLETE":
-            ahead = sum(v > t.value for v in done)
-            assert (PREDICTIONS_ATTR in t.user_attrs) == (ahead < 4), t.number
-            done.append(t.value)
-            kept += [t.number] if PREDICTIONS_ATTR in t.user_attrs else []
-    assert len(kept) < len(done) or len(done) <= 4
+def test_only_the_top_k_trials_hold_predictions_once_the_study_ends(ensemble_study: tuple) -> None:
+    """Issue 17 item 7: predictions of trials pushed out of the top K are dropped."""
+    result, root = ensemble_study
+    study = optuna.load_study(study_name=result.study_name, storage=make_storage(str(root / "regtune.journal")))
+    complete = sorted((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: -t.value)
+    assert len(complete) > 4
+    held = held_predictions(study)
+    assert 2 <= len(held) <= 4 and set(held) <= {t.number for t in complete[:4]}
+    assert not any(PREDICTIONS_ATTR in t.user_attrs for t in study.trials)
+    dropped = [k for k, v in study.user_attrs.items() if k.startswith(PREDICTIONS_PREFIX) and v is None]
+    assert dropped, "some trial entered the top 4 and left it (8 trials): its predictions were dropped"
+
+
+def test_one_validation_split_stores_only_its_rows(tmp_path: Path, tiny_space: Path) -> None:
+    """Issue 17 item 7: no NaN padding for the rows no split validated (size check)."""
+    result = tune("breast_cancer", n_trials=3, ensemble=3, cv=1, pruner="none", seed=0, space=str(tiny_space),
+                  storage=":memory:", tracking_uri="off", progress=False, log_model=False)
+    held = held_predictions(result.study)
+    assert held
+    for value in held.values():
+        n_rows, n_classes = value["shape"]
+        rows = np.frombuffer(base64.b64decode(value["rows"]), dtype="<i4")
+        n_val = len(rows)
+        assert n_val < 0.5 * n_rows  # the validation share, not every row of the search part
+        assert len(base64.b64decode(value["data"])) == n_val * n_classes * 2  # float16, no padding
+        assert np.isfinite(decode_predictions(value)[rows]).all()
+
+
+def test_predictions_of_a_trial_pushed_out_of_the_top_k_are_dropped() -> None:
+    study = optuna.create_study(direction="maximize")
+    p = RNG.dirichlet([1, 1], size=6)
+    for number, value in enumerate((0.5, 0.7, 0.9)):
+        assert keep_predictions(study, number, value, p, "classification", 2)
+        study.add_trial(optuna.trial.create_trial(value=value))
+    assert sorted(held_predictions(study)) == [1, 2]
+    assert not keep_predictions(study, 3, 0.6, p, "classification", 2)
 
 
 def test_the_study_logs_the_ensemble_as_its_model_and_scores_it_beside_the_best(ensemble_study: tuple) -> None:

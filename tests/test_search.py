@@ -411,3 +411,39 @@ def test_a_study_reaching_n_layers_0_runs_and_refits_the_linear_model(tmp_path: 
     est = RegTuneClassifier(**{**FAST, "space": space, "n_trials": 3}, random_state=0).fit(X, y)
     assert [n for n, _ in est.best_estimator_.module_.named_parameters()] == ["head.weight", "head.bias"]
     assert est.best_estimator_.hidden_layer_sizes == () and est.score(X, y) > 0.6  # 6 epochs
+
+
+def test_mlflow_logs_the_users_seed_and_each_trials_own(tmp_path: Path, monkeypatch, iris) -> None:
+    """Issue 17 item 11: random_state=0 was logged as seed 209652396."""
+    import mlflow
+
+    from regtune.tuning.trial import trial_seed
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    X, y = iris
+    est = RegTuneClassifier(**{**FAST, "tracking_uri": uri}, random_state=0).fit(X, y)
+    client = mlflow.MlflowClient(uri)
+    assert client.get_run(est.mlflow_run_id_).data.params["seed"] == "0"
+    for number, run_id in zip(est.trials_["number"], est.trials_["mlflow_run_id"], strict=True):
+        params = client.get_run(run_id).data.params
+        assert params["seed"] == "0" and params["trial_seed"] == str(trial_seed(0, int(number)))
+
+
+def test_trials_leave_out_trials_queued_but_never_run(fitted_iris: RegTuneClassifier) -> None:
+    """Issue 17 item 11: a leftover WAITING row in trials_."""
+    from regtune.tuning.tuner import trials_frame
+
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    study.enqueue_trial({})
+    assert trials_frame(study)["state"].tolist() == ["COMPLETE"]
+    assert "WAITING" not in set(fitted_iris.trials_["state"])
+
+
+def test_no_ensemble_is_said_with_its_reason(iris) -> None:
+    """Issue 17 item 11: ensemble_ None after a 2-trial fit, with nothing saying why."""
+    X, y = iris
+    est = RegTuneClassifier(**FAST, random_state=0).fit(X, y)
+    said = [n for n in est.notes_ if n.startswith("no ensemble")]
+    assert (est.ensemble_ is None) == bool(said), est.notes_

@@ -695,3 +695,33 @@ def test_killing_a_jobs_2_parent_stops_its_workers(tmp_path: Path) -> None:
         tuple(f":{pid}" for pid in workers))]
     assert mine and all(t.state.name != "RUNNING" for t in mine), [(t.number, t.state.name) for t in mine]
     assert any(t.user_attrs.get("interrupted") for t in mine)
+
+
+def test_a_run_that_refits_while_another_run_finishes_writes_no_stale_summary(
+        workdir: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17 item 5: two runs on one study share one MLflow parent run. Run A (3 trials)
+    refits while run B (8 trials) searches, refits and writes; A must not then overwrite the
+    summary with its older best, and its own summary must say the study's best is B's."""
+    settings = {**workdir, "cv": 1, "pruner": "none", "seed": 3, "ensemble": 1}
+    real_refit, other = tuner.refit, {}
+
+    def refit_after_the_other_run(*args: Any, **kwargs: Any) -> Any:
+        if not other:  # A's first refit: run B to its end on the same journal meanwhile
+            other["started"] = True
+            other["b"] = tune("iris", n_trials=8, **settings)
+        return real_refit(*args, **kwargs)
+
+    monkeypatch.setattr(tuner, "refit", refit_after_the_other_run)
+    a = tune("iris", n_trials=3, **settings)
+    b = other["b"]
+    study = optuna.load_study(study_name=a.study_name, storage=make_storage(workdir["storage"]))
+    best = study.best_trial
+    assert best.number >= 3, "precondition: run B found the study's best (pick another seed)"
+    assert a.parent_run_id == b.parent_run_id
+    run = MlflowClient(workdir["tracking_uri"]).get_run(a.parent_run_id)
+    assert run.data.tags["best_trial"] == str(best.number)
+    assert run.data.metrics["best_value"] == pytest.approx(best.value)
+    assert run.data.metrics["n_complete"] == 8
+    assert run.data.tags["regtune.model_key"].startswith(f"trial {best.number},")
+    assert run.data.tags["regtune.model_uri"] == b.model_uri and a.model_uri is None
+    assert a.counts["COMPLETE"] == 8 and any(f"trial {best.number}" in n for n in a.notes)

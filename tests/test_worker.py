@@ -105,7 +105,7 @@ def test_complete_trials_log_their_run(tmp_path: Path, tiny_space: Path, folds: 
         run = tracker.runs[trial.user_attrs["mlflow_run_id"]]
         assert run["tags"]["state"] == "COMPLETE" and run["status"] == "FINISHED"
         assert run["steps"] == list(range(len(run["steps"]))) and run["steps"]
-        assert run["params"]["seed"] == trial.user_attrs["seed"]
+        assert run["params"]["trial_seed"] == trial.user_attrs["seed"] and run["params"]["seed"] == spec.seed
         assert run["params"]["config.lr"] == trial.params["lr"]
         assert math.isclose(run["metrics"]["value"], trial.value)
         assert "best_epoch" in trial.user_attrs and "regtune.owner" in trial.user_attrs
@@ -287,7 +287,7 @@ def test_a_reaped_trials_run_gets_back_every_epoch_optuna_has(tmp_path: Path) ->
     study = optuna.create_study(direction="maximize")
     trial = study.ask()
     trial.suggest_float("lr", 1e-3, 1e-1, log=True)
-    run_id = dead.start_trial_run(parent, trial.number, {**trial.params, "seed": 7})
+    run_id = dead.start_trial_run(parent, trial.number, {**trial.params, "seed": 0, "trial_seed": 7})
     trial.set_user_attr("mlflow_run_id", run_id)
     trial.set_user_attr("seed", 7)
     for step in range(6):
@@ -305,7 +305,7 @@ def test_a_reaped_trials_run_gets_back_every_epoch_optuna_has(tmp_path: Path) ->
     history = reaper._client.get_metric_history(run_id, worker.REPORTED_METRIC)
     assert sorted(m.step for m in history) == sorted(frozen.intermediate_values) == list(range(6))
     assert {m.step: m.value for m in history} == pytest.approx(frozen.intermediate_values)
-    assert run.data.params == {"lr": str(frozen.params["lr"]), "seed": "7"}
+    assert run.data.params == {"lr": str(frozen.params["lr"]), "seed": "0", "trial_seed": "7"}
 
 
 def test_a_trial_reaped_before_it_recorded_its_run_id_still_gets_its_run_closed(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ on the test split the search never saw, with several seeds so a delta can be tol
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -58,13 +59,36 @@ def ablate(
                           "an ablation needs one")
     config = sd.space.to_config(best.params)
     variants = ablation_variants(config)
-    scores = _train_all(variants, best, folds, X_test, y_test, metric, settings, seeds, progress, console)
+    with tempfile.TemporaryDirectory(prefix="regtune-ablate-") as tmp:
+        settings = replace(settings, module=_module_code(sd, settings.module, tmp))
+        scores = _train_all(variants, best, folds, X_test, y_test, metric, settings, seeds, progress, console)
     table = _table(config, variants, scores)
     table.attrs.update(metric=metric.name, direction=metric.direction, study=sd.study.study_name,
                        best_trial=sd.logged_number(best))
     if log and sd.tracker is not None and sd.parent_run_id:
         _log(sd.tracker, sd.parent_run_id, table)
     return table
+
+
+def _module_code(sd: Any, module: Any, tmp: str) -> Any:
+    """The study's network: its ``file.py:Name`` where that file still is, else the copy of the
+    file logged with the study's model (as ``regtune predict`` uses it), so an ablation needs
+    no ``--model`` file at hand."""
+    if not isinstance(module, str) or ":" not in module:
+        return module
+    target, _, name = module.rpartition(":")
+    if not target.endswith(".py") or Path(target).is_file():
+        return module
+    code = None
+    model_uri = sd.tracker.run_tag(sd.parent_run_id, "regtune.model_uri") if sd.tracker and sd.parent_run_id else None
+    if model_uri:
+        code = sd.tracker.download_artifacts(f"{model_uri}/artifacts/regtune_model/code", tmp)
+    copy = code / Path(target).name if code is not None else None
+    if copy is None or not copy.is_file():
+        raise ReportError(f"study {sd.study.study_name!r} trained the network {module!r}, but {target!r} is not "
+                          "there and the study's MLflow run holds no copy of it; run regtune ablate from the "
+                          "folder the study was tuned in, or pass --tracking-uri for the study's MLflow store")
+    return f"{copy}:{name}"
 
 
 def _train_all(variants: list[tuple[str, RegConfig]], best: optuna.trial.FrozenTrial, folds: Any, X_test: Any,

@@ -54,6 +54,8 @@ def print_tune_summary(result: Any, console: Console) -> None:
     )
     for line in selection_lines(result.selection, format_score):
         console.print(f"selection: {line}", highlight=False)
+    for note in getattr(result, "notes", ()):
+        console.print(f"note: {note}", highlight=False)
     if not result.parent_run_id:  # --tracking-uri off: no run to browse or predict with
         console.print(f"MLflow: off (nothing logged); the study keeps every trial: regtune best --study "
                       f"{result.study_name}", highlight=False)

@@ -183,6 +183,7 @@ class _RegTune(ModuleParams, BaseEstimator):
         self.preprocessor_ = result.preprocessor
         self.trials_ = trials_frame(study)
         self.selection_ = dict(result.selection)
+        self.notes_ = list(result.notes)
         self.mlflow_run_id_ = result.parent_run_id or None
         self.registered_model_version_ = result.registered_version
         self._fitted_data = data  # for report(); left out of pickles
@@ -226,7 +227,10 @@ class _RegTune(ModuleParams, BaseEstimator):
                 f"storage={MEMORY!r} lives in one process, but n_jobs={self.n_jobs} starts several; "
                 "use storage=None (a temporary journal file), a journal file path or a database URL"
             )
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        # An int random_state is the study's seed as given (what MLflow logs as ``seed``); None
+        # or a RandomState draws one.
+        seed = (int(self.random_state) if isinstance(self.random_state, Integral)
+                else int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max)))
         # A study that lives only for this fit is named after its seed: Hyperband assigns trials
         # to brackets by hashing the study name, so a random name would make refits differ.
         fresh = self.storage is None or self.storage == MEMORY
@@ -436,7 +440,9 @@ class RegTuneClassifier(ClassifierMixin, _RegTune):
         not ``X``; :meth:`predict` does that for you.
     ensemble_ : WeightedEnsemble or None
         With ``ensemble >= 2``: the selected trials refit on all rows and their weights;
-        :meth:`predict` uses it. ``None`` otherwise, or when fewer than two trials qualified.
+        :meth:`predict` uses it. ``None`` otherwise, or when fewer than two trials qualified
+        or greedy selection kept the best trial alone (:attr:`notes_` says which); the same
+        rule as ``regtune tune``, whose table then has no ``ensemble`` row.
     preprocessor_ : TabularPreprocessor or None
         Median filling and scaling fitted on ``X`` (the ``TabularPreprocessor`` that
         ``regtune.make_preprocessor()`` returns); ``None`` for images, which the network scales.
@@ -444,7 +450,11 @@ class RegTuneClassifier(ClassifierMixin, _RegTune):
         The study. In-memory studies pickle with the estimator; a study in a file or database
         pickles as a reference to it.
     trials_ : pandas.DataFrame
-        One row per trial (baseline first): state, value, params, MLflow run id.
+        One row per trial that ran (baseline first): state, value, params, MLflow run id;
+        trials queued but never started (a timeout, ``n_trials`` reached) are left out.
+    notes_ : list of str
+        What the summary says besides the scores: why there is no ensemble, work skipped
+        for time, a better trial found meanwhile by another run of the same study.
     selection_ : dict
         Whether the search could tell its best trials apart: ``top_mean`` / ``top_std`` of the
         ``top`` best validation scores, ``best_se`` (the best trial's standard error over its

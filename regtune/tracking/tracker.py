@@ -235,6 +235,21 @@ class MLflowTracker:
                 "check the run id, or pass the store with --tracking-uri"
             ) from None
 
+    def download_artifacts(self, uri: str, dst: str) -> Path | None:
+        """The artifact file or folder ``uri`` (``models:/...``, ``runs:/...``) of this store,
+        copied under ``dst``; ``None`` if absent."""
+        import mlflow
+
+        try:
+            with self._io:
+                if uri.startswith("models:/m-"):  # MLflow would ask its global default store, not ours
+                    model_id, _, rest = uri.removeprefix("models:/").partition("/")
+                    uri = self._client.get_logged_model(model_id).artifact_location.rstrip("/") + (f"/{rest}" if rest else "")
+                return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst,
+                                                                tracking_uri=self.tracking_uri))
+        except Exception:  # noqa: BLE001 - absent (or an older model without it): the caller says what to pass
+            return None
+
     def log_epoch(self, run_id: str, epoch: int, metrics: Mapping[str, float]) -> None:
         """Queue one epoch's record at ``step=epoch``; NaN and infinite values are skipped.
 

@@ -11,13 +11,16 @@ them for the epochs early stopping chose.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["EPOCH_SHARE", "LOG_MODEL_SECONDS", "PROBE_EPOCHS", "fits_left", "queue_batch", "refit_seconds",
-           "search_deadline"]
+from regtune.nn.callbacks import Callback, TrainerState
+
+__all__ = ["EPOCH_SHARE", "LOG_MODEL_SECONDS", "PROBE_EPOCHS", "FinalBudget", "StopBy", "fits_left", "queue_batch",
+           "refit_seconds", "search_deadline"]
 
 LOG_MODEL_SECONDS = 2.0  # logging the refit model to a local MLflow store (measured: 1-2 s)
 #: An average trial's cost per network, in epochs of ``max_epochs`` on the probe's clock:
@@ -85,3 +88,61 @@ def _one_refit(trial: FrozenTrial, rows_ratio: float) -> float:
         refit_epochs = min(epochs, round(trial.user_attrs["best_epoch"]) + 1)
     return seconds / epochs * refit_epochs * rows_ratio
 
+
+
+class StopBy(Callback):
+    """Stop training once the next epoch would end after ``deadline`` (``time.time()``): the
+    final refit of a study with a timeout keeps the epochs it had time for. ``reserve`` more
+    epochs' time is kept for what follows the fit: scoring the model on the train and test
+    parts costs about one epoch's forward passes."""
+
+    def __init__(self, deadline: float, reserve: float = 1.0) -> None:
+        self.deadline = deadline
+        self.reserve = reserve
+        self.stopped_at: int | None = None
+        self._last = time.time()
+
+    def on_train_begin(self, trainer: TrainerState) -> None:
+        self._last = time.time()
+
+    def on_epoch_end(self, trainer: TrainerState) -> None:
+        now = time.time()
+        epoch_seconds, self._last = now - self._last, now
+        if now + (1 + self.reserve) * epoch_seconds > self.deadline:
+            trainer.should_stop = True
+            self.stopped_at = trainer.epoch
+
+
+class FinalBudget:
+    """The time left for a study's final model (``deadline`` ``None``: no timeout, all of it).
+
+    The best trial is always refit (stopped by :class:`StopBy` if need be); the baseline and
+    each further ensemble member only where their estimated refit (:func:`refit_seconds`'s
+    per-trial estimate) ends before the deadline, less the model's logging. What was skipped
+    for time is collected in ``skipped``, for the summary.
+    """
+
+    def __init__(self, deadline: float | None, splits: Sequence[tuple[Sequence[int], Sequence[int]]],
+                 n_rows: int) -> None:
+        self.deadline = deadline
+        fold_rows = sum(len(train) for train, _ in splits) or 1
+        self._ratio = n_rows / fold_rows
+        self.skipped: list[str] = []
+
+    @property
+    def ends(self) -> float | None:
+        """When training must be over: the deadline less the model's logging."""
+        return None if self.deadline is None else self.deadline - LOG_MODEL_SECONDS
+
+    def estimate(self, trial: FrozenTrial) -> float:
+        return _one_refit(trial, self._ratio)
+
+    def fits(self, trial: FrozenTrial | None, what: str) -> bool:
+        """Whether ``what`` (the refit of ``trial``) ends in time; if not, it is noted as skipped."""
+        if self.ends is None or trial is None:
+            return True
+        left, cost = self.ends - time.time(), self.estimate(trial)
+        if cost <= left:
+            return True
+        self.skipped.append(f"{what} (refit estimated {cost:.0f} s, {max(0.0, left):.0f} s left)")
+        return False

@@ -35,7 +35,7 @@ from regtune.tracking.relay import RelayTracker, connect
 from regtune.tracking.tracker import MLflowTracker, make_tracker, mask_secrets
 from regtune.tuning.budget import search_deadline
 from regtune.tuning.cohort import cohort_sampler, fits_cohort, fixed_params, run_cohort_objective
-from regtune.tuning.ensemble import PREDICTIONS_ATTR, encode_predictions, in_top
+from regtune.tuning.ensemble import keep_predictions
 from regtune.tuning.journal import process_alive
 from regtune.tuning.queue import (
     OWNER_ATTR,
@@ -156,7 +156,7 @@ def close_reaped_runs(tracker: MLflowTracker, parent_run_id: str, reaped: Sequen
         # A worker that died within the first epochs may not have recorded its run id yet.
         run_id = t.user_attrs.get("mlflow_run_id") or tracker.trial_run_id(parent_run_id, t.number)
         if run_id:
-            params = {**t.params, **({"seed": t.user_attrs["seed"]} if "seed" in t.user_attrs else {})}
+            params = {**t.params, **({"trial_seed": t.user_attrs["seed"]} if "seed" in t.user_attrs else {})}
             tracker.backfill(run_id, REPORTED_METRIC, t.intermediate_values, params=params)
     if reaped:
         tracker.mark_orphans(parent_run_id, trials=[t.number for t in reaped], ended_too=True)
@@ -196,16 +196,27 @@ def _stop_point() -> None:
 
 def _keeper(study: optuna.Study, trial: optuna.Trial, k: int, task: str) -> Callable[[float, np.ndarray], None]:
     """Keep a trial's out-of-fold predictions if it ranks among the top ``k`` when it ends
-    (a trial outside them then can never enter them later)."""
+    (a trial outside them then can never enter them later); drop those it pushes out."""
     def keep(value: float, predictions: np.ndarray) -> None:
-        if in_top(study, value, k):
-            trial.set_user_attr(PREDICTIONS_ATTR, encode_predictions(predictions, task))
+        keep_predictions(study, trial.number, value, predictions, task, k)
 
     return keep
 
 
+_epoch_ends: dict[int, float] = {}  # trial number -> when its last epoch ended (time.time())
+
+
 def _budget_point(trial: optuna.Trial, epoch: int, stop_at: float | None) -> None:
-    if stop_at is not None and time.time() > stop_at and not trial.user_attrs.get("baseline"):
+    """Prune a trial (never the baseline) whose next epoch would end after ``stop_at``: an epoch
+    lasts about as long as the last one did, so waiting for the deadline to pass overruns it."""
+    now = time.time()
+    last = _epoch_ends.get(trial.number) if epoch > 0 else None  # numbers repeat across studies
+    if last is None and trial.datetime_start is not None:  # epoch 0: since the trial started
+        last = trial.datetime_start.timestamp()
+    _epoch_ends[trial.number] = now
+    next_end = now + (now - last if last is not None else 0.0)
+    if stop_at is not None and next_end > stop_at and not trial.user_attrs.get("baseline"):
+        _epoch_ends.pop(trial.number, None)
         trial.set_user_attr("timeout", True)
         raise TrialPruned(epoch)
 
@@ -357,13 +368,14 @@ Outcome = tuple[float, dict[str, float]] | BaseException
 
 def _open_run(tracker: MLflowTracker, spec: WorkerSpec, trial: optuna.Trial, config: Any, seed: int,
               tags: dict[str, str] | None = None) -> str:
-    """The trial's MLflow child run, with its params, resolved configuration and seed."""
+    """The trial's MLflow child run, with its params, resolved configuration and seeds: ``seed``
+    the study's (the user's), ``trial_seed`` the one this trial's networks start from."""
     # a user's module: its name and arguments, not the built-in network's settings
     network = spec.network.run_params(config.to_dict()) if config else {}
     resolved = {k if k == "module" or k.startswith("module__") else f"config.{k}": v for k, v in network.items()}
     run_id = tracker.start_trial_run(
         spec.parent_run_id, trial.number,
-        params={**trial.params, **resolved, "seed": seed},
+        params={**trial.params, **resolved, "seed": spec.seed, "trial_seed": seed},
         tags={"optuna.study": spec.study_name, "baseline": str(bool(trial.user_attrs.get("baseline"))),
               **(tags or {})},
     )

@@ -8,6 +8,7 @@ on the test split the search never saw, with several seeds so a delta can be tol
 from __future__ import annotations
 
 import math
+import re
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -83,8 +84,11 @@ def _module_code(sd: Any, module: Any, tmp: str) -> Any:
     model_uri = sd.tracker.run_tag(sd.parent_run_id, "regtune.model_uri") if sd.tracker and sd.parent_run_id else None
     if model_uri:
         code = sd.tracker.download_artifacts(f"{model_uri}/artifacts/regtune_model/code", tmp)
-    copy = code / Path(target).name if code is not None else None
-    if copy is None or not copy.is_file():
+    # saved under the private name it was imported by (regtune.nn.models.file_module_name)
+    stem = re.sub(r"\W", "_", Path(target).stem)
+    copies = [code / Path(target).name, *sorted(code.glob(f"regtune_user_*_{stem}.py"))] if code is not None else []
+    copy = next((c for c in copies if c.is_file()), None)
+    if copy is None:
         raise ReportError(f"study {sd.study.study_name!r} trained the network {module!r}, but {target!r} is not "
                           "there and the study's MLflow run holds no copy of it; run regtune ablate from the "
                           "folder the study was tuned in, or pass --tracking-uri for the study's MLflow store")

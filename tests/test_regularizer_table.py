@@ -10,7 +10,13 @@ import pytest
 from sklearn.utils._param_validation import InvalidParameterError, validate_parameter_constraints
 
 from regtune.analysis.effects import NOISE_AND_AUGMENTATION, PENALTIES
-from regtune.config import FIELD_CONSTRAINTS, REGULARIZER_OFF, RegConfig, no_regularization
+from regtune.config import (
+    DEFAULT_LR,
+    FIELD_CONSTRAINTS,
+    REGULARIZER_OFF,
+    RegConfig,
+    no_regularization,
+)
 from regtune.estimators.net import RegularizedNetClassifier, RegularizedNetRegressor
 from regtune.exceptions import RegConfigError
 from regtune.nn.regularizers import (
@@ -93,7 +99,10 @@ def test_estimator_defaults_are_the_config_defaults() -> None:
             if field.name == "extra":
                 continue
             assert field.name in params, f"{estimator.__name__} has no parameter {field.name!r}"
-            assert RegConfig(**{field.name: params[field.name].default}) == defaults, field.name
+            value = params[field.name].default
+            if field.name == "lr" and value is None:  # the optimizer's own default learning rate
+                value = DEFAULT_LR[defaults.optimizer]
+            assert RegConfig(**{field.name: value}) == defaults, field.name
 
 
 def test_search_families_are_the_table_entries() -> None:

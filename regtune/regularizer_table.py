@@ -178,6 +178,11 @@ class RegularizerSpec:
         switch (``batch_norm: before_activation``); ``None``: the family must sample it.
     tasks : tuple of str
         The tasks it applies to; switching it on for another one is an error.
+    cohort : {"member", "shared"}, optional
+        Whether a cohort (K trials trained as one batched network) replays it as each member
+        trained alone would: ``"member"``, its fields may differ between members; ``"shared"``,
+        they shape the network and every member takes the same values; ``None``, a trial with
+        it on trains alone.
     """
 
     name: str
@@ -187,6 +192,7 @@ class RegularizerSpec:
     hook: str | None = None
     switch_on: Any = None
     tasks: tuple[str, ...] = TASKS
+    cohort: Literal["member", "shared"] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
@@ -196,6 +202,8 @@ class RegularizerSpec:
             raise ValueError(f"category={self.category!r} is not one of {', '.join(CATEGORIES)}")
         if not set(self.tasks) <= set(TASKS) or not self.tasks:
             raise ValueError(f"tasks={self.tasks!r} must be some of {', '.join(TASKS)}")
+        if self.cohort not in (None, "member", "shared"):
+            raise ValueError(f"cohort={self.cohort!r} must be 'member', 'shared' or None")
         if self.hook is not None and self.hook.count(".") != 1:
             raise ValueError(f"hook={self.hook!r} must look like 'module.Class'")
         self.fields[self.switch].check(self.switch, self.off)
@@ -236,9 +244,10 @@ REGULARIZERS: tuple[RegularizerSpec, ...] = (
     RegularizerSpec("weight_noise", {"weight_noise": NON_NEGATIVE}, off=0.0, category="noise",
                     hook="noise.WeightNoise"),
     RegularizerSpec("weight_decay", {"weight_decay": NON_NEGATIVE}, off=0.0, category="penalty",
-                    hook="penalties.DecoupledWeightDecay"),
+                    hook="penalties.DecoupledWeightDecay", cohort="member"),
     RegularizerSpec("l1", {"l1": NON_NEGATIVE}, off=0.0, category="penalty", hook="penalties.L1Penalty"),
-    RegularizerSpec("l2", {"l2": NON_NEGATIVE}, off=0.0, category="penalty", hook="penalties.L2Penalty"),
+    RegularizerSpec("l2", {"l2": NON_NEGATIVE}, off=0.0, category="penalty", hook="penalties.L2Penalty",
+                    cohort="member"),
     RegularizerSpec("elastic_net", {"elastic_net": NON_NEGATIVE, "l1_ratio": UNIT}, off=0.0,
                     category="penalty", hook="penalties.ElasticNetPenalty"),
     RegularizerSpec("gradient_noise", {"gradient_noise": NON_NEGATIVE}, off=0.0, category="noise",
@@ -259,7 +268,7 @@ REGULARIZERS: tuple[RegularizerSpec, ...] = (
                     hook="noise.InputNoise"),
     # The loss reads it.
     RegularizerSpec("label_smoothing", {"label_smoothing": RATE}, off=0.0, category="training",
-                    tasks=("classification",)),
+                    tasks=("classification",), cohort="member"),
     # Constraints on the weights after each step.
     RegularizerSpec("max_norm", {"max_norm": NON_NEGATIVE}, off=0.0, category="constraint",
                     hook="constraints.MaxNorm"),
@@ -267,5 +276,5 @@ REGULARIZERS: tuple[RegularizerSpec, ...] = (
                     category="constraint", hook="constraints.SpectralNorm"),
     # The estimators add an EarlyStopping callback.
     RegularizerSpec("early_stopping", {"early_stopping": BOOL, "patience": POSITIVE_INT}, off=False,
-                    switch_on=True, category="training"),
+                    switch_on=True, category="training", cohort="member"),
 )

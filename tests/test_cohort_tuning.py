@@ -176,7 +176,12 @@ def test_cli_cohort_trains_members_with_their_own_mlflow_runs(cohort_space: Path
         assert len(curve) == len(t.intermediate_values) >= 1
 
 
-def test_config_fields_a_cohort_varies_exist() -> None:
-    from regtune.nn.cohort import VARYING
+def test_config_fields_a_cohort_varies_come_from_the_table() -> None:
+    from regtune.nn.cohort import member_fields, shared_fields
+    from regtune.regularizer_table import REGULARIZERS
 
-    assert set(VARYING) <= set(RegConfig.__dataclass_fields__)
+    assert set(member_fields()) <= set(RegConfig.__dataclass_fields__)
+    assert not set(member_fields()) & set(shared_fields())
+    for spec in REGULARIZERS:  # a "member" regularizer's fields vary, a "shared" one's are shared
+        if spec.cohort is not None:
+            assert set(spec.fields) <= set(member_fields() if spec.cohort == "member" else shared_fields()), spec.name

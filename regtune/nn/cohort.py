@@ -2,7 +2,7 @@
 
 Small networks leave a CPU core or a GPU mostly idle between tiny kernels; K of them in one
 batched network do K times the work per kernel launch and per Python step. Members share the
-structure (every :class:`~regtune.config.RegConfig` field but :data:`VARYING`) and differ in
+structure (every :class:`~regtune.config.RegConfig` field but :func:`member_fields`) and differ in
 continuous hyperparameters (``lr``, ``weight_decay``, ``l2``, ``label_smoothing``,
 ``patience``). Their parameters are stacked (:func:`torch.func.stack_module_state`) and one
 ``vmap``-ed forward and backward trains all K. Each member keeps what makes it the same trial
@@ -37,21 +37,32 @@ from regtune.metrics import get_metric
 from regtune.nn.regularizers import decay_parameters
 from regtune.nn.schedules import LRSchedule
 from regtune.nn.trainer import RngScope
+from regtune.regularizer_table import REGULARIZERS
 
-__all__ = ["SUPPORTED_REGULARIZERS", "VARYING", "CohortMember", "CohortTrainer", "cohort_problem", "shared_fields"]
+__all__ = ["CohortMember", "CohortTrainer", "cohort_problem", "member_fields", "member_regularizers", "shared_fields"]
 
-# What members may differ in: per-member numbers of the update, the loss and early stopping.
-VARYING = ("lr", "l2", "weight_decay", "label_smoothing", "early_stopping", "patience")
-# The regularizers a cohort trains exactly as the Trainer does (deterministic, per-member tensors).
-SUPPORTED_REGULARIZERS = ("l2", "weight_decay", "label_smoothing", "early_stopping")
+_MEMBER_SETTINGS = ("lr",)  # per-member numbers outside the regularizer table
 _OPTIMIZERS = ("adam", "adamw")
 _BETAS, _EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, which the Trainer uses
+
+
+def member_regularizers() -> tuple[str, ...]:
+    """The regularizers whose settings may differ between members (``cohort="member"`` in
+    :data:`~regtune.regularizer_table.REGULARIZERS`)."""
+    return tuple(spec.name for spec in REGULARIZERS if spec.cohort == "member")
+
+
+def member_fields() -> tuple[str, ...]:
+    """The RegConfig fields members may differ in: the learning rate and the fields of
+    :func:`member_regularizers`."""
+    return _MEMBER_SETTINGS + tuple(f for spec in REGULARIZERS if spec.cohort == "member" for f in spec.fields)
 
 
 def shared_fields() -> tuple[str, ...]:
     """The RegConfig fields every member of a cohort must share: they shape the network, the
     batches or the schedule's clock."""
-    return tuple(f.name for f in dataclasses.fields(RegConfig) if f.compare and f.name not in VARYING)
+    varying = member_fields()
+    return tuple(f.name for f in dataclasses.fields(RegConfig) if f.compare and f.name not in varying)
 
 
 def cohort_problem(config: RegConfig) -> str | None:
@@ -60,9 +71,10 @@ def cohort_problem(config: RegConfig) -> str | None:
         return f"architecture={config.architecture!r} (cohorts train the built-in MLP)"
     if config.optimizer not in _OPTIMIZERS:
         return f"optimizer={config.optimizer!r} (cohorts train {' and '.join(_OPTIMIZERS)})"
-    other = [name for name in config.active_regularizers() if name not in SUPPORTED_REGULARIZERS]
+    replayed = [spec.name for spec in REGULARIZERS if spec.cohort is not None]
+    other = [spec.name for spec in REGULARIZERS if spec.cohort is None and spec.is_on(config)]
     if other:
-        return f"regularizers {', '.join(other)} (cohorts train {', '.join(SUPPORTED_REGULARIZERS)})"
+        return f"regularizers {', '.join(other)} (cohorts train {', '.join(replayed)})"
     return None
 
 

@@ -29,10 +29,10 @@ import optuna
 from regtune.config import RegConfig
 from regtune.metrics import Metric
 from regtune.nn.cohort import (
-    SUPPORTED_REGULARIZERS,
-    VARYING,
     CohortTrainer,
     cohort_problem,
+    member_fields,
+    member_regularizers,
     shared_fields,
 )
 from regtune.space.space import SearchSpace
@@ -45,9 +45,10 @@ Outcome = tuple[float, dict[str, float]] | BaseException
 
 def fixed_params(space: SearchSpace, leader_params: Mapping[str, Any]) -> dict[str, Any]:
     """The leader's parameters its cohort's other members take as they are: all but those a
-    cohort varies per member (:data:`regtune.nn.cohort.VARYING` and the switches of
-    :data:`regtune.nn.cohort.SUPPORTED_REGULARIZERS`)."""
-    varying = set(VARYING) | {f.switch_param for f in space.regularizers if f.name in SUPPORTED_REGULARIZERS}
+    cohort varies per member (:func:`regtune.nn.cohort.member_fields` and the switches of
+    :func:`regtune.nn.cohort.member_regularizers`)."""
+    names = member_regularizers()
+    varying = set(member_fields()) | {f.switch_param for f in space.regularizers if f.name in names}
     return {name: value for name, value in leader_params.items() if name not in varying}
 
 

@@ -24,8 +24,8 @@ from regtune.tuning.trial import TrialPruned, run_objective
 from regtune.tuning.tuner import TuneError, TuneSettings, prepare, tune
 from regtune.tuning.worker import COHORT_ATTR
 
-# Structure: the activation; per member: lr, L2, weight decay, label smoothing, early stopping.
-# Dropout is there so that some trials cannot join a cohort and must train alone.
+# Structure: the activation and dropout; per member: lr, L2, weight decay, label smoothing, input
+# noise (drawn from each member's own stream), early stopping.
 COHORT_SPACE = """\
 fixed: {architecture: mlp, hidden_layer_sizes: [16], batch_size: 32, max_epochs: 6, optimizer: adamw, patience: 2}
 params:
@@ -40,6 +40,8 @@ regularizers:
     label_smoothing: {type: float, low: 0.01, high: 0.3}
   dropout:
     dropout: {type: float, low: 0.05, high: 0.3}
+  input_noise:
+    input_noise: {type: float, low: 0.01, high: 0.3}
   early_stopping:
 """
 
@@ -69,8 +71,8 @@ def test_cohort_members_score_as_their_trials_trained_alone(cohort_space: Path) 
     for t in members:
         by_cohort.setdefault(t.user_attrs[COHORT_ATTR], []).append(t)
     for cohort in by_cohort.values():  # members share the structure, differ in the rest
-        shared = {t.params["activation"] for t in cohort}
-        assert len(shared) == 1 and not any(t.params.get("use_dropout") for t in cohort)
+        shared = {(t.params["activation"], t.params.get("use_dropout"), t.params.get("dropout")) for t in cohort}
+        assert len(shared) == 1
         assert len({t.params["lr"] for t in cohort}) == len(cohort)
     for t in members:
         solo = optuna.trial.FixedTrial(t.params)

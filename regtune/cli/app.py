@@ -63,8 +63,9 @@ def tune(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ensemble: int = typer.Option(5, help="The logged model averages up to K of the best trials, chosen by greedy "
                                          "ensemble selection on their out-of-fold predictions; 1: the best trial alone."),
-    cohort: int = typer.Option(1, help="K >= 2: train up to K trials of one structure as one batched network (trials "
-                                       "whose regularizers a cohort cannot train run alone); 1: every trial alone."),
+    cohort: str = typer.Option("1", help="K >= 2: train up to K trials of one structure as one batched network, each "
+                                         "member the same trial as trained alone; auto: the K that trains the most "
+                                         "trials per minute here, measured on the first cohort; 1: every trial alone."),
     model: str | None = typer.Option(None, help="Your network instead of the built-in one: path/to/file.py:ClassName or "
                                                "package.module:ClassName (this imports and runs that code)."),
 ) -> None:
@@ -78,7 +79,8 @@ def tune(
         space=space, n_trials=trials, timeout=timeout, sampler=sampler, pruner=pruner, metric=metric,
         cv=_parse_cv(cv), storage=storage, study_name=study, experiment=experiment, tracking_uri=tracking_uri,
         n_jobs=jobs, seed=seed, device=device, retry_failed=retry_failed, heartbeat_interval=heartbeat,
-        grace_period=grace, progress=not quiet, ensemble=ensemble, module=model, cohort=cohort,
+        grace_period=grace, progress=not quiet, ensemble=ensemble, module=model,
+        cohort=int(cohort) if cohort.strip().isdigit() else cohort,
     )
     settings.check()
     import optuna

@@ -35,10 +35,17 @@ from regtune.nn.cohort import (
     member_regularizers,
     shared_fields,
 )
+from regtune.nn.trainer import Trainer
 from regtune.space.space import SearchSpace
 from regtune.tuning.trial import Folds, TrialPruned, epoch_score_fn, make_estimator, score_trial
 
-__all__ = ["cohort_sampler", "fits_cohort", "fixed_params", "run_cohort_objective"]
+__all__ = ["AUTO", "AUTO_ATTR", "AUTO_SIZES", "cohort_sampler", "choose_cohort_size", "fits_cohort", "fixed_params",
+           "pick_cohort_size", "run_cohort_objective"]
+
+AUTO = "auto"  # --cohort auto: the worker measures which K pays (choose_cohort_size)
+AUTO_ATTR = "regtune.cohort_auto"  # study user attr and parent-run tag: the K chosen, and the rates measured
+AUTO_SIZES = (1, 2, 4, 8, 16, 32, 64)
+_AUTO_GAIN = 1.1  # a cohort must train 10% more trials per minute than alone to be worth forming
 
 Outcome = tuple[float, dict[str, float]] | BaseException
 
@@ -50,6 +57,41 @@ def fixed_params(space: SearchSpace, leader_params: Mapping[str, Any]) -> dict[s
     names = member_regularizers()
     varying = set(member_fields()) | {f.switch_param for f in space.regularizers if f.name in names}
     return {name: value for name, value in leader_params.items() if name not in varying}
+
+
+def choose_cohort_size(
+    config: RegConfig, folds: Folds, *, device: str, seed: int, sizes: Sequence[int] = AUTO_SIZES,
+    module: Mapping[str, Any] | None = None, epochs: int = 2,
+) -> tuple[int, dict[int, float]]:
+    """The cohort size that trains ``config``'s structure fastest on this device, and the rate
+    measured at each size tried (member epochs per second, on the first fold).
+
+    Each size trains ``epochs`` timed epochs after one untimed (K copies of ``config`` with
+    their own seeds; K=1 is the Trainer alone, as ``--cohort 1`` trains). Sizes grow until one
+    is no faster than the best so far; 1 is kept unless a cohort beats it by 10%.
+    """
+    tr, va = folds.splits[0]
+    probe = config.replace(max_epochs=epochs + 1, early_stopping=False)
+    rates: dict[int, float] = {}
+    for K in sizes:
+        args = [make_estimator(probe, folds.task, image_shape=folds.image_shape, device=device,
+                               random_state=seed + k, module=module).trainer_arguments(
+            folds.X[tr], folds.y[tr], validation_data=(folds.X[va], folds.y[va])) for k in range(K)]
+        trainer = Trainer(**args[0]) if K == 1 else CohortTrainer(args)
+        trainer.step()
+        start = time.perf_counter()
+        for _ in range(epochs):
+            trainer.step()
+        rates[K] = K * epochs / max(time.perf_counter() - start, 1e-9)
+        if K > 1 and rates[K] < max(rates.values()):
+            break
+    return pick_cohort_size(rates), rates
+
+
+def pick_cohort_size(rates: Mapping[int, float]) -> int:
+    """The size with the highest rate, if it beats training alone (size 1) by 10%; else 1."""
+    best = max(rates, key=rates.__getitem__)
+    return best if rates[best] >= _AUTO_GAIN * rates.get(1, 0.0) else 1
 
 
 def fits_cohort(leader: RegConfig, config: RegConfig) -> bool:

@@ -32,7 +32,15 @@ from regtune.space.space import SearchSpace
 from regtune.tracking.relay import RelayTracker, connect
 from regtune.tracking.tracker import MLflowTracker, make_tracker, mask_secrets
 from regtune.tuning.budget import search_deadline
-from regtune.tuning.cohort import cohort_sampler, fits_cohort, fixed_params, run_cohort_objective
+from regtune.tuning.cohort import (
+    AUTO,
+    AUTO_ATTR,
+    choose_cohort_size,
+    cohort_sampler,
+    fits_cohort,
+    fixed_params,
+    run_cohort_objective,
+)
 from regtune.tuning.ensemble import PREDICTIONS_ATTR, encode_predictions, in_top
 from regtune.tuning.journal import process_alive
 from regtune.tuning.queue import (
@@ -83,7 +91,7 @@ class WorkerSpec:
     queue_batch: int | None = None  # with a timeout: trials queued at a time (regtune.tuning.budget)
     ensemble: int = 0  # >= 2: the top trials keep out-of-fold predictions (regtune.tuning.ensemble)
     network: Network = field(default_factory=Network)  # a user's module (--model), checked by the tuner
-    cohort: int = 1  # >= 2: up to this many trials of one structure train as one batched network
+    cohort: int | str = 1  # >= 2: up to this many trials of one structure train as one batched network; "auto"
 
 
 def run_worker(
@@ -126,7 +134,7 @@ def run_worker(
         while True:
             claimed = claim_trials(study, stop=lambda: _STOP.is_set() or out_of_time(), n_trials=spec.n_trials or None)
             for trial in claimed:
-                if spec.cohort > 1:
+                if spec.cohort != 1:
                     _run_cohort(study, trial, claimed, space, metric, folds, tracker, spec, stop_at=search_ends())
                 else:
                     _run_trial(study, trial, space, metric, folds, tracker, spec, stop_at=search_ends())
@@ -441,13 +449,17 @@ def _run_cohort(
     if config is None or spec.network.module is not None or cohort_problem(config) is not None:
         _run_trial(study, leader, space, metric, folds, tracker, spec, stop_at)
         return
+    size = _auto_cohort_size(study, config, folds, tracker, spec) if spec.cohort == AUTO else spec.cohort
+    if size <= 1:
+        _run_trial(study, leader, space, metric, folds, tracker, spec, stop_at)
+        return
     trials, configs, alone = [leader], [config], []
     with contextlib.ExitStack() as beats:
         beats.enter_context(heartbeat(leader))
         with cohort_sampler(study, fixed_params(space, leader.params)):
             # Enqueued trials (priors, retries) keep their own structure and train alone; at
             # most K-1 of them are claimed here, so a cohort never holds the queue for long.
-            while len(trials) < spec.cohort and len(alone) < spec.cohort - 1:
+            while len(trials) < size and len(alone) < size - 1:
                 trial = next(more, None)
                 if trial is None:
                     break
@@ -473,6 +485,19 @@ def _run_cohort(
             for trial in alone:
                 _interrupted(study, trial, tracker, None)
             raise
+
+
+def _auto_cohort_size(study: optuna.Study, config: Any, folds: Folds, tracker: MLflowTracker, spec: WorkerSpec) -> int:
+    """``--cohort auto``: the K a worker of this study measured first, else measured now on
+    this leader's structure, recorded as a study user attr and a parent-run tag."""
+    chosen = study.user_attrs.get(AUTO_ATTR)
+    if chosen is None:
+        torch.set_num_threads(threads_for(config, folds.X.shape[1], spec.n_jobs))
+        k, rates = choose_cohort_size(config, folds, device=spec.device, seed=spec.seed)
+        chosen = {"k": k, "trial_epochs_per_s": {str(K): round(r, 2) for K, r in rates.items()}}
+        study.set_user_attr(AUTO_ATTR, chosen)
+        tracker.set_tags(spec.parent_run_id, {AUTO_ATTR: str(k)})
+    return int(chosen["k"])
 
 
 def _train_cohort(

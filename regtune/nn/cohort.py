@@ -1,20 +1,26 @@
-"""Cohorts: K trials of one structure trained as one batched network (issue 13).
+"""Cohorts: K trials of one structure trained as one batched network (``--cohort K``).
 
 Small networks leave a CPU core or a GPU mostly idle between tiny kernels; K of them in one
 batched network do K times the work per kernel launch and per Python step. Members share the
-structure (every :class:`~regtune.config.RegConfig` field but :func:`member_fields`) and differ in
-continuous hyperparameters (``lr``, ``weight_decay``, ``l2``, ``label_smoothing``,
-``patience``). Their parameters are stacked (:func:`torch.func.stack_module_state`) and one
-``vmap``-ed forward and backward trains all K. Each member keeps what makes it the same trial
-as when trained alone by :class:`~regtune.nn.trainer.Trainer`: its initial weights and batch
-order (its own seed and RNG stream), its own Adam state, learning-rate schedule and
-hyperparameters, its own history and callbacks (early stopping). A member that stops, diverges
-or is pruned leaves the batch (:meth:`CohortTrainer.drop`); the others train on.
+structure (every :class:`~regtune.config.RegConfig` field but :func:`member_fields`, which the
+regularizer table derives) and differ in the rest: learning rate, penalties, decay, noise,
+mixing, augmentation, max-norm, label smoothing, patience. Their parameters are stacked
+(:func:`torch.func.stack_module_state`) and one ``vmap``-ed forward and backward trains all K.
 
-What a cohort cannot replay, it refuses (:func:`cohort_problem`): dropout and noise draw from
-one RNG under ``vmap``, so they could not reproduce a solo trial's stream; batch norm updates
-running statistics in place; max-norm and spectral norm act on each weight after the step;
-optimizers other than Adam/AdamW keep other state. Such a trial trains alone.
+Each member is the same trial as when trained alone by :class:`~regtune.nn.trainer.Trainer`:
+its initial weights and batch order (its own seed and RNG stream), its own optimizer state,
+learning-rate schedule, history and callbacks. Its regularizers run as the Trainer runs them,
+hook by hook and in the same order, on the member's slice of the batch: random ones
+(augmentation, mixing, input / weight / gradient noise, dropout masks) draw from the member's
+own stream, outside the ``vmap``, the numbers its solo run draws; weight hooks (L1's
+orthant-wise step, max-norm, spectral norm) act on a module whose tensors are views of the
+member's slice of the stacked ones. Only L2, decoupled decay and the optimizers (Adam, AdamW,
+SGD with Nesterov momentum, RMSprop: torch.optim's update rules) are vectorized over members.
+Batch norm keeps running statistics per member (stacked buffers). A member that stops,
+diverges or is pruned leaves the batch (:meth:`CohortTrainer.drop`); the others train on.
+
+What a cohort cannot replay it refuses (:func:`cohort_problem`): the CNN, and a user's module
+(the tuner trains those alone); such a trial trains alone.
 """
 
 from __future__ import annotations
@@ -196,7 +202,7 @@ class CohortTrainer:
         for m, rng in zip(members, self._rng, strict=True):
             with rng:  # the member's stream, as the Trainer seeds and builds it
                 models.append(m["build"]().to(self.device))
-        self.members = [CohortMember(self, c, copy.deepcopy(model), m.get("callbacks", ()))
+        self.members = [CohortMember(self, c, copy.deepcopy(model).train(), m.get("callbacks", ()))
                         for c, model, m in zip(configs, models, members, strict=True)]
         self._active = list(range(len(members)))  # member index of each row of the stacked tensors
         decay_ids = {id(p) for p in decay_parameters(models[0])}
@@ -331,7 +337,7 @@ class CohortTrainer:
         xs, ys, draws = [], [], []
         for row, k in enumerate(self._active):
             hooks, x, y = self._hooks[k], xb[row], yb[row]
-            own = self.members[k]._model
+            own = self.members[k]._model  # in training mode while in the batch: its dropout draws
             with self._rng[k]:
                 for reg in hooks.on_batch:
                     x, y = reg.on_batch(x, y)
@@ -339,7 +345,6 @@ class CohortTrainer:
                     view = self._view(row)
                     for reg in hooks.before_forward:
                         reg.before_forward(view)
-                own.train()
                 draws.append([_dropout_draw(own.get_submodule(name), shape, self.device) for name, shape in shapes])
             xs.append(x)
             ys.append(y)

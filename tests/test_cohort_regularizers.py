@@ -60,9 +60,9 @@ def _estimator(config: RegConfig, seed: int, task: str) -> RegularizedNetClassif
     return cls(**params, random_state=seed, image_shape=(1, 3, 4))
 
 
-def _check(name: str, task: str = "classification") -> None:
+def _check(name: str, task: str = "classification", base: RegConfig = _BASE) -> None:
     shared, each = CASES[name]
-    configs = [_BASE.replace(**shared, **own) for own in each]
+    configs = [base.replace(**shared, **own) for own in each]
     if task == "regression":
         configs = [c.replace(label_smoothing=0.0) for c in configs]
     for config in configs:
@@ -89,6 +89,11 @@ def test_a_member_with_this_regularizer_trains_as_alone(name: str) -> None:
 @pytest.mark.parametrize("name", ["mixup", "cutmix", "input_noise", "dropout", "batch_norm", "max_norm"])
 def test_a_regression_member_with_this_regularizer_trains_as_alone(name: str) -> None:
     _check(name, "regression")
+
+
+@pytest.mark.parametrize("name", ["batch_norm_after", "spectral_norm", "everything"])
+def test_a_cnn_member_trains_as_alone(name: str) -> None:
+    _check(name, base=_BASE.replace(architecture="cnn", conv_channels=(4,), hidden_layer_sizes=(8,)))
 
 
 def test_every_regularizer_in_the_table_has_a_cohort_case() -> None:

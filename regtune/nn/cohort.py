@@ -19,8 +19,8 @@ SGD with Nesterov momentum, RMSprop: torch.optim's update rules) are vectorized 
 Batch norm keeps running statistics per member (stacked buffers). A member that stops,
 diverges or is pruned leaves the batch (:meth:`CohortTrainer.drop`); the others train on.
 
-What a cohort cannot replay it refuses (:func:`cohort_problem`): the CNN, and a user's module
-(the tuner trains those alone); such a trial trains alone.
+What a cohort cannot replay it refuses (:func:`cohort_problem`); such a trial trains alone. The
+tuner trains a user's module (``--model``) alone.
 """
 
 from __future__ import annotations
@@ -81,8 +81,6 @@ def shared_fields() -> tuple[str, ...]:
 
 def cohort_problem(config: RegConfig) -> str | None:
     """Why ``config`` cannot train in a cohort, or ``None`` if it can (it then trains as alone)."""
-    if config.architecture != "mlp":
-        return f"architecture={config.architecture!r} (cohorts train the built-in MLP)"
     if config.optimizer not in _OPTIMIZERS:
         return f"optimizer={config.optimizer!r} (cohorts train {', '.join(_OPTIMIZERS)})"
     replayed = [spec.name for spec in REGULARIZERS if spec.cohort is not None]
@@ -362,6 +360,8 @@ class CohortTrainer:
         orders = self._orders()
         smoothing = self._vec["label_smoothing"].view(-1, 1)
         lr, wd = self._views_of("lr", self.params), self._views_of("weight_decay", self._decay)
+        l2 = bool(self._decay) and any(self._hooks[k].l2 for k in self._active)
+        wd = wd if any(self.members[k].config.weight_decay for k in self._active) else {}
         losses = []
         for start, stop in self._bounds:
             rows = orders[:, start:stop]
@@ -379,10 +379,12 @@ class CohortTrainer:
             else:
                 loss = self._mse(out, yb)
             losses.append(loss.detach())
-            penalty = sum(self._vec["l2"] * self.params[name].pow(2).flatten(1).sum(1) for name in self._decay)
+            total = loss.sum()
+            if l2:  # some member has an L2 term
+                total = total + sum((self._vec["l2"] * self.params[n].pow(2).flatten(1).sum(1)).sum() for n in self._decay)
             for p in self.params.values():
                 p.grad = None
-            (loss.sum() + penalty.sum() if self._decay else loss.sum()).backward()
+            total.backward()
             self._after_backward()
             if self._schedules is not None:
                 self._lrs = [self._schedules[k](self._step) for k in self._active]

@@ -158,7 +158,7 @@ class _Noise(nn.Module):
         return x * self.scale if self.shift is None else x * self.scale + self.shift
 
 
-_DROPOUTS = (nn.Dropout, nn.AlphaDropout, GaussianDropout)
+_DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, GaussianDropout)
 _ALPHA = 1.7580993408473766  # ATen's alpha dropout constant (SELU's -scale * alpha)
 
 

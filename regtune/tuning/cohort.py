@@ -39,11 +39,12 @@ from regtune.nn.trainer import Trainer
 from regtune.space.space import SearchSpace
 from regtune.tuning.trial import Folds, TrialPruned, epoch_score_fn, make_estimator, score_trial
 
-__all__ = ["AUTO", "AUTO_ATTR", "AUTO_SIZES", "cohort_sampler", "choose_cohort_size", "fits_cohort", "fixed_params",
+__all__ = ["AUTO", "AUTO_ATTR", "AUTO_SIZES", "FALLBACK_ATTR", "batching_problem", "cohort_sampler", "choose_cohort_size", "fits_cohort", "fixed_params",
            "pick_cohort_size", "run_cohort_objective"]
 
 AUTO = "auto"  # --cohort auto: the worker measures which K pays (choose_cohort_size)
 AUTO_ATTR = "regtune.cohort_auto"  # study user attr and parent-run tag: the K chosen, and the rates measured
+FALLBACK_ATTR = "regtune.cohort_fallback"  # study user attr: why a user's module trains alone
 AUTO_SIZES = (1, 2, 4, 8, 16, 32, 64)
 _AUTO_GAIN = 1.1  # a cohort must train 10% more trials per minute than alone to be worth forming
 
@@ -86,6 +87,38 @@ def choose_cohort_size(
         if K > 1 and rates[K] < max(rates.values()):
             break
     return pick_cohort_size(rates), rates
+
+
+def batching_problem(
+    config: RegConfig, folds: Folds, *, device: str, seed: int, module: Mapping[str, Any] | None = None,
+) -> str | None:
+    """Why a cohort cannot train ``config``'s network (a user's module), else ``None``.
+
+    Two members train one epoch on a few rows in one cohort, and member 0 once alone: a
+    forward pass ``vmap`` cannot batch (data-dependent Python control flow, ``.item()``, a
+    random op other than the dropout modules) raises, and a member that does not reproduce its
+    solo run is refused too.
+    """
+    tr, va = folds.splits[0]
+    tr, va = tr[:min(len(tr), 32)], va[:min(len(va), 16)]
+    probe = config.replace(max_epochs=1, early_stopping=False)
+
+    def arguments(k: int) -> dict[str, Any]:
+        est = make_estimator(probe, folds.task, image_shape=folds.image_shape, device=device, random_state=seed + k,
+                             module=module)
+        return est.trainer_arguments(folds.X[tr], folds.y[tr], validation_data=(folds.X[va], folds.y[va]))
+
+    try:
+        cohort = CohortTrainer([arguments(0), arguments(1)])
+        batched = cohort.step()[0]
+    except Exception as exc:
+        return f"its forward pass cannot be batched ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+    alone = Trainer(**arguments(0)).step()
+    for key in ("train_loss", "val_loss"):
+        if batched is None or not math.isclose(batched[key], alone[key], rel_tol=1e-3, abs_tol=1e-5):
+            return (f"a batched member does not train as alone ({key} {batched and batched[key]!r} vs "
+                    f"{alone[key]!r})")
+    return None
 
 
 def pick_cohort_size(rates: Mapping[int, float]) -> int:

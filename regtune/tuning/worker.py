@@ -35,6 +35,8 @@ from regtune.tuning.budget import search_deadline
 from regtune.tuning.cohort import (
     AUTO,
     AUTO_ATTR,
+    FALLBACK_ATTR,
+    batching_problem,
     choose_cohort_size,
     cohort_sampler,
     fits_cohort,
@@ -446,10 +448,10 @@ def _run_cohort(
         config = space.sample(leader)
     except Exception:
         config = None
-    if config is None or spec.network.module is not None or cohort_problem(config) is not None:
+    if config is None or cohort_problem(config) is not None or _module_problem(study, config, leader, folds, spec):
         _run_trial(study, leader, space, metric, folds, tracker, spec, stop_at)
         return
-    size = _auto_cohort_size(study, config, folds, tracker, spec) if spec.cohort == AUTO else spec.cohort
+    size = _auto_cohort_size(study, config, leader, folds, tracker, spec) if spec.cohort == AUTO else spec.cohort
     if size <= 1:
         _run_trial(study, leader, space, metric, folds, tracker, spec, stop_at)
         return
@@ -468,7 +470,8 @@ def _run_cohort(
                     member = space.sample(trial)
                 except Exception:
                     member = None
-                if member is not None and fits_cohort(config, member):
+                same_module = spec.network.estimator_params(trial.params) == spec.network.estimator_params(leader.params)
+                if member is not None and fits_cohort(config, member) and same_module:
                     trials.append(trial)
                     configs.append(member)
                 else:
@@ -487,13 +490,28 @@ def _run_cohort(
             raise
 
 
-def _auto_cohort_size(study: optuna.Study, config: Any, folds: Folds, tracker: MLflowTracker, spec: WorkerSpec) -> int:
+def _module_problem(study: optuna.Study, config: Any, leader: optuna.Trial, folds: Folds, spec: WorkerSpec) -> bool:
+    """Whether a user's module must train alone (checked once per study, the reason logged once)."""
+    if spec.network.module is None:
+        return False
+    if FALLBACK_ATTR not in study.user_attrs:
+        reason = batching_problem(config, folds, device=spec.device, seed=spec.seed,
+                                  module=spec.network.estimator_params(leader.params))
+        if reason is not None:
+            _logger.warning("%s trains every trial alone: %s", spec.network.label, reason)
+        study.set_user_attr(FALLBACK_ATTR, reason or "")
+    return bool(study.user_attrs[FALLBACK_ATTR])
+
+
+def _auto_cohort_size(study: optuna.Study, config: Any, leader: optuna.Trial, folds: Folds, tracker: MLflowTracker,
+                      spec: WorkerSpec) -> int:
     """``--cohort auto``: the K a worker of this study measured first, else measured now on
     this leader's structure, recorded as a study user attr and a parent-run tag."""
     chosen = study.user_attrs.get(AUTO_ATTR)
     if chosen is None:
         torch.set_num_threads(threads_for(config, folds.X.shape[1], spec.n_jobs))
-        k, rates = choose_cohort_size(config, folds, device=spec.device, seed=spec.seed)
+        k, rates = choose_cohort_size(config, folds, device=spec.device, seed=spec.seed,
+                                      module=spec.network.estimator_params(leader.params))
         chosen = {"k": k, "trial_epochs_per_s": {str(K): round(r, 2) for K, r in rates.items()}}
         study.set_user_attr(AUTO_ATTR, chosen)
         tracker.set_tags(spec.parent_run_id, {AUTO_ATTR: str(k)})

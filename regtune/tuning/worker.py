@@ -35,6 +35,7 @@ from regtune.tuning.budget import search_deadline
 from regtune.tuning.cohort import (
     AUTO,
     AUTO_ATTR,
+    AUTO_SIZES,
     FALLBACK_ATTR,
     batching_problem,
     choose_cohort_size,
@@ -510,7 +511,8 @@ def _auto_cohort_size(study: optuna.Study, config: Any, leader: optuna.Trial, fo
     chosen = study.user_attrs.get(AUTO_ATTR)
     if chosen is None:
         torch.set_num_threads(threads_for(config, folds.X.shape[1], spec.n_jobs))
-        k, rates = choose_cohort_size(config, folds, device=spec.device, seed=spec.seed,
+        sizes = [K for K in AUTO_SIZES if K <= (spec.n_trials or AUTO_SIZES[-1])]  # no larger than the study
+        k, rates = choose_cohort_size(config, folds, device=spec.device, seed=spec.seed, sizes=sizes,
                                       module=spec.network.estimator_params(leader.params))
         chosen = {"k": k, "trial_epochs_per_s": {str(K): round(r, 2) for K, r in rates.items()}}
         study.set_user_attr(AUTO_ATTR, chosen)

@@ -33,6 +33,13 @@ def _console():  # noqa: ANN202
     return Console(width=None if sys.stdout.isatty() else 140)
 
 
+def _parse_cohort(value: str | int) -> int | str:
+    """``--cohort``: a whole number, or ``auto`` (TuneSettings says what is allowed)."""
+    if not isinstance(value, str):  # the default
+        return value
+    return int(value) if value.strip().isdigit() else value.strip()
+
+
 @app.command()
 def tune(
     data: str = typer.Argument(..., help="CSV/Parquet/npz path, a folder of images in class sub-folders, or built-in: "
@@ -63,9 +70,10 @@ def tune(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ensemble: int = typer.Option(5, help="The logged model averages up to K of the best trials, chosen by greedy "
                                          "ensemble selection on their out-of-fold predictions; 1: the best trial alone."),
-    cohort: str = typer.Option("1", help="K >= 2: train up to K trials of one structure as one batched network, each "
-                                         "member the same trial as trained alone; auto: the K that trains the most "
-                                         "trials per minute here, measured on the first cohort; 1: every trial alone."),
+    cohort: object = typer.Option(1, parser=_parse_cohort, metavar="auto|K",
+                                  help="K >= 2: train up to K trials of one structure as one batched network, each "
+                                       "member the same trial as trained alone; auto: the K that trains the most "
+                                       "trials per minute here, measured on the first cohort; 1: every trial alone."),
     model: str | None = typer.Option(None, help="Your network instead of the built-in one: path/to/file.py:ClassName or "
                                                "package.module:ClassName (this imports and runs that code)."),
 ) -> None:
@@ -79,8 +87,7 @@ def tune(
         space=space, n_trials=trials, timeout=timeout, sampler=sampler, pruner=pruner, metric=metric,
         cv=_parse_cv(cv), storage=storage, study_name=study, experiment=experiment, tracking_uri=tracking_uri,
         n_jobs=jobs, seed=seed, device=device, retry_failed=retry_failed, heartbeat_interval=heartbeat,
-        grace_period=grace, progress=not quiet, ensemble=ensemble, module=model,
-        cohort=int(cohort) if cohort.strip().isdigit() else cohort,
+        grace_period=grace, progress=not quiet, ensemble=ensemble, module=model, cohort=cohort,
     )
     settings.check()
     import optuna

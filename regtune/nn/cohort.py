@@ -415,22 +415,39 @@ class CohortTrainer:
         """torch.optim's update of the members' optimizer (decoupled decay first), each member
         at its own rate. Members share the step count: those in the batch took every step."""
         self._t += 1
-        b1, b2 = _BETAS
-        c1, c2 = 1 - b1**self._t, math.sqrt(1 - b2**self._t)
-        for name, p in self.params.items():
-            g, m, v = p.grad, self._m[name], self._v[name]
-            if name in wd:
-                p.mul_(1 - lr[name] * wd[name])
-            if self.optimizer in ("adam", "adamw"):
-                m.lerp_(g, 1 - b1)
-                v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                p.sub_(lr[name] / c1 * m / (v.sqrt() / c2 + _EPS))
-            elif self.optimizer == "sgd":  # momentum 0.9, Nesterov, as make_optimizer builds it
-                m.copy_(g) if self._t == 1 else m.mul_(_MOMENTUM).add_(g)
-                p.sub_(lr[name] * g.add(m, alpha=_MOMENTUM))
-            else:  # RMSprop, torch's defaults
-                v.mul_(_RMS_ALPHA).addcmul_(g, g, value=1 - _RMS_ALPHA)
-                p.sub_(lr[name] * g / (v.sqrt() + _EPS))
+        for name in wd:
+            self.params[name].mul_(1 - lr[name] * wd[name])
+        names = list(self.params)
+        ps, gs = [self.params[n] for n in names], [self.params[n].grad for n in names]
+        ms, vs, rates = [self._m[n] for n in names], [self._v[n] for n in names], [lr[n] for n in names]
+        # torch.optim's multi-tensor ("foreach") kernels: one call per operation for all tensors.
+        if self.optimizer in ("adam", "adamw"):
+            b1, b2 = _BETAS
+            c1, c2 = 1 - b1**self._t, math.sqrt(1 - b2**self._t)
+            torch._foreach_lerp_(ms, gs, 1 - b1)
+            torch._foreach_mul_(vs, b2)
+            torch._foreach_addcmul_(vs, gs, gs, value=1 - b2)
+            denom = torch._foreach_sqrt(vs)
+            torch._foreach_div_(denom, c2)
+            torch._foreach_add_(denom, _EPS)
+            step = torch._foreach_div(ms, denom)
+            torch._foreach_mul_(step, [r / c1 for r in rates])
+        elif self.optimizer == "sgd":  # momentum 0.9, Nesterov, as make_optimizer builds it
+            if self._t == 1:
+                torch._foreach_copy_(ms, gs)
+            else:
+                torch._foreach_mul_(ms, _MOMENTUM)
+                torch._foreach_add_(ms, gs)
+            step = torch._foreach_add(gs, ms, alpha=_MOMENTUM)
+            torch._foreach_mul_(step, rates)
+        else:  # RMSprop, torch's defaults
+            torch._foreach_mul_(vs, _RMS_ALPHA)
+            torch._foreach_addcmul_(vs, gs, gs, value=1 - _RMS_ALPHA)
+            denom = torch._foreach_sqrt(vs)
+            torch._foreach_add_(denom, _EPS)
+            step = torch._foreach_div(gs, denom)
+            torch._foreach_mul_(step, rates)
+        torch._foreach_sub_(ps, step)
 
     @torch.no_grad()
     def _evaluate(self) -> list[dict[str, float]] | None:

@@ -138,3 +138,12 @@ def test_members_must_share_the_structure_and_train_only_what_a_cohort_can() -> 
     for config in (base.replace(l2=1e-3, label_smoothing=0.1, lr_schedule="cosine"), base.replace(dropout=0.2),
                    base.replace(max_norm=2.0, input_noise=0.1, optimizer="sgd")):
         assert cohort_problem(config) is None, config
+
+
+def test_a_trainer_argument_a_cohort_does_not_replay_is_refused() -> None:
+    X, y = _data(50, 0)
+    args = [_estimator(c, s).trainer_arguments(X, y, validation_data=(X, y)) for c, s in zip(_members("adamw")[:2],
+                                                                                           (1, 2), strict=True)]
+    args[1]["memory_budget"] = 1  # streamed from host memory: the cohort keeps every row on its device
+    with pytest.raises(ValueError, match="memory_budget"):
+        CohortTrainer(args)

@@ -58,6 +58,9 @@ _MEMBER_SETTINGS = ("lr",)  # per-member numbers outside the regularizer table
 _OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")  # update rules CohortTrainer._optimizer_step has
 _BETAS, _EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, which the Trainer uses
 _MOMENTUM, _RMS_ALPHA = 0.9, 0.99  # make_optimizer's SGD momentum; torch.optim.RMSprop's default
+# The Trainer arguments a cohort replays; any other one (set) makes it refuse the members.
+_REPLAYED_ARGUMENTS = frozenset({"build", "config", "X", "y", "X_val", "y_val", "task", "regularizers", "callbacks",
+                                 "score_fn", "seed"})
 
 
 def member_regularizers() -> tuple[str, ...]:
@@ -188,6 +191,9 @@ class CohortTrainer:
             raise ValueError("a cohort needs at least one member")
         configs = [m["config"] for m in members]
         _check_cohort(configs)
+        other = {key for m in members for key, value in m.items() if key not in _REPLAYED_ARGUMENTS and value is not None}
+        if other:  # a Trainer argument the cohort does not replay (it would train another network)
+            raise ValueError(f"a cohort cannot train with {', '.join(sorted(other))}; train these members alone")
         first = members[0]
         self.X, self.y, self.X_val, self.y_val = first["X"], first["y"], first.get("X_val"), first.get("y_val")
         self.task = first["task"]

@@ -1,17 +1,20 @@
 """Cohort trials: K Optuna trials of one structure trained as one batched network (``--cohort K``).
 
 A worker samples the trial it claimed (the leader). If a cohort can train it
-(:func:`regtune.nn.cohort.cohort_problem`), it claims up to K-1 more and samples them with the
-leader's structural parameters fixed (:func:`fixed_params`, through Optuna's
-``PartialFixedSampler``): widths, depth, activation, batch size, schedule, scaling and every
-switch of a regularizer a cohort cannot train. What the members still sample is what a cohort
-varies per member (learning rate, L2, weight decay, label smoothing, patience, and whether
-each of those is on). :func:`run_cohort_objective` then trains them on every fold in lockstep,
+(:func:`regtune.nn.cohort.cohort_problem`; for a user's module, :func:`batching_problem`), it
+claims up to K-1 more and samples them with the leader's structural parameters fixed
+(:func:`fixed_params`, through Optuna's ``PartialFixedSampler``): widths, depth, activation,
+optimizer, batch size, schedule, scaling, the module's own parameters and the regularizers the
+table marks ``cohort="shared"`` (dropout, batch norm, spectral norm). What the members still
+sample is what the table lets members vary (:func:`regtune.nn.cohort.member_fields`: learning
+rate, penalties, decay, noise, mixing, augmentation, max-norm, label smoothing, patience, and
+whether each is on). :func:`run_cohort_objective` then trains them on every fold in lockstep,
 one :class:`~regtune.nn.cohort.CohortTrainer` per fold (members x folds), reports each
 member's fold-mean score each epoch to its own trial, prunes members one by one (a pruned
 member leaves the batch) and scores each finished one with :func:`regtune.tuning.trial.score_trial`,
 as if it had trained alone. The worker (:mod:`regtune.tuning.worker`) owns what happens to
-the trials' states and MLflow runs, the same code as for a trial trained alone.
+the trials' states and MLflow runs, the same code as for a trial trained alone. With
+``--cohort auto`` it first sizes cohorts by measurement (:func:`choose_cohort_size`).
 """
 
 from __future__ import annotations

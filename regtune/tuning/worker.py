@@ -442,8 +442,8 @@ def _run_cohort(
     folds: Folds, tracker: MLflowTracker, spec: WorkerSpec, stop_at: float | None = None,
 ) -> None:
     """Run ``leader`` with up to ``spec.cohort - 1`` trials claimed from ``more`` as one cohort
-    (:mod:`regtune.tuning.cohort`); a trial a cohort cannot train (its regularizers, a user's
-    module, an enqueued configuration of another structure) runs alone, as without cohorts.
+    (:mod:`regtune.tuning.cohort`); a trial a cohort cannot train (a user's module that cannot be
+    batched, an enqueued configuration of another structure) runs alone, as without cohorts.
     Each member ends in its own Optuna state and MLflow run, as :func:`_run_trial` ends one."""
     try:
         config = space.sample(leader)

@@ -71,7 +71,7 @@ def test_a_module_vmap_cannot_batch_is_named_with_its_reason() -> None:
     config = RegConfig(batch_size=32, max_epochs=3)
     assert batching_problem(config, folds, device="cpu", seed=0, module={"module": ResidualMLP}) is None
     reason = batching_problem(config, folds, device="cpu", seed=0, module={"module": DataDependent})
-    assert reason is not None and "cannot be batched" in reason
+    assert reason is not None and "cannot batch" in reason
 
 
 @pytest.mark.parametrize(("module", "batched"), [(ResidualMLP, True), (DataDependent, False)])

@@ -96,7 +96,7 @@ def choose_cohort_size(
 def batching_problem(
     config: RegConfig, folds: Folds, *, device: str, seed: int, module: Mapping[str, Any] | None = None,
 ) -> str | None:
-    """Why a cohort cannot train ``config``'s network (a user's module), else ``None``.
+    """Why a cohort cannot train ``config``'s network (a user's module above all), else ``None``.
 
     Two members train one epoch on a few rows in one cohort, and member 0 once alone: a
     forward pass ``vmap`` cannot batch (data-dependent Python control flow, ``.item()``, a
@@ -116,7 +116,7 @@ def batching_problem(
         cohort = CohortTrainer([arguments(0), arguments(1)])
         batched = cohort.step()[0]
     except Exception as exc:
-        return f"its forward pass cannot be batched ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+        return f"a cohort cannot batch it ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
     alone = Trainer(**arguments(0)).step()
     for key in ("train_loss", "val_loss"):
         if batched is None or not math.isclose(batched[key], alone[key], rel_tol=1e-3, abs_tol=1e-5):

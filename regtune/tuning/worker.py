@@ -492,14 +492,13 @@ def _run_cohort(
 
 
 def _module_problem(study: optuna.Study, config: Any, leader: optuna.Trial, folds: Folds, spec: WorkerSpec) -> bool:
-    """Whether a user's module must train alone (checked once per study, the reason logged once)."""
-    if spec.network.module is None:
-        return False
+    """Whether the network (a user's module, or the built-in one with a Trainer argument a cohort
+    does not replay) must train alone: checked once per study, the reason logged once."""
     if FALLBACK_ATTR not in study.user_attrs:
         reason = batching_problem(config, folds, device=spec.device, seed=spec.seed,
                                   module=spec.network.estimator_params(leader.params))
         if reason is not None:
-            _logger.warning("%s trains every trial alone: %s", spec.network.label, reason)
+            _logger.warning("%s trains every trial alone: %s", spec.network.label or "the network", reason)
         study.set_user_attr(FALLBACK_ATTR, reason or "")
     return bool(study.user_attrs[FALLBACK_ATTR])
 

@@ -178,6 +178,11 @@ class RegularizerSpec:
         switch (``batch_norm: before_activation``); ``None``: the family must sample it.
     tasks : tuple of str
         The tasks it applies to; switching it on for another one is an error.
+    cohort : {"member", "shared"}, optional
+        Whether a cohort (K trials trained as one batched network) replays it as each member
+        trained alone would: ``"member"``, its fields may differ between members; ``"shared"``,
+        they shape the network and every member takes the same values; ``None``, a trial with
+        it on trains alone.
     """
 
     name: str
@@ -187,6 +192,7 @@ class RegularizerSpec:
     hook: str | None = None
     switch_on: Any = None
     tasks: tuple[str, ...] = TASKS
+    cohort: Literal["member", "shared"] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
@@ -196,6 +202,8 @@ class RegularizerSpec:
             raise ValueError(f"category={self.category!r} is not one of {', '.join(CATEGORIES)}")
         if not set(self.tasks) <= set(TASKS) or not self.tasks:
             raise ValueError(f"tasks={self.tasks!r} must be some of {', '.join(TASKS)}")
+        if self.cohort not in (None, "member", "shared"):
+            raise ValueError(f"cohort={self.cohort!r} must be 'member', 'shared' or None")
         if self.hook is not None and self.hook.count(".") != 1:
             raise ValueError(f"hook={self.hook!r} must look like 'module.Class'")
         self.fields[self.switch].check(self.switch, self.off)
@@ -234,38 +242,40 @@ def _sizes(name: str, value: Any, empty: bool = False) -> tuple[int, ...]:
 REGULARIZERS: tuple[RegularizerSpec, ...] = (
     # Weight side, in the order the step needs.
     RegularizerSpec("weight_noise", {"weight_noise": NON_NEGATIVE}, off=0.0, category="noise",
-                    hook="noise.WeightNoise"),
+                    hook="noise.WeightNoise", cohort="member"),
     RegularizerSpec("weight_decay", {"weight_decay": NON_NEGATIVE}, off=0.0, category="penalty",
-                    hook="penalties.DecoupledWeightDecay"),
-    RegularizerSpec("l1", {"l1": NON_NEGATIVE}, off=0.0, category="penalty", hook="penalties.L1Penalty"),
-    RegularizerSpec("l2", {"l2": NON_NEGATIVE}, off=0.0, category="penalty", hook="penalties.L2Penalty"),
+                    hook="penalties.DecoupledWeightDecay", cohort="member"),
+    RegularizerSpec("l1", {"l1": NON_NEGATIVE}, off=0.0, category="penalty", hook="penalties.L1Penalty",
+                    cohort="member"),
+    RegularizerSpec("l2", {"l2": NON_NEGATIVE}, off=0.0, category="penalty", hook="penalties.L2Penalty",
+                    cohort="member"),
     RegularizerSpec("elastic_net", {"elastic_net": NON_NEGATIVE, "l1_ratio": UNIT}, off=0.0,
-                    category="penalty", hook="penalties.ElasticNetPenalty"),
+                    category="penalty", hook="penalties.ElasticNetPenalty", cohort="member"),
     RegularizerSpec("gradient_noise", {"gradient_noise": NON_NEGATIVE}, off=0.0, category="noise",
-                    hook="noise.GradientNoise"),
+                    hook="noise.GradientNoise", cohort="member"),
     # Built into the network by regtune.nn.models.
     RegularizerSpec("dropout", {"dropout": RATE, "dropout_variant": choice("standard", "alpha", "gaussian")},
-                    off=0.0, category="structural"),
+                    off=0.0, category="structural", cohort="shared"),
     RegularizerSpec("batch_norm", {"batch_norm": choice("none", "before_activation", "after_activation")},
-                    off="none", switch_on="before_activation", category="structural"),
+                    off="none", switch_on="before_activation", category="structural", cohort="shared"),
     # Data side: each training batch goes through these in turn.
     RegularizerSpec("augment", {"augment": choice("none", "image", "image_flip")}, off="none",
-                    switch_on="image", category="data", hook="augment.ImageAugment"),
+                    switch_on="image", category="data", hook="augment.ImageAugment", cohort="member"),
     RegularizerSpec("mixup", {"mixup_alpha": NON_NEGATIVE}, off=0.0, category="data",
-                    hook="augment.Mixup"),
+                    hook="augment.Mixup", cohort="member"),
     RegularizerSpec("cutmix", {"cutmix_alpha": NON_NEGATIVE}, off=0.0, category="data",
-                    hook="augment.CutMix"),
+                    hook="augment.CutMix", cohort="member"),
     RegularizerSpec("input_noise", {"input_noise": NON_NEGATIVE}, off=0.0, category="noise",
-                    hook="noise.InputNoise"),
+                    hook="noise.InputNoise", cohort="member"),
     # The loss reads it.
     RegularizerSpec("label_smoothing", {"label_smoothing": RATE}, off=0.0, category="training",
-                    tasks=("classification",)),
+                    tasks=("classification",), cohort="member"),
     # Constraints on the weights after each step.
     RegularizerSpec("max_norm", {"max_norm": NON_NEGATIVE}, off=0.0, category="constraint",
-                    hook="constraints.MaxNorm"),
+                    hook="constraints.MaxNorm", cohort="member"),
     RegularizerSpec("spectral_norm", {"spectral_norm": BOOL}, off=False, switch_on=True,
-                    category="constraint", hook="constraints.SpectralNorm"),
+                    category="constraint", hook="constraints.SpectralNorm", cohort="shared"),
     # The estimators add an EarlyStopping callback.
     RegularizerSpec("early_stopping", {"early_stopping": BOOL, "patience": POSITIVE_INT}, off=False,
-                    switch_on=True, category="training"),
+                    switch_on=True, category="training", cohort="member"),
 )

@@ -36,7 +36,7 @@ Arms, each on the same training images, scored by test accuracy on the same 597 
 
 - ``adamw``: the user's own loop (~30 lines, ``adamw_loop``): 10 % stratified validation split,
   ``AdamW(lr=1e-3)`` with its default ``weight_decay=0.01``, batch 64, shuffled, up to 200
-  epochs, early stopping (patience 10) on validation accuracy, best-epoch weights restored; the
+  epochs, early stopping (patience 10) on validation loss, best-epoch weights restored; the
   network as written (its dropout and batch norm on). Stops at the largest budget if it must.
 - ``baseline``: ``RegularizedNetClassifier(module=net, device="cpu", random_state=seed)`` with
   every default: regtune's unregularized network (its dropout set to 0), early stopping on its
@@ -47,9 +47,9 @@ Arms, each on the same training images, scored by test accuracy on the same 597 
 - ``skorch-B``: a hand-written Optuna TPE study (seed = run seed) over lr (1e-4..1e-2, log),
   AdamW weight decay (1e-6..1e-1, log) and, for a network with a ``dropout`` argument, dropout
   (0..0.5), each trial one skorch ``NeuralNetClassifier`` (batch 64, up to 100 epochs, stratified
-  10 % validation split, ``EarlyStopping(patience=10, load_best=True)`` on validation accuracy);
-  the best trial's own network is the final model (no refit). No trial starts once the longest
-  trial so far would overrun ``B``.
+  10 % validation split, ``EarlyStopping(patience=10, load_best=True)`` on validation loss; a
+  trial scores the validation accuracy of the epoch it keeps); the best trial's own network is
+  the final model (no refit). No trial starts once the longest trial so far would overrun ``B``.
 
 Per cell (task, net, arm, seed): test accuracy, wall and CPU seconds, trials run and their
 states, which trial won (``baseline`` = regtune's unregularized trial, ``as_written`` = a trial
@@ -246,7 +246,7 @@ def adamw_loop(net: type, data: Data, seed: int, deadline: float) -> dict[str, A
     X, y = torch.as_tensor(data.X_tr), torch.as_tensor(data.y_tr)
     model = net(image_shape=(1, IMAGE, IMAGE), n_outputs=10)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    best, best_state, best_epoch, waited, epoch = -1.0, None, 0, 0, 0
+    best, best_state, best_epoch, waited, epoch, acc = float("inf"), None, 0, 0, 0, 0.0
     for epoch in range(200):
         model.train()
         order = torch.as_tensor(tr)[torch.randperm(len(tr))]
@@ -258,9 +258,11 @@ def adamw_loop(net: type, data: Data, seed: int, deadline: float) -> dict[str, A
             opt.step()
         model.eval()
         with torch.no_grad():
-            acc = float((model(X[va]).argmax(1) == y[va]).float().mean())
-        if acc > best:
-            best, best_state, best_epoch, waited = acc, copy.deepcopy(model.state_dict()), epoch, 0
+            out = model(X[va])
+            val_loss = float(torch.nn.functional.cross_entropy(out, y[va]))
+        if val_loss < best:
+            best, best_state, best_epoch, waited = val_loss, copy.deepcopy(model.state_dict()), epoch, 0
+            acc = float((out.argmax(1) == y[va]).float().mean())
         else:
             waited += 1
         if waited >= 10 or time.perf_counter() > deadline:
@@ -269,7 +271,7 @@ def adamw_loop(net: type, data: Data, seed: int, deadline: float) -> dict[str, A
     model.eval()
     with torch.no_grad():
         pred = model(torch.as_tensor(data.X_te)).argmax(1).numpy()
-    return {"pred": pred, "val": best, "epochs": epoch + 1, "best_epoch": best_epoch, "n_trials": 1,
+    return {"pred": pred, "val": acc, "val_loss": best, "epochs": epoch + 1, "best_epoch": best_epoch, "n_trials": 1,
             "winner": "as_written"}
 
 
@@ -340,11 +342,12 @@ def run_skorch(net: type, data: Data, seed: int, budget: float) -> dict[str, Any
             batch_size=64, max_epochs=100, train_split=ValidSplit(0.1, stratified=True, random_state=seed),
             iterator_train__shuffle=True, device="cpu", verbose=0,
             callbacks=[EpochScoring("accuracy", lower_is_better=False, name="valid_acc"),
-                       EarlyStopping(monitor="valid_acc", lower_is_better=False, patience=10, load_best=True)],
+                       EarlyStopping(monitor="valid_loss", patience=10, load_best=True)],
         )
         clf.fit(data.X_tr, data.y_tr)
         nets[trial.number] = clf
-        return float(max(clf.history[:, "valid_acc"]))
+        losses = clf.history[:, "valid_loss"]
+        return float(clf.history[int(np.argmin(losses)), "valid_acc"])  # the epoch whose weights it keeps
 
     def stop_in_time(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         times = [t.duration.total_seconds() for t in study.trials if t.duration is not None]

@@ -312,7 +312,8 @@ def run_regtune(net: type, data: Data, seed: int, budget: float, space: str = "d
         if t.state.name in ("COMPLETE", "PRUNED", "FAIL"):
             kinds.append({"number": t.number, "state": t.state.name, "kind": _trial_kind(t), "value": t.value,
                           "epochs": len(t.intermediate_values),
-                          "seconds": t.duration.total_seconds() if t.duration else None})
+                          "seconds": t.duration.total_seconds() if t.duration else None,
+                          "stopped_for_time": bool(t.user_attrs.get("timeout") or t.user_attrs.get("interrupted"))})
     best = est.study_.best_trial
     return {"pred": pred, "n_trials": len(kinds), "states": states, "winner": _trial_kind(best),
             "best_trial": best.number, "best_params": est.best_params_, "val": est.best_score_,

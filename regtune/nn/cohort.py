@@ -62,6 +62,9 @@ _MOMENTUM, _RMS_ALPHA = 0.9, 0.99  # make_optimizer's SGD momentum; torch.optim.
 _REPLAYED_ARGUMENTS = frozenset({"build", "config", "X", "y", "X_val", "y_val", "task", "regularizers", "callbacks",
                                  "score_fn", "seed"})
 
+# Trainer arguments whose default a cohort trains exactly as alone: float32, no channels_last.
+_AS_ALONE = {"precision": "32", "channels_last": False}
+
 
 def member_regularizers() -> tuple[str, ...]:
     """The regularizers whose settings may differ between members (``cohort="member"`` in
@@ -191,7 +194,8 @@ class CohortTrainer:
             raise ValueError("a cohort needs at least one member")
         configs = [m["config"] for m in members]
         _check_cohort(configs)
-        other = {key for m in members for key, value in m.items() if key not in _REPLAYED_ARGUMENTS and value is not None}
+        other = {key for m in members for key, value in m.items()
+                 if key not in _REPLAYED_ARGUMENTS and value is not None and value != _AS_ALONE.get(key)}
         if other:  # a Trainer argument the cohort does not replay (it would train another network)
             raise ValueError(f"a cohort cannot train with {', '.join(sorted(other))}; train these members alone")
         first = members[0]

@@ -62,6 +62,7 @@ _BATCH_PARAMS, _BATCH_ENTITIES = 100, 1000  # MLflow's log_batch limits (params 
 _REMOTE_SCHEMES = ("http", "https", "databricks")
 FLUSH_INTERVAL = 1.0  # seconds between background writes of queued epochs (live curves in the UI)
 
+
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
     """The store to use: ``tracking_uri`` if given, else ``$MLFLOW_TRACKING_URI``, else
     :data:`DEFAULT_TRACKING_URI`. Every default store in regtune comes from here."""

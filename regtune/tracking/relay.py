@@ -60,14 +60,14 @@ class TrackerRelay:
     def __init__(self, tracker: Tracker | None = None, *,
                  open_tracker: Callable[[str, str], Tracker] | None = None) -> None:
         self._tracker, self._open_tracker = tracker, open_tracker
-        self._trackers: dict[tuple[str, str], Tracker | Exception] = {}
+        self._trackers: dict[tuple[str, str], Tracker] = {}
         self._opening = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._runs: dict[str, str | None] = {}  # token -> run id (None: the run could not be opened)
 
     def trackers(self) -> list[Tracker]:
         """Every tracker this relay has used."""
-        return [t for t in (self._tracker, *self._trackers.values()) if t is not None and not isinstance(t, Exception)]
+        return [t for t in (self._tracker, *self._trackers.values()) if t is not None]
 
     def connect(self, context: Any) -> Connection:
         """A new pipe; returns the worker's end (pass it to the worker, then close it here)."""

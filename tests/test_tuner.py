@@ -26,9 +26,9 @@ from sklearn.metrics import accuracy_score
 import regtune.tuning.tuner as tuner
 from regtune.data.loading import load_dataset
 from regtune.data.split import split_dataset
-from regtune.exceptions import DataError, RegConfigError
+from regtune.exceptions import DataError, RegConfigError, TrackingError
 from regtune.space.space import SearchSpace, SearchSpaceError
-from regtune.tracking.tracker import MLflowTracker, TrackingError
+from regtune.tracking.tracker import MLflowTracker
 from regtune.tuning.queue import OWNER_ATTR, owner_tag
 from regtune.tuning.storage import StudyError, make_storage
 from regtune.tuning.trial import make_estimator

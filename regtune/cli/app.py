@@ -216,7 +216,8 @@ def ui(
         "name and addresses, localhost and private IPs are allowed already."),
 ) -> None:
     """Start the MLflow UI on the default local store."""
-    from regtune.tracking.tracker import mask_secrets, resolve_tracking_uri
+    from regtune.tracking.masking import mask_secrets
+    from regtune.tracking.tracker import resolve_tracking_uri
 
     backend = resolve_tracking_uri(tracking_uri)
     artifacts = Path("mlruns").resolve()
@@ -258,7 +259,7 @@ def dashboard(
 ) -> None:
     """Start optuna-dashboard on the study storage: trials, curves, importances, live."""
     from regtune.cli.dashboard import check_installed, dashboard_server, open_storage, serve
-    from regtune.tracking.tracker import mask_secrets
+    from regtune.tracking.masking import mask_secrets
     from regtune.tuning.storage import DEFAULT_STORAGE
 
     check_installed()
@@ -370,7 +371,7 @@ def _warning_line(message: Warning | str, category: type[Warning], filename: str
 
 
 def _fail(message: str, code: int) -> None:
-    from regtune.tracking.tracker import mask_secrets
+    from regtune.tracking.masking import mask_secrets
 
     print(f"regtune: error: {mask_secrets(message)}", file=sys.stderr)
     raise SystemExit(code)

@@ -36,8 +36,9 @@ from regtune.metrics import Metric, get_metric
 from regtune.nn.callbacks import StopAfter
 from regtune.processes import safe_path_environment
 from regtune.space.space import SearchSpace
+from regtune.tracking.masking import mask_secrets
 from regtune.tracking.relay import RelayTracker, TrackerProcess, TrackerRelay
-from regtune.tracking.tracker import OFF, MLflowTracker, make_tracker, mask_secrets
+from regtune.tracking.tracker import OFF, StudyTracker, make_tracker
 from regtune.tuning.budget import PROBE_EPOCHS, FinalBudget, StopBy, fits_left, queue_batch
 from regtune.tuning.fingerprint import FINGERPRINT_ATTR, module_code_hash, study_fingerprint
 from regtune.tuning.queue import AS_WRITTEN_ATTR, open_study, reap_dead_trials, runnable_trials
@@ -592,7 +593,7 @@ def _open_storage(settings: TuneSettings) -> optuna.storages.BaseStorage:
     )
 
 
-def _open_tracker(settings: TuneSettings, fresh_journal: Path | None) -> MLflowTracker:
+def _open_tracker(settings: TuneSettings, fresh_journal: Path | None) -> StudyTracker:
     """The tracker; if the store is unusable, remove the empty journal file this run just made.
 
     The trials' tracker process starts first: it imports MLflow while this process does.
@@ -607,7 +608,7 @@ def _open_tracker(settings: TuneSettings, fresh_journal: Path | None) -> MLflowT
         raise
 
 
-def _end_quietly(tracker: MLflowTracker, run_id: str, status: str) -> None:
+def _end_quietly(tracker: StudyTracker, run_id: str, status: str) -> None:
     """End the parent run on the way out of an error; the original error is the one to report."""
     try:
         tracker.end_run(run_id, status)
@@ -617,7 +618,7 @@ def _end_quietly(tracker: MLflowTracker, run_id: str, status: str) -> None:
 
 def _run_workers(
     spec: WorkerSpec, folds: Folds, study: optuna.Study, settings: TuneSettings, console: Any,
-    tracker: MLflowTracker,
+    tracker: StudyTracker,
 ) -> None:
     from regtune.tuning.progress import StudyProgress
 
@@ -715,7 +716,7 @@ def _stop_workers(procs: list) -> None:
 
 def _finish(
     study: optuna.Study, space: SearchSpace, metric: Metric, folds: Folds, X_test: np.ndarray | None,
-    y_test: np.ndarray | None, prep: TabularPreprocessor | None, tracker: MLflowTracker, parent: str,
+    y_test: np.ndarray | None, prep: TabularPreprocessor | None, tracker: StudyTracker, parent: str,
     settings: TuneSettings, meta: dict[str, Any], example: pd.DataFrame | None = None,
     deadline: float | None = None,
 ) -> TuneResult:
@@ -848,7 +849,7 @@ def _best_of(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> opt
     return pick(complete, key=lambda t: t.value)
 
 
-def _log_final_model(tracker: MLflowTracker, parent: str, best: optuna.trial.FrozenTrial, ensemble: Any,
+def _log_final_model(tracker: StudyTracker, parent: str, best: optuna.trial.FrozenTrial, ensemble: Any,
                      best_estimator: Any, prep: TabularPreprocessor | None, metric: Metric, final: dict[str, float],
                      folds: Folds, X_test: np.ndarray | None, settings: TuneSettings,
                      meta: dict[str, Any], example: pd.DataFrame | None = None) -> str | None:

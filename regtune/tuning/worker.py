@@ -31,8 +31,9 @@ from regtune.metrics import Metric, get_metric
 from regtune.nn.cohort import cohort_problem
 from regtune.processes import safe_path_environment
 from regtune.space.space import SearchSpace
+from regtune.tracking.masking import mask_secrets
 from regtune.tracking.relay import RelayTracker, connect
-from regtune.tracking.tracker import MLflowTracker, make_tracker, mask_secrets
+from regtune.tracking.tracker import Tracker, make_tracker
 from regtune.tuning.budget import search_deadline
 from regtune.tuning.cohort import (
     AUTO,
@@ -100,7 +101,7 @@ class WorkerSpec:
 
 
 def run_worker(
-    spec: WorkerSpec, folds: Folds, index: int, study: optuna.Study | None = None, tracker: Any = None
+    spec: WorkerSpec, folds: Folds, index: int, study: optuna.Study | None = None, tracker: Tracker | None = None
 ) -> None:
     """Claim and run trials until the queue is empty or the timeout passes.
 
@@ -159,7 +160,7 @@ def _queue_more(study: optuna.Study, spec: WorkerSpec) -> bool:
     return len(study.get_trials(deepcopy=False)) > before
 
 
-def close_reaped_runs(tracker: MLflowTracker, parent_run_id: str, reaped: Sequence[FrozenTrial]) -> None:
+def close_reaped_runs(tracker: Tracker, parent_run_id: str, reaped: Sequence[FrozenTrial]) -> None:
     """Close the MLflow runs of trials whose worker died, after giving each run back the epochs
     its worker had not written yet: Optuna holds the score of every epoch the trial reported
     (and its params), so a ``kill -9`` loses no epoch of the curve that Optuna has."""
@@ -233,7 +234,7 @@ def _budget_point(trial: optuna.Trial, epoch: int, stop_at: float | None) -> Non
 
 
 def _replace_dead_workers_trials(
-    study: optuna.Study, tracker: MLflowTracker, spec: WorkerSpec, deadline: float | None,
+    study: optuna.Study, tracker: Tracker, spec: WorkerSpec, deadline: float | None,
     baseline_params: dict,
 ) -> bool:
     """The queue is empty: watch the trials other workers still run. One whose worker died
@@ -340,7 +341,7 @@ def _stop_with_parent(parent_pid: int) -> None:
 
 def _run_trial(
     study: optuna.Study, trial: optuna.Trial, space: SearchSpace, metric: Metric, folds: Folds,
-    tracker: MLflowTracker, spec: WorkerSpec, stop_at: float | None = None,
+    tracker: Tracker, spec: WorkerSpec, stop_at: float | None = None,
 ) -> None:
     """Run one claimed trial; whatever happens, it ends in one Optuna state and its MLflow run
     carries the same state (tag ``state``). Past ``stop_at`` (a timeout's end of the search) it
@@ -377,7 +378,7 @@ def _run_trial(
 Outcome = tuple[float, dict[str, float]] | BaseException
 
 
-def _open_run(tracker: MLflowTracker, spec: WorkerSpec, trial: optuna.Trial, config: Any, seed: int,
+def _open_run(tracker: Tracker, spec: WorkerSpec, trial: optuna.Trial, config: Any, seed: int,
               tags: dict[str, str] | None = None) -> str:
     """The trial's MLflow child run, with its params, resolved configuration and seeds: ``seed``
     the study's (the user's), ``trial_seed`` the one this trial's networks start from."""
@@ -402,7 +403,7 @@ def _open_run(tracker: MLflowTracker, spec: WorkerSpec, trial: optuna.Trial, con
 _pending_run_ids: set[str] = set()
 
 
-def _record_run_id(trial: optuna.Trial, tracker: Any, run_id: str | None, *, wait: bool = False) -> None:
+def _record_run_id(trial: optuna.Trial, tracker: Tracker, run_id: str | None, *, wait: bool = False) -> None:
     """Record the trial's MLflow run id (user attr ``mlflow_run_id``) once it is known.
 
     A relayed tracker opens the run without waiting and hands back a token; the run id follows
@@ -417,12 +418,12 @@ def _record_run_id(trial: optuna.Trial, tracker: Any, run_id: str | None, *, wai
         trial.set_user_attr("mlflow_run_id", known)
 
 
-def _log_epoch(tracker: Any, trial: optuna.Trial, run_id: str | None, epoch: int, record: dict[str, float]) -> None:
+def _log_epoch(tracker: Tracker, trial: optuna.Trial, run_id: str | None, epoch: int, record: dict[str, float]) -> None:
     tracker.log_epoch(run_id, epoch, record)
     _record_run_id(trial, tracker, run_id)
 
 
-def _end_trial(study: optuna.Study, trial: optuna.Trial, tracker: MLflowTracker, run_id: str | None,
+def _end_trial(study: optuna.Study, trial: optuna.Trial, tracker: Tracker, run_id: str | None,
                outcome: Outcome) -> None:
     """Tell Optuna how the trial ended and close its MLflow run in the same state."""
     value, metrics, tags = None, None, {}
@@ -444,7 +445,7 @@ def _end_trial(study: optuna.Study, trial: optuna.Trial, tracker: MLflowTracker,
         study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
 
 
-def _interrupted(study: optuna.Study, trial: optuna.Trial, tracker: MLflowTracker, run_id: str | None) -> None:
+def _interrupted(study: optuna.Study, trial: optuna.Trial, tracker: Tracker, run_id: str | None) -> None:
     """Ctrl-C: FAIL, not counted (no fail_reason), so a re-run of the command queues a replacement."""
     trial.set_user_attr("interrupted", True)
     try:
@@ -456,7 +457,7 @@ def _interrupted(study: optuna.Study, trial: optuna.Trial, tracker: MLflowTracke
 
 def _run_cohort(
     study: optuna.Study, leader: optuna.Trial, more: Iterator[optuna.Trial], space: SearchSpace, metric: Metric,
-    folds: Folds, tracker: MLflowTracker, spec: WorkerSpec, stop_at: float | None = None,
+    folds: Folds, tracker: Tracker, spec: WorkerSpec, stop_at: float | None = None,
 ) -> None:
     """Run ``leader`` with up to ``spec.cohort - 1`` trials claimed from ``more`` as one cohort
     (:mod:`regtune.tuning.cohort`); a trial a cohort cannot train (a user's module that cannot be
@@ -538,7 +539,7 @@ def _auto_cohort_size(study: optuna.Study, config: Any, leader: optuna.Trial, fo
 
 def _train_cohort(
     study: optuna.Study, trials: list[optuna.Trial], configs: list[Any], folds: Folds, metric: Metric,
-    tracker: MLflowTracker, spec: WorkerSpec, stop_at: float | None,
+    tracker: Tracker, spec: WorkerSpec, stop_at: float | None,
 ) -> None:
     seeds = [trial_seed(spec.seed, t.number) for t in trials]
     torch.set_num_threads(threads_for(configs[0], folds.X.shape[1], spec.n_jobs))
@@ -579,7 +580,7 @@ def _train_cohort(
 
 
 def _close_run(
-    tracker: MLflowTracker, run_id: str | None, state: str, tags: dict, *, metrics: dict | None = None,
+    tracker: Tracker, run_id: str | None, state: str, tags: dict, *, metrics: dict | None = None,
     status: str | None = None,
 ) -> None:
     if not run_id:

@@ -21,6 +21,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from regtune.config import DEFAULT_LR, FIELD_CONSTRAINTS, PRECISIONS, RegConfig
 from regtune.data.images import as_rows, to_numpy
 from regtune.data.scaling import fit_scaling, scale_features
+from regtune.estimators.routing import ModuleParams
 from regtune.exceptions import DataError, ModuleError, RegConfigError
 from regtune.nn.callbacks import Callback, EarlyStopping
 from regtune.nn.embeddings import fit_numeric_columns
@@ -29,9 +30,7 @@ from regtune.nn.regularizers import build_regularizers
 from regtune.nn.trainer import Trainer, predict_exact, resolve_device
 from regtune.regularizer_table import REGULARIZERS, Constraint
 
-__all__ = ["EXPECTED_FAILED_CHECKS", "ModuleParams", "RegularizedNetClassifier", "RegularizedNetRegressor"]
-
-_PREFIX = "module__"
+__all__ = ["EXPECTED_FAILED_CHECKS", "RegularizedNetClassifier", "RegularizedNetRegressor"]
 
 #: scikit-learn checks the estimators cannot pass, with why: pass it to
 #: ``parametrize_with_checks(..., expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)``.
@@ -52,47 +51,6 @@ def _sklearn_constraint(constraint: Constraint) -> list[Any]:
         return ["array-like", Interval(Integral, 1, None, closed="left")]
     number = Integral if constraint.kind == "int" else Real
     return [Interval(number, constraint.low, constraint.high, closed=constraint.closed)]
-
-
-class ModuleParams:
-    """skorch's convention for a network's own constructor arguments: ``module__NAME=value``.
-
-    They are parameters like the declared ones, so ``get_params``, ``set_params``, ``clone``,
-    ``GridSearchCV`` and pickle see them; they are kept in one private dict (scikit-learn's
-    checks allow no other public attributes), and read back as ``est.module__NAME``.
-    """
-
-    def _keep_module_params(self, kwargs: dict[str, Any]) -> None:
-        for key in kwargs:
-            if not key.startswith(_PREFIX) or key == _PREFIX:
-                raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument {key!r}; "
-                                "keywords beyond its parameters are the module's own constructor "
-                                "arguments, given as module__NAME=value")
-        self._module_kwargs = dict(kwargs)
-
-    def module_params(self) -> dict[str, Any]:
-        """The ``module__NAME`` arguments without their prefix: what the module is built with."""
-        return {k[len(_PREFIX):]: v for k, v in self.__dict__.get("_module_kwargs", {}).items()}
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        params = super().get_params(deep=deep)
-        params.update(self.__dict__.get("_module_kwargs", {}))
-        return params
-
-    def set_params(self, **params: Any) -> ModuleParams:
-        routed = {k: params.pop(k) for k in list(params) if k.startswith(_PREFIX)}
-        if _PREFIX in routed:
-            raise ValueError("module__ needs a name: module__NAME=value")
-        super().set_params(**params)
-        self._module_kwargs = {**self.__dict__.get("_module_kwargs", {}), **routed}
-        return self
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith(_PREFIX):
-            kwargs = self.__dict__.get("_module_kwargs", {})
-            if name in kwargs:
-                return kwargs[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 class _RegularizedNet(ModuleParams, BaseEstimator):

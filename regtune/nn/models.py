@@ -71,7 +71,7 @@ ROUTED_ARGS = ("hidden_layer_sizes", "conv_channels", "activation", "dropout", "
                "numeric_embedding", "embedding_dim", "n_frequencies", "frequency_sigma")
 # The embedding's own settings matter only when numeric_embedding is on.
 _EMBEDDING_SETTINGS = ("embedding_dim", "n_frequencies", "frequency_sigma")
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RegConfig) if f.name in ROUTED_ARGS}
+_DEFAULT = RegConfig()  # the built-in networks' defaults are the estimators': declared once, there
 _DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout,
                   GaussianDropout)
 
@@ -119,15 +119,15 @@ class MLP(nn.Module):
         self,
         n_features: int,
         n_outputs: int,
-        hidden_layer_sizes: tuple[int, ...] = (128, 128),
-        activation: str = "relu",
-        dropout: float = 0.0,
-        dropout_variant: str = "standard",
-        batch_norm: str = "none",
-        numeric_embedding: str = "none",
-        embedding_dim: int = 16,
-        n_frequencies: int = 16,
-        frequency_sigma: float = 0.1,
+        hidden_layer_sizes: tuple[int, ...] = _DEFAULT.hidden_layer_sizes,
+        activation: str = _DEFAULT.activation,
+        dropout: float = _DEFAULT.dropout,
+        dropout_variant: str = _DEFAULT.dropout_variant,
+        batch_norm: str = _DEFAULT.batch_norm,
+        numeric_embedding: str = _DEFAULT.numeric_embedding,
+        embedding_dim: int = _DEFAULT.embedding_dim,
+        n_frequencies: int = _DEFAULT.n_frequencies,
+        frequency_sigma: float = _DEFAULT.frequency_sigma,
         numeric_columns: tuple[int, ...] | None = None,
         bin_edges: Any = None,
     ) -> None:
@@ -164,12 +164,12 @@ class CNN(nn.Module):
         self,
         image_shape: tuple[int, int, int] | None,
         n_outputs: int,
-        conv_channels: tuple[int, ...] = (16, 32),
-        hidden_layer_sizes: tuple[int, ...] = (128,),
-        activation: str = "relu",
-        dropout: float = 0.0,
-        dropout_variant: str = "standard",
-        batch_norm: str = "none",
+        conv_channels: tuple[int, ...] = _DEFAULT.conv_channels,
+        hidden_layer_sizes: tuple[int, ...] = _DEFAULT.hidden_layer_sizes,
+        activation: str = _DEFAULT.activation,
+        dropout: float = _DEFAULT.dropout,
+        dropout_variant: str = _DEFAULT.dropout_variant,
+        batch_norm: str = _DEFAULT.batch_norm,
     ) -> None:
         super().__init__()
         if image_shape is None:
@@ -275,7 +275,7 @@ class ModuleFactory:
         the embedding's settings while ``numeric_embedding`` is off; the built-in MLP ignores
         ``conv_channels``, as it always has, and the CNN embeds nothing)."""
         names = [name for name in ROUTED_ARGS
-                 if name != "dropout" and not self.takes(name) and getattr(config, name) != _DEFAULTS[name]
+                 if name != "dropout" and not self.takes(name) and getattr(config, name) != getattr(_DEFAULT, name)
                  and not (name in _EMBEDDING_SETTINGS and config.numeric_embedding == "none")]
         if self.builtin:
             return [name for name in names if name == "numeric_embedding"]
@@ -296,7 +296,7 @@ class ModuleFactory:
         for name in self.unsupported(config):
             raise ModuleError(
                 f"{name}={getattr(config, name)!r} cannot apply to {self.name}: it takes no {name!r} argument"
-                f" (it takes {self._listing()}); leave {name} at {_DEFAULTS[name]!r}, or add a {name} "
+                f" (it takes {self._listing()}); leave {name} at {getattr(_DEFAULT, name)!r}, or add a {name} "
                 "parameter to the module"
             )
         missing = [p for p in self.required if p not in SIZE_ARGS and p not in ROUTED_ARGS and p not in module_params]

@@ -9,7 +9,12 @@ import torch
 from sklearn.utils._param_validation import InvalidParameterError, validate_parameter_constraints
 
 from regtune.analysis.effects import NOISE_AND_AUGMENTATION, PENALTIES
-from regtune.config import FIELD_CONSTRAINTS, REGULARIZER_OFF, RegConfig, no_regularization
+from regtune.config import (
+    FIELD_CONSTRAINTS,
+    REGULARIZER_OFF,
+    RegConfig,
+    no_regularization,
+)
 from regtune.estimators.net import RegularizedNetClassifier, RegularizedNetRegressor
 from regtune.exceptions import RegConfigError
 from regtune.nn.regularizers import (

@@ -36,6 +36,13 @@ def _console():  # noqa: ANN202
     return Console(width=None if sys.stdout.isatty() else 140)
 
 
+def _parse_cohort(value: str | int) -> int | str:
+    """``--cohort``: a whole number, or ``auto`` (TuneSettings says what is allowed)."""
+    if not isinstance(value, str):  # the default
+        return value
+    return int(value) if value.strip().isdigit() else value.strip()
+
+
 @app.command()
 def tune(
     data: str = typer.Argument(..., help="CSV/Parquet/npz path, a folder of images in class sub-folders, or built-in: "
@@ -66,8 +73,10 @@ def tune(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ensemble: int = typer.Option(5, help="The logged model averages up to K of the best trials, chosen by greedy "
                                          "ensemble selection on their out-of-fold predictions; 1: the best trial alone."),
-    cohort: int = typer.Option(1, help="K >= 2: train up to K trials of one structure as one batched network (trials "
-                                       "whose regularizers a cohort cannot train run alone); 1: every trial alone."),
+    cohort: object = typer.Option(1, parser=_parse_cohort, metavar="auto|K",
+                                  help="K >= 2: train up to K trials of one structure as one batched network, each "
+                                       "member the same trial as trained alone; auto: the K that trains the most "
+                                       "trials per minute here, measured on the first cohort; 1: every trial alone."),
     model: str | None = typer.Option(None, help="Your network instead of the built-in one: path/to/file.py:ClassName or "
                                                "package.module:ClassName (this imports and runs that code)."),
     module_arg: list[str] = typer.Option(  # noqa: B008

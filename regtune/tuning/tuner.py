@@ -102,7 +102,7 @@ class TuneSettings:
     progress: bool = True
     log_model: bool = True
     ensemble: int = DEFAULT_ENSEMBLE
-    cohort: int = 1  # >= 2: up to this many trials of one structure train as one batched network
+    cohort: int | str = 1  # >= 2: up to this many trials of one structure train as one batched network; "auto"
     # A user's network (--model): an nn.Module class or factory, or "file.py:Name" /
     # "package.module:Name"; module_params are its fixed constructor arguments (no module__).
     module: Any = None
@@ -142,9 +142,11 @@ class TuneSettings:
         if isinstance(self.ensemble, bool) or not isinstance(self.ensemble, int) or self.ensemble < 0:
             raise TuneError(f"ensemble={self.ensemble!r} must be a whole number: 0 or 1 for the best model alone, "
                             "K >= 2 to average up to K of the best trials")
-        if isinstance(self.cohort, bool) or not isinstance(self.cohort, int) or self.cohort < 1:
-            raise TuneError(f"cohort={self.cohort!r} must be a whole number: 1 trains each trial alone, "
-                            "K >= 2 trains up to K trials of one structure as one batched network")
+        if self.cohort != "auto" and (isinstance(self.cohort, bool) or not isinstance(self.cohort, int)
+                                      or self.cohort < 1):
+            raise TuneError(f"cohort={self.cohort!r} must be 'auto' or a whole number: 1 trains each trial alone, "
+                            "K >= 2 trains up to K trials of one structure as one batched network, 'auto' measures "
+                            "which K trains the most trials per minute on this device")
         for name in ("heartbeat_interval", "grace_period"):
             value = getattr(self, name)
             if value is not None and (not _is_number(value) or value < 1):

@@ -34,7 +34,18 @@ from regtune.space.space import SearchSpace
 from regtune.tracking.relay import RelayTracker, connect
 from regtune.tracking.tracker import MLflowTracker, make_tracker, mask_secrets
 from regtune.tuning.budget import search_deadline
-from regtune.tuning.cohort import cohort_sampler, fits_cohort, fixed_params, run_cohort_objective
+from regtune.tuning.cohort import (
+    AUTO,
+    AUTO_ATTR,
+    AUTO_SIZES,
+    FALLBACK_ATTR,
+    batching_problem,
+    choose_cohort_size,
+    cohort_sampler,
+    fits_cohort,
+    fixed_params,
+    run_cohort_objective,
+)
 from regtune.tuning.ensemble import keep_predictions
 from regtune.tuning.journal import process_alive
 from regtune.tuning.queue import (
@@ -85,7 +96,7 @@ class WorkerSpec:
     queue_batch: int | None = None  # with a timeout: trials queued at a time (regtune.tuning.budget)
     ensemble: int = 0  # >= 2: the top trials keep out-of-fold predictions (regtune.tuning.ensemble)
     network: Network = field(default_factory=Network)  # a user's module (--model), checked by the tuner
-    cohort: int = 1  # >= 2: up to this many trials of one structure train as one batched network
+    cohort: int | str = 1  # >= 2: up to this many trials of one structure train as one batched network; "auto"
 
 
 def run_worker(
@@ -128,7 +139,7 @@ def run_worker(
         while True:
             claimed = claim_trials(study, stop=lambda: _STOP.is_set() or out_of_time(), n_trials=spec.n_trials or None)
             for trial in claimed:
-                if spec.cohort > 1:
+                if spec.cohort != 1:
                     _run_cohort(study, trial, claimed, space, metric, folds, tracker, spec, stop_at=search_ends())
                 else:
                     _run_trial(study, trial, space, metric, folds, tracker, spec, stop_at=search_ends())
@@ -448,14 +459,18 @@ def _run_cohort(
     folds: Folds, tracker: MLflowTracker, spec: WorkerSpec, stop_at: float | None = None,
 ) -> None:
     """Run ``leader`` with up to ``spec.cohort - 1`` trials claimed from ``more`` as one cohort
-    (:mod:`regtune.tuning.cohort`); a trial a cohort cannot train (its regularizers, a user's
-    module, an enqueued configuration of another structure) runs alone, as without cohorts.
+    (:mod:`regtune.tuning.cohort`); a trial a cohort cannot train (a user's module that cannot be
+    batched, an enqueued configuration of another structure) runs alone, as without cohorts.
     Each member ends in its own Optuna state and MLflow run, as :func:`_run_trial` ends one."""
     try:
         config = space.sample(leader)
     except Exception:
         config = None
-    if config is None or spec.network.module is not None or cohort_problem(config) is not None:
+    if config is None or cohort_problem(config) is not None or _module_problem(study, config, leader, folds, spec):
+        _run_trial(study, leader, space, metric, folds, tracker, spec, stop_at)
+        return
+    size = _auto_cohort_size(study, config, leader, folds, tracker, spec) if spec.cohort == AUTO else spec.cohort
+    if size <= 1:
         _run_trial(study, leader, space, metric, folds, tracker, spec, stop_at)
         return
     trials, configs, alone = [leader], [config], []
@@ -464,7 +479,7 @@ def _run_cohort(
         with cohort_sampler(study, fixed_params(space, leader.params)):
             # Enqueued trials (priors, retries) keep their own structure and train alone; at
             # most K-1 of them are claimed here, so a cohort never holds the queue for long.
-            while len(trials) < spec.cohort and len(alone) < spec.cohort - 1:
+            while len(trials) < size and len(alone) < size - 1:
                 trial = next(more, None)
                 if trial is None:
                     break
@@ -473,7 +488,8 @@ def _run_cohort(
                     member = space.sample(trial)
                 except Exception:
                     member = None
-                if member is not None and fits_cohort(config, member):
+                same_module = spec.network.estimator_params(trial.params) == spec.network.estimator_params(leader.params)
+                if member is not None and fits_cohort(config, member) and same_module:
                     trials.append(trial)
                     configs.append(member)
                 else:
@@ -490,6 +506,34 @@ def _run_cohort(
             for trial in alone:
                 _interrupted(study, trial, tracker, None)
             raise
+
+
+def _module_problem(study: optuna.Study, config: Any, leader: optuna.Trial, folds: Folds, spec: WorkerSpec) -> bool:
+    """Whether the network (a user's module, or the built-in one with a Trainer argument a cohort
+    does not replay) must train alone: checked once per study, the reason logged once."""
+    if FALLBACK_ATTR not in study.user_attrs:
+        reason = batching_problem(config, folds, device=spec.device, seed=spec.seed,
+                                  module=spec.network.estimator_params(leader.params))
+        if reason is not None:
+            _logger.warning("%s trains every trial alone: %s", spec.network.label or "the network", reason)
+        study.set_user_attr(FALLBACK_ATTR, reason or "")
+    return bool(study.user_attrs[FALLBACK_ATTR])
+
+
+def _auto_cohort_size(study: optuna.Study, config: Any, leader: optuna.Trial, folds: Folds, tracker: MLflowTracker,
+                      spec: WorkerSpec) -> int:
+    """``--cohort auto``: the K a worker of this study measured first, else measured now on
+    this leader's structure, recorded as a study user attr and a parent-run tag."""
+    chosen = study.user_attrs.get(AUTO_ATTR)
+    if chosen is None:
+        torch.set_num_threads(threads_for(config, folds.X.shape[1], spec.n_jobs))
+        sizes = [K for K in AUTO_SIZES if K <= (spec.n_trials or AUTO_SIZES[-1])]  # no larger than the study
+        k, rates = choose_cohort_size(config, folds, device=spec.device, seed=spec.seed, sizes=sizes,
+                                      module=spec.network.estimator_params(leader.params))
+        chosen = {"k": k, "trial_epochs_per_s": {str(K): round(r, 2) for K, r in rates.items()}}
+        study.set_user_attr(AUTO_ATTR, chosen)
+        tracker.set_tags(spec.parent_run_id, {AUTO_ATTR: str(k)})
+    return int(chosen["k"])
 
 
 def _train_cohort(

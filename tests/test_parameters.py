@@ -100,3 +100,15 @@ def test_a_parameter_without_description_is_an_error() -> None:
 def test_defaults_are_written_as_python_literals(value: Any, text: str) -> None:
     assert format_default(value) == text
     assert ast.literal_eval(text) == value
+
+
+def test_the_search_estimators_share_the_networks_defaults() -> None:
+    from regtune.search.estimators import RegTuneClassifier, RegTuneRegressor
+
+    network = _defaults(RegularizedNetClassifier.__init__)
+    for estimator in (RegTuneClassifier, RegTuneRegressor):
+        search = _defaults(estimator.__init__)
+        shared = set(search) & set(network)
+        assert {"criterion", "class_weight", "precision", "channels_last", "module", "image_shape"} <= shared
+        differ = {name: (search[name], network[name]) for name in shared if search[name] != network[name]}
+        assert not differ, f"{estimator.__name__} vs RegularizedNetClassifier defaults: {differ}"

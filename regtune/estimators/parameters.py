@@ -10,6 +10,7 @@ writes the numpydoc "Parameters" section of :class:`~regtune.RegularizedNetClass
 from __future__ import annotations
 
 import inspect
+import re
 import textwrap
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -203,7 +204,10 @@ def _text(name: str, text: str) -> str:
     text = textwrap.dedent(text).strip("\n")
     if name == "module":  # what regtune passes a module: the same lists the layers route
         routed = _and([f"``{n}``" for n in (*SIZE_ARGS, *ROUTED_ARGS)])
-        text = textwrap.fill(" ".join(text.replace("{ROUTED}", routed).split()), 88)
+        text = " ".join(text.replace("{ROUTED}", routed).split())
+        # never break inside a ``literal``: its spaces wrap as one word
+        text = re.sub(r"``[^`]+``", lambda m: m.group(0).replace(" ", "\0"), text)
+        text = textwrap.fill(text, 88).replace("\0", " ")
     if name == "lr":
         by_rate: dict[float, list[str]] = {}
         for optimizer, rate in DEFAULT_LR.items():

@@ -261,7 +261,10 @@ class DatasetSource:
     def batches(self, order: Tensor, bounds: Sequence[tuple[int, int]]) -> Iterator[Tensor]:
         """The inputs of the rows ``order[start:stop]`` for each ``(start, stop)`` in ``bounds``."""
         rows = self.indices[order.cpu()]
-        return self._load([rows[start:stop].tolist() for start, stop in bounds])
+        # The loader's base seed (its workers' seeds) comes from this epoch's permutation, not
+        # from torch's global stream, which the trainer's shuffling and dropout draw from.
+        seed = hash(tuple(rows[:16].tolist())) & (2**63 - 1)  # ints hash the same in every process
+        return self._load([rows[start:stop].tolist() for start, stop in bounds], seed)
 
     def inputs(self, batch_size: int | None = None) -> Iterator[Tensor]:
         """Every row's inputs, in order, ``batch_size`` rows at a time (default: 16 MiB of them)."""
@@ -269,12 +272,12 @@ class DatasetSource:
             item_bytes = int(np.prod(self.shape)) * torch.finfo(self.dtype).bits // 8
             batch_size = max(1, min(1024, _BATCH_BYTES // item_bytes))
         rows = self.indices.tolist()
-        return self._load([rows[i : i + batch_size] for i in range(0, len(rows), batch_size)])
+        return self._load([rows[i : i + batch_size] for i in range(0, len(rows), batch_size)], 0)
 
-    def _load(self, batches: list[list[int]]) -> Iterator[Tensor]:
+    def _load(self, batches: list[list[int]], seed: int) -> Iterator[Tensor]:
         cuda = self.device.type == "cuda"
         loader = DataLoader(_Inputs(self.dataset), batch_sampler=batches, num_workers=self.num_workers,
-                            pin_memory=cuda)
+                            pin_memory=cuda, generator=torch.Generator().manual_seed(seed))
         for xb in loader:
             xb = xb.to(self.device, dtype=self.dtype, non_blocking=cuda).reshape(len(xb), *self.shape)
             yield (xb - self._mean) / self._scale

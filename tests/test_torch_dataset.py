@@ -195,7 +195,7 @@ from torch.utils.data import Dataset
 from regtune import RegularizedNetClassifier
 
 torch.set_num_threads(1)
-N, SHAPE = 8192, (3, 64, 64)  # 8192 * 48 KiB = 403 MB of float32 images
+N, SHAPE = int(sys.argv[1]), (3, 64, 64)  # 8192 * 48 KiB = 403 MB of float32 images
 
 class Generated(Dataset):
     '''Each image made from its index on demand; two classes told apart by the mean of channel 0.'''
@@ -215,21 +215,32 @@ def peak():
 
 data = Generated()
 est = RegularizedNetClassifier(hidden_layer_sizes=(32,), batch_size=128, max_epochs=1, random_state=0)
+cold = peak()
+est.fit(torch.utils.data.Subset(data, range(512)))  # warm-up: torch's kernels and allocator pools, 25 MB of data
 before = peak()
 start = time.perf_counter()
 est.fit(data)
 proba = est.predict_proba(torch.utils.data.Subset(data, range(512)))
 print(json.dumps({"dataset_bytes": N * 4 * int(np.prod(SHAPE)), "peak_growth": peak() - before,
+                  "peak_growth_with_warm_up": peak() - cold,
                   "seconds": time.perf_counter() - start, "val_score": est.history_[-1]["val_score"]}))
 """
 
 
+def _train_generated(n_items: int) -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(_MEMORY_SCRIPT), str(n_items)], capture_output=True,
+                         text=True, timeout=600, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.slow
 def test_a_400_mb_dataset_trains_in_a_small_fraction_of_its_size() -> None:
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(_MEMORY_SCRIPT)], capture_output=True, text=True,
-                         timeout=600, check=True)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    print(result)
-    assert result["dataset_bytes"] > 400e6
-    assert result["peak_growth"] < 0.25 * result["dataset_bytes"]
-    assert result["val_score"] > 0.6  # it did learn from the streamed batches
+    small, large = _train_generated(1024), _train_generated(8192)
+    print(small, large)
+    assert large["dataset_bytes"] > 400e6
+    assert large["val_score"] > 0.6  # it did learn from the streamed batches
+    # After a warm-up (torch's kernels and allocator pools), the growth is a fixed overhead: eight
+    # times the data (50 MB -> 403 MB) costs almost nothing more.
+    assert large["peak_growth"] < 0.15 * large["dataset_bytes"]
+    assert large["peak_growth"] - small["peak_growth"] < 0.05 * (large["dataset_bytes"] - small["dataset_bytes"])
+    assert large["peak_growth_with_warm_up"] < 0.5 * large["dataset_bytes"]

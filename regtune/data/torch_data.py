@@ -43,7 +43,7 @@ __all__ = ["FINGERPRINT_SAMPLE", "STATISTICS_SAMPLE", "DatasetSource", "ImageFol
 STATISTICS_SAMPLE = 1024  # items read for the standardization statistics
 FINGERPRINT_SAMPLE = 64  # items hashed into the fingerprint
 _LABEL_BATCH = 256
-_BATCH_BYTES = 16 * 2**20  # inputs read at once for statistics and predictions
+_BATCH_BYTES = 4 * 2**20  # inputs read at once for statistics and predictions
 
 
 def is_dataset(X: Any) -> bool:
@@ -166,24 +166,25 @@ def fold_indices(labels: np.ndarray, n_folds: int, seed: int, stratify: bool) ->
 def dataset_statistics(dataset: Dataset, indices: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Mean and scale of ``x`` over a sample of the items at ``indices``, per channel for images
     (then repeated over each channel's pixels), per feature for rows; both flat ``(C*H*W,)``.
-    A constant channel or feature gets scale 1. Reads a few items at a time (16 MiB)."""
+    A constant channel or feature gets scale 1. Reads a few items at a time (4 MiB)."""
     chosen = indices[sample_indices(len(indices), STATISTICS_SAMPLE, seed)]
     step = max(1, _BATCH_BYTES // (8 * int(np.prod(item_shape(dataset)))))
     count, mean, m2 = 0, None, None
     for start in range(0, len(chosen), step):
         xs = torch.stack([_x(dataset[int(i)]) for i in chosen[start : start + step]]).double()
         shape = xs.shape[1:]
-        # (values, channel): one column per feature, or per channel of an image
-        values = xs if len(shape) == 1 else xs.reshape(len(xs), -1, shape[-2] * shape[-1]).transpose(1, 2)
-        values = values.reshape(-1, values.shape[-1])
-        b_mean, b_m2 = values.mean(0), ((values - values.mean(0)) ** 2).sum(0)
+        # (items, channels, pixels): one channel per feature of a row, or per channel of an image
+        values = xs.unsqueeze(-1) if len(shape) == 1 else xs.reshape(len(xs), -1, shape[-2] * shape[-1])
+        n = values.shape[0] * values.shape[2]
+        b_mean = values.mean(dim=(0, 2))
+        b_m2 = values.sub_(b_mean[:, None]).square_().sum(dim=(0, 2))
         if mean is None:
-            count, mean, m2 = len(values), b_mean, b_m2
+            count, mean, m2 = n, b_mean, b_m2
             continue
-        total = count + len(values)  # Chan et al.: merge the batch's mean and squared deviations
+        total = count + n  # Chan et al.: merge the batch's mean and squared deviations
         delta = b_mean - mean
-        mean = mean + delta * len(values) / total
-        m2 = m2 + b_m2 + delta**2 * count * len(values) / total
+        mean = mean + delta * n / total
+        m2 = m2 + b_m2 + delta**2 * count * n / total
         count = total
     std = (m2 / count).sqrt()
     std = torch.where(std > 1e-12 * (1 + mean.abs()), std, torch.ones_like(std))
@@ -280,7 +281,7 @@ class DatasetSource:
                             pin_memory=cuda, generator=torch.Generator().manual_seed(seed))
         for xb in loader:
             xb = xb.to(self.device, dtype=self.dtype, non_blocking=cuda).reshape(len(xb), *self.shape)
-            yield (xb - self._mean) / self._scale
+            yield xb.sub_(self._mean).div_(self._scale)  # xb is this batch's own copy
 
 
 class ImageFolderDataset(Dataset):

@@ -399,7 +399,8 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
                                  device=self.device_, num_workers=n_workers)
 
         source = rows(dataset, train, workers)
-        sample = torch.cat(list(source.subset(sample_indices(len(train), 256, seed)).inputs()))
+        n_sample = 2 if config.numeric_embedding == "none" else 256  # the embedding's columns and bins
+        sample = torch.cat(list(source.subset(sample_indices(len(train), n_sample, seed)).inputs()))
         self._fit_embedding(sample, config)
         cbs = list(self.callbacks or []) + callbacks
         if self.early_stopping and X_val is not None:

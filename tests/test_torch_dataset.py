@@ -128,6 +128,20 @@ def test_the_trainer_draws_the_same_batches_from_a_dataset_as_from_tensors() -> 
     torch.testing.assert_close(runs[0][1], runs[1][1], atol=1e-4, rtol=1e-4)
 
 
+def test_folds_of_a_dataset_train_as_subsets_the_way_the_tuner_would_call_them() -> None:
+    X, y = _digits(300)
+    data = _Images(X, y)
+    labels = dataset_labels(data)
+    search, test = split_indices(labels, 0.2, seed=0, stratify=True)  # the held-out test part, by index
+    for train, val in fold_indices(labels[search], 2, seed=0, stratify=True):
+        est = RegularizedNetClassifier(max_epochs=2, random_state=0)
+        weights = np.where(labels[search[train]] == 0, 2.0, 1.0)
+        records = list(est.fit_iter(Subset(data, search[train]), None, (Subset(data, search[val]), None),
+                                    sample_weight=weights))
+        assert len(records) == 2 and np.isfinite(records[-1]["val_score"])
+    assert est.predict(Subset(data, test)).shape == (len(test),)
+
+
 def test_splits_are_by_index_stratified_and_repeatable() -> None:
     labels = np.repeat(np.arange(4), 25)
     train, val = split_indices(labels, 0.2, seed=1, stratify=True)

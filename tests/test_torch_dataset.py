@@ -106,6 +106,14 @@ def test_what_a_dataset_cannot_be_is_said() -> None:
         RegularizedNetClassifier(max_epochs=1).fit(_Images(X, y), y)
     with pytest.raises(DataError, match="requires y to be passed"):
         RegularizedNetClassifier(max_epochs=1).fit(X)
+    with pytest.raises(DataError, match="X is a torch dataset but X_val is arrays"):
+        RegularizedNetClassifier(max_epochs=1).fit(_Images(X, y), X_val=X, y_val=y)
+    with pytest.raises(DataError, match="X is arrays but X_val is a torch dataset"):
+        RegularizedNetClassifier(max_epochs=1).fit(X, y, X_val=_Images(X, y))
+    with pytest.raises(DataError, match="leave y_val None"):
+        RegularizedNetClassifier(max_epochs=1).fit(_Images(X, y), X_val=_Images(X, y), y_val=y)
+    with pytest.raises(DataError, match=r"shape \(2, 8, 8, 1\)"):
+        RegularizedNetClassifier(max_epochs=1).fit(torch.utils.data.TensorDataset(torch.zeros(4, 2, 8, 8, 1), torch.arange(4)))
 
 
 def test_the_trainer_draws_the_same_batches_from_a_dataset_as_from_tensors() -> None:

@@ -296,6 +296,10 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         :class:`~regtune.nn.trainer.Trainer`. A cohort (:mod:`regtune.nn.cohort`) trains K of
         these in one batched network, then hands each member back with :meth:`adopt_trainer`,
         so a trial trained in a cohort is this estimator fitted alone."""
+        if validation_data is not None and is_dataset(validation_data[0]) != is_dataset(X):
+            kinds = ["a torch dataset" if is_dataset(v) else "arrays" for v in (X, validation_data[0])]
+            raise DataError(f"X is {kinds[0]} but X_val is {kinds[1]}; pass both as torch datasets of (x, y) "
+                            "items (y_val None), or both as arrays")
         if is_dataset(X):
             return self._dataset_arguments(X, y, validation_data, sample_weight, [*callbacks], score_fn)
         if y is None:
@@ -373,6 +377,8 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         positions = np.arange(len(labels)).reshape(-1, 1)
         X_val = y_val = w_val = None
         if validation_data is not None:
+            if validation_data[1] is not None:
+                raise DataError("X_val is a torch dataset and y_val is given; its items are (x, y): leave y_val None")
             val_set, val_workers = as_map_dataset(validation_data[0])
             if item_shape(val_set) != shape:
                 raise DataError(f"X_val holds items of shape {item_shape(val_set)}, X items of shape {shape}; "

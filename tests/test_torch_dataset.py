@@ -82,6 +82,15 @@ def test_a_dataloader_reads_with_its_workers_and_a_validation_dataset_replaces_t
     assert est.predict(DataLoader(val)).shape == (100,)
 
 
+def test_workers_read_the_same_batches_in_the_same_order() -> None:
+    X, y = _digits(300)
+    alone = RegularizedNetClassifier(max_epochs=3, random_state=0).fit(_Images(X, y))
+    workers = RegularizedNetClassifier(max_epochs=3, random_state=0).fit(DataLoader(_Images(X, y), num_workers=2))
+    for a, b in zip(alone.history_, workers.history_, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+
+
 def test_a_regressor_fits_a_dataset_of_feature_rows() -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 5)).astype(np.float32)

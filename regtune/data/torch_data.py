@@ -219,6 +219,20 @@ class _Inputs(Dataset):
         return _x(self.dataset[index])
 
 
+class _Batches:
+    """A batch sampler whose batches are set before each pass, so one DataLoader (and its
+    persistent workers) serves every epoch."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 class DatasetSource:
     """The rows ``indices`` of a dataset, as the trainer's ``X``: it has a length and a
     dimension like a tensor, and yields batches of inputs on ``device``, standardized with
@@ -226,6 +240,8 @@ class DatasetSource:
 
     Only the indices, the statistics and one batch in flight (``2 * num_workers`` with
     workers) are in memory at a time; labels and weights stay with the trainer, by position.
+    With workers, one DataLoader with persistent workers serves every pass: they start once,
+    not once per epoch, and their random state runs on from epoch to epoch.
     """
 
     def __init__(self, dataset: Dataset, indices: Sequence[int] | np.ndarray, *, mean: np.ndarray,
@@ -239,6 +255,8 @@ class DatasetSource:
         self.dtype = dtype
         self._mean = torch.tensor(np.asarray(mean), dtype=dtype, device=self.device).reshape(self.shape)
         self._scale = torch.tensor(np.asarray(scale), dtype=dtype, device=self.device).reshape(self.shape)
+        self._sampler = _Batches()
+        self._loader: DataLoader | None = None
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -277,9 +295,12 @@ class DatasetSource:
 
     def _load(self, batches: list[list[int]], seed: int) -> Iterator[Tensor]:
         cuda = self.device.type == "cuda"
-        loader = DataLoader(_Inputs(self.dataset), batch_sampler=batches, num_workers=self.num_workers,
-                            pin_memory=cuda, generator=torch.Generator().manual_seed(seed))
-        for xb in loader:
+        if self._loader is None:
+            self._loader = DataLoader(_Inputs(self.dataset), batch_sampler=self._sampler, num_workers=self.num_workers,
+                                      pin_memory=cuda, persistent_workers=self.num_workers > 0,
+                                      generator=torch.Generator().manual_seed(seed))
+        self._sampler.batches = batches
+        for xb in self._loader:
             xb = xb.to(self.device, dtype=self.dtype, non_blocking=cuda).reshape(len(xb), *self.shape)
             yield xb.sub_(self._mean).div_(self._scale)  # xb is this batch's own copy
 

@@ -18,6 +18,7 @@ from regtune import RegularizedNetClassifier, RegularizedNetRegressor
 from regtune.data.images import read_image_folder
 from regtune.data.torch_data import (
     FINGERPRINT_SAMPLE,
+    DatasetRows,
     DatasetSource,
     ImageFolderDataset,
     dataset_fingerprint,
@@ -111,16 +112,16 @@ def test_what_a_dataset_cannot_be_is_said() -> None:
 
     with pytest.raises(DataError, match="map-style"):
         RegularizedNetClassifier(max_epochs=1).fit(Stream())
-    with pytest.raises(DataError, match="leave y None"):
-        RegularizedNetClassifier(max_epochs=1).fit(_Images(X, y), y)
+    with pytest.raises(DataError, match="y holds 49 labels for a dataset of 50 items"):
+        RegularizedNetClassifier(max_epochs=1).fit(_Images(X, y), y[1:])
     with pytest.raises(DataError, match="requires y to be passed"):
         RegularizedNetClassifier(max_epochs=1).fit(X)
     with pytest.raises(DataError, match="X is a torch dataset but X_val is arrays"):
         RegularizedNetClassifier(max_epochs=1).fit(_Images(X, y), X_val=X, y_val=y)
     with pytest.raises(DataError, match="X is arrays but X_val is a torch dataset"):
         RegularizedNetClassifier(max_epochs=1).fit(X, y, X_val=_Images(X, y))
-    with pytest.raises(DataError, match="leave y_val None"):
-        RegularizedNetClassifier(max_epochs=1).fit(_Images(X, y), X_val=_Images(X, y), y_val=y)
+    with pytest.raises(DataError, match="y_val holds 10 labels for a dataset of 50 items"):
+        RegularizedNetClassifier(max_epochs=1).fit(_Images(X, y), X_val=_Images(X, y), y_val=y[:10])
     with pytest.raises(DataError, match=r"shape \(2, 8, 8, 1\)"):
         RegularizedNetClassifier(max_epochs=1).fit(torch.utils.data.TensorDataset(torch.zeros(4, 2, 8, 8, 1), torch.arange(4)))
 
@@ -147,15 +148,20 @@ def test_the_trainer_draws_the_same_batches_from_a_dataset_as_from_tensors() -> 
 
 def test_folds_of_a_dataset_train_as_subsets_the_way_the_tuner_would_call_them() -> None:
     X, y = _digits(300)
-    data = _Images(X, y)
-    labels = dataset_labels(data)
+    data = _Images(X, y, targets=False)
+    labels = dataset_labels(data)  # one pass, once: the folds get their labels passed as y
     search, test = split_indices(labels, 0.2, seed=0, stratify=True)  # the held-out test part, by index
-    for train, val in fold_indices(labels[search], 2, seed=0, stratify=True):
+    rows, y_search = DatasetRows(data)[search], labels[search]  # what Folds would hold as X and y
+    rows = DatasetRows(rows)
+    data.reads = 0
+    for train, val in fold_indices(y_search, 2, seed=0, stratify=True):
         est = RegularizedNetClassifier(max_epochs=2, random_state=0)
-        weights = np.where(labels[search[train]] == 0, 2.0, 1.0)
-        records = list(est.fit_iter(Subset(data, search[train]), None, (Subset(data, search[val]), None),
+        weights = np.where(y_search[train] == 0, 2.0, 1.0)
+        records = list(est.fit_iter(rows[train], y_search[train], (rows[val], y_search[val], None),
                                     sample_weight=weights))
         assert len(records) == 2 and np.isfinite(records[-1]["val_score"])
+    # per fold: 2 epochs of training and validation items, the statistics' sample, a shape and a check batch
+    assert data.reads <= 2 * (2 * len(search) + len(search) // 2 + 8)
     assert est.predict(Subset(data, test)).shape == (len(test),)
 
 

@@ -3,7 +3,8 @@
 A dataset yields ``(x, y)`` per index: ``x`` a tensor or array of features ``(F,)`` or an image
 ``(C, H, W)`` / ``(H, W)``, ``y`` a label or target. What regtune needs from it, and how:
 
-- **labels** (:func:`dataset_labels`): the dataset's ``targets`` attribute if it has one (as
+- **labels** (:func:`dataset_labels`): ``y`` if passed beside the dataset (one per item), else
+  the dataset's ``targets`` attribute if it has one (as
   torchvision's datasets and :class:`ImageFolderDataset` do; a ``Subset`` of such a dataset
   too), else one pass over every item through a DataLoader, keeping ``y`` only (memory stays
   bounded, but each ``x`` is read once: give the dataset ``targets`` to skip that pass). The
@@ -36,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 from regtune.data.images import decode_image, image_folder_files, image_layout, to_numpy
 from regtune.exceptions import DataError
 
-__all__ = ["FINGERPRINT_SAMPLE", "STATISTICS_SAMPLE", "DatasetSource", "ImageFolderDataset", "as_map_dataset",
+__all__ = ["FINGERPRINT_SAMPLE", "STATISTICS_SAMPLE", "DatasetRows", "DatasetSource", "ImageFolderDataset", "as_map_dataset",
            "dataset_fingerprint", "dataset_labels", "dataset_statistics", "fold_indices", "input_shape",
            "is_dataset", "item_shape", "sample_indices", "split_indices"]
 
@@ -100,9 +101,15 @@ def input_shape(shape: tuple[int, ...]) -> tuple[int, int, int] | None:
     return (1, *shape) if len(shape) == 2 else shape  # type: ignore[return-value]
 
 
-def dataset_labels(dataset: Dataset, num_workers: int = 0) -> np.ndarray:
-    """One label (or target row) per item, from ``targets`` where the dataset has it, else
-    from one pass over the items (see the module docstring)."""
+def dataset_labels(dataset: Dataset, num_workers: int = 0, given: Any = None, name: str = "y") -> np.ndarray:
+    """One label (or target row) per item: ``given`` (the ``y`` passed beside the dataset) if
+    not None, else the dataset's ``targets``, else one pass over the items (module docstring)."""
+    if given is not None:
+        labels = np.asarray(to_numpy(given))
+        if len(labels) != len(dataset):
+            raise DataError(f"{name} holds {len(labels)} labels for a dataset of {len(dataset)} items; pass one "
+                            f"label per item, or leave {name} None to read them from the items")
+        return labels
     targets = _targets(dataset)
     if targets is None:
         loader = DataLoader(_Labels(dataset), batch_size=_LABEL_BATCH, num_workers=num_workers,
@@ -217,6 +224,20 @@ class _Inputs(Dataset):
 
     def __getitem__(self, index: int) -> Tensor:
         return _x(self.dataset[index])
+
+
+class DatasetRows:
+    """A dataset sliced like an array: ``rows[indices]`` is a ``Subset`` of those items, so code
+    that indexes its data by row (the tuner's folds) can hold a dataset in place of an array."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, indices: Sequence[int] | np.ndarray) -> Subset:
+        return Subset(self.dataset, np.asarray(indices, dtype=np.int64).tolist())
 
 
 class _Batches:

@@ -241,13 +241,13 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         it. ``X_val, y_val`` (and ``sample_weight_val``) replace the validation split: early
         stopping watches them, and training uses every row of ``X``.
 
-        ``X`` may be a map-style ``torch.utils.data.Dataset`` of ``(x, y)`` items (``y`` then
-        stays None; ``X_val`` a dataset too), or a ``DataLoader`` over one (its ``num_workers``
-        read the items): it is read one batch at a time, never whole (see
+        ``X`` may be a map-style ``torch.utils.data.Dataset`` of ``(x, y)`` items (``X_val`` a
+        dataset too; ``y`` / ``y_val`` None, or one label per item to skip reading them), or a
+        ``DataLoader`` over one (its ``num_workers`` read the items): it is read one batch at a time, never whole (see
         :mod:`regtune.data.torch_data` for how labels, the validation split by index and the
         per-channel standardization from a sample of items are found).
         """
-        if (X_val is None) != (y_val is None) and not is_dataset(X_val):
+        if (X_val is None) != (y_val is None) and not (is_dataset(X_val) and y_val is None):
             raise DataError("pass both X_val and y_val (a validation set), or neither")
         if sample_weight_val is not None and X_val is None:
             raise DataError("sample_weight_val weighs the rows of X_val; pass X_val and y_val with it")
@@ -299,7 +299,7 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         if validation_data is not None and is_dataset(validation_data[0]) != is_dataset(X):
             kinds = ["a torch dataset" if is_dataset(v) else "arrays" for v in (X, validation_data[0])]
             raise DataError(f"X is {kinds[0]} but X_val is {kinds[1]}; pass both as torch datasets of (x, y) "
-                            "items (y_val None), or both as arrays")
+                            "items, or both as arrays")
         if is_dataset(X):
             return self._dataset_arguments(X, y, validation_data, sample_weight, [*callbacks], score_fn)
         if y is None:
@@ -354,14 +354,12 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
 
     def _dataset_arguments(self, X: Any, y: Any, validation_data: tuple[Any, ...] | None, sample_weight: Any,
                            callbacks: list[Callback], score_fn: Any) -> dict[str, Any]:
-        """:meth:`trainer_arguments` for a torch Dataset: the labels are read (``targets``, else one
-        pass), the validation split is by index, the scaling per channel from a sample of items."""
+        """:meth:`trainer_arguments` for a torch Dataset: the labels are ``y`` if given (one per item),
+        else read (``targets``, else one pass); the validation split is by index, the scaling per
+        channel from a sample of items."""
         self._validate_params()
         config = self._config()
         factory = self._factory(config)
-        if y is not None:
-            raise DataError(f"X is a torch dataset ({type(X).__name__}) and y is given; the dataset's items are "
-                            "(x, y): leave y None")
         if config.feature_scaling != "standard":
             raise RegConfigError(f"feature_scaling={config.feature_scaling!r} needs the whole table; a torch Dataset "
                                  "is standardized per channel / feature from a sample: use 'standard'")
@@ -371,19 +369,17 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         shape = item_shape(dataset)
         self.image_shape_ = input_shape(shape)
         self.n_features_in_ = int(np.prod(shape))
-        labels = dataset_labels(dataset, workers)
+        labels = dataset_labels(dataset, workers, given=y)
         y_enc = self._encode_y(labels, fit=True)
         w = self._sample_weight(labels.reshape(len(labels), -1), y_enc, sample_weight, fit=True)
         positions = np.arange(len(labels)).reshape(-1, 1)
         X_val = y_val = w_val = None
         if validation_data is not None:
-            if validation_data[1] is not None:
-                raise DataError("X_val is a torch dataset and y_val is given; its items are (x, y): leave y_val None")
             val_set, val_workers = as_map_dataset(validation_data[0])
             if item_shape(val_set) != shape:
                 raise DataError(f"X_val holds items of shape {item_shape(val_set)}, X items of shape {shape}; "
                                 "they need the same shape")
-            val_labels = dataset_labels(val_set, val_workers)
+            val_labels = dataset_labels(val_set, val_workers, given=validation_data[1], name="y_val")
             y_val = self._encode_y(val_labels)
             w_val = self._sample_weight(val_labels.reshape(len(val_labels), -1), y_val,
                                         validation_data[2] if len(validation_data) > 2 else None)

@@ -92,6 +92,14 @@ def test_workers_read_the_same_batches_in_the_same_order() -> None:
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
 
 
+def test_a_dataset_trains_under_bf16_autocast_too() -> None:
+    X, y = _digits(200)
+    est = RegularizedNetClassifier(architecture="cnn", max_epochs=2, precision="bf16-mixed", random_state=0)
+    est.fit(_Images(X, y))
+    assert all(np.isfinite(r["train_loss"]) for r in est.history_)
+    assert est.predict_proba(_Images(X, y)).shape == (200, 10)
+
+
 def test_a_regressor_fits_a_dataset_of_feature_rows() -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 5)).astype(np.float32)

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 
@@ -151,8 +151,6 @@ def sample_indices(n: int, k: int, seed: int = 0) -> np.ndarray:
 def split_indices(labels: np.ndarray, fraction: float, seed: int, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
     """Train and validation indices: ``ceil(fraction * n)`` items for validation, stratified on
     ``labels`` when ``stratify`` and every class has two items."""
-    from sklearn.model_selection import train_test_split
-
     n = len(labels)
     n_val = int(np.ceil(fraction * n))
     strata = None
@@ -209,7 +207,8 @@ def dataset_fingerprint(dataset: Dataset) -> str:
         item = dataset[int(i)]
         digest.update(_x(item).numpy().tobytes())
         if isinstance(item, tuple | list) and len(item) > 1:
-            digest.update(repr(to_numpy(item[1]).tolist() if hasattr(to_numpy(item[1]), "tolist") else item[1]).encode())
+            y = to_numpy(item[1])
+            digest.update(repr(y.tolist() if hasattr(y, "tolist") else y).encode())
     return digest.hexdigest()[:16]
 
 

@@ -21,6 +21,16 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from regtune.config import DEFAULT_LR, FIELD_CONSTRAINTS, PRECISIONS, RegConfig
 from regtune.data.images import as_rows, to_numpy
 from regtune.data.scaling import fit_scaling, scale_features
+from regtune.data.torch_data import (
+    DatasetSource,
+    as_map_dataset,
+    dataset_labels,
+    dataset_statistics,
+    input_shape,
+    is_dataset,
+    item_shape,
+    sample_indices,
+)
 from regtune.estimators.parameters import parameters_section
 from regtune.estimators.routing import ModuleParams
 from regtune.exceptions import DataError, ModuleError, RegConfigError
@@ -183,7 +193,7 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
     # ---- fitting -------------------------------------------------------------------------
 
     def fit(
-        self, X: Any, y: Any, sample_weight: Any = None, *, X_val: Any = None, y_val: Any = None,
+        self, X: Any, y: Any = None, sample_weight: Any = None, *, X_val: Any = None, y_val: Any = None,
         sample_weight_val: Any = None,
     ) -> _RegularizedNet:
         """Train the network; with ``early_stopping`` a validation split picks the best epoch.
@@ -192,8 +202,14 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         validation split it shares, the validation loss and score; ``class_weight`` multiplies
         it. ``X_val, y_val`` (and ``sample_weight_val``) replace the validation split: early
         stopping watches them, and training uses every row of ``X``.
+
+        ``X`` may be a map-style ``torch.utils.data.Dataset`` of ``(x, y)`` items (``X_val`` a
+        dataset too; ``y`` / ``y_val`` None, or one label per item to skip reading them), or a
+        ``DataLoader`` over one (its ``num_workers`` read the items): it is read one batch at a time, never whole (see
+        :mod:`regtune.data.torch_data` for how labels, the validation split by index and the
+        per-channel standardization from a sample of items are found).
         """
-        if (X_val is None) != (y_val is None):
+        if (X_val is None) != (y_val is None) and not (is_dataset(X_val) and y_val is None):
             raise DataError("pass both X_val and y_val (a validation set), or neither")
         if sample_weight_val is not None and X_val is None:
             raise DataError("sample_weight_val weighs the rows of X_val; pass X_val and y_val with it")
@@ -242,6 +258,15 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         :class:`~regtune.nn.trainer.Trainer`. A cohort (:mod:`regtune.nn.cohort`) trains K of
         these in one batched network, then hands each member back with :meth:`adopt_trainer`,
         so a trial trained in a cohort is this estimator fitted alone."""
+        if validation_data is not None and is_dataset(validation_data[0]) != is_dataset(X):
+            kinds = ["a torch dataset" if is_dataset(v) else "arrays" for v in (X, validation_data[0])]
+            raise DataError(f"X is {kinds[0]} but X_val is {kinds[1]}; pass both as torch datasets of (x, y) "
+                            "items, or both as arrays")
+        if is_dataset(X):
+            return self._dataset_arguments(X, y, validation_data, sample_weight, [*callbacks], score_fn)
+        if y is None:
+            raise DataError(f"{type(self).__name__} requires y to be passed, but the target y is None; pass y "
+                            "(one label or target per row), or X as a torch Dataset of (x, y) items")
         self._validate_params()
         config = self._config()
         factory = self._factory(config)
@@ -288,6 +313,84 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
             "precision": self.precision,
             "channels_last": self.channels_last,
         }
+
+    def _dataset_arguments(self, X: Any, y: Any, validation_data: tuple[Any, ...] | None, sample_weight: Any,
+                           callbacks: list[Callback], score_fn: Any) -> dict[str, Any]:
+        """:meth:`trainer_arguments` for a torch Dataset: the labels are ``y`` if given (one per item),
+        else read (``targets``, else one pass); the validation split is by index, the scaling per
+        channel from a sample of items."""
+        self._validate_params()
+        config = self._config()
+        factory = self._factory(config)
+        if config.feature_scaling != "standard":
+            raise RegConfigError(f"feature_scaling={config.feature_scaling!r} needs the whole table; a torch Dataset "
+                                 "is standardized per channel / feature from a sample: use 'standard'")
+        dataset, workers = as_map_dataset(X)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        self.device_ = resolve_device(self.device)
+        shape = item_shape(dataset)
+        self.image_shape_ = input_shape(shape)
+        self.n_features_in_ = int(np.prod(shape))
+        labels = dataset_labels(dataset, workers, given=y)
+        y_enc = self._encode_y(labels, fit=True)
+        w = self._sample_weight(labels.reshape(len(labels), -1), y_enc, sample_weight, fit=True)
+        positions = np.arange(len(labels)).reshape(-1, 1)
+        X_val = y_val = w_val = None
+        if validation_data is not None:
+            val_set, val_workers = as_map_dataset(validation_data[0])
+            if item_shape(val_set) != shape:
+                raise DataError(f"X_val holds items of shape {item_shape(val_set)}, X items of shape {shape}; "
+                                "they need the same shape")
+            val_labels = dataset_labels(val_set, val_workers, given=validation_data[1], name="y_val")
+            y_val = self._encode_y(val_labels)
+            w_val = self._sample_weight(val_labels.reshape(len(val_labels), -1), y_val,
+                                        validation_data[2] if len(validation_data) > 2 else None)
+            X_val = np.arange(len(val_set))
+            train, y_tr, w_tr = positions, y_enc, w
+        elif self.early_stopping:
+            train, X_val, y_tr, y_val, w_tr, w_val = self._split_validation(positions, y_enc, seed, w)
+        else:
+            train, y_tr, w_tr = positions, y_enc, w
+        train = train.ravel()
+        self._x_mean_, self._x_scale_ = dataset_statistics(dataset, train, seed)
+        self._x_quantiles_ = None
+        regs = build_regularizers(config, n_classes=self._n_classes(), image_shape=self.image_shape_)
+        self.n_outputs_ = self._n_outputs(y_enc)
+        self._network_args_ = (config, self.n_features_in_, self.n_outputs_, self.image_shape_)
+        net_shape = (self.n_features_in_,) if self.image_shape_ is None or self._flat_input() else self.image_shape_
+        def rows(items: Any, indices: np.ndarray, n_workers: int) -> DatasetSource:
+            return DatasetSource(items, indices, mean=self._x_mean_, scale=self._x_scale_, shape=net_shape,
+                                 device=self.device_, num_workers=n_workers)
+
+        source = rows(dataset, train, workers)
+        n_sample = 2 if config.numeric_embedding == "none" else 256  # the embedding's columns and bins
+        sample = torch.cat(list(source.subset(sample_indices(len(train), n_sample, seed)).inputs()))
+        self._fit_embedding(sample, config)
+        cbs = list(self.callbacks or []) + callbacks
+        if self.early_stopping and X_val is not None:
+            cbs.append(EarlyStopping(config.patience))
+        if X_val is not None:
+            X_val = rows(dataset, X_val.ravel(), workers) if validation_data is None else rows(val_set, X_val, val_workers)
+        return {
+            "build": lambda: self._build_network(regs, check=(factory.name, sample[:2])),
+            "config": config, "X": source, "y": self._target_tensor(y_tr), "X_val": X_val,
+            "y_val": self._target_tensor(y_val) if y_val is not None else None,
+            "task": self._task, "regularizers": regs, "callbacks": cbs, "score_fn": score_fn, "seed": seed,
+            "sample_weight": _weight_tensor(w_tr, self.device_), "sample_weight_val": _weight_tensor(w_val, self.device_),
+            "criterion": self.criterion, "precision": self.precision, "channels_last": self.channels_last,
+        }
+
+    def _dataset_source(self, X: Any) -> DatasetSource:
+        """The items of a torch Dataset to predict, scaled as in fit."""
+        dataset, workers = as_map_dataset(X)
+        shape = item_shape(dataset)
+        if int(np.prod(shape)) != self.n_features_in_ or input_shape(shape) not in (None, self.image_shape_):
+            raise DataError(f"the dataset holds items of shape {shape}, but the network was fitted on "
+                            f"{self.image_shape_ or self.n_features_in_} inputs")
+        net_shape = (self.n_features_in_,) if self.image_shape_ is None or self._flat_input() else self.image_shape_
+        return DatasetSource(dataset, np.arange(len(dataset)), mean=np.broadcast_to(self._x_mean_, shape=(self.n_features_in_,)),
+                             scale=np.broadcast_to(self._x_scale_, (self.n_features_in_,)), shape=net_shape,
+                             device=self.device_, num_workers=workers)
 
     def adopt_trainer(self, trainer: Any) -> _RegularizedNet:
         """Take the fitted state of a finished trainer built from :meth:`trainer_arguments`."""
@@ -457,6 +560,10 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
 
     def _predict_raw(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
+        if is_dataset(X):
+            if getattr(self, "_x_quantiles_", None) is not None:
+                raise DataError(f"feature_scaling={self.feature_scaling!r} was fitted on a table; predict a table too")
+            return predict_exact(self.module_, self._dataset_source(X)).cpu().numpy().astype(np.float64)
         X = self._validate_x(X)
         return predict_exact(self.module_, self._tensor(X)).cpu().numpy().astype(np.float64)
 

@@ -2,10 +2,12 @@
 
 A table belongs to a section whose heading names the estimator and the word "parameters"
 (e.g. ``### `RegularizedNetClassifier` / `RegularizedNetRegressor` parameters``): the first
-markdown table under that heading, before the next heading. Its first column holds one
-parameter per row in backticks; ``module__NAME`` stands for the ``**module__params`` keywords.
-A column headed ``default``, where a row fills it, must hold the signature's default as a Python
-literal (`` `0.0` ``, `` `"mlp"` ``, `` `(128, 128)` ``, `` `None` ``).
+markdown table under that heading, before the next heading. Its first column holds the
+parameters of a row, each in backticks (a row may group related ones: `` `l1`, `l2` ``);
+``module__NAME`` stands for the ``**module__params`` keywords. A column headed ``default``,
+where a row fills it, holds the signature's default as a Python literal in backticks
+(`` `0.0` ``, `` `"mlp"` ``, `` `(128, 128)` ``, `` `None` ``): one for the whole row, or one per
+parameter, in order.
 """
 
 from __future__ import annotations
@@ -68,10 +70,15 @@ def parameter_table(text: str, estimator: str) -> dict[str, str | None]:
     default = header.index("default") if "default" in header else None
     table: dict[str, str | None] = {}
     for row in cells[2:]:
-        match = re.fullmatch(r"`([^`]+)`", row[0])
-        assert match, f"{estimator} table: first cell {row[0]!r} is not a parameter in backticks"
-        assert match.group(1) not in table, f"{estimator} table lists {match.group(1)} twice"
-        table[match.group(1)] = (row[default].strip("`") or None) if default is not None and default < len(row) else None
+        names = re.findall(r"`([^`]+)`", row[0])
+        assert names and re.fullmatch(r"`[^`]+`(, `[^`]+`)*", row[0]), (
+            f"{estimator} table: first cell {row[0]!r} is not parameters in backticks")
+        defaults = re.findall(r"`([^`]*)`", row[default]) if default is not None and default < len(row) else []
+        assert len(defaults) in (0, 1, len(names)), (
+            f"{estimator} table: {row[0]} has {len(defaults)} defaults; give one, or one per parameter")
+        for k, name in enumerate(names):
+            assert name not in table, f"{estimator} table lists {name} twice"
+            table[name] = defaults[k if len(defaults) == len(names) else 0] if defaults else None
     return table
 
 
@@ -106,6 +113,8 @@ def test_the_table_reader() -> None:
 | parameter | default | meaning |
 |---|---|---|
 | `lr` | `None` | rate |
+| `l1`, `l2` | `0.0` | penalties |
+| `optimizer`, `batch_size` | `"adam"`, `128` | two defaults |
 | `module__NAME` | | the module's |
 
 | `second_table` | | not read |
@@ -113,6 +122,7 @@ def test_the_table_reader() -> None:
 ## Next
 | `other` | `1` | x |
 """
-    assert parameter_table(text, "RegularizedNetClassifier") == {"lr": "None", "module__NAME": None}
+    assert parameter_table(text, "RegularizedNetClassifier") == {
+        "lr": "None", "l1": "0.0", "l2": "0.0", "optimizer": '"adam"', "batch_size": "128", "module__NAME": None}
     with pytest.raises(AssertionError, match="one heading naming RegTuneClassifier"):
         parameter_table(text, "RegTuneClassifier")

@@ -521,7 +521,7 @@ def _module_problem(study: optuna.Study, config: Any, leader: optuna.Trial, fold
     return bool(study.user_attrs[FALLBACK_ATTR])
 
 
-def _auto_cohort_size(study: optuna.Study, config: Any, leader: optuna.Trial, folds: Folds, tracker: MLflowTracker,
+def _auto_cohort_size(study: optuna.Study, config: Any, leader: optuna.Trial, folds: Folds, tracker: Tracker,
                       spec: WorkerSpec) -> int:
     """``--cohort auto``: the K a worker of this study measured first, else measured now on
     this leader's structure, recorded as a study user attr and a parent-run tag."""

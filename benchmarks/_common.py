@@ -1,4 +1,9 @@
-"""Shared plumbing of the benchmark scripts: machine facts, interleaved repeats, tables, JSON.
+"""Shared plumbing of the benchmark scripts: machine facts, interleaved repeats, tables, results.
+
+Results live in ``benchmarks/results/<script>/<label>.json``: one folder per script, one file
+per labelled run (``latest`` by default; ``quick``, ``loaded``, ``before-11b8679`` ...). Every
+script takes ``--output LABEL`` and saves through :func:`save` (one write) or :func:`update`
+(read, change, write under a lock, for scripts that append as they go or that two runs share).
 
 The machine these run on is shared and noisy, so every script runs its contenders side by
 side in one process, interleaves the repeats (repeat ``r`` starts with contender ``r``), and
@@ -7,7 +12,9 @@ reports medians and ratios of medians, with the load average before and after.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import json
 import os
 import platform
@@ -24,7 +31,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-__all__ = ["RESULTS", "ROOT", "interleaved", "load", "machine_info", "markdown_table", "median", "save"]
+__all__ = ["RESULTS", "ROOT", "interleaved", "load", "machine_info", "markdown_table", "median", "read", "result_path",
+           "save", "update"]
 
 
 def load() -> list[float]:
@@ -132,14 +140,51 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def save(name: str, payload: dict[str, Any]) -> Path:
-    """Write ``results/<name>.json`` (atomically, so a partial run never leaves a broken file)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def result_path(script: str, label: str | None = None) -> Path:
+    """``results/<script>/<label>.json`` (label ``latest`` unless given); a label that ends in
+    ``.json`` or names a folder is taken as a path, for runs kept outside the checkout."""
+    label = label or "latest"
+    if label.endswith(".json") or os.sep in label:
+        return Path(label).resolve()
+    return RESULTS / script / f"{label}.json"
+
+
+def save(path: Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` to ``path`` atomically, so a partial run never leaves a broken file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".json.{os.getpid()}.tmp")  # two runs may save at once
     tmp.write_text(json.dumps(payload, indent=2, default=_default) + "\n")
     tmp.replace(path)
     return path
+
+
+def read(path: Path, schema: int | None = None) -> dict[str, Any]:
+    """The saved results, or ``{}`` when there are none or (``schema`` given) they have another layout."""
+    if not path.exists():
+        return {}
+    payload = json.loads(path.read_text())
+    if schema is not None and payload.get("schema") != schema:
+        print(f"{path} has another layout (schema {payload.get('schema')}); starting afresh", flush=True)
+        return {}
+    return payload
+
+
+def update(
+    path: Path,
+    change: Callable[[dict[str, Any]], None],
+    fresh: Callable[[], dict[str, Any]] = dict,
+    schema: int | None = None,
+) -> dict[str, Any]:
+    """Read, change and save the results under a lock: runs that share one file (say one per
+    method, one per core) each keep the others' records. ``fresh()`` starts a missing file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock, contextlib.ExitStack() as stack:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stack.callback(fcntl.flock, lock, fcntl.LOCK_UN)
+        payload = read(path, schema) or fresh()
+        change(payload)
+        save(path, payload)
+    return payload
 
 
 def _default(value: Any) -> Any:

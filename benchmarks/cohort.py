@@ -2,9 +2,9 @@
 
     python benchmarks/cohort.py [tune] [--device auto|cpu|cuda] [--space default] [--trials N]
                                        [--seeds 0,1,2] [--members 1,4,16,64] [--pruner P]
-                                       [--output cohort_tune]
+                                       [--output latest]
     python benchmarks/cohort.py train  [--device ...] [--repeats 3] [--members 1,4,16,64]
-                                       [--width 128] [--batch 128] [--output cohort]
+                                       [--width 128] [--batch 128] [--output train]
 
 On a GPU: ``python benchmarks/cohort.py --device cuda`` (``tune``, the default mode; ``--trials``
 defaults to twice the largest K, at least 16, so that the largest cohorts can form).
@@ -32,7 +32,7 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _common import interleaved, load, machine_info, markdown_table, save  # noqa: E402
+from _common import interleaved, load, machine_info, markdown_table, result_path, save  # noqa: E402
 
 from regtune.config import RegConfig  # noqa: E402
 from regtune.estimators.net import RegularizedNetClassifier  # noqa: E402
@@ -40,6 +40,7 @@ from regtune.nn.cohort import CohortTrainer  # noqa: E402
 from regtune.tuning.tuner import tune  # noqa: E402
 from regtune.tuning.worker import COHORT_ATTR  # noqa: E402
 
+NAME = "cohort"
 EPOCHS = 10
 
 
@@ -77,7 +78,7 @@ def run_tune(args: argparse.Namespace) -> None:
             print(f"seed {seed} cohort {k}: {stats['trials_per_min']:.2f} trials/min, best {stats['best_value']:.4f}, "
                   f"{stats['in_cohorts']} in cohorts, load {stats['load1']}", flush=True)
             payload["runs"].append(stats)
-            save(args.output, payload)
+            save(result_path(NAME, args.output), payload)
     rows, summary = [], {}
     for k in ks:
         runs = [r for r in payload["runs"] if r["cohort"] == k]
@@ -91,7 +92,7 @@ def run_tune(args: argparse.Namespace) -> None:
         summary[k]["speedup_vs_first"] = summary[k]["trials_per_min_median"] / base
     payload["summary"] = summary
     payload["machine"]["load_average_end"] = load()
-    path = save(args.output, payload)
+    path = save(result_path(NAME, args.output), payload)
     print(f"\ndigits, space {args.space!r}, {trials} trials per study, seeds {seeds}, device {args.device}")
     print(markdown_table(["cohort K", "trials/min (median)", "best val (mean)", "trials in cohorts (mean)"], rows))
     print(f"\nwrote {path}")
@@ -134,9 +135,9 @@ def run_train(args: argparse.Namespace) -> None:
             rec["member_epochs_per_s"] = k * EPOCHS / rec["median"]
         timing["speedup"] = timing["one by one"]["median"] / timing["cohort"]["median"]
         payload["members"][k] = timing
-        save(args.output, payload)
+        save(result_path(NAME, args.output), payload)
     payload["machine"]["load_average_end"] = load()
-    path = save(args.output, payload)
+    path = save(result_path(NAME, args.output), payload)
     rows = [[k, t["one by one"]["median"], t["cohort"]["median"], f"{t['speedup']:.2f}x"]
             for k, t in payload["members"].items()]
     print(f"\nMLP {args.width}-{args.width}, batch {args.batch}, {EPOCHS} epochs on 1,437 x 64, {args.threads} "
@@ -159,14 +160,14 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--seeds", default="0,1,2")
     t.add_argument("--members", default="1,4,16,64", help="cohort sizes, 'auto' included")
     t.add_argument("--pruner", default=None, help="the tuner's default unless given (none, hyperband, ...)")
-    t.add_argument("--output", default="cohort_tune")
+    t.add_argument("--output", default="latest", help="results/cohort/<output>.json")
     r = sub.add_parser("train", parents=[common])
     r.add_argument("--repeats", type=int, default=3)
     r.add_argument("--members", default="1,4,16,64")
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--width", type=int, default=128)
     r.add_argument("--batch", type=int, default=128)
-    r.add_argument("--output", default="cohort")
+    r.add_argument("--output", default="train", help="results/cohort/<output>.json")
     args = parser.parse_args(argv)
     run_tune(args) if args.mode == "tune" else run_train(args)
 

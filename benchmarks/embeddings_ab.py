@@ -20,7 +20,7 @@ piecewise_linear) and ``frequency_sigma`` (0.01-3, log) as params (``EMBEDDING_P
 the option worth the wider search?
 
 Test score: accuracy (classification) or R^2 (regression). Results:
-``results/embeddings_ab.json`` (``fixed`` and ``search`` sections), a table on stdout.
+``results/embeddings_ab/<output>.json`` (``fixed`` and ``search`` sections), a table on stdout.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from _common import RESULTS, load, machine_info, markdown_table, save  # noqa: E402
+from _common import load, machine_info, markdown_table, result_path, update  # noqa: E402
 from datasets import load as load_table  # noqa: E402
 from datasets import split  # noqa: E402
 from sklearn.metrics import accuracy_score, r2_score  # noqa: E402
@@ -167,12 +167,11 @@ def main() -> None:
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--search", action="store_true", help="whole searches, default space with/without")
     parser.add_argument("--budget", type=float, default=30.0)
-    parser.add_argument("--output", default=NAME, help="results/<output>.json")
+    parser.add_argument("--output", default="latest", help="results/embeddings_ab/<output>.json")
     args = parser.parse_args()
     before = load()
     start = time.perf_counter()
-    path = RESULTS / f"{args.output}.json"
-    doc = json.loads(path.read_text()) if path.exists() else {}
+    path = result_path(NAME, args.output)
     if args.search:
         rows = search(args.datasets.split(","), args.seeds, args.budget)
         summary = {}
@@ -183,10 +182,10 @@ def main() -> None:
                              for space in ("default", "default+embedding")
                              if (part := [r for r in rows if r["dataset"] == name and r["space"] == space])}
         print(json.dumps(summary, indent=1))
-        doc["search"] = {"machine": machine_info(), "load_before": before, "load_after": load(),
+        section = {"machine": machine_info(), "load_before": before, "load_after": load(),
                          "wall_seconds": time.perf_counter() - start, "budget": args.budget, "seeds": args.seeds,
                          "embedding_params": EMBEDDING_PARAMS, "summary": summary, "rows": rows}
-        save(args.output, doc)
+        update(path, lambda doc: doc.update(search=section))
         return
     rows = [row for config in args.configs.split(",") for name in args.datasets.split(",")
             for row in run(name, args.seeds, config)]
@@ -195,10 +194,10 @@ def main() -> None:
     table = [[name, *(f"{s[v]['test_mean']:.4f} ± {s[v]['test_std']:.4f} ({s[v]['seconds_median']:.1f} s)"
                       for v in VARIANTS)] for name, s in summary.items()]
     print(markdown_table(header, table))
-    doc["fixed"] = {"machine": machine_info(), "load_before": before, "load_after": load(),
+    section = {"machine": machine_info(), "load_before": before, "load_after": load(),
                     "wall_seconds": time.perf_counter() - start, "variants": VARIANTS, "configs": CONFIGS,
                     "seeds": args.seeds, "summary": summary, "rows": rows}
-    save(args.output, doc)
+    update(path, lambda doc: doc.update(fixed=section))
 
 
 if __name__ == "__main__":

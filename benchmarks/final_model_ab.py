@@ -17,7 +17,7 @@ fixed test split:
   configuration (Lakshminarayanan et al. 2017), which lowers the variance of the refit
   without trusting the ranking of more trials.
 
-Everything runs on one thread. Results: ``results/final_model_ab.json``; table on stdout.
+Everything runs on one thread. Results: ``results/final_model_ab/<output>.json``; table on stdout.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from typing import Any  # noqa: E402
@@ -38,7 +37,7 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from _common import RESULTS, load, machine_info  # noqa: E402
+from _common import load, machine_info, result_path, save  # noqa: E402
 from datasets import fit_tuned, split, test_score  # noqa: E402
 from datasets import load as load_table  # noqa: E402
 from sklearn.base import clone  # noqa: E402
@@ -47,6 +46,7 @@ torch.set_num_threads(1)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore")
 
+NAME = "final_model_ab"
 DATASETS = ("titanic", "pima", "biopsy", "credit", "oj", "attrition", "concrete", "ames", "wage", "saratoga")
 N_SEEDS = 5
 
@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--datasets", type=lambda s: s.split(","), default=list(DATASETS))
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--budget", type=float, default=30.0)
-    parser.add_argument("--output", default="final_model_ab")
+    parser.add_argument("--output", default="latest", help="results/final_model_ab/<output>.json")
     args = parser.parse_args()
     rows = []
     for name in args.datasets:
@@ -95,9 +95,8 @@ def main() -> None:
             print(f"{name} s{seed} best {row['best']:.4f} greedy5 {row['greedy5']:.4f} seeds5 {row['seeds5']:.4f} "
                   f"trials {row['trials']} search {row['search_s']:.0f} s, 4 seed refits {row['seeds5_refit_s']:.1f} s",
                   flush=True)
-            (RESULTS / f"{args.output}.json").write_text(json.dumps(
-                {"benchmark": "final_model_ab", "budget": args.budget, "machine": machine_info(), "rows": rows},
-                indent=1))
+            save(result_path(NAME, args.output),
+                 {"benchmark": NAME, "budget": args.budget, "machine": machine_info(), "rows": rows})
     frame = pd.DataFrame(rows)
     table = frame.groupby("dataset")[["best", "greedy5", "seeds5"]].mean()
     print(table.round(4).to_markdown())

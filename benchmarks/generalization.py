@@ -1,7 +1,7 @@
 """Does tuning regularization pay? regtune against strong tabular defaults on 16 public datasets.
 
     python benchmarks/generalization.py [--budget 90] [--seeds 3] [--datasets a,b] [--methods a,b]
-                                        [--redo] [--quick] [--output NAME] [--reference regtune]
+                                        [--redo] [--quick] [--output LABEL] [--reference regtune]
                                         [--report]
 
 Datasets (``benchmarks/datasets.py``; all ship inside installed packages, nothing is downloaded;
@@ -76,8 +76,7 @@ method (``--reference``, default regtune) against each other one: a win needs a 
 Welch's t-test over seeds p < 0.05 (the seeds of two methods share nothing but the split, so they
 are not paired); otherwise a tie. Across datasets: Wilcoxon signed-rank test on the per-dataset
 mean differences (two-sided; needs >= 6 datasets). Markdown to stdout, JSON to
-``benchmarks/results/<output>.json`` (default ``generalization``; ``--quick``:
-``generalization_quick``).
+``benchmarks/results/generalization/<output>.json`` (default ``latest``; ``--quick``: ``quick``).
 
 Caching: every (dataset, method, seed) result is saved as soon as it finishes and is skipped
 by later runs while its split fingerprint (and, for budgeted methods, its budget) matches. So
@@ -98,9 +97,6 @@ for _var, _value in (("OMP_WAIT_POLICY", "PASSIVE"), ("OMP_NUM_THREADS", "1"), (
     os.environ[_var] = _value  # before numpy / torch load: every method gets the same threads
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import fcntl  # noqa: E402
-import json  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -112,7 +108,7 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from _common import RESULTS, ROOT, load, machine_info, markdown_table, save  # noqa: E402
+from _common import ROOT, load, machine_info, markdown_table, read, result_path, update  # noqa: E402
 from datasets import DATASETS, TEST_SIZE, describe, split, test_score  # noqa: E402
 from datasets import load as load_table  # noqa: E402
 from sklearn.metrics import accuracy_score, r2_score  # noqa: E402
@@ -338,28 +334,12 @@ def _valid(rec: dict[str, Any], fingerprints: dict[str, str], budget: float) -> 
     return not METHODS[rec["method"]].budgeted or rec.get("budget") == budget
 
 
-def _read(path: Any) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    payload = json.loads(path.read_text())
-    if payload.get("schema") != SCHEMA:
-        print(f"{path.name} has another layout (schema {payload.get('schema')}); starting afresh", flush=True)
-        return {}
-    return payload
-
-
-def _update(path: Any, output: str, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    """Read, change and save the results under a lock: two runs (say one per method, one per core)
-    may share one results file, and each save keeps the other's records."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock, contextlib.ExitStack() as stack:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        stack.callback(fcntl.flock, lock, fcntl.LOCK_UN)
-        payload = _read(path) or {"benchmark": NAME, "schema": SCHEMA, "test_size": TEST_SIZE, "datasets": {},
-                                  "sessions": [], "runs": []}
-        change(payload)
-        save(output, payload)
-    return payload
+def _update(path: Any, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Two runs (say one per method, one per core) may share one results file: each save
+    re-reads it under a lock and keeps the other's records."""
+    return update(path, change, schema=SCHEMA, fresh=lambda: {"benchmark": NAME, "schema": SCHEMA,
+                                                               "test_size": TEST_SIZE, "datasets": {},
+                                                               "sessions": [], "runs": []})
 
 
 # ---- summary -----------------------------------------------------------------------------------
@@ -487,13 +467,14 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated of {','.join(METHODS)}")
     parser.add_argument("--redo", action="store_true", help="recompute the named methods x datasets")
     parser.add_argument("--quick", action="store_true", help=f"smoke: 10 s budget, 1 seed, {','.join(QUICK_DATASETS)}")
-    parser.add_argument("--output", default=None, help="results file under benchmarks/results/ (no .json)")
+    parser.add_argument("--output", default=None,
+                        help="results/generalization/<output>.json (default latest; quick: quick)")
     parser.add_argument("--reference", default="regtune", help="method whose wins/ties/losses are counted")
     parser.add_argument("--report", action="store_true", help="print the tables of the saved results; run nothing")
     args = parser.parse_args()
     budget = args.budget or (10.0 if args.quick else 90.0)
     seeds = args.seeds or (1 if args.quick else 3)
-    output = args.output or (f"{NAME}_quick" if args.quick else NAME)
+    path = result_path(NAME, args.output or ("quick" if args.quick else "latest"))
     names = ([s.strip() for s in args.datasets.split(",")] if args.datasets else
              list(QUICK_DATASETS) if args.quick else [d for d, s in DATASETS.items() if not s.seen])
     methods = [m.strip() for m in args.methods.split(",")]
@@ -502,9 +483,8 @@ def main() -> None:
                      f"methods: {', '.join(METHODS)}")
 
     warnings.filterwarnings("ignore")
-    path = RESULTS / f"{output}.json"
     if args.report:
-        payload = _read(path)
+        payload = read(path, SCHEMA)
         shown = [m for m in _present(payload.get("runs", [])) if m in methods]
         print(tables(summarize(payload.get("runs", []), budget, shown, args.reference), shown))
         return
@@ -539,7 +519,7 @@ def main() -> None:
             runs = [r for r in runs if not (r["dataset"] in names and r["method"] in methods)]
         payload["runs"] = runs
 
-    payload = _update(path, output, begin)
+    payload = _update(path, begin)
     fingerprints = {d: v["split"] for d, v in payload["datasets"].items()}
     done = {(r["dataset"], r["method"], r["seed"]) for r in payload["runs"] if _valid(r, fingerprints, budget)}
 
@@ -573,7 +553,7 @@ def main() -> None:
                     for x in ours:
                         x["elapsed_s"] = time.perf_counter() - start
 
-                payload = _update(path, output, add)
+                payload = _update(path, add)
                 shown = f"{rec['score']:.4f}" if "score" in rec else rec["error"][:200]
                 trials = f", {rec['n_trials']} trials" if "n_trials" in rec else ""
                 print(f"seed {seed}  {d:<10} {m:<14} {shown}  ({rec['seconds']:.1f} s wall, {rec['cpu_s']:.1f} s cpu"
@@ -584,7 +564,7 @@ def main() -> None:
                 x["load_average_end"] = load()
         payload["summary"] = summarize(payload["runs"], budget, _present(payload["runs"]), args.reference)
 
-    payload = _update(path, output, finish)
+    payload = _update(path, finish)
     shown = _present(payload["runs"])
     print(f"\nTest accuracy / R^2, mean ± std over seeds; budgeted methods at {budget:g} s\n")
     print(tables(payload["summary"], shown))

@@ -1,7 +1,7 @@
 """Does tuning regularization pay on images? regtune against the loop a user would write by hand.
 
     python benchmarks/images.py [--tasks a,b] [--nets a,b] [--arms a,b] [--seeds 3]
-                                [--budgets 60,240] [--quick] [--out NAME|PATH] [--report]
+                                [--budgets 60,240] [--quick] [--output LABEL|PATH] [--report]
 
 Tasks. Nothing is downloaded: no MNIST ships inside an installed package here (torchvision,
 keras and tensorflow-datasets are absent; scipy.datasets and sklearn's fetch_* download), so
@@ -62,10 +62,10 @@ marked as the user's network as written, else ``regularized``; for skorch every 
 
 Protocol. Each cell runs in its own fresh Python process (``OMP_NUM_THREADS=1``,
 ``torch.set_num_threads(1)``: one thread, nothing warm from an earlier cell), one at a time, and
-its record is appended to ``benchmarks/results/<out>.json`` as soon as it ends: a killed run keeps
-what it had, and a rerun skips finished cells (same task data fingerprint, same arm and budget).
-A cell that outlives ``3 B + 120`` s is killed and recorded as an error. Order: seed-major, then
-task, net, arm, so a run cut short still covers every task.
+its record is appended to ``benchmarks/results/images/<output>.json`` as soon as it ends: a
+killed run keeps what it had, and a rerun skips finished cells (same task data fingerprint, same
+arm and budget). A cell that outlives ``3 B + 120`` s is killed and recorded as an error. Order:
+seed-major, then task, net, arm, so a run cut short still covers every task.
 
 Summary (printed, and stored as ``summary``): per task x net, the mean test accuracy of every arm
 over seeds, ``regtune-B - adamw`` in points for the largest regtune budget run, and "pays" =
@@ -81,8 +81,6 @@ for _var, _value in (("OMP_WAIT_POLICY", "PASSIVE"), ("OMP_NUM_THREADS", "1"), (
     os.environ[_var] = _value  # before numpy / torch load: one thread per process
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import fcntl  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
@@ -96,7 +94,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _common import RESULTS, ROOT, load, machine_info, markdown_table  # noqa: E402
+from _common import ROOT, load, machine_info, markdown_table, read, result_path, update  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 import regtune  # noqa: E402, F401 - the package under test, loaded once per cell process
@@ -416,25 +414,9 @@ def _label(arm: str, budget: float) -> str:
 # ---- results file -----------------------------------------------------------------------------
 
 
-def _read(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    payload = json.loads(path.read_text())
-    return payload if payload.get("schema") == SCHEMA else {}
-
-
 def _update(path: Path, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    """Read, change and write the results under a lock (atomically: a kill never leaves half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock, contextlib.ExitStack() as stack:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        stack.callback(fcntl.flock, lock, fcntl.LOCK_UN)
-        payload = _read(path) or {"benchmark": NAME, "schema": SCHEMA, "tasks": {}, "sessions": [], "runs": []}
-        change(payload)
-        tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-        tmp.replace(path)
-    return payload
+    return update(path, change, schema=SCHEMA,
+                  fresh=lambda: {"benchmark": NAME, "schema": SCHEMA, "tasks": {}, "sessions": [], "runs": []})
 
 
 # ---- summary ----------------------------------------------------------------------------------
@@ -508,12 +490,6 @@ def _order(label: str) -> tuple[int, float]:
 # ---- driver -----------------------------------------------------------------------------------
 
 
-def _out_path(out: str | None, quick: bool) -> Path:
-    if out and (out.endswith(".json") or os.sep in out):
-        return Path(out).resolve()
-    return RESULTS / f"{out or (NAME + '_quick' if quick else NAME)}.json"
-
-
 def _split(text: str, known: Any, what: str, parser: argparse.ArgumentParser) -> list[str]:
     names = [s.strip() for s in text.split(",") if s.strip()]
     for bad in [n for n in names if n not in known]:
@@ -530,8 +506,8 @@ def main() -> None:
     parser.add_argument("--budgets", default=None, help="seconds for regtune and skorch (default 60,240; "
                                                          f"quick {QUICK_BUDGET:g})")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny budget, 1 seed")
-    parser.add_argument("--out", default=None, help="results NAME under benchmarks/results/ or a .json path "
-                                                    "(default images; quick images_quick)")
+    parser.add_argument("--output", "--out", dest="out", default=None,
+                        help="results/images/<output>.json, or a .json path (default latest; quick: quick)")
     parser.add_argument("--report", action="store_true", help="print the tables of the saved results; run nothing")
     parser.add_argument("--cell", nargs=5, metavar=("TASK", "NET", "ARM", "BUDGET", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -549,9 +525,9 @@ def main() -> None:
     seeds = args.seeds or (1 if args.quick else 3)
     budgets = ([float(b) for b in args.budgets.split(",")] if args.budgets else
                [QUICK_BUDGET] if args.quick else [60.0, 240.0])
-    path = _out_path(args.out, args.quick)
+    path = result_path(NAME, args.out or ("quick" if args.quick else "latest"))
     if args.report:
-        print(tables(summarize(_read(path).get("runs", []))))
+        print(tables(summarize(read(path, SCHEMA).get("runs", []))))
         return
 
     session = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "pid": os.getpid(), "argv": sys.argv[1:],
@@ -614,7 +590,7 @@ def main() -> None:
               f"{rec.get('n_trials', '?')} trials, best {rec.get('winner')}, load {rec.get('load_start')}",
               flush=True)
     print()
-    print(tables(summarize(_read(path).get("runs", []))))
+    print(tables(summarize(read(path, SCHEMA).get("runs", []))))
     print(f"\nwrote {path}")
 
 

@@ -1,7 +1,7 @@
 """Parallel workers: trials per minute with ``n_jobs=2`` against ``n_jobs=1`` on 2 cores.
 
     python benchmarks/parallel.py [--quick] [--repeats 3] [--trials 40] [--space minimal]
-                                  [--tracking on|off] [--output parallel]
+                                  [--tracking on|off] [--output latest]
 
 The same study (``digits``, space ``minimal``, ``cv=1``, ``pruner="none"``, seed 0, journal
 storage) runs with one worker and with two (this process plus one worker forked from the
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from _common import interleaved, load, machine_info, markdown_table, median, save
+from _common import interleaved, load, machine_info, markdown_table, median, result_path, save
 
 from regtune.tuning.tuner import TuneSettings, tune
 
@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument("--space", default="minimal")
     parser.add_argument("--tracking", choices=("on", "off"), default="on")
-    parser.add_argument("--output", default=NAME, help="results file name under benchmarks/results/")
+    parser.add_argument("--output", default="latest", help=f"results/{NAME}/<output>.json")
     args = parser.parse_args()
     repeats = args.repeats or (1 if args.quick else 3)
     trials = args.trials or (8 if args.quick else 40)
@@ -150,7 +150,7 @@ def main() -> None:
     }
     payload["timing"] = timing
     payload["machine"]["load_average_end"] = load()
-    path = save(args.output, payload)
+    path = save(result_path(NAME, args.output), payload)
     rows = [[name, rec["median"], f"{rec['trials_per_minute']:.1f}", f"{rec['trials_per_minute_window']:.1f}",
              f"{rec['epochs_per_second']:.0f}", median(rec["load1"])] for name, rec in timing.items()]
     print(f"\n{trials} trials on digits (space {args.space}, cv=1, MLflow {args.tracking}), median of {repeats}")

@@ -23,8 +23,8 @@ priors (``options``), as shipped (``after``) and as shipped with ``ensemble=5``
 ``linear``: linear configurations (``LINEAR_CANDIDATES``, ``n_layers=0``) cross-validated as a
 trial is, next to ``LogisticRegression(C=1)`` / ``Ridge(alpha=1)`` on the same split (issue 12).
 
-Everything runs on one thread (like ``generalization.py``). Results: ``results/priors_ab.json``
-(merged per mode), tables on stdout.
+Everything runs on one thread (like ``generalization.py``). Results:
+``results/priors_ab/<output>.json`` (one section per mode, merged), tables on stdout.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
-import json  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -49,7 +48,7 @@ import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from _common import RESULTS, load, machine_info  # noqa: E402
+from _common import load, machine_info, result_path, update  # noqa: E402
 from datasets import DATASETS, split  # noqa: E402
 from datasets import load as load_table  # noqa: E402
 from sklearn.model_selection import KFold, StratifiedKFold  # noqa: E402
@@ -65,6 +64,7 @@ torch.set_num_threads(1)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore")
 
+NAME = "priors_ab"
 SEEN = [name for name, spec in DATASETS.items() if spec.seen]
 OPTION_DATASETS = ("pima", "oj", "concrete")
 ES = {"use_early_stopping": True, "patience": 10}
@@ -176,10 +176,7 @@ def _ranks(scores: dict[str, float]) -> dict[str, float]:
 
 def _save_rows(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     """Every finished row at once: an interrupted run keeps what it measured."""
-    path = RESULTS / f"{args.output}.json"
-    doc = json.loads(path.read_text()) if path.exists() else {}
-    doc.setdefault(f"{args.mode}_partial", {})["rows"] = rows
-    path.write_text(json.dumps(doc, indent=1, default=str))
+    update(result_path(NAME, args.output), lambda doc: doc.setdefault(f"{args.mode}_partial", {}).update(rows=rows))
 
 
 def candidates(args: argparse.Namespace) -> dict[str, Any]:
@@ -347,17 +344,15 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0, help="search: seeds first..first+seeds-1")
     parser.add_argument("--budget", type=float, default=60.0)
     parser.add_argument("--variants", default="before,options,after,ensemble")
-    parser.add_argument("--output", default="priors_ab")
+    parser.add_argument("--output", default="latest", help="results/priors_ab/<output>.json")
     parser.add_argument("--all-references", action="store_true", help="options: also on baseline + early stopping")
     parser.add_argument("--in-space", action="store_true", help="linear: only candidates the default space allows")
     args = parser.parse_args()
     started = time.time()
     result = {"candidates": candidates, "options": options, "search": search, "linear": linear}[args.mode](args)
-    path = RESULTS / f"{args.output}.json"
-    doc = json.loads(path.read_text()) if path.exists() else {}
-    doc[args.mode] = {**result, "args": vars(args), "machine": machine_info(), "load_after": load(),
-                      "minutes": (time.time() - started) / 60}
-    path.write_text(json.dumps(doc, indent=1, default=str))
+    section = {**result, "args": vars(args), "machine": machine_info(), "load_after": load(),
+               "minutes": (time.time() - started) / 60}
+    update(result_path(NAME, args.output), lambda doc: doc.update({args.mode: section}))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Pruning: epochs saved by Hyperband and the median rule, and what it costs in best score.
 
     python benchmarks/pruning.py [--quick] [--seeds 3] [--trials 40] [--dataset digits] [--space default]
-                                 [--pruners none,hyperband,median,sha] [--output pruning]
+                                 [--pruners none,hyperband,median,sha] [--output latest]
 
 For each seed, the same study (same sampler seed, same trial count, ``cv=1``) runs with
 ``pruner="hyperband"``, ``"median"``, ``"sha"`` and ``"none"`` (interleaved). Reported per run:
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import optuna
 import torch
-from _common import load, machine_info, markdown_table, save
+from _common import load, machine_info, markdown_table, result_path, save
 
 from regtune.tuning.tuner import TuneSettings, tune
 
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--space", default=None, help="search space (default 'default'; quick 'minimal')")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--pruners", default="none,hyperband,median,sha", help="'none' first")
-    parser.add_argument("--output", default=NAME, help="results file name under benchmarks/results/")
+    parser.add_argument("--output", default="latest", help=f"results/{NAME}/<output>.json")
     args = parser.parse_args()
     pruners = tuple(p.strip() for p in args.pruners.split(","))
     seeds = args.seeds or (1 if args.quick else 3)
@@ -75,12 +75,12 @@ def main() -> None:
         for pruner in order:
             rec = {"seed": seed, "pruner": pruner, **run(args.dataset, space, trials, pruner, seed)}
             payload["runs"].append(rec)
-            save(args.output, payload)
+            save(result_path(NAME, args.output), payload)
             print(f"seed {seed}  {pruner:<10} epochs {rec['epochs']:5d}  best val {rec['best_val']:.4f}  "
                   f"test {rec['test']:.4f}  {rec['seconds']:.0f} s  {rec['counts']}", flush=True)
     payload["summary"] = summarize(payload["runs"])
     payload["machine"]["load_average_end"] = load()
-    path = save(args.output, payload)
+    path = save(result_path(NAME, args.output), payload)
     print_table(payload)
     print(f"\nwrote {path}")
 

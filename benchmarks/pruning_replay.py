@@ -1,12 +1,13 @@
 """Pruning replay: record whole learning curves once, then replay pruner rules on them offline.
 
     python benchmarks/pruning_replay.py record [--quick] [--studies digits:image:30,...] [--seeds 1]
-    python benchmarks/pruning_replay.py replay [--orders 10]
+                                              [--output curves]
+    python benchmarks/pruning_replay.py replay [--orders 10] [--input curves] [--output latest]
 
 ``record`` runs small studies with ``pruner="none"`` (``cv=1``, one torch thread, in-memory
 storage, no tracking) and saves, per trial, every epoch's reported validation score, the final
 score (the trial's value), its params and whether it is the baseline or a prior, to
-``results/pruning_curves.json``. Nothing is pruned, so every curve runs to its end (or to its
+``results/pruning_replay/curves.json``. Nothing is pruned, so every curve runs to its end (or to its
 own early stop).
 
 ``replay`` feeds those curves into real Optuna pruners (the very objects
@@ -49,9 +50,9 @@ from typing import Any
 import numpy as np
 import optuna
 import torch
-from _common import RESULTS, load, machine_info, markdown_table, save
+from _common import load, machine_info, markdown_table, read, result_path, save
 
-NAME = "pruning_curves"
+NAME = "pruning_replay"
 DEFAULT_STUDIES = ("digits:image:40", "digits:default:40", "breast_cancer:default:40", "wine:default:30",
                    "diabetes:default:30")
 
@@ -94,17 +95,17 @@ def record(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     os.chdir(tempfile.mkdtemp(prefix="regtune-pruning-replay-"))
     specs = [s.split(":") for s in (args.studies.split(",") if args.studies else DEFAULT_STUDIES)]
-    payload: dict[str, Any] = {"benchmark": NAME, "threads": 1, "machine": machine_info(), "studies": []}
+    payload: dict[str, Any] = {"benchmark": "pruning_curves", "threads": 1, "machine": machine_info(), "studies": []}
     for seed in range(args.seeds):
         for dataset, space, trials in specs:
             n = min(int(trials), 6) if args.quick else int(trials)
             study = record_study(dataset, space, n, seed)
             payload["studies"].append(study)
-            save(args.output, payload)
+            save(result_path(NAME, args.output), payload)
             print(f"{dataset}/{space} seed {seed}: {len(study['curves'])} curves, {study['seconds']:.0f} s, "
                   f"load {load()[0]:.1f}", flush=True)
     payload["machine"]["load_average_end"] = load()
-    print(f"wrote {save(args.output, payload)}")
+    print(f"wrote {save(result_path(NAME, args.output), payload)}")
 
 
 # --- replay -----------------------------------------------------------------------------------
@@ -233,12 +234,10 @@ def replay_once(rule: Rule, study: dict[str, Any], order: Sequence[dict[str, Any
 
 
 def replay(args: argparse.Namespace) -> None:
-    import json
-
     warnings.filterwarnings("ignore")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    curves = json.loads((RESULTS / f"{args.input}.json").read_text())
-    out: dict[str, Any] = {"benchmark": "pruning_replay", "orders": args.orders, "rules": {}}
+    curves = read(result_path(NAME, args.input))
+    out: dict[str, Any] = {"benchmark": NAME, "orders": args.orders, "rules": {}}
     for rule in rules():
         per_study = []
         for study in curves["studies"]:
@@ -256,7 +255,7 @@ def replay(args: argparse.Namespace) -> None:
         keys = ("best_kept", "top3_pruned", "regret", "saved")
         out["rules"][rule.name] = {"mean": {k: float(np.mean([s[k] for s in per_study])) for k in keys},
                                    "studies": per_study}
-    save("pruning_replay", out)
+    save(result_path(NAME, args.output), out)
     rows = []
     for name, r in out["rules"].items():
         s = r["mean"]
@@ -274,9 +273,10 @@ def main() -> None:
     rec.add_argument("--quick", action="store_true", help="6 trials per study")
     rec.add_argument("--studies", default=None, help="dataset:space:trials,... (default: " + ",".join(DEFAULT_STUDIES) + ")")
     rec.add_argument("--seeds", type=int, default=1)
-    rec.add_argument("--output", default=NAME)
+    rec.add_argument("--output", default="curves", help=f"results/{NAME}/<output>.json")
     rep = sub.add_parser("replay", help="replay pruner rules on saved curves")
-    rep.add_argument("--input", default=NAME)
+    rep.add_argument("--input", default="curves", help=f"recorded curves: results/{NAME}/<input>.json")
+    rep.add_argument("--output", default="latest", help=f"results/{NAME}/<output>.json")
     rep.add_argument("--orders", type=int, default=10, help="trial orders per study (the first is the recorded one)")
     args = parser.parse_args()
     record(args) if args.command == "record" else replay(args)

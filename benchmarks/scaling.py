@@ -1,6 +1,6 @@
 """Cost as work grows: seconds per epoch and peak memory against rows and features.
 
-    python benchmarks/scaling.py [--quick] [--repeats 3] [--threads 1] [--output scaling]
+    python benchmarks/scaling.py [--quick] [--repeats 3] [--threads 1] [--output latest]
 
 The training loop (:class:`regtune.nn.trainer.Trainer`, the one every estimator and trial uses)
 trains the default MLP (128-128, batch 128, Adam) on random classification data (10 classes):
@@ -22,7 +22,7 @@ import subprocess
 import sys
 from typing import Any
 
-from _common import load, machine_info, markdown_table, median, save
+from _common import load, machine_info, markdown_table, median, result_path, save
 
 NAME = "scaling"
 ROWS = (1_000, 10_000, 100_000, 1_000_000)
@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="up to 100k rows, 1 repeat")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--output", default=NAME)
+    parser.add_argument("--output", default="latest", help=f"results/{NAME}/<output>.json")
     args = parser.parse_args()
     repeats = args.repeats or (1 if args.quick else 3)
     todo = cases(args.quick)
@@ -107,7 +107,7 @@ def main() -> None:
             "chunks_per_epoch": recs[0]["chunks"],
         }
     payload["machine"]["load_average_end"] = load()
-    path = save(args.output, payload)
+    path = save(result_path(NAME, args.output), payload)
     rows_table = [[name, f"{c['seconds_per_epoch']:.3g}", f"{c['us_per_row']:.2f}", f"{c['data_mb']:.1f}",
                    f"{c['peak_mb']:.0f}", c["chunks_per_epoch"]] for name, c in payload["cases"].items()]
     print(f"\nMLP 128-128, batch 128, {args.threads} torch thread(s); medians of {repeats}")

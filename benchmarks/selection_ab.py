@@ -1,7 +1,7 @@
 """Honest selection: does scoring trials at one common epoch, with folds chosen by the budget, pay?
 
     python benchmarks/selection_ab.py [--datasets pima,oj,biopsy,concrete] [--seeds 3] [--budget 30]
-                                      [--variants current,new] [--output selection_ab]
+                                      [--variants current,new] [--output latest]
 
 Variants (the same budget, seeds and fixed test split as ``generalization.py``; its protocol):
 
@@ -11,16 +11,16 @@ Variants (the same budget, seeds and fixed test split as ``generalization.py``; 
   repeats that still fit ``AUTO_MIN_TRIALS`` trials) and every fold scored at the one epoch
   count the refit trains (``regtune.tuning.trial.common_epoch_score``).
 - ``common``: the folds of ``current``, the score of ``new``: what the score alone does
-  (``--variants current,common --output selection_ab_scoring``).
+  (``--variants current,common --output scoring``).
 - ``cvK`` / ``cvRxK``: ``new`` with a fixed ``cv`` (e.g. ``cv3``, ``cv2x3``): folds above the
-  row rule's 1,000 rows (``--variants new,cv3 --output selection_ab_large``).
+  row rule's 1,000 rows (``--variants new,cv3 --output large``).
 
 Per run: the test score of the refit winner, the winner's validation score (``best_score_``) and
 its optimism (validation minus test), the folds used, trials run, and the share of ``max_epochs``
 an average trial trained (which calibrates ``regtune.tuning.budget.EPOCH_SHARE``). For
 ``current``, the winner's common-epoch score is recorded too (``val_common``). Runs alternate
 A/B per dataset and seed. One thread, like ``generalization.py``. Results:
-``results/selection_ab.json``; a table on stdout.
+``results/selection_ab/<output>.json``; a table on stdout.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _common import load, machine_info, markdown_table, save  # noqa: E402
+from _common import load, machine_info, markdown_table, result_path, save  # noqa: E402
 from datasets import fit_tuned, split, test_score  # noqa: E402
 from datasets import load as load_table  # noqa: E402
 
@@ -47,6 +47,7 @@ from regtune.tuning.trial import FoldScore  # noqa: E402
 
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore")
+NAME = "selection_ab"
 COMMON_EPOCH = trial_module.common_epoch_score
 
 
@@ -91,7 +92,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budget", type=float, default=30.0)
     parser.add_argument("--variants", default="current,new")
-    parser.add_argument("--output", default="selection_ab")
+    parser.add_argument("--output", default="latest", help="results/selection_ab/<output>.json")
     args = parser.parse_args()
     variants = tuple(args.variants.split(","))
     runs = []
@@ -103,8 +104,8 @@ def main() -> None:
                 runs.append(rec)
                 print(f"{name} seed {seed} {variant}: test {rec['test']:.4f} val {rec['val']:.4f} "
                       f"folds {rec['folds']} trials {rec['n_trials']} ({rec['seconds']:.0f} s)", flush=True)
-                save(args.output, {"benchmark": "selection_ab", "budget": args.budget, "variants": variants,
-                                      "machine": machine_info(), "runs": runs})
+                save(result_path(NAME, args.output), {"benchmark": NAME, "budget": args.budget,
+                                                      "variants": variants, "machine": machine_info(), "runs": runs})
     rows = []
     for name in args.datasets.split(","):
         for variant in variants:

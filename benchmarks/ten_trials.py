@@ -5,9 +5,9 @@
 ``RegTuneClassifier/Regressor(n_trials=10)`` with the default space (the baseline, then the
 shipped priors, then the sampler) and every other default (``cv="auto"``, ensemble of up to 5),
 no timeout, on the unseen datasets of ``generalization.py`` with its fixed test split. Its test
-score is compared with the untuned columns of ``results/generalization.json`` (HistGB,
+score is compared with the untuned columns of ``results/generalization/latest.json`` (HistGB,
 logistic / ridge, sklearn MLP, RealMLP-TD: mean over their seeds) on the same split. One thread.
-Results: ``results/ten_trials.json``; a table on stdout.
+Results: ``results/ten_trials/<output>.json``; a table on stdout.
 """
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import warnings  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 import torch  # noqa: E402
-from _common import RESULTS, load, machine_info, markdown_table  # noqa: E402
+from _common import load, machine_info, markdown_table, read, result_path, save  # noqa: E402
 from datasets import DATASETS, fit_tuned, split, test_score  # noqa: E402
 from datasets import load as load_table  # noqa: E402
 
@@ -34,6 +33,7 @@ torch.set_num_threads(1)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore")
 
+NAME = "ten_trials"
 DEFAULTS = ("hgb", "linear", "mlp")  # the scikit-learn defaults of generalization.py
 
 
@@ -49,8 +49,8 @@ def run(name: str, seed: int, n_trials: int) -> dict[str, Any]:
 
 
 def references(fingerprints: dict[str, str]) -> dict[str, dict[str, float]]:
-    """Mean test score of each untuned column per dataset, from generalization.json."""
-    saved = json.loads((RESULTS / "generalization.json").read_text())
+    """Mean test score of each untuned column per dataset, from generalization/latest.json."""
+    saved = read(result_path("generalization"))
     out: dict[str, dict[str, list[float]]] = {}
     for r in saved["runs"]:
         if "score" in r and r.get("split") == fingerprints.get(r["dataset"]) and r["method"] in (*DEFAULTS, "realmlp"):
@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--datasets", type=lambda s: s.split(","), default=unseen)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--trials", type=int, default=10)
-    parser.add_argument("--output", default="ten_trials")
+    parser.add_argument("--output", default="latest", help="results/ten_trials/<output>.json")
     args = parser.parse_args()
     rows = []
     for seed in range(args.seeds):
@@ -72,8 +72,8 @@ def main() -> None:
             row = run(name, seed, args.trials)
             rows.append(row)
             print(f"seed {seed} {name:<10} test {row['test']:.4f} ({row['seconds']:.0f} s)", flush=True)
-            (RESULTS / f"{args.output}.json").write_text(json.dumps(
-                {"benchmark": "ten_trials", "trials": args.trials, "machine": machine_info(), "rows": rows}, indent=1))
+            save(result_path(NAME, args.output),
+                 {"benchmark": NAME, "trials": args.trials, "machine": machine_info(), "rows": rows})
     refs = references({r["dataset"]: r["split"] for r in rows})
     table, above = [], {"best default": 0, "realmlp": 0}
     for name in args.datasets:

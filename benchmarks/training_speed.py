@@ -1,6 +1,6 @@
 """Training speed: regtune's loop against plain PyTorch loops and skorch, same model and data.
 
-    python benchmarks/training_speed.py [--quick] [--repeats N] [--threads 2] [--skip-cost]
+    python benchmarks/training_speed.py [--quick] [--repeats N] [--threads 2] [--skip-cost] [--output latest]
                                         [--omp-wait-policy passive|default]
 
 Two regimes on CPU: "small" (2,000 x 30, MLP 64-64, 60 epochs, batch 64) and "wide"
@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import interleaved, load, machine_info, markdown_table, median, save
+from _common import interleaved, load, machine_info, markdown_table, median, result_path, save
 from sklearn.datasets import make_classification
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -249,6 +249,7 @@ def main() -> None:
     parser.add_argument("--skip-threads", action="store_true", help="skip the threads / OpenMP part")
     parser.add_argument("--omp-wait-policy", choices=["passive", "default"], default="default",
                         help="OpenMP wait policy of the in-process contenders (see the module docstring)")
+    parser.add_argument("--output", default="latest", help="results/training_speed/<output>.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -268,16 +269,16 @@ def main() -> None:
     }
     for name, r in regimes.items():
         payload["speed"][name] = speed(name, r, repeats)
-        save("training_speed", payload)
+        save(result_path("training_speed", args.output), payload)
     if not args.skip_cost:
         for name, r in regimes.items():
             payload["cost"][name] = cost(name, r, max(3, repeats - 2) if name == "wide" else repeats)
-            save("training_speed", payload)
+            save(result_path("training_speed", args.output), payload)
     if not args.skip_threads:
         payload["threads"] = threads(regimes, repeats)
-        save("training_speed", payload)
+        save(result_path("training_speed", args.output), payload)
     payload["machine"]["load_average_end"] = load()
-    path = save("training_speed", payload)
+    path = save(result_path("training_speed", args.output), payload)
     print_tables(payload)
     print(f"\nwrote {path}")
 

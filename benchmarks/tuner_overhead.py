@@ -1,6 +1,6 @@
 """Tuner overhead: what Optuna storage and MLflow logging cost on top of training.
 
-    python benchmarks/tuner_overhead.py [--quick] [--repeats 5] [--trials 30] [--sqlite]
+    python benchmarks/tuner_overhead.py [--quick] [--repeats 5] [--trials 30] [--sqlite] [--output latest]
 
 A 30-trial study on ``digits`` (space ``minimal``, seed 0, ``pruner="none"``, ``cv=1``) run
 through ``regtune.tuning.tuner.tune`` with a journal file (the default storage) and MLflow on
@@ -35,7 +35,7 @@ from typing import Any
 
 import optuna
 import torch
-from _common import interleaved, load, machine_info, markdown_table, median, save
+from _common import interleaved, load, machine_info, markdown_table, median, result_path, save
 
 import regtune.estimators.persistence
 import regtune.nn.trainer
@@ -330,6 +330,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--sqlite", action="store_true", help="also the study on SQLite storage")
+    parser.add_argument("--output", default="latest", help=f"results/{NAME}/<output>.json")
     args = parser.parse_args()
     repeats = args.repeats or (2 if args.quick else 5)
     n_trials = args.trials or (10 if args.quick else 30)
@@ -366,12 +367,12 @@ def main() -> None:
         rec["cpu_vs_bare"] = rec["cpu_median"] / bare["cpu_median"]
     payload["timing"] = timing
     payload["probes"] = {kind: _median_probes(p) for kind, p in runs.probes.items()}
-    save(NAME, payload)
+    save(result_path(NAME, args.output), payload)
     print("micro-benchmarks ...", flush=True)
     payload["micro"] = micro(100 if args.quick else 300)
     payload["imports_s"] = import_seconds()
     payload["machine"]["load_average_end"] = load()
-    path = save(NAME, payload)
+    path = save(result_path(NAME, args.output), payload)
     print_tables(payload)
     print(f"\nwrote {path}")
 

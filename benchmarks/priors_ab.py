@@ -21,7 +21,7 @@ priors (``options``), as shipped (``after``) and as shipped with ``ensemble=5``
 (``linear``) or no new prior (``linear_space``): the same budget and seeds.
 
 ``linear``: linear configurations (``LINEAR_CANDIDATES``, ``n_layers=0``) cross-validated as a
-trial is, next to ``LogisticRegression(C=1)`` / ``Ridge(alpha=1)`` on the same split (issue 12).
+trial is, next to ``LogisticRegression(C=1)`` / ``Ridge(alpha=1)`` on the same split.
 
 Everything runs on one thread (like ``generalization.py``). Results:
 ``results/priors_ab/<output>.json`` (one section per mode, merged), tables on stdout.

@@ -1,4 +1,4 @@
-"""Is a 10-trial study already as good as the best untuned default? (issue 12, item 2)
+"""Is a 10-trial study already as good as the best untuned default?
 
     python benchmarks/ten_trials.py [--seeds 3] [--datasets titanic,...] [--trials 10]
 

@@ -180,7 +180,7 @@ def make_pruner(name: str, *, warmup: int, max_epochs: int) -> optuna.pruners.Ba
     first and ends better. Replayed on 360 recorded unpruned learning curves
     (benchmarks/pruning_replay.py: digits with the built-in CNN and image space, digits,
     breast_cancer, wine and diabetes with the default space, 2 seeds, 30-40 trials each; every
-    study replayed in 10 trial orders, results/pruning_replay.json), the rule before (first rung
+    study replayed in 10 trial orders, results/pruning_replay/latest.json), the rule before (first rung
     at epoch 3) lost the trial that would have ended best in 18% of the replays (Hyperband;
     median 21%, SHA 13%; in 2-3 of the 10 studies, digits with the CNN among them), for 63%
     fewer epochs. A first rung at 40% of ``max_epochs`` kept it in all 100 replays with each of the

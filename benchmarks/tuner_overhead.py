@@ -49,8 +49,10 @@ import regtune.tuning.worker
 from regtune import RegularizedNetClassifier
 from regtune.data.loading import load_dataset
 from regtune.space.space import SearchSpace
+from regtune.tuning.prepare import prepare
+from regtune.tuning.settings import TuneSettings
 from regtune.tuning.trial import trial_seed
-from regtune.tuning.tuner import TuneSettings, prepare, tune
+from regtune.tuning.tuner import tune
 
 NAME = "tuner_overhead"
 DATASET, SPACE, SEED = "digits", "minimal", 0

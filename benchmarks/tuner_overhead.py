@@ -229,7 +229,16 @@ def _estimator(config: Any, image_shape: Any, seed: int) -> RegularizedNetClassi
 # ---- micro-benchmarks: single calls on each storage ----------------------------------------
 
 
+def _metric_list(record: dict[str, float], step: int) -> list:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(key, value, now, step) for key, value in record.items()]
+
+
 def micro(n: int) -> dict[str, Any]:
+    from mlflow.tracking import MlflowClient
+
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         stores = {
@@ -275,11 +284,12 @@ def micro(n: int) -> dict[str, Any]:
         queued_flush = (time.perf_counter() - t0) / n
         t0 = time.perf_counter()
         for step in range(n):  # what log_epoch cost before it queued: one log_batch per epoch
-            tracker._log_batch(runs[3], metrics=regtune.tracking.tracker._metrics(record, step))
+            tracker.log_metrics(runs[3], record, step)
         per_epoch_write = (time.perf_counter() - t0) / n
         # What an asynchronous log_epoch would cost (MlflowClient.log_batch(synchronous=False)).
         t0 = time.perf_counter()
-        futures = [tracker._client.log_batch(runs[1], metrics=regtune.tracking.tracker._metrics(record, s), synchronous=False)
+        client = MlflowClient(tracker.tracking_uri)
+        futures = [client.log_batch(runs[1], metrics=_metric_list(record, s), synchronous=False)
                    for s in range(n)]
         queued = (time.perf_counter() - t0) / n
         for f in futures:
@@ -287,7 +297,7 @@ def micro(n: int) -> dict[str, Any]:
         async_total = (time.perf_counter() - t0) / n
         # All of a trial's epochs in one batch at the end instead of one write per epoch.
         t0 = time.perf_counter()
-        tracker._log_batch(runs[2], metrics=[m for s in range(n) for m in regtune.tracking.tracker._metrics(record, s)])
+        client.log_batch(runs[2], metrics=[m for s in range(n) for m in _metric_list(record, s)])
         one_batch = (time.perf_counter() - t0) / n
         t0 = time.perf_counter()
         for r in runs:

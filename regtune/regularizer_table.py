@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
 from regtune.exceptions import RegConfigError
 
 __all__ = [
+    "ACTS_ON",
     "BOOL",
     "CATEGORIES",
     "HIDDEN_SIZES",
@@ -39,6 +40,12 @@ __all__ = [
 ]
 
 CATEGORIES = ("penalty", "structural", "data", "noise", "constraint", "training")
+#: What a technique acts on, which says what a network must have for it to apply:
+#: ``weights`` of its Linear, convolution and embedding layers (found by type); every trainable
+#: ``parameter``; its ``hidden_layers`` (Linear and convolution layers but the output layer, or
+#: those it names); its ``dropout_layers`` (found by type); an ``argument`` of its constructor
+#: (nothing else can place it); the training ``batch``; the ``loss``; the ``training`` loop.
+ACTS_ON = ("weights", "parameters", "hidden_layers", "dropout_layers", "argument", "batch", "loss", "training")
 TASKS = ("classification", "regression")
 
 
@@ -178,6 +185,19 @@ class RegularizerSpec:
         switch (``batch_norm: before_activation``); ``None``: the family must sample it.
     tasks : tuple of str
         The tasks it applies to; switching it on for another one is an error.
+    cohort : {"member", "shared"}, optional
+        Whether a cohort (K trials trained as one batched network) replays it as each member
+        trained alone would: ``"member"``, its fields may differ between members; ``"shared"``,
+        they shape the network and every member takes the same values; ``None``, a trial with
+        it on trains alone.
+    acts_on : str
+        One of :data:`ACTS_ON`: what it acts on in the network or the training. A user's
+        module that has none of it (no dropout layer, no hidden layer, ...) gets no trial of it.
+    routed : bool
+        Its fields are passed to the network's constructor when the signature names them (the
+        built-in networks place dropout and batch norm this way); a module that takes none of
+        them is refused any value but the default, unless the technique can act on what it
+        finds by type (``acts_on="dropout_layers"``: regtune sets their rate).
     """
 
     name: str
@@ -187,15 +207,24 @@ class RegularizerSpec:
     hook: str | None = None
     switch_on: Any = None
     tasks: tuple[str, ...] = TASKS
+    cohort: Literal["member", "shared"] | None = None
+    acts_on: str = field(kw_only=True)  # no default: every technique says what it needs
+    routed: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
+        if self.acts_on not in ACTS_ON:
+            raise ValueError(f"acts_on={self.acts_on!r} is not one of {', '.join(ACTS_ON)}")
+        if self.acts_on == "argument" and not self.routed:
+            raise ValueError(f"{self.name!r} acts through a constructor argument: it must be routed")
         if not self.fields:
             raise ValueError(f"regularizer {self.name!r} owns no field")
         if self.category not in CATEGORIES:
             raise ValueError(f"category={self.category!r} is not one of {', '.join(CATEGORIES)}")
         if not set(self.tasks) <= set(TASKS) or not self.tasks:
             raise ValueError(f"tasks={self.tasks!r} must be some of {', '.join(TASKS)}")
+        if self.cohort not in (None, "member", "shared"):
+            raise ValueError(f"cohort={self.cohort!r} must be 'member', 'shared' or None")
         if self.hook is not None and self.hook.count(".") != 1:
             raise ValueError(f"hook={self.hook!r} must look like 'module.Class'")
         self.fields[self.switch].check(self.switch, self.off)
@@ -234,38 +263,42 @@ def _sizes(name: str, value: Any, empty: bool = False) -> tuple[int, ...]:
 REGULARIZERS: tuple[RegularizerSpec, ...] = (
     # Weight side, in the order the step needs.
     RegularizerSpec("weight_noise", {"weight_noise": NON_NEGATIVE}, off=0.0, category="noise",
-                    hook="noise.WeightNoise"),
+                    hook="noise.WeightNoise", acts_on="weights", cohort="member"),
     RegularizerSpec("weight_decay", {"weight_decay": NON_NEGATIVE}, off=0.0, category="penalty",
-                    hook="penalties.DecoupledWeightDecay"),
-    RegularizerSpec("l1", {"l1": NON_NEGATIVE}, off=0.0, category="penalty", hook="penalties.L1Penalty"),
-    RegularizerSpec("l2", {"l2": NON_NEGATIVE}, off=0.0, category="penalty", hook="penalties.L2Penalty"),
+                    hook="penalties.DecoupledWeightDecay", acts_on="weights", cohort="member"),
+    RegularizerSpec("l1", {"l1": NON_NEGATIVE}, off=0.0, category="penalty", hook="penalties.L1Penalty",
+                    acts_on="weights", cohort="member"),
+    RegularizerSpec("l2", {"l2": NON_NEGATIVE}, off=0.0, category="penalty", hook="penalties.L2Penalty",
+                    acts_on="weights", cohort="member"),
     RegularizerSpec("elastic_net", {"elastic_net": NON_NEGATIVE, "l1_ratio": UNIT}, off=0.0,
-                    category="penalty", hook="penalties.ElasticNetPenalty"),
+                    category="penalty", hook="penalties.ElasticNetPenalty", acts_on="weights", cohort="member"),
     RegularizerSpec("gradient_noise", {"gradient_noise": NON_NEGATIVE}, off=0.0, category="noise",
-                    hook="noise.GradientNoise"),
+                    hook="noise.GradientNoise", acts_on="parameters", cohort="member"),
     # Built into the network by regtune.nn.models.
     RegularizerSpec("dropout", {"dropout": RATE, "dropout_variant": choice("standard", "alpha", "gaussian")},
-                    off=0.0, category="structural"),
+                    off=0.0, category="structural", acts_on="dropout_layers", routed=True, cohort="shared"),
     RegularizerSpec("batch_norm", {"batch_norm": choice("none", "before_activation", "after_activation")},
-                    off="none", switch_on="before_activation", category="structural"),
+                    off="none", switch_on="before_activation", category="structural",
+                    acts_on="argument", routed=True, cohort="shared"),
     # Data side: each training batch goes through these in turn.
     RegularizerSpec("augment", {"augment": choice("none", "image", "image_flip")}, off="none",
-                    switch_on="image", category="data", hook="augment.ImageAugment"),
+                    switch_on="image", category="data", hook="augment.ImageAugment", acts_on="batch", cohort="member"),
     RegularizerSpec("mixup", {"mixup_alpha": NON_NEGATIVE}, off=0.0, category="data",
-                    hook="augment.Mixup"),
+                    hook="augment.Mixup", acts_on="batch", cohort="member"),
     RegularizerSpec("cutmix", {"cutmix_alpha": NON_NEGATIVE}, off=0.0, category="data",
-                    hook="augment.CutMix"),
+                    hook="augment.CutMix", acts_on="batch", cohort="member"),
     RegularizerSpec("input_noise", {"input_noise": NON_NEGATIVE}, off=0.0, category="noise",
-                    hook="noise.InputNoise"),
+                    hook="noise.InputNoise", acts_on="batch", cohort="member"),
     # The loss reads it.
     RegularizerSpec("label_smoothing", {"label_smoothing": RATE}, off=0.0, category="training",
-                    tasks=("classification",)),
+                    tasks=("classification",), acts_on="loss", cohort="member"),
     # Constraints on the weights after each step.
     RegularizerSpec("max_norm", {"max_norm": NON_NEGATIVE}, off=0.0, category="constraint",
-                    hook="constraints.MaxNorm"),
+                    hook="constraints.MaxNorm", acts_on="hidden_layers", cohort="member"),
     RegularizerSpec("spectral_norm", {"spectral_norm": BOOL}, off=False, switch_on=True,
-                    category="constraint", hook="constraints.SpectralNorm"),
+                    category="constraint", hook="constraints.SpectralNorm",
+                    acts_on="hidden_layers", cohort="shared"),
     # The estimators add an EarlyStopping callback.
     RegularizerSpec("early_stopping", {"early_stopping": BOOL, "patience": POSITIVE_INT}, off=False,
-                    switch_on=True, category="training"),
+                    switch_on=True, category="training", acts_on="training", cohort="member"),
 )

@@ -18,6 +18,8 @@ import pytest
 import torch
 from study_helpers import FinishedStudy, make_study
 
+from regtune.tracking.tracker import MLflowTracker
+
 pytest_plugins = ["plugins.postgres"]
 
 TINY_SPACE = Path(__file__).parent / "spaces" / "tiny.yaml"
@@ -96,3 +98,11 @@ def fails_within() -> Callable[[float, Callable[[], object]], BaseException]:
         return outcome["error"]  # type: ignore[return-value]
 
     return check
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One MLflow SQLite file per test module: creating MLflow's schema costs one to several seconds."""
+    db = tmp_path_factory.mktemp("store") / "mlflow.db"
+    MLflowTracker(f"sqlite:///{db}", experiment="schema")
+    return db

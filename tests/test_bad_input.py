@@ -379,7 +379,7 @@ def test_unwritable_tracking_store_is_one_line(cwd: Path, capsys: pytest.Capture
 
 
 def test_unwritable_tracking_store_raises_tracking_error(cwd: Path) -> None:
-    from regtune.tracking.tracker import TrackingError
+    from regtune.exceptions import TrackingError
     from regtune.tuning.tuner import tune
 
     (cwd / "afile.txt").write_text("x\n")

@@ -134,7 +134,16 @@ def test_members_must_share_the_structure_and_train_only_what_a_cohort_can() -> 
     with pytest.raises(ValueError, match="hidden_layer_sizes"):
         CohortTrainer([_estimator(c, 0).trainer_arguments(X, y, validation_data=(X, y)) for c in (base, other)])
     assert "hidden_layer_sizes" in shared_fields() and "lr" not in shared_fields()
-    for config in (base.replace(dropout=0.2), base.replace(batch_norm="before_activation"),
-                   base.replace(max_norm=2.0), base.replace(input_noise=0.1), base.replace(optimizer="sgd")):
-        assert cohort_problem(config) is not None, config
-    assert cohort_problem(base.replace(l2=1e-3, label_smoothing=0.1, lr_schedule="cosine")) is None
+    assert {"dropout", "batch_norm", "spectral_norm", "optimizer"} <= set(shared_fields())  # they shape the net
+    for config in (base.replace(l2=1e-3, label_smoothing=0.1, lr_schedule="cosine"), base.replace(dropout=0.2),
+                   base.replace(max_norm=2.0, input_noise=0.1, optimizer="sgd")):
+        assert cohort_problem(config) is None, config
+
+
+def test_a_trainer_argument_a_cohort_does_not_replay_is_refused() -> None:
+    X, y = _data(50, 0)
+    args = [_estimator(c, s).trainer_arguments(X, y, validation_data=(X, y)) for c, s in zip(_members("adamw")[:2],
+                                                                                           (1, 2), strict=True)]
+    args[1]["memory_budget"] = 1  # streamed from host memory: the cohort keeps every row on its device
+    with pytest.raises(ValueError, match="memory_budget"):
+        CohortTrainer(args)

@@ -14,21 +14,27 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from regtune.cli.app import app
+from regtune.cli.app import app, main
 from regtune.config import RegConfig
 from regtune.data.loading import load_dataset
 from regtune.exceptions import TuneError
 from regtune.metrics import get_metric
 from regtune.space.space import SearchSpace
-from regtune.tuning.cohort import fixed_params, run_cohort_objective
+from regtune.tuning.cohort import (
+    AUTO_ATTR,
+    choose_cohort_size,
+    fixed_params,
+    pick_cohort_size,
+    run_cohort_objective,
+)
 from regtune.tuning.prepare import prepare
 from regtune.tuning.settings import TuneSettings
 from regtune.tuning.trial import TrialPruned, run_objective
 from regtune.tuning.tuner import tune
 from regtune.tuning.worker import COHORT_ATTR
 
-# Structure: the activation; per member: lr, L2, weight decay, label smoothing, early stopping.
-# Dropout is there so that some trials cannot join a cohort and must train alone.
+# Structure: the activation and dropout; per member: lr, L2, weight decay, label smoothing, input
+# noise (drawn from each member's own stream), early stopping.
 COHORT_SPACE = """\
 fixed: {architecture: mlp, hidden_layer_sizes: [16], batch_size: 32, max_epochs: 6, optimizer: adamw, patience: 2}
 params:
@@ -43,6 +49,8 @@ regularizers:
     label_smoothing: {type: float, low: 0.01, high: 0.3}
   dropout:
     dropout: {type: float, low: 0.05, high: 0.3}
+  input_noise:
+    input_noise: {type: float, low: 0.01, high: 0.3}
   early_stopping:
 """
 
@@ -72,8 +80,8 @@ def test_cohort_members_score_as_their_trials_trained_alone(cohort_space: Path) 
     for t in members:
         by_cohort.setdefault(t.user_attrs[COHORT_ATTR], []).append(t)
     for cohort in by_cohort.values():  # members share the structure, differ in the rest
-        shared = {t.params["activation"] for t in cohort}
-        assert len(shared) == 1 and not any(t.params.get("use_dropout") for t in cohort)
+        shared = {(t.params["activation"], t.params.get("use_dropout"), t.params.get("dropout")) for t in cohort}
+        assert len(shared) == 1
         assert len({t.params["lr"] for t in cohort}) == len(cohort)
     for t in members:
         solo = optuna.trial.FixedTrial(t.params)
@@ -179,7 +187,72 @@ def test_cli_cohort_trains_members_with_their_own_mlflow_runs(cohort_space: Path
         assert len(curve) == len(t.intermediate_values) >= 1
 
 
-def test_config_fields_a_cohort_varies_exist() -> None:
-    from regtune.nn.cohort import VARYING
+def test_config_fields_a_cohort_varies_come_from_the_table() -> None:
+    from regtune.nn.cohort import member_fields, shared_fields
+    from regtune.regularizer_table import REGULARIZERS
 
-    assert set(VARYING) <= set(RegConfig.__dataclass_fields__)
+    assert set(member_fields()) <= set(RegConfig.__dataclass_fields__)
+    assert not set(member_fields()) & set(shared_fields())
+    for spec in REGULARIZERS:  # a "member" regularizer's fields vary, a "shared" one's are shared
+        if spec.cohort is not None:
+            assert set(spec.fields) <= set(member_fields() if spec.cohort == "member" else shared_fields()), spec.name
+
+
+def test_choose_cohort_size_measures_each_k_and_keeps_alone_unless_a_cohort_pays() -> None:
+    folds = prepare(load_dataset("iris"), TuneSettings(cv=2, seed=1))[0]
+    config = RegConfig(hidden_layer_sizes=(16,), batch_size=32, max_epochs=6, dropout=0.1, input_noise=0.1)
+    k, rates = choose_cohort_size(config, folds, device="cpu", seed=3, sizes=(1, 2, 4), epochs=1)
+    assert 1 in rates and set(rates) <= {1, 2, 4} and all(r > 0 for r in rates.values())
+    assert k in rates and (k == 1 or rates[k] >= 1.1 * rates[1])
+
+
+def test_pick_cohort_size_keeps_the_fastest_k_only_where_it_pays() -> None:
+    assert pick_cohort_size({1: 10.0, 2: 18.0, 4: 30.0}) == 4
+    assert pick_cohort_size({1: 10.0, 2: 30.0, 4: 20.0}) == 2
+    assert pick_cohort_size({1: 10.0, 2: 10.5, 4: 9.0}) == 1  # 5% is within timing noise: alone
+
+
+def test_cohort_auto_records_its_choice_and_trains_as_chosen(cohort_space: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import regtune.tuning.cohort as cohort
+
+    short = {**cohort.choose_cohort_size.__kwdefaults__, "sizes": (1, 2, 4), "epochs": 1}
+    monkeypatch.setattr(cohort.choose_cohort_size, "__kwdefaults__", short)
+    result = tune("iris", n_trials=6, cohort="auto", **_offline(cohort_space))
+    chosen = result.study.user_attrs[AUTO_ATTR]
+    rates = {int(k): r for k, r in chosen["trial_epochs_per_s"].items()}
+    assert 1 in rates and chosen["k"] == pick_cohort_size(rates) and max(rates) <= 6  # never larger than the study
+    members = [t for t in result.study.trials if COHORT_ATTR in t.user_attrs]
+    assert bool(members) == (chosen["k"] > 1)
+    assert all(int(t.user_attrs[COHORT_ATTR].split("x")[1]) <= chosen["k"] for t in members)
+    assert all(t.state == TrialState.COMPLETE for t in result.study.trials)
+
+
+def test_a_cohort_that_is_neither_auto_nor_a_count_is_a_clear_error() -> None:
+    with pytest.raises(TuneError, match="'auto'"):
+        TuneSettings(cohort="many")
+    TuneSettings(cohort="auto")
+
+
+def test_cli_cohort_auto_tags_the_parent_run_and_a_bad_value_is_one_line(
+        cohort_space: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import regtune.tuning.cohort as cohort
+
+    short = {**cohort.choose_cohort_size.__kwdefaults__, "sizes": (1, 2), "epochs": 1}
+    monkeypatch.setattr(cohort.choose_cohort_size, "__kwdefaults__", short)
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    journal = str(tmp_path / "s.journal")
+    out = CliRunner().invoke(app, ["tune", "iris", "--space", str(cohort_space), "--trials", "4", "--cohort", "auto",
+                                   "--storage", journal, "--study", "s", "--tracking-uri", uri, "--quiet",
+                                   "--pruner", "none", "--ensemble", "1"])
+    assert out.exit_code == 0, out.output
+    study = optuna.load_study(study_name="s", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(journal)))
+    parent = MlflowClient(uri).get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert parent.data.tags[AUTO_ATTR] == str(study.user_attrs[AUTO_ATTR]["k"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main(["tune", "iris", "--cohort", "many", "--tracking-uri", "off"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "cohort='many'" in err and "'auto'" in err

@@ -47,10 +47,10 @@ def test_a_spawned_worker_logs_through_the_parent_without_importing_mlflow(track
     proc.join(timeout=60)
     relay.join(timeout=30)
     assert proc.exitcode == 0 and not imported_mlflow
-    run = tracker._client.get_run(run_id)
+    run = tracker.run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["state"] == "COMPLETE"
     assert run.data.params == {"lr": "0.01"}
-    assert [m.step for m in tracker._client.get_metric_history(run_id, "val_score")] == [0, 1, 2]
+    assert [m.step for m in tracker.metric_history(run_id, "val_score")] == [0, 1, 2]
 
 
 def test_errors_come_back_to_the_worker_and_unknown_calls_are_refused(tracker: MLflowTracker) -> None:
@@ -68,7 +68,7 @@ def test_errors_come_back_to_the_worker_and_unknown_calls_are_refused(tracker: M
     assert worker.trial_run_id(parent, 0) == real
     worker.close()
     relay.join(timeout=30)
-    assert tracker._client.get_run(real).info.status == "FAILED"
+    assert tracker.run(real).info.status == "FAILED"
 
 
 def test_epochs_a_killed_worker_sent_are_still_written(tracker: MLflowTracker) -> None:
@@ -82,7 +82,7 @@ def test_epochs_a_killed_worker_sent_are_still_written(tracker: MLflowTracker) -
     worker._conn.close()  # dies without closing the run
     relay.join(timeout=30)
     tracker.flush()
-    assert [m.step for m in tracker._client.get_metric_history(real, "val_score")] == [0, 1, 2, 3]
+    assert [m.step for m in tracker.metric_history(real, "val_score")] == [0, 1, 2, 3]
 
 
 def test_opening_a_run_does_not_wait_for_mlflow(tracker: MLflowTracker) -> None:
@@ -99,7 +99,7 @@ def test_opening_a_run_does_not_wait_for_mlflow(tracker: MLflowTracker) -> None:
     assert real is not None and not real.startswith("pending-")
     worker.close()
     relay.join(timeout=30)
-    assert [m.step for m in tracker._client.get_metric_history(real, "val_score")] == [0]
+    assert [m.step for m in tracker.metric_history(real, "val_score")] == [0]
 
 
 def test_a_tracker_process_writes_what_a_killed_worker_sent(tmp_path: Path) -> None:
@@ -119,20 +119,20 @@ def test_a_tracker_process_writes_what_a_killed_worker_sent(tmp_path: Path) -> N
     done.finish_trial(finished, "COMPLETE", {"value": 0.4})
     finished = done.resolve(finished, wait=True)
     done.close()  # returns once everything it sent is written
-    run = tracker._client.get_run(finished)
+    run = tracker.run(finished)
     assert run.info.status == "FINISHED" and run.data.params == {"lr": "1"}
-    assert [m.step for m in tracker._client.get_metric_history(finished, "val_score")] == [0, 1, 2, 3, 4]
+    assert [m.step for m in tracker.metric_history(finished, "val_score")] == [0, 1, 2, 3, 4]
     killed = dying.resolve(killed, wait=True)
     # The same process serves another store (another study of the session) beside it.
     other = MLflowTracker(f"sqlite:///{tmp_path / 'other.db'}", "other", artifact_root=tmp_path / "mlruns")
     elsewhere = RelayTracker(process.connect(other.tracking_uri, "other"), other.tracking_uri)
     run = elsewhere.resolve(elsewhere.start_trial_run(other.start_study_run("other", {}), 0, {}), wait=True)
     elsewhere.close()
-    assert run is not None and other._client.get_run(run).data.tags["regtune.trial_number"] == "0"
+    assert run is not None and other.run(run).data.tags["regtune.trial_number"] == "0"
     dying._conn.close()
     process.retire(timeout=60)  # it writes what it holds, then ends
     assert not process.alive()
-    assert [m.step for m in tracker._client.get_metric_history(killed, "val_score")] == [0, 1, 2, 3, 4]
+    assert [m.step for m in tracker.metric_history(killed, "val_score")] == [0, 1, 2, 3, 4]
 
 
 @pytest.mark.slow
@@ -143,9 +143,9 @@ def test_a_relay_serves_workers_of_a_whole_study(tmp_path: Path) -> None:
     result = tune("iris", n_trials=6, cv=1, pruner="none", n_jobs=2, log_model=False, space="minimal",
                   storage=str(tmp_path / "j.journal"), tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
                   progress=False, device="cpu")
-    client = MLflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "regtune")._client
+    client = MLflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "regtune")
     for t in result.study.trials:
-        run = client.get_run(t.user_attrs["mlflow_run_id"])
+        run = client.run(t.user_attrs["mlflow_run_id"])
         assert run.info.status == "FINISHED" and run.data.tags["state"] == t.state.name
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_score")]
+        steps = [m.step for m in client.metric_history(run.info.run_id, "val_score")]
         assert sorted(steps) == sorted(t.intermediate_values)

@@ -27,9 +27,9 @@ import regtune.tuning.final as final
 import regtune.tuning.tuner as tuner
 from regtune.data.loading import load_dataset
 from regtune.data.split import split_dataset
-from regtune.exceptions import DataError, RegConfigError, TuneError
+from regtune.exceptions import DataError, RegConfigError, TrackingError, TuneError
 from regtune.space.space import SearchSpace, SearchSpaceError
-from regtune.tracking.tracker import MLflowTracker, TrackingError
+from regtune.tracking.tracker import MLflowTracker
 from regtune.tuning.final import TuneResult
 from regtune.tuning.prepare import prepare
 from regtune.tuning.queue import OWNER_ATTR, owner_tag

@@ -302,9 +302,9 @@ def test_a_reaped_trials_run_gets_back_every_epoch_optuna_has(tmp_path: Path) ->
     reaper = tracker()
     frozen = study.trials[0]
     worker.close_reaped_runs(reaper, parent, [frozen])
-    run = reaper._client.get_run(run_id)
+    run = reaper.run(run_id)
     assert run.info.status == "KILLED" and run.data.tags["state"] == "FAIL"
-    history = reaper._client.get_metric_history(run_id, worker.REPORTED_METRIC)
+    history = reaper.metric_history(run_id, worker.REPORTED_METRIC)
     assert sorted(m.step for m in history) == sorted(frozen.intermediate_values) == list(range(6))
     assert {m.step: m.value for m in history} == pytest.approx(frozen.intermediate_values)
     assert run.data.params == {"lr": str(frozen.params["lr"]), "seed": "0", "trial_seed": "7"}
@@ -325,9 +325,9 @@ def test_a_trial_reaped_before_it_recorded_its_run_id_still_gets_its_run_closed(
     run_id = tracker.start_trial_run(parent, trial.number, {})
     trial.report(0.3, 0)
     worker.close_reaped_runs(tracker, parent, [study.trials[1]])
-    run = tracker._client.get_run(run_id)
+    run = tracker.run(run_id)
     assert run.info.status == "KILLED" and run.data.tags["state"] == "FAIL"
-    assert [m.step for m in tracker._client.get_metric_history(run_id, worker.REPORTED_METRIC)] == [0]
+    assert [m.step for m in tracker.metric_history(run_id, worker.REPORTED_METRIC)] == [0]
 
 
 def test_a_worker_killed_between_closing_the_run_and_telling_optuna_leaves_no_finished_run(
@@ -351,8 +351,8 @@ def test_a_worker_killed_between_closing_the_run_and_telling_optuna_leaves_no_fi
     trial.report(0.8, 0)
     tracker.finish_trial(run_id, "COMPLETE", metrics={"val_score": 0.8})  # ... and killed before tell
     worker.close_reaped_runs(tracker, parent, [study.trials[1]])
-    run = tracker._client.get_run(run_id)
+    run = tracker.run(run_id)
     assert run.info.status == "KILLED" and run.data.tags["state"] == "FAIL"
     assert "worker stopped" in run.data.tags["fail_reason"]
-    untouched = tracker._client.get_run(done_run)  # a trial that was not reaped keeps its end
+    untouched = tracker.run(done_run)  # a trial that was not reaped keeps its end
     assert untouched.info.status == "FINISHED" and untouched.data.tags["state"] == "COMPLETE"

@@ -12,7 +12,7 @@ import re
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
@@ -21,6 +21,9 @@ import pandas as pd
 from regtune.analysis.study_data import ReportError, load_study_data, prepare_data
 from regtune.config import REGULARIZER_OFF, RegConfig
 from regtune.tracking.tracker import DEFAULT_EXPERIMENT
+
+if TYPE_CHECKING:
+    from regtune.tracking.tracker import StudyTracker
 
 __all__ = ["FULL", "ablate", "ablation_variants", "print_ablation"]
 
@@ -136,7 +139,7 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _log(tracker: Any, run_id: str, table: pd.DataFrame) -> None:
+def _log(tracker: StudyTracker, run_id: str, table: pd.DataFrame) -> None:
     import tempfile
 
     from regtune.analysis.effects import markdown_table

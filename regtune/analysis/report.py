@@ -37,7 +37,8 @@ from regtune.analysis.study_data import (
 )
 from regtune.config import REGULARIZER_OFF, no_regularization
 from regtune.metrics import METRICS, format_score
-from regtune.tracking.tracker import DEFAULT_EXPERIMENT, mask_secrets
+from regtune.tracking.masking import mask_secrets
+from regtune.tracking.tracker import DEFAULT_EXPERIMENT
 from regtune.tuning.queue import AS_WRITTEN_ATTR
 from regtune.tuning.selection import selection_lines, selection_summary
 

@@ -22,16 +22,15 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from regtune.config import REGULARIZER_OFF
-from regtune.exceptions import DataError, ReportError
+from regtune.exceptions import DataError, ReportError, TrackingError
 from regtune.space.space import REGULARIZER_FAMILIES, SearchSpace, SearchSpaceError
+from regtune.tracking.endpoints import check_reachable
+from regtune.tracking.masking import mask_secrets
 from regtune.tracking.tracker import (
     DEFAULT_EXPERIMENT,
     OFF,
     TRIAL_TAG,
     MLflowTracker,
-    TrackingError,
-    check_reachable,
-    mask_secrets,
     resolve_tracking_uri,
 )
 from regtune.tuning.fingerprint import FINGERPRINT_ATTR, dataset_hash

@@ -43,6 +43,13 @@ def _setting(name: str, *decls: str, **kwargs: Any) -> Any:
     return typer.Option(getattr(DEFAULTS, name), *decls, help=help_of(name), **kwargs)
 
 
+def _parse_cohort(value: str | int) -> int | str:
+    """``--cohort``: a whole number, or ``auto`` (TuneSettings says what is allowed)."""
+    if not isinstance(value, str):  # the default
+        return value
+    return int(value) if value.strip().isdigit() else value.strip()
+
+
 @app.command()
 def tune(
     data: str = typer.Argument(..., help="CSV/Parquet/npz path, a folder of images in class sub-folders, or built-in: "
@@ -67,7 +74,7 @@ def tune(
     grace_period: int | None = _setting("grace_period", "--grace"),
     quiet: bool = typer.Option(not DEFAULTS.progress, "--quiet", "-q", help="No progress bar."),
     ensemble: int = _setting("ensemble"),
-    cohort: int = _setting("cohort"),
+    cohort: object = _setting("cohort", parser=_parse_cohort, metavar="auto|K"),
     module: str | None = _setting("module", "--model"),
     module_arg: list[str] = typer.Option(  # noqa: B008
         [], "--module-arg", help="NAME=VALUE: a fixed constructor argument of --model (module__NAME); VALUE is read "
@@ -203,7 +210,8 @@ def ui(
         "name and addresses, localhost and private IPs are allowed already."),
 ) -> None:
     """Start the MLflow UI on the default local store."""
-    from regtune.tracking.tracker import mask_secrets, resolve_tracking_uri
+    from regtune.tracking.masking import mask_secrets
+    from regtune.tracking.tracker import resolve_tracking_uri
 
     backend = resolve_tracking_uri(tracking_uri)
     artifacts = Path("mlruns").resolve()
@@ -245,7 +253,7 @@ def dashboard(
 ) -> None:
     """Start optuna-dashboard on the study storage: trials, curves, importances, live."""
     from regtune.cli.dashboard import check_installed, dashboard_server, open_storage, serve
-    from regtune.tracking.tracker import mask_secrets
+    from regtune.tracking.masking import mask_secrets
 
     check_installed()
     opened, page = open_storage(storage, study)
@@ -356,7 +364,7 @@ def _warning_line(message: Warning | str, category: type[Warning], filename: str
 
 
 def _fail(message: str, code: int) -> None:
-    from regtune.tracking.tracker import mask_secrets
+    from regtune.tracking.masking import mask_secrets
 
     print(f"regtune: error: {mask_secrets(message)}", file=sys.stderr)
     raise SystemExit(code)

@@ -19,7 +19,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import optuna
 
 from regtune.exceptions import RegtuneError, StudyError
-from regtune.tracking.tracker import mask_secrets
+from regtune.tracking.masking import mask_secrets
 from regtune.tuning.settings import DEFAULT_STORAGE, MEMORY
 from regtune.tuning.storage import journal_path, make_storage
 

@@ -12,15 +12,14 @@ from typer import BadParameter
 from regtune.data.images import image_files, read_images, read_npz_features
 from regtune.data.loading import BUILTIN_DATASETS, FILE_SUFFIXES, load_dataset, read_table
 from regtune.estimators.persistence import TunedModel, load_model
-from regtune.exceptions import DataError
+from regtune.exceptions import DataError, TrackingError
+from regtune.tracking.masking import mask_secrets
 from regtune.tracking.tracker import (
     PARENT_TAG,
     ROLE_TAG,
     STUDY_TAG,
     TRIAL_TAG,
     MLflowTracker,
-    TrackingError,
-    mask_secrets,
     resolve_tracking_uri,
 )
 

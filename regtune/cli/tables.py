@@ -11,7 +11,7 @@ from rich.table import Table
 
 from regtune.analysis.report import as_written_line
 from regtune.metrics import METRICS, format_gap, format_score
-from regtune.tracking.tracker import mask_secrets
+from regtune.tracking.masking import mask_secrets
 from regtune.tuning.selection import selection_lines
 
 __all__ = ["print_best", "print_tune_summary"]

@@ -17,8 +17,8 @@ import pandas as pd
 
 from regtune.exceptions import DataError
 
-__all__ = ["IMAGE_SUFFIXES", "as_rows", "image_files", "read_image_folder", "read_npz", "read_images",
-           "read_npz_features", "to_numpy"]
+__all__ = ["IMAGE_SUFFIXES", "as_rows", "decode_image", "image_files", "image_folder_files", "image_layout",
+           "read_image_folder", "read_images", "read_npz", "read_npz_features", "to_numpy"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _PILLOW_HINT = 'reading image files needs Pillow: pip install "regtune[images]" (or pip install pillow)'
@@ -113,9 +113,21 @@ def read_image_folder(path: str | Path) -> tuple[pd.DataFrame, tuple[int, int, i
     label) as a frame of pixels with a ``target`` column, and their shape.
 
     Images are grayscale if all of them are, else RGB; images of another size than the most
-    common one are resized to it. Pixels are scaled to [0, 1]. Needs Pillow.
+    common one are resized to it. Pixels are scaled to [0, 1]. Needs Pillow. The whole folder
+    is decoded into memory; :class:`regtune.data.torch_data.ImageFolderDataset` reads the same
+    folder, decoded the same way, one image at a time.
     """
+    files, labels = image_folder_files(path)
+    rows, shape = read_images(files)
+    return _frame(rows, shape).assign(target=labels), shape
+
+
+def image_folder_files(path: str | Path) -> tuple[list[Path], list[str]]:
+    """The image files of a folder of class sub-folders, in a stable order, and their labels
+    (the sub-folder names)."""
     path = Path(path)
+    if not path.is_dir():
+        raise DataError(f"image folder '{path}' does not exist or is not a folder; check the path")
     classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     files = [(f, c.name) for c in classes for f in _image_files(c)]
     if not files:
@@ -125,8 +137,7 @@ def read_image_folder(path: str | Path) -> tuple[pd.DataFrame, tuple[int, int, i
     if empty:
         raise DataError(f"folder '{path}': the class sub-folder(s) {empty} hold no images "
                         f"({', '.join(IMAGE_SUFFIXES)}); add images or remove them")
-    rows, shape = read_images([f for f, _ in files])
-    return _frame(rows, shape).assign(target=[label for _, label in files]), shape
+    return [f for f, _ in files], [label for _, label in files]
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -149,41 +160,60 @@ def read_images(files: list[Path]) -> tuple[np.ndarray, tuple[int, int, int]]:
     modes ``I;16*``, and ``I`` where it holds 16-bit values) by 65535; floating-point pixels
     (mode ``F``) must already lie in [0, 1]. Anything else is refused, naming the file and mode.
     """
+    gray, size = image_layout(files)
+    stack = np.stack([decode_image(f, gray, size) for f in files])
+    return stack.reshape(len(stack), -1), tuple(int(d) for d in stack.shape[1:])  # type: ignore[return-value]
+
+
+def image_layout(files: list[Path]) -> tuple[bool, tuple[int, int]]:
+    """Whether every image is grayscale, and the most common ``(width, height)``: what
+    :func:`decode_image` turns each image into. Reads the file headers only."""
+    Image = _pillow()
+    modes, sizes = [], Counter()
+    for f in files:
+        try:
+            with Image.open(f) as image:  # lazy: the header, not the pixels
+                modes.append(image.mode)
+                sizes[image.size] += 1
+        except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds; each means "not an image"
+            raise DataError(f"'{f}' cannot be read as an image ({type(exc).__name__}: {exc}); remove it") from None
+    return all(_is_gray_mode(mode) for mode in modes), sizes.most_common(1)[0][0]
+
+
+def decode_image(f: Path, gray: bool, size: tuple[int, int]) -> np.ndarray:
+    """One image file as float32 ``(C, H, W)`` in [0, 1]: one channel if ``gray``, else RGB
+    (a grayscale image repeated three times), resized to ``size`` (bilinear) if it differs."""
+    Image = _pillow()
+    try:
+        with Image.open(f) as opened:
+            opened.load()
+            image = opened.copy()
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds; each means "not an image"
+        raise DataError(f"'{f}' cannot be read as an image ({type(exc).__name__}: {exc}); remove it") from None
+    if _is_gray_mode(image.mode):
+        array = _gray_pixels(image, f)
+        if image.size != size:
+            array = np.asarray(Image.fromarray(array, mode="F").resize(size, Image.Resampling.BILINEAR))
+        return array[None] if gray else np.repeat(array[None], 3, axis=0)
+    image = image.convert("RGB")
+    if image.size != size:
+        image = image.resize(size, Image.Resampling.BILINEAR)
+    return (np.asarray(image, dtype=np.float32) / 255.0).transpose(2, 0, 1)
+
+
+def _pillow() -> Any:
     try:
         from PIL import Image
     except ImportError:
         raise DataError(_PILLOW_HINT) from None
-    images = []
-    for f in files:
-        try:
-            with Image.open(f) as image:
-                image.load()
-                images.append(image.copy())
-        except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds; each means "not an image"
-            raise DataError(f"'{f}' cannot be read as an image ({type(exc).__name__}: {exc}); remove it") from None
-    gray = all(_is_gray(image) for image in images)
-    size = Counter(image.size for image in images).most_common(1)[0][0]
-    pixels = []
-    for f, image in zip(files, images, strict=True):
-        if _is_gray(image):
-            array = _gray_pixels(image, f)
-            if image.size != size:
-                array = np.asarray(Image.fromarray(array, mode="F").resize(size, Image.Resampling.BILINEAR))
-            pixels.append(array[None] if gray else np.repeat(array[None], 3, axis=0))
-        else:
-            image = image.convert("RGB")
-            if image.size != size:
-                image = image.resize(size, Image.Resampling.BILINEAR)
-            pixels.append((np.asarray(image, dtype=np.float32) / 255.0).transpose(2, 0, 1))
-    stack = np.stack(pixels)
-    return stack.reshape(len(stack), -1), tuple(int(d) for d in stack.shape[1:])  # type: ignore[return-value]
+    return Image
 
 
 _UINT16_MAX = 65535
 
 
-def _is_gray(image: Any) -> bool:
-    return image.mode in ("1", "L", "F") or image.mode.startswith("I")
+def _is_gray_mode(mode: str) -> bool:
+    return mode in ("1", "L", "F") or mode.startswith("I")
 
 
 def _gray_pixels(image: Any, path: Path) -> np.ndarray:

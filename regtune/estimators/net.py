@@ -21,6 +21,18 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from regtune.config import DEFAULT_LR, FIELD_CONSTRAINTS, PRECISIONS, RegConfig
 from regtune.data.images import as_rows, to_numpy
 from regtune.data.scaling import fit_scaling, scale_features
+from regtune.data.torch_data import (
+    DatasetSource,
+    as_map_dataset,
+    dataset_labels,
+    dataset_statistics,
+    input_shape,
+    is_dataset,
+    item_shape,
+    sample_indices,
+)
+from regtune.estimators.parameters import parameters_section
+from regtune.estimators.routing import ModuleParams
 from regtune.exceptions import DataError, ModuleError, RegConfigError
 from regtune.nn.callbacks import Callback, EarlyStopping
 from regtune.nn.embeddings import fit_numeric_columns
@@ -29,9 +41,10 @@ from regtune.nn.regularizers import build_regularizers
 from regtune.nn.trainer import Trainer, predict_exact, resolve_device
 from regtune.regularizer_table import REGULARIZERS, Constraint
 
-__all__ = ["EXPECTED_FAILED_CHECKS", "ModuleParams", "RegularizedNetClassifier", "RegularizedNetRegressor"]
+__all__ = ["EXPECTED_FAILED_CHECKS", "RegularizedNetClassifier", "RegularizedNetRegressor"]
 
-_PREFIX = "module__"
+#: The network's defaults, declared once (in RegConfig): the estimators' signature reads them.
+_DEFAULT = RegConfig()
 
 #: scikit-learn checks the estimators cannot pass, with why: pass it to
 #: ``parametrize_with_checks(..., expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)``.
@@ -52,47 +65,6 @@ def _sklearn_constraint(constraint: Constraint) -> list[Any]:
         return ["array-like", Interval(Integral, 1, None, closed="left")]
     number = Integral if constraint.kind == "int" else Real
     return [Interval(number, constraint.low, constraint.high, closed=constraint.closed)]
-
-
-class ModuleParams:
-    """skorch's convention for a network's own constructor arguments: ``module__NAME=value``.
-
-    They are parameters like the declared ones, so ``get_params``, ``set_params``, ``clone``,
-    ``GridSearchCV`` and pickle see them; they are kept in one private dict (scikit-learn's
-    checks allow no other public attributes), and read back as ``est.module__NAME``.
-    """
-
-    def _keep_module_params(self, kwargs: dict[str, Any]) -> None:
-        for key in kwargs:
-            if not key.startswith(_PREFIX) or key == _PREFIX:
-                raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument {key!r}; "
-                                "keywords beyond its parameters are the module's own constructor "
-                                "arguments, given as module__NAME=value")
-        self._module_kwargs = dict(kwargs)
-
-    def module_params(self) -> dict[str, Any]:
-        """The ``module__NAME`` arguments without their prefix: what the module is built with."""
-        return {k[len(_PREFIX):]: v for k, v in self.__dict__.get("_module_kwargs", {}).items()}
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        params = super().get_params(deep=deep)
-        params.update(self.__dict__.get("_module_kwargs", {}))
-        return params
-
-    def set_params(self, **params: Any) -> ModuleParams:
-        routed = {k: params.pop(k) for k in list(params) if k.startswith(_PREFIX)}
-        if _PREFIX in routed:
-            raise ValueError("module__ needs a name: module__NAME=value")
-        super().set_params(**params)
-        self._module_kwargs = {**self.__dict__.get("_module_kwargs", {}), **routed}
-        return self
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith(_PREFIX):
-            kwargs = self.__dict__.get("_module_kwargs", {})
-            if name in kwargs:
-                return kwargs[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 class _RegularizedNet(ModuleParams, BaseEstimator):
@@ -117,46 +89,46 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
 
     def __init__(
         self,
-        hidden_layer_sizes: Sequence[int] = (128, 128),
+        hidden_layer_sizes: Sequence[int] = _DEFAULT.hidden_layer_sizes,
         *,
         module: Any = None,
-        architecture: str = "mlp",
-        conv_channels: Sequence[int] = (16, 32),
+        architecture: str = _DEFAULT.architecture,
+        conv_channels: Sequence[int] = _DEFAULT.conv_channels,
         image_shape: Sequence[int] | None = None,
-        activation: str = "relu",
-        optimizer: str = "adam",
+        activation: str = _DEFAULT.activation,
+        optimizer: str = _DEFAULT.optimizer,
         lr: float | None = None,
-        lr_schedule: str = "constant",
-        warmup_epochs: int = 0,
-        batch_size: int = 128,
-        max_epochs: int = 100,
-        feature_scaling: str = "standard",
-        numeric_embedding: str = "none",
-        embedding_dim: int = 16,
-        n_frequencies: int = 16,
-        frequency_sigma: float = 0.1,
-        n_bins: int = 16,
-        l1: float = 0.0,
-        l2: float = 0.0,
-        weight_decay: float = 0.0,
-        elastic_net: float = 0.0,
-        l1_ratio: float = 0.5,
-        dropout: float = 0.0,
-        dropout_variant: str = "standard",
-        batch_norm: str = "none",
-        spectral_norm: bool = False,
-        input_noise: float = 0.0,
-        weight_noise: float = 0.0,
-        gradient_noise: float = 0.0,
-        mixup_alpha: float = 0.0,
-        cutmix_alpha: float = 0.0,
-        augment: str = "none",
-        label_smoothing: float = 0.0,
-        max_norm: float = 0.0,
+        lr_schedule: str = _DEFAULT.lr_schedule,
+        warmup_epochs: int = _DEFAULT.warmup_epochs,
+        batch_size: int = _DEFAULT.batch_size,
+        max_epochs: int = _DEFAULT.max_epochs,
+        feature_scaling: str = _DEFAULT.feature_scaling,
+        numeric_embedding: str = _DEFAULT.numeric_embedding,
+        embedding_dim: int = _DEFAULT.embedding_dim,
+        n_frequencies: int = _DEFAULT.n_frequencies,
+        frequency_sigma: float = _DEFAULT.frequency_sigma,
+        n_bins: int = _DEFAULT.n_bins,
+        l1: float = _DEFAULT.l1,
+        l2: float = _DEFAULT.l2,
+        weight_decay: float = _DEFAULT.weight_decay,
+        elastic_net: float = _DEFAULT.elastic_net,
+        l1_ratio: float = _DEFAULT.l1_ratio,
+        dropout: float = _DEFAULT.dropout,
+        dropout_variant: str = _DEFAULT.dropout_variant,
+        batch_norm: str = _DEFAULT.batch_norm,
+        spectral_norm: bool = _DEFAULT.spectral_norm,
+        input_noise: float = _DEFAULT.input_noise,
+        weight_noise: float = _DEFAULT.weight_noise,
+        gradient_noise: float = _DEFAULT.gradient_noise,
+        mixup_alpha: float = _DEFAULT.mixup_alpha,
+        cutmix_alpha: float = _DEFAULT.cutmix_alpha,
+        augment: str = _DEFAULT.augment,
+        label_smoothing: float = _DEFAULT.label_smoothing,
+        max_norm: float = _DEFAULT.max_norm,
         constrained_layers: Sequence[str] | None = None,
-        early_stopping: bool = True,
+        early_stopping: bool = _DEFAULT.early_stopping,
         validation_fraction: float = 0.1,
-        patience: int = 10,
+        patience: int = _DEFAULT.patience,
         device: str = "auto",
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 0,
@@ -221,7 +193,7 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
     # ---- fitting -------------------------------------------------------------------------
 
     def fit(
-        self, X: Any, y: Any, sample_weight: Any = None, *, X_val: Any = None, y_val: Any = None,
+        self, X: Any, y: Any = None, sample_weight: Any = None, *, X_val: Any = None, y_val: Any = None,
         sample_weight_val: Any = None,
     ) -> _RegularizedNet:
         """Train the network; with ``early_stopping`` a validation split picks the best epoch.
@@ -230,8 +202,14 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         validation split it shares, the validation loss and score; ``class_weight`` multiplies
         it. ``X_val, y_val`` (and ``sample_weight_val``) replace the validation split: early
         stopping watches them, and training uses every row of ``X``.
+
+        ``X`` may be a map-style ``torch.utils.data.Dataset`` of ``(x, y)`` items (``X_val`` a
+        dataset too; ``y`` / ``y_val`` None, or one label per item to skip reading them), or a
+        ``DataLoader`` over one (its ``num_workers`` read the items): it is read one batch at a time, never whole (see
+        :mod:`regtune.data.torch_data` for how labels, the validation split by index and the
+        per-channel standardization from a sample of items are found).
         """
-        if (X_val is None) != (y_val is None):
+        if (X_val is None) != (y_val is None) and not (is_dataset(X_val) and y_val is None):
             raise DataError("pass both X_val and y_val (a validation set), or neither")
         if sample_weight_val is not None and X_val is None:
             raise DataError("sample_weight_val weighs the rows of X_val; pass X_val and y_val with it")
@@ -280,6 +258,15 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         :class:`~regtune.nn.trainer.Trainer`. A cohort (:mod:`regtune.nn.cohort`) trains K of
         these in one batched network, then hands each member back with :meth:`adopt_trainer`,
         so a trial trained in a cohort is this estimator fitted alone."""
+        if validation_data is not None and is_dataset(validation_data[0]) != is_dataset(X):
+            kinds = ["a torch dataset" if is_dataset(v) else "arrays" for v in (X, validation_data[0])]
+            raise DataError(f"X is {kinds[0]} but X_val is {kinds[1]}; pass both as torch datasets of (x, y) "
+                            "items, or both as arrays")
+        if is_dataset(X):
+            return self._dataset_arguments(X, y, validation_data, sample_weight, [*callbacks], score_fn)
+        if y is None:
+            raise DataError(f"{type(self).__name__} requires y to be passed, but the target y is None; pass y "
+                            "(one label or target per row), or X as a torch Dataset of (x, y) items")
         self._validate_params()
         config = self._config()
         factory = self._factory(config)
@@ -326,6 +313,84 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
             "precision": self.precision,
             "channels_last": self.channels_last,
         }
+
+    def _dataset_arguments(self, X: Any, y: Any, validation_data: tuple[Any, ...] | None, sample_weight: Any,
+                           callbacks: list[Callback], score_fn: Any) -> dict[str, Any]:
+        """:meth:`trainer_arguments` for a torch Dataset: the labels are ``y`` if given (one per item),
+        else read (``targets``, else one pass); the validation split is by index, the scaling per
+        channel from a sample of items."""
+        self._validate_params()
+        config = self._config()
+        factory = self._factory(config)
+        if config.feature_scaling != "standard":
+            raise RegConfigError(f"feature_scaling={config.feature_scaling!r} needs the whole table; a torch Dataset "
+                                 "is standardized per channel / feature from a sample: use 'standard'")
+        dataset, workers = as_map_dataset(X)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        self.device_ = resolve_device(self.device)
+        shape = item_shape(dataset)
+        self.image_shape_ = input_shape(shape)
+        self.n_features_in_ = int(np.prod(shape))
+        labels = dataset_labels(dataset, workers, given=y)
+        y_enc = self._encode_y(labels, fit=True)
+        w = self._sample_weight(labels.reshape(len(labels), -1), y_enc, sample_weight, fit=True)
+        positions = np.arange(len(labels)).reshape(-1, 1)
+        X_val = y_val = w_val = None
+        if validation_data is not None:
+            val_set, val_workers = as_map_dataset(validation_data[0])
+            if item_shape(val_set) != shape:
+                raise DataError(f"X_val holds items of shape {item_shape(val_set)}, X items of shape {shape}; "
+                                "they need the same shape")
+            val_labels = dataset_labels(val_set, val_workers, given=validation_data[1], name="y_val")
+            y_val = self._encode_y(val_labels)
+            w_val = self._sample_weight(val_labels.reshape(len(val_labels), -1), y_val,
+                                        validation_data[2] if len(validation_data) > 2 else None)
+            X_val = np.arange(len(val_set))
+            train, y_tr, w_tr = positions, y_enc, w
+        elif self.early_stopping:
+            train, X_val, y_tr, y_val, w_tr, w_val = self._split_validation(positions, y_enc, seed, w)
+        else:
+            train, y_tr, w_tr = positions, y_enc, w
+        train = train.ravel()
+        self._x_mean_, self._x_scale_ = dataset_statistics(dataset, train, seed)
+        self._x_quantiles_ = None
+        regs = build_regularizers(config, n_classes=self._n_classes(), image_shape=self.image_shape_)
+        self.n_outputs_ = self._n_outputs(y_enc)
+        self._network_args_ = (config, self.n_features_in_, self.n_outputs_, self.image_shape_)
+        net_shape = (self.n_features_in_,) if self.image_shape_ is None or self._flat_input() else self.image_shape_
+        def rows(items: Any, indices: np.ndarray, n_workers: int) -> DatasetSource:
+            return DatasetSource(items, indices, mean=self._x_mean_, scale=self._x_scale_, shape=net_shape,
+                                 device=self.device_, num_workers=n_workers)
+
+        source = rows(dataset, train, workers)
+        n_sample = 2 if config.numeric_embedding == "none" else 256  # the embedding's columns and bins
+        sample = torch.cat(list(source.subset(sample_indices(len(train), n_sample, seed)).inputs()))
+        self._fit_embedding(sample, config)
+        cbs = list(self.callbacks or []) + callbacks
+        if self.early_stopping and X_val is not None:
+            cbs.append(EarlyStopping(config.patience))
+        if X_val is not None:
+            X_val = rows(dataset, X_val.ravel(), workers) if validation_data is None else rows(val_set, X_val, val_workers)
+        return {
+            "build": lambda: self._build_network(regs, check=(factory.name, sample[:2])),
+            "config": config, "X": source, "y": self._target_tensor(y_tr), "X_val": X_val,
+            "y_val": self._target_tensor(y_val) if y_val is not None else None,
+            "task": self._task, "regularizers": regs, "callbacks": cbs, "score_fn": score_fn, "seed": seed,
+            "sample_weight": _weight_tensor(w_tr, self.device_), "sample_weight_val": _weight_tensor(w_val, self.device_),
+            "criterion": self.criterion, "precision": self.precision, "channels_last": self.channels_last,
+        }
+
+    def _dataset_source(self, X: Any) -> DatasetSource:
+        """The items of a torch Dataset to predict, scaled as in fit."""
+        dataset, workers = as_map_dataset(X)
+        shape = item_shape(dataset)
+        if int(np.prod(shape)) != self.n_features_in_ or input_shape(shape) not in (None, self.image_shape_):
+            raise DataError(f"the dataset holds items of shape {shape}, but the network was fitted on "
+                            f"{self.image_shape_ or self.n_features_in_} inputs")
+        net_shape = (self.n_features_in_,) if self.image_shape_ is None or self._flat_input() else self.image_shape_
+        return DatasetSource(dataset, np.arange(len(dataset)), mean=np.broadcast_to(self._x_mean_, shape=(self.n_features_in_,)),
+                             scale=np.broadcast_to(self._x_scale_, (self.n_features_in_,)), shape=net_shape,
+                             device=self.device_, num_workers=workers)
 
     def adopt_trainer(self, trainer: Any) -> _RegularizedNet:
         """Take the fitted state of a finished trainer built from :meth:`trainer_arguments`."""
@@ -495,6 +560,10 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
 
     def _predict_raw(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
+        if is_dataset(X):
+            if getattr(self, "_x_quantiles_", None) is not None:
+                raise DataError(f"feature_scaling={self.feature_scaling!r} was fitted on a table; predict a table too")
+            return predict_exact(self.module_, self._dataset_source(X)).cpu().numpy().astype(np.float64)
         X = self._validate_x(X)
         return predict_exact(self.module_, self._tensor(X)).cpu().numpy().astype(np.float64)
 
@@ -511,16 +580,6 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         blob = state.pop("_module_state", None)
-        # Pickles from before module= (regtune 0.1) lack these, and pickles from before the
-        # schedules and scalings (issue 12) their parameters: they trained with the defaults.
-        for key, default in (("module", None), ("constrained_layers", None), ("_module_kwargs", {}),
-                             ("lr_schedule", "constant"), ("warmup_epochs", 0), ("feature_scaling", "standard"),
-                             ("numeric_embedding", "none"), ("embedding_dim", 16), ("n_frequencies", 16),
-                             ("frequency_sigma", 0.1), ("n_bins", 16), ("_x_numeric_", None), ("_x_bin_edges_", None),
-                             ("criterion", None), ("class_weight", None), ("precision", "32"), ("channels_last", False)):
-            state.setdefault(key, default)
-        if "n_features_in_" in state:
-            state.setdefault("image_shape_", _image_shape(state.get("image_shape")))
         super().__setstate__(state)
         if blob is not None:
             if self.device_.type != "cpu" and resolve_device("auto").type != self.device_.type:
@@ -581,158 +640,8 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         return module.to(self.device_).eval()
 
 
-# The estimators' shared "Parameters" section; tests/test_docstrings.py checks it covers __init__.
-_PARAMETERS = """Parameters
-    ----------
-    hidden_layer_sizes : tuple of int, default=(128, 128)
-        Width of each hidden dense layer (after the conv blocks when ``architecture="cnn"``).
-        ``()``: no hidden layer, a linear model (see :class:`regtune.nn.models.MLP`).
-    module : nn.Module class, callable or str, optional
-        Your own network: a ``torch.nn.Module`` class or a factory returning one (or
-        ``"path/file.py:Name"``, ``"package.module:Name"``). It is called with its
-        ``module__NAME`` arguments, plus those of ``n_features``, ``n_outputs``, ``n_classes``,
-        ``image_shape``, ``numeric_columns``, ``bin_edges``, ``hidden_layer_sizes``,
-        ``conv_channels``, ``activation``, ``dropout``, ``dropout_variant``, ``batch_norm``,
-        ``numeric_embedding``, ``embedding_dim``, ``n_frequencies`` and ``frequency_sigma`` its
-        signature names. ``dropout`` it does not take
-        sets ``p`` of its ``nn.Dropout*`` layers; the others, when not at their defaults, must
-        be taken. It gets images as ``(batch, C, H, W)`` and must return ``(batch, n_outputs)``.
-        ``None``: the built-in MLP, or CNN with ``architecture="cnn"``.
-    architecture : {"mlp", "cnn"}, default="mlp"
-        The built-in network when ``module`` is ``None``: ``"cnn"`` adds 3x3 conv blocks for
-        images.
-    conv_channels : tuple of int, default=(16, 32)
-        Output channels of each conv block (``"cnn"`` only); each block halves the image with
-        2x2 max pooling while it is at least 4 pixels wide.
-    image_shape : tuple of int (C, H, W), optional
-        The shape of one image stored as a row of ``C*H*W`` values; inferred from images given
-        as ``(N, C, H, W)`` or ``(N, H, W)`` arrays or tensors. With it the network gets
-        ``(batch, C, H, W)`` batches, and pixels share one mean and std, so shifts keep their
-        meaning. ``"cnn"`` and ``augment`` need images.
-    activation : {"relu", "gelu", "selu", "tanh", "silu"}, default="relu"
-        ``"selu"`` also gets LeCun-normal weights; pair it with ``dropout_variant="alpha"``.
-    optimizer : {"adam", "adamw", "sgd", "rmsprop"}, default="adam"
-        ``"sgd"`` has Nesterov momentum 0.9. ``"adamw"`` is torch's AdamW: it decays weights
-        (never biases or normalization parameters) by ``weight_decay``; ``"adam"`` with
-        ``weight_decay`` makes the same update through a hook.
-    lr : float, optional
-        Learning rate: the peak of ``lr_schedule``. ``None``: the optimizer's default
-        (:data:`regtune.config.DEFAULT_LR`: 1e-3 for Adam, AdamW and RMSprop, 0.05 for SGD).
-    lr_schedule : {"constant", "cosine", "onecycle", "flat_anneal"}, default="constant"
-        How the rate moves over ``max_epochs``, set before every optimizer step: ``"cosine"``
-        anneals to 0; ``"onecycle"`` rises from ``lr / 25`` over the first 30% then anneals;
-        ``"flat_anneal"`` holds ``lr`` for half the epochs then anneals (cosine).
-    warmup_epochs : int, default=0
-        Epochs of linear warm-up from ``lr / steps`` to ``lr`` before the schedule starts.
-    batch_size : int, default=128
-        Rows per optimizer step (at most the training rows).
-    max_epochs : int, default=100
-        Passes over the training rows; early stopping may end training sooner.
-    feature_scaling : {"standard", "robust_clip", "quantile"}, default="standard"
-        How each column is scaled, fitted on the rows ``fit`` gets: standardized;
-        ``"robust_clip"`` centred on the median, divided by the interquartile range and
-        smoothly bounded by ``z / sqrt(1 + (z/3)^2)`` (RealMLP), so outliers end below 3;
-        ``"quantile"`` mapped through its quantiles onto a normal. Image rows
-        (``image_shape``) always share one standard scale.
-    numeric_embedding : {"none", "periodic", "piecewise_linear"}, default="none"
-        How the built-in MLP embeds each column with more than two distinct training values
-        (binary and one-hot columns pass through) before its first layer (Gorishniy et al.
-        2022): ``"periodic"`` as ``[cos(2 pi c x), sin(2 pi c x)]`` with learnable frequencies
-        ``c``; ``"piecewise_linear"`` against quantile bins of the training rows (kept with
-        the fitted model); each then a per-column linear map and ReLU. L1, L2, decay, noise
-        and constraints act on the Linear layers only, not on the embedding.
-    embedding_dim : int, default=16
-        Width of each embedded column's vector.
-    n_frequencies : int, default=16
-        Frequencies per column of ``"periodic"``.
-    frequency_sigma : float, default=0.1
-        Standard deviation of the initial ``"periodic"`` frequencies, in units of the scaled
-        column: larger fits sharper functions (and overfits sooner).
-    n_bins : int, default=16
-        Quantile bins per column of ``"piecewise_linear"`` (fewer where a column has fewer
-        distinct values).
-    l1 : float, default=0
-        Penalty ``l1 * sum|w|`` on the weights: drives uninformative weights to exactly zero.
-    l2 : float, default=0
-        Penalty ``l2 / 2 * sum w^2`` added to the loss (coupled: Adam rescales it per weight).
-    weight_decay : float, default=0
-        Decoupled (AdamW-style) decay ``w -= lr * weight_decay * w`` at every optimizer step.
-    elastic_net : float, default=0
-        Strength of the elastic-net penalty, which mixes L1 and L2 like sklearn's ``ElasticNet``.
-    l1_ratio : float in [0, 1], default=0.5
-        The L1 share of ``elastic_net`` (1 = pure L1, 0 = pure L2).
-    dropout : float in [0, 1), default=0
-        Dropout rate after every hidden dense layer.
-    dropout_variant : {"standard", "alpha", "gaussian"}, default="standard"
-        Inverted dropout, alpha dropout (keeps SELU's mean and variance) or multiplicative
-        Gaussian noise.
-    batch_norm : {"none", "before_activation", "after_activation"}, default="none"
-        Where each hidden layer's batch normalization goes.
-    spectral_norm : bool, default=False
-        Divide each hidden layer's weight by its largest singular value (the output layer
-        stays free).
-    input_noise : float, default=0
-        Std of Gaussian noise added to the standardized training inputs.
-    weight_noise : float, default=0
-        Std of Gaussian noise on the weights in each training forward pass, removed before
-        the step.
-    gradient_noise : float, default=0
-        Std of Gaussian noise added to the gradients, annealed over the steps.
-    mixup_alpha : float, default=0
-        Mix sample pairs and their targets with a Beta(alpha, alpha) weight (mixup).
-    cutmix_alpha : float, default=0
-        Like ``mixup_alpha``, but swaps a random share of feature columns between pairs.
-    augment : {"none", "image", "image_flip"}, default="none"
-        Shifts, small rotations and cutout of ``image_shape`` rows; ``"image_flip"`` adds
-        horizontal flips (wrong for digits and text).
-    label_smoothing : float in [0, 1), default=0
-        Share of each target's probability spread over all classes (classifiers only).
-    max_norm : float, default=0
-        Upper bound on the L2 norm of each hidden unit's incoming weights, enforced after every
-        step (every Linear and convolution layer but the output layer).
-    constrained_layers : list of str, optional
-        Names (as in ``named_modules()``) of the layers ``max_norm`` and ``spectral_norm`` act
-        on, for a module whose output layer is not its last Linear or convolution layer.
-    early_stopping : bool, default=True
-        Hold out ``validation_fraction`` of the rows, stop after ``patience`` epochs without a
-        better validation loss and keep the best epoch's weights.
-    validation_fraction : float in (0, 1), default=0.1
-        Share of the rows held out for early stopping (stratified for classifiers).
-    patience : int, default=10
-        Epochs without a better validation loss before early stopping ends training.
-    device : str, default="auto"
-        Torch device; ``"auto"`` picks CUDA, then Apple MPS, then CPU.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the validation split, the initial weights, the batch order and every noise.
-    verbose : int, default=0
-        Print each epoch's history record when > 0.
-    callbacks : list of Callback, optional
-        Extra :class:`~regtune.nn.callbacks.Callback` observers of every epoch (logging,
-        pruning); early stopping adds its own.
-    criterion : torch loss class or instance, optional
-        The training and validation loss, e.g. ``torch.nn.CrossEntropyLoss(weight=...)`` or
-        ``torch.nn.HuberLoss``; a class is built without arguments, an instance is copied. It
-        gets the network's outputs and, for a classifier, class indices (class probabilities
-        under ``mixup_alpha``, ``cutmix_alpha`` or ``label_smoothing``, which therefore need
-        ``CrossEntropyLoss`` or a loss with ``soft_targets = True``), for a regressor the
-        standardized targets ``(batch, n_outputs)``. It must return one number; with sample
-        weights it runs with ``reduction="none"``. ``None``: cross-entropy or mean squared error.
-    class_weight : dict, "balanced" or None, default=None
-        Classifiers only: weights of the classes, as in scikit-learn (``"balanced"``:
-        ``n_samples / (n_classes * count)``), multiplying ``sample_weight`` in the training
-        and validation losses and the validation score.
-    precision : {"32", "bf16-mixed", "16-mixed"}, default="32"
-        Lightning's names: ``"bf16-mixed"`` and ``"16-mixed"`` run the forward pass and the loss
-        under ``torch.autocast`` in bfloat16 / float16 (float16 with a gradient scaler); the
-        weights, the optimizer and predictions stay float32. ``"16-mixed"`` needs CUDA;
-        ``"bf16-mixed"`` works on CPU too (slower there: it saves memory, not time).
-    channels_last : bool, default=False
-        On CUDA, 4-D inputs (images) and convolution weights are stored channels-last, which
-        tensor cores run faster (with mixed precision); ignored on other devices.
-    **module__params
-        The module's own constructor arguments as ``module__NAME=value`` (skorch's
-        convention); ``get_params``, ``set_params`` and ``GridSearchCV`` see them.
-"""
+# The estimators' shared numpydoc "Parameters" section, written from the signature.
+_PARAMETERS = parameters_section(_RegularizedNet.__init__)
 
 
 class RegularizedNetClassifier(ClassifierMixin, _RegularizedNet):

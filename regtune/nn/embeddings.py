@@ -34,10 +34,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from regtune.config import NUMERIC_EMBEDDINGS
+from regtune.config import NUMERIC_EMBEDDINGS, RegConfig
 from regtune.exceptions import RegConfigError
 
 __all__ = ["NumericEmbedding", "fit_numeric_columns"]
+
+_DEFAULT = RegConfig()
 
 
 def fit_numeric_columns(X: np.ndarray, n_bins: int | None = None) -> tuple[tuple[int, ...], np.ndarray | None]:
@@ -78,9 +80,9 @@ class NumericEmbedding(nn.Module):
         kind: str,
         numeric_columns: Sequence[int] | None = None,
         bin_edges: np.ndarray | Sequence[Sequence[float]] | None = None,
-        embedding_dim: int = 16,
-        n_frequencies: int = 16,
-        frequency_sigma: float = 0.1,
+        embedding_dim: int = _DEFAULT.embedding_dim,
+        n_frequencies: int = _DEFAULT.n_frequencies,
+        frequency_sigma: float = _DEFAULT.frequency_sigma,
     ) -> None:
         super().__init__()
         if kind not in NUMERIC_EMBEDDINGS[1:]:

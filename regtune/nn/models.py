@@ -35,15 +35,20 @@ from regtune.nn.regularizers import (
     GaussianDropout,
     Regularizer,
     constrain_layers,
+    decay_parameters,
     layer_block,
     make_dropout,
+    weight_layers,
 )
+from regtune.regularizer_table import REGULARIZERS
 
 __all__ = [
     "CNN",
     "MLP",
     "ROUTED_ARGS",
+    "SET_ON_LAYERS",
     "SIZE_ARGS",
+    "TARGETS",
     "ModuleFactory",
     "build_model",
     "build_network",
@@ -64,14 +69,18 @@ _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "selu": nn.SELU, "tanh": nn.Ta
 #: training values and ``bin_edges`` (``piecewise_linear``) their quantile edges
 #: (:func:`regtune.nn.embeddings.fit_numeric_columns`); both are ``None`` otherwise.
 SIZE_ARGS = ("n_features", "n_outputs", "n_classes", "image_shape", "numeric_columns", "bin_edges")
-#: Estimator parameters a factory gets when its signature names them. A factory that does not
-#: take one refuses any value but the default (``dropout`` excepted: it sets the rate of the
-#: module's own dropout layers).
-ROUTED_ARGS = ("hidden_layer_sizes", "conv_channels", "activation", "dropout", "dropout_variant", "batch_norm",
-               "numeric_embedding", "embedding_dim", "n_frequencies", "frequency_sigma")
+_ARCHITECTURE_ARGS = ("hidden_layer_sizes", "conv_channels", "activation")
+_EMBEDDING_ARGS = ("numeric_embedding", "embedding_dim", "n_frequencies", "frequency_sigma")
+#: Estimator parameters a factory gets when its signature names them: the architecture, the
+#: fields of the regularizers the table marks ``routed`` (dropout, batch norm) and the numeric
+#: embedding. A factory that does not take one refuses any value but the default, unless the
+#: technique acts on layers found by type (dropout: regtune sets the rate of the module's own
+#: dropout layers; :data:`SET_ON_LAYERS`).
+ROUTED_ARGS = (*_ARCHITECTURE_ARGS, *(name for spec in REGULARIZERS if spec.routed for name in spec.fields),
+               *_EMBEDDING_ARGS)
 # The embedding's own settings matter only when numeric_embedding is on.
-_EMBEDDING_SETTINGS = ("embedding_dim", "n_frequencies", "frequency_sigma")
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RegConfig) if f.name in ROUTED_ARGS}
+_EMBEDDING_SETTINGS = _EMBEDDING_ARGS[1:]
+_DEFAULT = RegConfig()  # the built-in networks' defaults are the estimators': declared once, there
 _DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout,
                   GaussianDropout)
 
@@ -119,15 +128,15 @@ class MLP(nn.Module):
         self,
         n_features: int,
         n_outputs: int,
-        hidden_layer_sizes: tuple[int, ...] = (128, 128),
-        activation: str = "relu",
-        dropout: float = 0.0,
-        dropout_variant: str = "standard",
-        batch_norm: str = "none",
-        numeric_embedding: str = "none",
-        embedding_dim: int = 16,
-        n_frequencies: int = 16,
-        frequency_sigma: float = 0.1,
+        hidden_layer_sizes: tuple[int, ...] = _DEFAULT.hidden_layer_sizes,
+        activation: str = _DEFAULT.activation,
+        dropout: float = _DEFAULT.dropout,
+        dropout_variant: str = _DEFAULT.dropout_variant,
+        batch_norm: str = _DEFAULT.batch_norm,
+        numeric_embedding: str = _DEFAULT.numeric_embedding,
+        embedding_dim: int = _DEFAULT.embedding_dim,
+        n_frequencies: int = _DEFAULT.n_frequencies,
+        frequency_sigma: float = _DEFAULT.frequency_sigma,
         numeric_columns: tuple[int, ...] | None = None,
         bin_edges: Any = None,
     ) -> None:
@@ -164,12 +173,12 @@ class CNN(nn.Module):
         self,
         image_shape: tuple[int, int, int] | None,
         n_outputs: int,
-        conv_channels: tuple[int, ...] = (16, 32),
-        hidden_layer_sizes: tuple[int, ...] = (128,),
-        activation: str = "relu",
-        dropout: float = 0.0,
-        dropout_variant: str = "standard",
-        batch_norm: str = "none",
+        conv_channels: tuple[int, ...] = _DEFAULT.conv_channels,
+        hidden_layer_sizes: tuple[int, ...] = _DEFAULT.hidden_layer_sizes,
+        activation: str = _DEFAULT.activation,
+        dropout: float = _DEFAULT.dropout,
+        dropout_variant: str = _DEFAULT.dropout_variant,
+        batch_norm: str = _DEFAULT.batch_norm,
     ) -> None:
         super().__init__()
         if image_shape is None:
@@ -266,6 +275,22 @@ class ModuleFactory:
         """Whether the signature names ``name`` (a ``**kwargs`` catches only ``module__`` args)."""
         return name in self.parameters
 
+    def receives(self, name: str) -> bool:
+        """Whether a routed setting reaches the module: as an argument it takes, or set on the
+        layers the technique finds by type (:data:`SET_ON_LAYERS`)."""
+        return self.takes(name) or name in SET_ON_LAYERS
+
+    def missing_arguments(self) -> list[str]:
+        """The routed settings that cannot reach the module (a search leaves them out)."""
+        return [name for name in ROUTED_ARGS if not self.receives(name)]
+
+    def nothing_to_act_on(self, model: nn.Module) -> list[str]:
+        """The switches of the regularizers that find nothing to act on in ``model``, built by
+        this factory (no dropout layer, no hidden layer, no weights found by type); a routed one
+        the factory takes as an argument acts through it."""
+        return [spec.switch for spec in REGULARIZERS if spec.acts_on in TARGETS
+                and not (spec.routed and self.takes(spec.switch)) and not TARGETS[spec.acts_on](model)]
+
     def own_parameters(self) -> list[str]:
         """The arguments a user sets with ``module__NAME``: those regtune does not route."""
         return [p for p in self.parameters if p not in SIZE_ARGS and p not in ROUTED_ARGS]
@@ -275,7 +300,7 @@ class ModuleFactory:
         the embedding's settings while ``numeric_embedding`` is off; the built-in MLP ignores
         ``conv_channels``, as it always has, and the CNN embeds nothing)."""
         names = [name for name in ROUTED_ARGS
-                 if name != "dropout" and not self.takes(name) and getattr(config, name) != _DEFAULTS[name]
+                 if not self.receives(name) and getattr(config, name) != getattr(_DEFAULT, name)
                  and not (name in _EMBEDDING_SETTINGS and config.numeric_embedding == "none")]
         if self.builtin:
             return [name for name in names if name == "numeric_embedding"]
@@ -296,7 +321,7 @@ class ModuleFactory:
         for name in self.unsupported(config):
             raise ModuleError(
                 f"{name}={getattr(config, name)!r} cannot apply to {self.name}: it takes no {name!r} argument"
-                f" (it takes {self._listing()}); leave {name} at {_DEFAULTS[name]!r}, or add a {name} "
+                f" (it takes {self._listing()}); leave {name} at {getattr(_DEFAULT, name)!r}, or add a {name} "
                 "parameter to the module"
             )
         missing = [p for p in self.required if p not in SIZE_ARGS and p not in ROUTED_ARGS and p not in module_params]
@@ -312,7 +337,8 @@ class ModuleFactory:
                                   "drop module__" + key)
             if key in ROUTED_ARGS:
                 raise ModuleError(f"module__{key}: set the estimator's {key}= instead; regtune passes it "
-                                  f"to {self.name}" + ("" if self.takes(key) else " (or to its dropout layers)"))
+                                  f"to {self.name}" + ("" if self.takes(key) or key not in SET_ON_LAYERS
+                                                       else f" (or to its {SET_ON_LAYERS[key].replace('_', ' ')})"))
             if not self.takes(key) and not self.var_keyword:
                 raise ModuleError(f"module__{key}: {self.name} takes no argument {key!r}; it takes "
                                   f"{self._listing()}")
@@ -325,7 +351,8 @@ class ModuleFactory:
         *,
         constrained_layers: Any = None,
     ) -> nn.Module:
-        """Call the factory; set the dropout rate it does not take on its dropout layers."""
+        """Call the factory; set what it does not take on the layers that receive it (the
+        dropout rate on its dropout layers)."""
         kwargs = self.arguments(config, sizes, module_params or {})
         try:
             model = self.factory(**kwargs)
@@ -337,8 +364,9 @@ class ModuleFactory:
         if not isinstance(model, nn.Module):
             raise ModuleError(f"{self.name}(...) returned a {type(model).__name__}; a module factory must "
                               "return a torch.nn.Module")
-        if not self.takes("dropout"):
-            _set_dropout(model, config.dropout, self.name)
+        for name, acts_on in SET_ON_LAYERS.items():
+            if not self.takes(name):
+                _ON_LAYERS[acts_on][0](model, getattr(config, name), self.name)
         if not any(p.requires_grad for p in model.parameters()):
             raise ModuleError(f"{self.name} has no trainable parameters; there is nothing to train or regularize")
         if constrained_layers is not None:
@@ -357,16 +385,19 @@ class ModuleFactory:
         """
         signature = inspect.signature(self.factory) if self.parameters else None
         out: dict[str, Any] = {}
-        for name in ("dropout", "dropout_variant", "batch_norm"):
+        for name in _ROUTED_REGULARIZATION:
             if signature is not None and name in signature.parameters:
                 default = signature.parameters[name].default
                 if default is not inspect.Parameter.empty:
                     out[name] = default
-        if not self.takes("dropout"):
+        on_layers = [name for name in SET_ON_LAYERS if not self.takes(name)]
+        if on_layers:
             model = self.factory(**self.arguments(config, sizes, module_params))
-            rates = [float(layer.p) for layer in dropout_layers(model)]
-            if rates:
-                out["dropout"] = max(rates)
+            for name in on_layers:
+                find, (_, read) = TARGETS[SET_ON_LAYERS[name]], _ON_LAYERS[SET_ON_LAYERS[name]]
+                value = read(find(model))
+                if value is not None:
+                    out[name] = value
         return out
 
     def _listing(self) -> str:
@@ -379,6 +410,11 @@ def dropout_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, _DROPOUT_TYPES)]
 
 
+def _dropout_rate(layers: list[nn.Module]) -> float | None:
+    """The rate a module's dropout layers were built with (the largest, where they differ)."""
+    return max((float(layer.p) for layer in layers), default=None)
+
+
 def _set_dropout(model: nn.Module, p: float, name: str) -> None:
     layers = dropout_layers(model)
     if p > 0 and not layers:
@@ -387,6 +423,27 @@ def _set_dropout(model: nn.Module, p: float, name: str) -> None:
                           "parameter, or leave dropout=0")
     for layer in layers:
         layer.p = p
+
+
+#: How each ``acts_on`` of :data:`~regtune.regularizer_table.REGULARIZERS` finds what it acts on
+#: in a built module; a technique that finds nothing cannot apply to it. (What acts on the
+#: batch, the loss or the loop needs nothing of the module; ``argument`` only its signature.)
+TARGETS: dict[str, Callable[[nn.Module], list[Any]]] = {
+    "weights": decay_parameters,
+    "parameters": lambda model: [p for p in model.parameters() if p.requires_grad],
+    "hidden_layers": lambda model: weight_layers(model, include_head=False),
+    "dropout_layers": dropout_layers,
+}
+# Setting a routed technique's switch on the layers it acts on, and reading it back from them.
+_ON_LAYERS: dict[str, tuple[Callable[[nn.Module, Any, str], None], Callable[[list[nn.Module]], Any]]] = {
+    "dropout_layers": (_set_dropout, _dropout_rate),
+}
+#: Routed switches a module need not take as an argument: regtune sets them on the layers
+#: the technique acts on (switch -> its ``acts_on``).
+SET_ON_LAYERS: dict[str, str] = {spec.switch: spec.acts_on for spec in REGULARIZERS
+                                 if spec.routed and spec.acts_on in _ON_LAYERS}
+# The regularization settings a module may set itself, through its constructor's defaults.
+_ROUTED_REGULARIZATION = tuple(name for spec in REGULARIZERS if spec.routed for name in spec.fields)
 
 
 def check_output(model: nn.Module, X: Tensor, n_outputs: int, name: str) -> None:

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from regtune.config import RegConfig
+from regtune.data.torch_data import DatasetSource
 from regtune.exceptions import DivergenceError, RegConfigError
 from regtune.metrics import get_metric
 from regtune.nn.callbacks import Callback
@@ -146,15 +147,20 @@ class Trainer:
     limit) move there once; larger data stay in host memory and stream: each chunk of
     shuffled rows is gathered on the host, pinned, and copied to the device while the previous
     chunk trains. Same batches, same order, same numbers as in memory.
+
+    ``X`` (and ``X_val``) may also be a :class:`~regtune.data.torch_data.DatasetSource`: the
+    rows of a torch Dataset, read one batch of indices at a time through a DataLoader, while
+    ``y`` and the weights stay tensors (one per row, indexed by position). Same permutation,
+    same batch bounds; each batch is then its own chunk.
     """
 
     def __init__(
         self,
         build: Callable[[], nn.Module],
         config: RegConfig,
-        X: Tensor,
+        X: Tensor | DatasetSource,
         y: Tensor,
-        X_val: Tensor | None = None,
+        X_val: Tensor | DatasetSource | None = None,
         y_val: Tensor | None = None,
         *,
         task: str,
@@ -174,9 +180,10 @@ class Trainer:
         self.task = task
         self.device = torch.device(device) if device is not None else X.device
         budget = memory_budget if memory_budget is not None else _default_budget(self.device)
-        self.streaming = budget is not None and _nbytes(X, y, X_val, y_val) > budget
+        self.from_dataset = isinstance(X, DatasetSource)
+        self.streaming = not self.from_dataset and budget is not None and _nbytes(X, y, X_val, y_val) > budget
         self._chunk_bytes = max(1, budget // _CHUNKS_IN_BUDGET) if self.streaming else _GATHER_BYTES
-        place = _to_host if self.streaming else (lambda t: t.to(self.device))
+        place = _to_host if self.streaming else (lambda t: t if isinstance(t, DatasetSource) else t.to(self.device))
         self.X, self.y = place(X), place(y)
         self.X_val, self.y_val = (place(X_val), place(y_val)) if X_val is not None else (X_val, y_val)
         self.w = place(_normalized(sample_weight)) if sample_weight is not None else None
@@ -253,7 +260,7 @@ class Trainer:
         after_backward, after_step = self._after_backward, self._after_step
         model.train()
         lr, schedule, groups = opt.param_groups[0]["lr"], self._schedule, opt.param_groups
-        order = torch.randperm(X.shape[0], device=self.device)  # drawn where the model is: same RNG stream
+        order = torch.randperm(len(X), device=self.device)  # drawn where the model is: same RNG stream
         losses: list[Tensor] = []
         for (X_chunk, y_chunk, w_chunk), batches in self._chunks(order):
             for batch in batches:
@@ -291,12 +298,18 @@ class Trainer:
                 for reg in after_step:
                     reg.after_step(model, lr)
         # One device sync per epoch: the batch losses are summed only here.
-        return float(torch.stack(losses).float() @ self._batch_sizes / X.shape[0])  # a loss may be half precision
+        return float(torch.stack(losses).float() @ self._batch_sizes / len(X))  # a loss may be half precision
 
     def _chunks(self, order: Tensor) -> Iterable[tuple[tuple[Tensor, Tensor, Tensor | None], list[slice]]]:
         """Each chunk of shuffled rows with its batches; one gather per chunk, each batch is then
         a free view of it. Streamed chunks are fetched one ahead, so the host gathers the next
-        while the device trains on this one."""
+        while the device trains on this one. A dataset's batches come one per chunk."""
+        if self.from_dataset:
+            inputs = self.X.batches(order, [(start, stop) for start, stop, _ in self._plan])
+            for (start, stop, batches), xb in zip(self._plan, inputs, strict=True):
+                rows = order[start:stop]
+                yield (xb, self.y[rows], None if self.w is None else self.w[rows]), batches
+            return
         if not self.streaming:
             for start, stop, batches in self._plan:
                 rows = order[start:stop]
@@ -323,7 +336,7 @@ class Trainer:
 
     def _batch_plan(self) -> list[tuple[int, int, list[slice]]]:
         """Batch bounds, fixed for the whole run, grouped into gather chunks of bounded size."""
-        n = self.X.shape[0]
+        n = len(self.X)
         bs = min(self.config.batch_size, n)
         # A last batch of one sample breaks batch norm; fold it into the previous batch.
         stops = list(range(bs, n, bs))
@@ -331,6 +344,9 @@ class Trainer:
             stops[-1] = n
         else:
             stops.append(n)
+        if self.from_dataset:
+            starts = [0, *stops[:-1]]
+            return [(start, stop, [slice(0, stop - start)]) for start, stop in zip(starts, stops, strict=True)]
         row_bytes = max(1, self.X[:1].nelement() * self.X.element_size())
         chunk_rows = max(bs, self._chunk_bytes // row_bytes)
         plan: list[tuple[int, int, list[slice]]] = []
@@ -381,18 +397,21 @@ def _to_host(tensor: Tensor) -> Tensor:
 
 @torch.no_grad()
 def predict_batches(
-    model: nn.Module, X: Tensor, batch_size: int = 4096, device: torch.device | None = None
+    model: nn.Module, X: Tensor | DatasetSource, batch_size: int = 4096, device: torch.device | None = None
 ) -> Tensor:
     """Eval-mode forward pass in chunks (deterministic: dropout and noise are off); with
-    ``device``, each chunk of ``X`` moves there first (data streamed from host memory)."""
+    ``device``, each chunk of ``X`` moves there first (data streamed from host memory). A
+    dataset source is read a batch at a time; only the outputs are gathered."""
     model.eval()
+    if isinstance(X, DatasetSource):
+        return torch.cat([model(xb) for xb in X.inputs()])
     move = (lambda t: t) if device is None or X.device == device else (lambda t: t.to(device, non_blocking=True))
     if X.shape[0] <= batch_size:
         return model(move(X))
     return torch.cat([model(move(X[i : i + batch_size])) for i in range(0, X.shape[0], batch_size)])
 
 
-def predict_exact(model: nn.Module, X: Tensor) -> Tensor:
+def predict_exact(model: nn.Module, X: Tensor | DatasetSource) -> Tensor:
     """Eval-mode forward pass in float64: each row's output is independent of the batch it is in.
 
     float32 matrix products are summed in an order that depends on the batch size on some CPUs
@@ -404,6 +423,6 @@ def predict_exact(model: nn.Module, X: Tensor) -> Tensor:
         return predict_batches(model, X)
     model.double()
     try:
-        return predict_batches(model, X.double())
+        return predict_batches(model, X.as_dtype(torch.float64) if isinstance(X, DatasetSource) else X.double())
     finally:
         model.float()

@@ -32,7 +32,7 @@ from regtune.data.checks import check_target_spread
 from regtune.data.images import as_rows
 from regtune.data.loading import Dataset
 from regtune.data.split import parse_cv
-from regtune.estimators.net import ModuleParams
+from regtune.estimators.routing import ModuleParams
 from regtune.exceptions import DataError, RegConfigError
 from regtune.metrics import METRICS
 from regtune.nn.trainer import resolve_device

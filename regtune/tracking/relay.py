@@ -28,12 +28,15 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regtune.exceptions import TrackingError
 from regtune.processes import python_command, safe_environment
+
+if TYPE_CHECKING:
+    from regtune.tracking.tracker import Tracker
 
 __all__ = ["RelayTracker", "TrackerProcess", "TrackerRelay", "connect"]
 
@@ -54,14 +57,15 @@ class TrackerRelay:
     for them, made once per store: one tracker process serves every study of a session.
     """
 
-    def __init__(self, tracker: Any = None, *, open_tracker: Callable[[str, str], Any] | None = None) -> None:
+    def __init__(self, tracker: Tracker | None = None, *,
+                 open_tracker: Callable[[str, str], Tracker] | None = None) -> None:
         self._tracker, self._open_tracker = tracker, open_tracker
-        self._trackers: dict[tuple[str, str], Any] = {}
+        self._trackers: dict[tuple[str, str], Tracker] = {}
         self._opening = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._runs: dict[str, str | None] = {}  # token -> run id (None: the run could not be opened)
 
-    def trackers(self) -> list[Any]:
+    def trackers(self) -> list[Tracker]:
         """Every tracker this relay has used."""
         return [t for t in (self._tracker, *self._trackers.values()) if t is not None]
 
@@ -108,7 +112,7 @@ class TrackerRelay:
                     except (BrokenPipeError, OSError):
                         return
 
-    def _store(self, tracking_uri: str, experiment: str) -> Any:
+    def _store(self, tracking_uri: str, experiment: str) -> Tracker | Exception:
         """The tracker of this store and experiment (or why there is none)."""
         assert self._open_tracker is not None
         with self._opening:
@@ -120,7 +124,7 @@ class TrackerRelay:
                     return exc
             return self._trackers[key]
 
-    def _run(self, tracker: Any, name: str, args: tuple, kwargs: dict) -> tuple | None:
+    def _run(self, tracker: Tracker | None, name: str, args: tuple, kwargs: dict) -> tuple | None:
         if name not in _CALLS and name not in _CASTS:
             raise TrackingError(f"tracker call {name!r} is not relayed")
         if name == "open_trial_run":  # the worker learns the run id, or that there is none
@@ -210,29 +214,36 @@ class RelayTracker:
     def log_epoch(self, run_id: str, epoch: int, metrics: Mapping[str, float]) -> None:
         self._cast("log_epoch", run_id, epoch, dict(metrics))
 
-    def finish_trial(self, *args: Any, **kwargs: Any) -> None:
-        self._cast("finish_trial", *args, **kwargs)
+    def finish_trial(self, run_id: str, state: str, metrics: Mapping[str, float] | None = None,
+                     tags: Mapping[str, Any] | None = None, *, step: int | None = None) -> None:
+        self._cast("finish_trial", run_id, state, metrics=_plain(metrics), tags=_plain(tags), step=step)
 
-    def set_tags(self, *args: Any, **kwargs: Any) -> None:
-        self._cast("set_tags", *args, **kwargs)
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        self._cast("set_tags", run_id, dict(tags))
 
-    def end_run(self, *args: Any, **kwargs: Any) -> None:
-        self._cast("end_run", *args, **kwargs)
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self._cast("end_run", run_id, status)
 
-    def mark_orphans(self, *args: Any, **kwargs: Any) -> int:
-        return self._call("mark_orphans", *args, **kwargs)
+    def mark_orphans(self, parent_run_id: str, status: str = "KILLED",
+                     trials: Iterable[int] | Callable[[int], bool] | None = None, *,
+                     ended_too: bool = False) -> int:
+        if callable(trials):
+            raise TypeError("a relayed mark_orphans takes the trial numbers, not a predicate")
+        numbers = None if trials is None else list(trials)
+        return self._call("mark_orphans", parent_run_id, status, numbers, ended_too=ended_too)
 
-    def backfill(self, *args: Any, **kwargs: Any) -> int:
-        return self._call("backfill", *args, **kwargs)
+    def backfill(self, run_id: str, key: str, values: Mapping[int, float],
+                 params: Mapping[str, Any] | None = None) -> int:
+        return self._call("backfill", run_id, key, dict(values), params=_plain(params))
 
-    def trial_run_id(self, *args: Any, **kwargs: Any) -> str | None:
-        return self._call("trial_run_id", *args, **kwargs)
+    def trial_run_id(self, parent_run_id: str, trial_number: int) -> str | None:
+        return self._call("trial_run_id", parent_run_id, trial_number)
 
-    def log_params(self, *args: Any, **kwargs: Any) -> None:
-        self._call("log_params", *args, **kwargs)
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        self._call("log_params", run_id, dict(params))
 
-    def log_metrics(self, *args: Any, **kwargs: Any) -> None:
-        self._call("log_metrics", *args, **kwargs)
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
+        self._call("log_metrics", run_id, dict(metrics), step)
 
     def flush(self, run_id: str | None = None) -> None:
         """Write what the relay holds (for ``run_id``) now, and wait until it is written."""
@@ -248,6 +259,11 @@ class RelayTracker:
         finally:
             with self._lock:
                 self._conn.close()
+
+
+def _plain(mapping: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A mapping as a dict (it goes down a pipe), ``None`` as itself."""
+    return None if mapping is None else dict(mapping)
 
 
 class TrackerProcess:

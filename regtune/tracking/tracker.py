@@ -7,29 +7,32 @@ write is one ``log_batch`` because each call to a SQLite store costs millisecond
 (SQLAlchemy) and a commit: per-epoch metrics and trial params are therefore queued, and one
 background thread per tracker writes each live run's queue as one batch every
 ``flush_interval`` seconds (live curves), and a trial's end writes the rest with its final
-metrics. A worker killed with ``kill -9`` loses at most the unflushed tail, which
-:meth:`MLflowTracker.backfill` restores from Optuna's record of the trial.
+metrics (:mod:`regtune.tracking.writer`). A worker killed with ``kill -9`` loses at most the
+unflushed tail, which :meth:`MLflowTracker.backfill` restores from Optuna's record of the trial.
+
+:class:`Tracker` is what a trial logs through; :class:`MLflowTracker`, the worker's
+:class:`~regtune.tracking.relay.RelayTracker` and :class:`NullTracker` (tracking off) implement
+it. :class:`StudyTracker` adds what the study's own process does (parent run, model, reads).
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import logging
 import math
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from regtune.exceptions import TrackingError
+from regtune.tracking.endpoints import check_reachable, missing_driver
 from regtune.tracking.masking import mask_secrets
+from regtune.tracking.writer import BackgroundWriter
 
 if TYPE_CHECKING:
-    from mlflow.entities import Run
+    from mlflow.entities import Metric, Run
 
     from regtune.data.loading import Dataset as DataTable
 
@@ -39,13 +42,9 @@ __all__ = [
     "OFF",
     "MLflowTracker",
     "NullTracker",
-    "CONNECT_TIMEOUT",
-    "TrackingError",
-    "check_reachable",
-    "missing_driver",
-    "connect_args",
+    "StudyTracker",
+    "Tracker",
     "make_tracker",
-    "mask_secrets",
     "resolve_tracking_uri",
     "store_uri",
 ]
@@ -64,10 +63,7 @@ _PAGE_SIZE = 1000
 _BATCH_PARAMS, _BATCH_ENTITIES = 100, 1000  # MLflow's log_batch limits (params or tags; all)
 _REMOTE_SCHEMES = ("http", "https", "databricks")
 FLUSH_INTERVAL = 1.0  # seconds between background writes of queued epochs (live curves in the UI)
-CONNECT_TIMEOUT = 10  # seconds a server may take to accept a connection, or to answer a probe
-_DATABASES = ("postgresql", "postgres", "mysql", "mariadb", "mssql")
 
-_logger = logging.getLogger("regtune")
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
     """The store to use: ``tracking_uri`` if given, else ``$MLFLOW_TRACKING_URI``, else
@@ -79,6 +75,80 @@ def store_uri(tracking_uri: str | None = None) -> str:
     """The store :func:`resolve_tracking_uri` names, a local SQLite path made absolute: the
     URI every process of a study uses (an :class:`MLflowTracker`'s ``tracking_uri``)."""
     return _absolute_sqlite(resolve_tracking_uri(tracking_uri))
+
+
+class Tracker(Protocol):
+    """What a trial logs through, in whichever process it runs: the real tracker, a worker's
+    relay to it, or the null tracker. Every call names its run; ``enabled`` is ``False`` only
+    when tracking is off."""
+
+    enabled: bool
+    tracking_uri: str
+
+    def start_trial_run(self, parent_run_id: str, trial_number: int, params: Mapping[str, Any],
+                        tags: Mapping[str, Any] | None = None) -> str: ...
+
+    def resolve(self, run_id: str, *, wait: bool = False) -> str | None:
+        """The MLflow run id behind what :meth:`start_trial_run` returned (a relay hands back a
+        token at once); ``None`` while unknown (``wait=False``) or if the run could not be opened."""
+        ...
+
+    def log_epoch(self, run_id: str, epoch: int, metrics: Mapping[str, float]) -> None: ...
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None: ...
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None: ...
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None: ...
+
+    def finish_trial(self, run_id: str, state: str, metrics: Mapping[str, float] | None = None,
+                     tags: Mapping[str, Any] | None = None, *, step: int | None = None) -> None: ...
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None: ...
+
+    def trial_run_id(self, parent_run_id: str, trial_number: int) -> str | None: ...
+
+    def backfill(self, run_id: str, key: str, values: Mapping[int, float],
+                 params: Mapping[str, Any] | None = None) -> int: ...
+
+    def mark_orphans(self, parent_run_id: str, status: str = "KILLED",
+                     trials: Iterable[int] | Callable[[int], bool] | None = None, *,
+                     ended_too: bool = False) -> int: ...
+
+    def flush(self, run_id: str | None = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class StudyTracker(Tracker, Protocol):
+    """What the study's own process does besides: the parent run, its dataset, artifacts and
+    model, and reading runs back (reports, ablation, predict). :class:`MLflowTracker` and
+    :class:`NullTracker` implement it."""
+
+    experiment_id: str
+
+    def start_study_run(self, study_name: str, params: Mapping[str, Any],
+                        tags: Mapping[str, Any] | None = None, *, uid: str | None = None) -> str: ...
+
+    def log_dataset(self, run_id: str, dataset: DataTable, digest: str, context: str = "training") -> None: ...
+
+    def log_artifact(self, run_id: str, local_path: str | Path, artifact_path: str | None = None) -> None: ...
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None: ...
+
+    def register_model(self, model_uri: str, name: str, run_id: str) -> int: ...
+
+    def find_study_run(self, study_name: str, uid: str | None = None) -> str | None: ...
+
+    def child_runs(self, parent_run_id: str) -> list[Run]: ...
+
+    def run(self, run_id: str) -> Run | None: ...
+
+    def run_tag(self, run_id: str, key: str) -> str | None: ...
+
+    def metric_history(self, run_id: str, key: str) -> list[Metric]: ...
+
+    def download_artifacts(self, uri: str, dst: str) -> Path | None: ...
 
 
 class MLflowTracker:
@@ -108,12 +178,8 @@ class MLflowTracker:
         self.tracking_uri = store_uri(tracking_uri)
         self.experiment = experiment
         self._studies: dict[str, str] = {}
-        self._queue = _Queue()
-        self._io = threading.RLock()  # one MLflow call at a time: the flusher's and the caller's
-        self._flush_interval = flush_interval
-        self._flusher: threading.Thread | None = None
-        self._closed = threading.Event()
-        self._write_failed = False
+        self._io = threading.RLock()  # one MLflow call at a time: the writer's and the caller's
+        self._queue = BackgroundWriter(self, flush_interval)
         try:
             check_reachable(self.tracking_uri)
             from mlflow.tracking import MlflowClient
@@ -226,6 +292,21 @@ class MLflowTracker:
 
     enabled = True
 
+    def resolve(self, run_id: str, *, wait: bool = False) -> str | None:
+        """``run_id`` itself: this tracker opens runs before it returns their id."""
+        return run_id
+
+    def run(self, run_id: str) -> Run:
+        """Run ``run_id`` as stored (its params, metrics, tags and status); what is still
+        queued for it is not in it until :meth:`flush`."""
+        with self._io:
+            return self._client.get_run(run_id)
+
+    def metric_history(self, run_id: str, key: str) -> list[Metric]:
+        """Every stored step of metric ``key`` of run ``run_id`` (queued ones once flushed)."""
+        with self._io:
+            return self._client.get_metric_history(run_id, key)
+
     def run_tag(self, run_id: str, key: str) -> str | None:
         """One tag of a run; a clear error when the run does not exist."""
         try:
@@ -268,12 +349,8 @@ class MLflowTracker:
 
     def close(self) -> None:
         """Stop the background flusher and write what is left; the tracker stays usable."""
-        self._closed.set()
-        flusher, self._flusher = self._flusher, None
-        if flusher is not None and flusher is not threading.current_thread():
-            flusher.join()
+        self._queue.stop()
         self.flush()
-        self._closed.clear()
 
     def backfill(
         self, run_id: str, key: str, values: Mapping[int, float], params: Mapping[str, Any] | None = None
@@ -465,22 +542,6 @@ class MLflowTracker:
 
     def _enqueue(self, run_id: str, *, metrics: Iterable = (), params: Iterable = ()) -> None:
         self._queue.add(run_id, metrics=metrics, params=params)
-        if self._flusher is None and self._flush_interval > 0:
-            self._start_flusher()
-
-    def _start_flusher(self) -> None:
-        with self._io:
-            if self._flusher is not None:
-                return
-            ref = weakref.ref(self)
-            # The thread holds only a weak reference, so a tracker nobody uses any more is
-            # collected and its thread ends; at exit, what is queued is written.
-            self._flusher = threading.Thread(
-                target=_flush_loop, args=(ref, self._closed, self._flush_interval),
-                name="regtune-mlflow-flusher", daemon=True,
-            )
-            self._flusher.start()
-            atexit.register(_close_at_exit, ref)
 
     def _write_queued(self, run_id: str, metrics: Iterable = (), tags: Iterable = ()) -> None:
         """Write the run's queue (plus ``metrics`` and ``tags``) as one batch; put it back on
@@ -490,9 +551,8 @@ class MLflowTracker:
             self._log_batch(run_id, metrics=[*queued_metrics, *metrics], params=queued_params, tags=tags)
         except BaseException:
             self._queue.put_back(run_id, queued_metrics, queued_params)
-            self._write_failed = True
             raise
-        self._write_failed = False
+        self._queue.written()
 
     def _log_batch(self, run_id: str, metrics=(), params=(), tags=()) -> None:
         """One ``log_batch`` call, split only where MLflow's per-batch limits force it."""
@@ -504,58 +564,6 @@ class MLflowTracker:
                 run_id, metrics=metrics[:room], params=some_params, tags=some_tags
             )
             metrics, params, tags = metrics[room:], params[_BATCH_PARAMS:], tags[_BATCH_PARAMS:]
-
-
-class _Queue:
-    """Metrics and params waiting to be written, per run, in the order they came."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._runs: dict[str, tuple[list, list]] = {}
-
-    def add(self, run_id: str, metrics: Iterable = (), params: Iterable = ()) -> None:
-        with self._lock:
-            queued = self._runs.setdefault(run_id, ([], []))
-            queued[0].extend(metrics)
-            queued[1].extend(params)
-
-    def take(self, run_id: str) -> tuple[list, list]:
-        with self._lock:
-            return self._runs.pop(run_id, ([], []))
-
-    def put_back(self, run_id: str, metrics: list, params: list) -> None:
-        with self._lock:
-            later = self._runs.pop(run_id, ([], []))
-            self._runs[run_id] = (metrics + later[0], params + later[1])
-
-    def run_ids(self) -> list[str]:
-        with self._lock:
-            return list(self._runs)
-
-
-def _flush_loop(ref: weakref.ref, closed: threading.Event, interval: float) -> None:
-    failing = False
-    while not closed.wait(interval):
-        tracker = ref()
-        if tracker is None:
-            return
-        try:
-            tracker.flush()
-            failing = False
-        except Exception as exc:  # the store is down: keep the queue, say so once, try again
-            if not failing:
-                _logger.warning("MLflow: could not write queued metrics (will retry): %s",
-                                mask_secrets(f"{type(exc).__name__}: {exc}"))
-            failing = True
-        del tracker
-
-
-def _close_at_exit(ref: weakref.ref) -> None:
-    tracker = ref()
-    # A store that failed the last write is down: retrying it would hold up the exit.
-    if tracker is not None and not tracker._write_failed:
-        with contextlib.suppress(Exception):
-            tracker.close()
 
 
 @contextlib.contextmanager
@@ -577,90 +585,6 @@ def _creation_lock(uri: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def check_reachable(uri: str) -> None:
-    """Fail within about :data:`CONNECT_TIMEOUT` seconds when a tracking server is unreachable.
-
-    Why: MLflow retries a refused HTTP server with exponential backoff (268 s with its default
-    retries), waits 120 s per try on one that accepts and never answers, and a database driver
-    without a connect timeout waits for the operating system (over two minutes). Once the
-    server has answered, MLflow's own retries ride out short outages during the study.
-    Raises :class:`TrackingError` naming the URI (masked) for HTTP, the driver's error for a
-    database (the caller words it).
-    """
-    scheme = _scheme(uri)
-    if scheme in ("http", "https"):
-        _probe_http(uri)
-    elif scheme in _DATABASES:
-        _probe_database(uri)
-
-
-def connect_args(url: str) -> dict[str, Any]:
-    """SQLAlchemy ``connect_args`` bounding how long a database connection may take, unless the
-    URL sets its own ``connect_timeout`` (without it, psycopg waits on a silent port for minutes)."""
-    if _scheme(url) in ("postgresql", "postgres", "mysql", "mariadb") and "connect_timeout" not in url:
-        return {"connect_timeout": CONNECT_TIMEOUT}
-    return {}
-
-
-# Python database drivers whose pip package is not named like the module SQLAlchemy imports.
-_DRIVER_PACKAGES = {"MySQLdb": "mysqlclient", "psycopg2": "psycopg2-binary", "psycopg": "'psycopg[binary]'",
-                    "mysql": "mysql-connector-python", "cx_Oracle": "cx-Oracle", "oracledb": "oracledb"}
-
-
-def missing_driver(url: str, exc: BaseException) -> str | None:
-    """What to say when a database URL's Python driver is not installed, else ``None``.
-
-    Why: a missing driver (``mysql+pymysql://`` without PyMySQL) surfaces as an ImportError from
-    deep in SQLAlchemy or Optuna, which the callers would word as "check that the server is up".
-    """
-    seen: BaseException | None = exc
-    while seen is not None and not isinstance(seen, ModuleNotFoundError):
-        seen = seen.__cause__ or seen.__context__
-    if seen is None or not seen.name:
-        return None
-    module = seen.name.split(".")[0]
-    package = _DRIVER_PACKAGES.get(module, module)
-    return (f"{mask_secrets(url)!r} needs the database driver {module!r}, which is not installed here; "
-            f"install it (pip install {package}) or use another URL")
-
-
-def _scheme(uri: str) -> str:
-    return uri.split(":", 1)[0].split("+", 1)[0].lower()
-
-
-def _probe_http(uri: str) -> None:
-    """One GET with short timeouts; any HTTP answer, even an error status, means reachable."""
-    import requests
-
-    where = f"MLflow tracking server {mask_secrets(uri)!r}"
-    fix = "check that it is up and that this machine can reach it, or pass another --tracking-uri"
-    try:
-        requests.get(uri.rstrip("/") + "/health", timeout=(CONNECT_TIMEOUT / 2, CONNECT_TIMEOUT),
-                     allow_redirects=False).close()
-    except requests.exceptions.SSLError:
-        return  # it answered; MLflow applies its own TLS settings (MLFLOW_TRACKING_INSECURE_TLS, ...)
-    except requests.exceptions.ConnectTimeout:
-        raise TrackingError(f"{where} did not accept a connection within {CONNECT_TIMEOUT / 2:g} s; {fix}") from None
-    except requests.exceptions.Timeout:
-        raise TrackingError(f"{where} accepted a connection but did not answer within {CONNECT_TIMEOUT} s; "
-                            f"{fix}") from None
-    except requests.exceptions.ConnectionError as err:
-        reason = "refused the connection" if "refused" in str(err).lower() else "cannot be reached"
-        raise TrackingError(f"{where} {reason}; {fix}") from None
-
-
-def _probe_database(uri: str) -> None:
-    """Connect once to a database store: MLflow itself retries an unreachable one for ~100 s."""
-    import sqlalchemy
-
-    engine = sqlalchemy.create_engine(uri, connect_args=connect_args(uri))
-    try:
-        with engine.connect():
-            pass
-    finally:
-        engine.dispose()
 
 
 def _run_status(status: str) -> str:
@@ -697,19 +621,93 @@ def _trial_number(run: Run) -> int:
 
 
 class NullTracker:
-    """The tracker interface doing nothing, for ``tracking_uri="off"``."""
+    """The tracker doing nothing, for ``tracking_uri="off"``: runs are empty ids, reads find nothing."""
 
     enabled = False
     tracking_uri = OFF
     experiment_id = ""
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return lambda *args, **kwargs: "" if name.startswith("start_") else None
+    def start_trial_run(self, parent_run_id: str, trial_number: int, params: Mapping[str, Any],
+                        tags: Mapping[str, Any] | None = None) -> str:
+        return ""
+
+    def resolve(self, run_id: str, *, wait: bool = False) -> str | None:
+        return run_id
+
+    def log_epoch(self, run_id: str, epoch: int, metrics: Mapping[str, float]) -> None:
+        pass
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
+        pass
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        pass
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        pass
+
+    def finish_trial(self, run_id: str, state: str, metrics: Mapping[str, float] | None = None,
+                     tags: Mapping[str, Any] | None = None, *, step: int | None = None) -> None:
+        pass
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        pass
+
+    def trial_run_id(self, parent_run_id: str, trial_number: int) -> str | None:
+        return None
+
+    def backfill(self, run_id: str, key: str, values: Mapping[int, float],
+                 params: Mapping[str, Any] | None = None) -> int:
+        return 0
+
+    def mark_orphans(self, parent_run_id: str, status: str = "KILLED",
+                     trials: Iterable[int] | Callable[[int], bool] | None = None, *,
+                     ended_too: bool = False) -> int:
+        return 0
+
+    def flush(self, run_id: str | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def start_study_run(self, study_name: str, params: Mapping[str, Any],
+                        tags: Mapping[str, Any] | None = None, *, uid: str | None = None) -> str:
+        return ""
+
+    def log_dataset(self, run_id: str, dataset: DataTable, digest: str, context: str = "training") -> None:
+        pass
+
+    def log_artifact(self, run_id: str, local_path: str | Path, artifact_path: str | None = None) -> None:
+        pass
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        pass
+
+    def register_model(self, model_uri: str, name: str, run_id: str) -> int:
+        raise TrackingError(f"the model {model_uri} cannot be registered as {name!r} with tracking off; "
+                            "pass a tracking store (--tracking-uri) to register it")
+
+    def find_study_run(self, study_name: str, uid: str | None = None) -> str | None:
+        return None
+
+    def child_runs(self, parent_run_id: str) -> list[Run]:
+        return []
+
+    def run(self, run_id: str) -> Run | None:
+        return None
+
+    def run_tag(self, run_id: str, key: str) -> str | None:
+        return None
+
+    def metric_history(self, run_id: str, key: str) -> list[Metric]:
+        return []
+
+    def download_artifacts(self, uri: str, dst: str) -> Path | None:
+        return None
 
 
-def make_tracker(tracking_uri: str | None, experiment: str) -> MLflowTracker | NullTracker:
+def make_tracker(tracking_uri: str | None, experiment: str) -> StudyTracker:
     """``"off"`` gives a :class:`NullTracker`; anything else an :class:`MLflowTracker`."""
     if tracking_uri == OFF:
         return NullTracker()

@@ -1,17 +1,20 @@
 """Cohort trials: K Optuna trials of one structure trained as one batched network (``--cohort K``).
 
 A worker samples the trial it claimed (the leader). If a cohort can train it
-(:func:`regtune.nn.cohort.cohort_problem`), it claims up to K-1 more and samples them with the
-leader's structural parameters fixed (:func:`fixed_params`, through Optuna's
-``PartialFixedSampler``): widths, depth, activation, batch size, schedule, scaling and every
-switch of a regularizer a cohort cannot train. What the members still sample is what a cohort
-varies per member (learning rate, L2, weight decay, label smoothing, patience, and whether
-each of those is on). :func:`run_cohort_objective` then trains them on every fold in lockstep,
+(:func:`regtune.nn.cohort.cohort_problem`; for a user's module, :func:`batching_problem`), it
+claims up to K-1 more and samples them with the leader's structural parameters fixed
+(:func:`fixed_params`, through Optuna's ``PartialFixedSampler``): widths, depth, activation,
+optimizer, batch size, schedule, scaling, the module's own parameters and the regularizers the
+table marks ``cohort="shared"`` (dropout, batch norm, spectral norm). What the members still
+sample is what the table lets members vary (:func:`regtune.nn.cohort.member_fields`: learning
+rate, penalties, decay, noise, mixing, augmentation, max-norm, label smoothing, patience, and
+whether each is on). :func:`run_cohort_objective` then trains them on every fold in lockstep,
 one :class:`~regtune.nn.cohort.CohortTrainer` per fold (members x folds), reports each
 member's fold-mean score each epoch to its own trial, prunes members one by one (a pruned
 member leaves the batch) and scores each finished one with :func:`regtune.tuning.trial.score_trial`,
 as if it had trained alone. The worker (:mod:`regtune.tuning.worker`) owns what happens to
-the trials' states and MLflow runs, the same code as for a trial trained alone.
+the trials' states and MLflow runs, the same code as for a trial trained alone. With
+``--cohort auto`` it first sizes cohorts by measurement (:func:`choose_cohort_size`).
 """
 
 from __future__ import annotations
@@ -29,12 +32,13 @@ import optuna
 from regtune.config import RegConfig
 from regtune.metrics import Metric
 from regtune.nn.cohort import (
-    SUPPORTED_REGULARIZERS,
-    VARYING,
     CohortTrainer,
     cohort_problem,
+    member_fields,
+    member_regularizers,
     shared_fields,
 )
+from regtune.nn.trainer import Trainer
 from regtune.space.space import SearchSpace
 from regtune.tuning.trial import (
     Folds,
@@ -45,17 +49,93 @@ from regtune.tuning.trial import (
     score_trial,
 )
 
-__all__ = ["cohort_sampler", "fits_cohort", "fixed_params", "run_cohort_objective"]
+__all__ = ["AUTO", "AUTO_ATTR", "AUTO_SIZES", "FALLBACK_ATTR", "batching_problem", "cohort_sampler", "choose_cohort_size", "fits_cohort", "fixed_params",
+           "pick_cohort_size", "run_cohort_objective"]
+
+AUTO = "auto"  # --cohort auto: the worker measures which K pays (choose_cohort_size)
+AUTO_ATTR = "regtune.cohort_auto"  # study user attr and parent-run tag: the K chosen, and the rates measured
+FALLBACK_ATTR = "regtune.cohort_fallback"  # study user attr: why a user's module trains alone
+AUTO_SIZES = (1, 2, 4, 8, 16, 32, 64)
+_AUTO_GAIN = 1.1  # a cohort must train 10% more trials per minute than alone to be worth forming
 
 Outcome = tuple[float, dict[str, float]] | BaseException
 
 
 def fixed_params(space: SearchSpace, leader_params: Mapping[str, Any]) -> dict[str, Any]:
     """The leader's parameters its cohort's other members take as they are: all but those a
-    cohort varies per member (:data:`regtune.nn.cohort.VARYING` and the switches of
-    :data:`regtune.nn.cohort.SUPPORTED_REGULARIZERS`)."""
-    varying = set(VARYING) | {f.switch_param for f in space.regularizers if f.name in SUPPORTED_REGULARIZERS}
+    cohort varies per member (:func:`regtune.nn.cohort.member_fields` and the switches of
+    :func:`regtune.nn.cohort.member_regularizers`)."""
+    names = member_regularizers()
+    varying = set(member_fields()) | {f.switch_param for f in space.regularizers if f.name in names}
     return {name: value for name, value in leader_params.items() if name not in varying}
+
+
+def choose_cohort_size(
+    config: RegConfig, folds: Folds, *, device: str, seed: int, sizes: Sequence[int] = AUTO_SIZES,
+    module: Mapping[str, Any] | None = None, epochs: int = 2,
+) -> tuple[int, dict[int, float]]:
+    """The cohort size that trains ``config``'s structure fastest on this device, and the rate
+    measured at each size tried (member epochs per second, on the first fold).
+
+    Each size trains ``epochs`` timed epochs after one untimed (K copies of ``config`` with
+    their own seeds; K=1 is the Trainer alone, as ``--cohort 1`` trains). Sizes grow until one
+    trains at less than half the best rate so far (a cohort of 2 may be slower than one trial
+    alone while 16 is faster); 1 is kept unless a cohort beats it by 10%.
+    """
+    tr, va = folds.splits[0]
+    probe = config.replace(max_epochs=epochs + 1, early_stopping=False)
+    rates: dict[int, float] = {}
+    for K in sizes:
+        args = [make_estimator(probe, folds.task, image_shape=folds.image_shape, device=device,
+                               random_state=seed + k, module=module).trainer_arguments(
+            folds.X[tr], folds.y[tr], validation_data=(folds.X[va], folds.y[va])) for k in range(K)]
+        trainer = Trainer(**args[0]) if K == 1 else CohortTrainer(args)
+        trainer.step()
+        start = time.perf_counter()
+        for _ in range(epochs):
+            trainer.step()
+        rates[K] = K * epochs / max(time.perf_counter() - start, 1e-9)
+        if rates[K] < max(rates.values()) / 2:  # clearly past the best: larger ones will not pay
+            break
+    return pick_cohort_size(rates), rates
+
+
+def batching_problem(
+    config: RegConfig, folds: Folds, *, device: str, seed: int, module: Mapping[str, Any] | None = None,
+) -> str | None:
+    """Why a cohort cannot train ``config``'s network (a user's module above all), else ``None``.
+
+    Two members train one epoch on a few rows in one cohort, and member 0 once alone: a
+    forward pass ``vmap`` cannot batch (data-dependent Python control flow, ``.item()``, a
+    random op other than the dropout modules) raises, and a member that does not reproduce its
+    solo run is refused too.
+    """
+    tr, va = folds.splits[0]
+    tr, va = tr[:min(len(tr), 32)], va[:min(len(va), 16)]
+    probe = config.replace(max_epochs=1, early_stopping=False)
+
+    def arguments(k: int) -> dict[str, Any]:
+        est = make_estimator(probe, folds.task, image_shape=folds.image_shape, device=device, random_state=seed + k,
+                             module=module)
+        return est.trainer_arguments(folds.X[tr], folds.y[tr], validation_data=(folds.X[va], folds.y[va]))
+
+    try:
+        cohort = CohortTrainer([arguments(0), arguments(1)])
+        batched = cohort.step()[0]
+    except Exception as exc:
+        return f"a cohort cannot batch it ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+    alone = Trainer(**arguments(0)).step()
+    for key in ("train_loss", "val_loss"):
+        if batched is None or not math.isclose(batched[key], alone[key], rel_tol=1e-3, abs_tol=1e-5):
+            return (f"a batched member does not train as alone ({key} {batched and batched[key]!r} vs "
+                    f"{alone[key]!r})")
+    return None
+
+
+def pick_cohort_size(rates: Mapping[int, float]) -> int:
+    """The size with the highest rate, if it beats training alone (size 1) by 10%; else 1."""
+    best = max(rates, key=rates.__getitem__)
+    return best if rates[best] >= _AUTO_GAIN * rates.get(1, 0.0) else 1
 
 
 def fits_cohort(leader: RegConfig, config: RegConfig) -> bool:

@@ -18,7 +18,7 @@ from regtune.data.preprocess import TabularPreprocessor
 from regtune.metrics import Metric
 from regtune.nn.callbacks import StopAfter
 from regtune.space.space import SearchSpace
-from regtune.tracking.tracker import MLflowTracker
+from regtune.tracking.tracker import StudyTracker
 from regtune.tuning.budget import FinalBudget, StopBy
 from regtune.tuning.queue import AS_WRITTEN_ATTR
 from regtune.tuning.resources import threads_for, torch_threads
@@ -86,7 +86,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 
 def finish(
     study: optuna.Study, space: SearchSpace, metric: Metric, folds: Folds, X_test: np.ndarray | None,
-    y_test: np.ndarray | None, prep: TabularPreprocessor | None, tracker: MLflowTracker, parent: str,
+    y_test: np.ndarray | None, prep: TabularPreprocessor | None, tracker: StudyTracker, parent: str,
     settings: TuneSettings, meta: dict[str, Any], example: pd.DataFrame | None = None,
     deadline: float | None = None,
 ) -> TuneResult:
@@ -219,7 +219,7 @@ def _best_of(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> opt
     return pick(complete, key=lambda t: t.value)
 
 
-def _log_final_model(tracker: MLflowTracker, parent: str, best: optuna.trial.FrozenTrial, ensemble: Any,
+def _log_final_model(tracker: StudyTracker, parent: str, best: optuna.trial.FrozenTrial, ensemble: Any,
                      best_estimator: Any, prep: TabularPreprocessor | None, metric: Metric, final: dict[str, float],
                      folds: Folds, X_test: np.ndarray | None, settings: TuneSettings,
                      meta: dict[str, Any], example: pd.DataFrame | None = None) -> str | None:

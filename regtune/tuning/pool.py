@@ -20,7 +20,7 @@ import optuna
 
 from regtune.processes import safe_path_environment
 from regtune.tracking.relay import RelayTracker, TrackerProcess, TrackerRelay
-from regtune.tracking.tracker import MLflowTracker
+from regtune.tracking.tracker import StudyTracker
 from regtune.tuning.queue import reap_dead_trials, runnable_trials
 from regtune.tuning.resources import assign_devices, passive_openmp
 from regtune.tuning.storage import StudyError
@@ -37,7 +37,7 @@ __all__ = ["run_workers", "sigint_ignored"]
 
 
 def run_workers(
-    spec: WorkerSpec, folds: Folds, study: optuna.Study, console: Any, tracker: MLflowTracker,
+    spec: WorkerSpec, folds: Folds, study: optuna.Study, console: Any, tracker: StudyTracker,
 ) -> None:
     """Run the study's trials in ``spec.settings.n_jobs`` processes (this one included) until
     its queue is empty; a worker that died is reaped, its MLflow run closed."""

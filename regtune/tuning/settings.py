@@ -81,8 +81,9 @@ class TuneSettings:
     # score beat the best trial's on 9 of 10 unseen datasets (mean +0.006).
     ensemble: int = _setting(5, "The logged model averages up to K of the best trials, chosen by greedy ensemble "
                                 "selection on their out-of-fold predictions; 1: the best trial alone.")
-    cohort: int = _setting(1, "K >= 2: train up to K trials of one structure as one batched network (trials whose "
-                              "regularizers a cohort cannot train run alone); 1: every trial alone.")
+    cohort: int | str = _setting(1, "K >= 2: train up to K trials of one structure as one batched network, each "
+                                    "member the same trial as trained alone; auto: the K that trains the most "
+                                    "trials per minute here, measured on the first cohort; 1: every trial alone.")
     # An nn.Module class or factory, or "file.py:Name" / "package.module:Name".
     module: Any = _setting(None, "Your network instead of the built-in one: path/to/file.py:ClassName or "
                                  "package.module:ClassName (this imports and runs that code).")
@@ -127,9 +128,11 @@ class TuneSettings:
         if isinstance(self.ensemble, bool) or not isinstance(self.ensemble, int) or self.ensemble < 0:
             raise TuneError(f"ensemble={self.ensemble!r} must be a whole number: 0 or 1 for the best model alone, "
                             "K >= 2 to average up to K of the best trials")
-        if isinstance(self.cohort, bool) or not isinstance(self.cohort, int) or self.cohort < 1:
-            raise TuneError(f"cohort={self.cohort!r} must be a whole number: 1 trains each trial alone, "
-                            "K >= 2 trains up to K trials of one structure as one batched network")
+        if self.cohort != "auto" and (isinstance(self.cohort, bool) or not isinstance(self.cohort, int)
+                                      or self.cohort < 1):
+            raise TuneError(f"cohort={self.cohort!r} must be 'auto' or a whole number: 1 trains each trial alone, "
+                            "K >= 2 trains up to K trials of one structure as one batched network, 'auto' measures "
+                            "which K trains the most trials per minute on this device")
         for name in ("heartbeat_interval", "grace_period"):
             value = getattr(self, name)
             if value is not None and (not _is_number(value) or value < 1):

@@ -16,7 +16,8 @@ from pathlib import Path
 import optuna
 
 from regtune.exceptions import StudyError
-from regtune.tracking.tracker import connect_args, mask_secrets, missing_driver
+from regtune.tracking.endpoints import connect_args, missing_driver
+from regtune.tracking.masking import mask_secrets
 from regtune.tuning.optuna_internals import SeededHyperbandPruner
 from regtune.tuning.queue import on_stale_trial, owner_tag
 from regtune.tuning.settings import DEFAULT_STORAGE, MEMORY, PRUNERS, SAMPLERS

@@ -17,7 +17,7 @@ from regtune.config import RegConfig
 from regtune.estimators.net import RegularizedNetClassifier, RegularizedNetRegressor
 from regtune.exceptions import ModuleError, RegtuneError
 from regtune.metrics import Metric
-from regtune.nn.models import ROUTED_ARGS, ModuleFactory, dropout_layers
+from regtune.nn.models import ROUTED_ARGS, ModuleFactory
 from regtune.nn.regularizers import decay_parameters, weight_layers
 from regtune.space.space import SearchSpace
 from regtune.tuning.queue import AS_WRITTEN_ATTR
@@ -123,7 +123,7 @@ class Network:
             return dict(config)
         factory = ModuleFactory.of(self.module)
         kept = {k: v for k, v in config.items()
-                if k != "architecture" and (k not in ROUTED_ARGS or k == "dropout" or factory.takes(k))}
+                if k != "architecture" and (k not in ROUTED_ARGS or factory.receives(k))}
         return {**kept, "module": self.reference, **{f"module__{k}": v for k, v in self.params.items()}}
 
     def space(self, space: SearchSpace) -> SearchSpace:
@@ -153,7 +153,7 @@ def check_network(network: Network, space: SearchSpace, folds: Folds, device: st
     factory = ModuleFactory.of(network.module)
     sampled = {k.removeprefix("module__"): v for k, v in space.module_params({}).items()}
     factory.check_params({**network.params, **sampled})
-    unsupported = [name for name in ROUTED_ARGS if name != "dropout" and not factory.takes(name)]
+    unsupported = factory.missing_arguments()
     trimmed = space.for_module(unsupported)
     baseline = trimmed.baseline_params()
     config = trimmed.to_config(baseline)
@@ -168,12 +168,7 @@ def check_network(network: Network, space: SearchSpace, folds: Folds, device: st
     except Exception as exc:
         raise ModuleError(f"{factory.name}: training one batch of shape {(len(rows), *folds.X.shape[1:])} failed: "
                           f"{type(exc).__name__}: {exc}") from exc
-    if not factory.takes("dropout") and not dropout_layers(est.module_):
-        unsupported.append("dropout")
-    if not weight_layers(est.module_, include_head=False):  # no hidden layer to constrain
-        unsupported += ["max_norm", "spectral_norm"]
-    if not decay_parameters(est.module_):  # no weights found by layer type
-        unsupported += ["l1", "l2", "elastic_net", "weight_decay", "weight_noise"]
+    unsupported += factory.nothing_to_act_on(est.module_)  # e.g. no dropout layer, no hidden layer
     sizes = {"n_features": folds.X.shape[1], "image_shape": folds.image_shape,
              "n_outputs": len(est.classes_) if folds.task == "classification" else
              (folds.y.shape[1] if folds.y.ndim == 2 else 1),

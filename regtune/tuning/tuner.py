@@ -23,8 +23,9 @@ from regtune.data.split import parse_cv
 from regtune.exceptions import ModuleError, TuneError
 from regtune.metrics import get_metric
 from regtune.space.space import SearchSpace
+from regtune.tracking.masking import mask_secrets
 from regtune.tracking.relay import TrackerProcess
-from regtune.tracking.tracker import OFF, MLflowTracker, make_tracker, mask_secrets
+from regtune.tracking.tracker import OFF, StudyTracker, make_tracker
 from regtune.tuning.budget import queue_batch
 from regtune.tuning.final import TuneResult, finish
 from regtune.tuning.fingerprint import FINGERPRINT_ATTR, module_code_hash, study_fingerprint
@@ -277,7 +278,7 @@ def _open_storage(settings: TuneSettings) -> optuna.storages.BaseStorage:
     )
 
 
-def _open_tracker(settings: TuneSettings, fresh_journal: Path | None) -> MLflowTracker:
+def _open_tracker(settings: TuneSettings, fresh_journal: Path | None) -> StudyTracker:
     """The tracker; if the store is unusable, remove the empty journal file this run just made.
 
     The trials' tracker process starts first: it imports MLflow while this process does.
@@ -292,7 +293,7 @@ def _open_tracker(settings: TuneSettings, fresh_journal: Path | None) -> MLflowT
         raise
 
 
-def _end_quietly(tracker: MLflowTracker, run_id: str, status: str) -> None:
+def _end_quietly(tracker: StudyTracker, run_id: str, status: str) -> None:
     """End the parent run on the way out of an error; the original error is the one to report."""
     try:
         tracker.end_run(run_id, status)

@@ -31,10 +31,22 @@ from regtune.metrics import Metric, get_metric
 from regtune.nn.cohort import cohort_problem
 from regtune.processes import safe_path_environment
 from regtune.space.space import SearchSpace
+from regtune.tracking.masking import mask_secrets
 from regtune.tracking.relay import RelayTracker, connect
-from regtune.tracking.tracker import MLflowTracker, make_tracker, mask_secrets
+from regtune.tracking.tracker import Tracker, make_tracker
 from regtune.tuning.budget import search_deadline
-from regtune.tuning.cohort import cohort_sampler, fits_cohort, fixed_params, run_cohort_objective
+from regtune.tuning.cohort import (
+    AUTO,
+    AUTO_ATTR,
+    AUTO_SIZES,
+    FALLBACK_ATTR,
+    batching_problem,
+    choose_cohort_size,
+    cohort_sampler,
+    fits_cohort,
+    fixed_params,
+    run_cohort_objective,
+)
 from regtune.tuning.ensemble import keep_predictions
 from regtune.tuning.journal import process_alive
 from regtune.tuning.queue import (
@@ -75,7 +87,7 @@ class WorkerSpec:
 
 
 def run_worker(
-    spec: WorkerSpec, folds: Folds, index: int, study: optuna.Study | None = None, tracker: Any = None
+    spec: WorkerSpec, folds: Folds, index: int, study: optuna.Study | None = None, tracker: Tracker | None = None
 ) -> None:
     """Claim and run trials until the queue is empty or the timeout passes.
 
@@ -103,8 +115,7 @@ def run_worker(
     # Trials set their own torch threads; the caller's setting comes back. What the tracker
     # still holds is written on the way out, Ctrl-C included.
     def search_ends() -> float | None:  # the final refit's time is kept out of the search's
-        return search_deadline(deadline, study, folds.splits, len(folds.y),
-                               members=max(1, spec.settings.ensemble))
+        return search_deadline(deadline, study, folds.splits, len(folds.y), members=max(1, spec.settings.ensemble))
 
     def out_of_time() -> bool:  # never before a trial completed: a study needs its baseline
         ends = search_ends()
@@ -116,7 +127,7 @@ def run_worker(
             claimed = claim_trials(study, stop=lambda: _STOP.is_set() or out_of_time(),
                                    n_trials=spec.settings.n_trials or None)
             for trial in claimed:
-                if spec.settings.cohort > 1:
+                if spec.settings.cohort != 1:
                     _run_cohort(study, trial, claimed, space, metric, folds, tracker, spec, stop_at=search_ends())
                 else:
                     _run_trial(study, trial, space, metric, folds, tracker, spec, stop_at=search_ends())
@@ -136,7 +147,7 @@ def _queue_more(study: optuna.Study, spec: WorkerSpec) -> bool:
     return len(study.get_trials(deepcopy=False)) > before
 
 
-def close_reaped_runs(tracker: MLflowTracker, parent_run_id: str, reaped: Sequence[FrozenTrial]) -> None:
+def close_reaped_runs(tracker: Tracker, parent_run_id: str, reaped: Sequence[FrozenTrial]) -> None:
     """Close the MLflow runs of trials whose worker died, after giving each run back the epochs
     its worker had not written yet: Optuna holds the score of every epoch the trial reported
     (and its params), so a ``kill -9`` loses no epoch of the curve that Optuna has."""
@@ -210,7 +221,7 @@ def _budget_point(trial: optuna.Trial, epoch: int, stop_at: float | None) -> Non
 
 
 def _replace_dead_workers_trials(
-    study: optuna.Study, tracker: MLflowTracker, spec: WorkerSpec, deadline: float | None,
+    study: optuna.Study, tracker: Tracker, spec: WorkerSpec, deadline: float | None,
     baseline_params: dict,
 ) -> bool:
     """The queue is empty: watch the trials other workers still run. One whose worker died
@@ -317,7 +328,7 @@ def _stop_with_parent(parent_pid: int) -> None:
 
 def _run_trial(
     study: optuna.Study, trial: optuna.Trial, space: SearchSpace, metric: Metric, folds: Folds,
-    tracker: MLflowTracker, spec: WorkerSpec, stop_at: float | None = None,
+    tracker: Tracker, spec: WorkerSpec, stop_at: float | None = None,
 ) -> None:
     """Run one claimed trial; whatever happens, it ends in one Optuna state and its MLflow run
     carries the same state (tag ``state``). Past ``stop_at`` (a timeout's end of the search) it
@@ -355,7 +366,7 @@ def _run_trial(
 Outcome = tuple[float, dict[str, float]] | BaseException
 
 
-def _open_run(tracker: MLflowTracker, spec: WorkerSpec, trial: optuna.Trial, config: Any, seed: int,
+def _open_run(tracker: Tracker, spec: WorkerSpec, trial: optuna.Trial, config: Any, seed: int,
               tags: dict[str, str] | None = None) -> str:
     """The trial's MLflow child run, with its params, resolved configuration and seeds: ``seed``
     the study's (the user's), ``trial_seed`` the one this trial's networks start from."""
@@ -380,7 +391,7 @@ def _open_run(tracker: MLflowTracker, spec: WorkerSpec, trial: optuna.Trial, con
 _pending_run_ids: set[str] = set()
 
 
-def _record_run_id(trial: optuna.Trial, tracker: Any, run_id: str | None, *, wait: bool = False) -> None:
+def _record_run_id(trial: optuna.Trial, tracker: Tracker, run_id: str | None, *, wait: bool = False) -> None:
     """Record the trial's MLflow run id (user attr ``mlflow_run_id``) once it is known.
 
     A relayed tracker opens the run without waiting and hands back a token; the run id follows
@@ -395,12 +406,12 @@ def _record_run_id(trial: optuna.Trial, tracker: Any, run_id: str | None, *, wai
         trial.set_user_attr("mlflow_run_id", known)
 
 
-def _log_epoch(tracker: Any, trial: optuna.Trial, run_id: str | None, epoch: int, record: dict[str, float]) -> None:
+def _log_epoch(tracker: Tracker, trial: optuna.Trial, run_id: str | None, epoch: int, record: dict[str, float]) -> None:
     tracker.log_epoch(run_id, epoch, record)
     _record_run_id(trial, tracker, run_id)
 
 
-def _end_trial(study: optuna.Study, trial: optuna.Trial, tracker: MLflowTracker, run_id: str | None,
+def _end_trial(study: optuna.Study, trial: optuna.Trial, tracker: Tracker, run_id: str | None,
                outcome: Outcome) -> None:
     """Tell Optuna how the trial ended and close its MLflow run in the same state."""
     value, metrics, tags = None, None, {}
@@ -422,7 +433,7 @@ def _end_trial(study: optuna.Study, trial: optuna.Trial, tracker: MLflowTracker,
         study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
 
 
-def _interrupted(study: optuna.Study, trial: optuna.Trial, tracker: MLflowTracker, run_id: str | None) -> None:
+def _interrupted(study: optuna.Study, trial: optuna.Trial, tracker: Tracker, run_id: str | None) -> None:
     """Ctrl-C: FAIL, not counted (no fail_reason), so a re-run of the command queues a replacement."""
     trial.set_user_attr("interrupted", True)
     try:
@@ -434,17 +445,22 @@ def _interrupted(study: optuna.Study, trial: optuna.Trial, tracker: MLflowTracke
 
 def _run_cohort(
     study: optuna.Study, leader: optuna.Trial, more: Iterator[optuna.Trial], space: SearchSpace, metric: Metric,
-    folds: Folds, tracker: MLflowTracker, spec: WorkerSpec, stop_at: float | None = None,
+    folds: Folds, tracker: Tracker, spec: WorkerSpec, stop_at: float | None = None,
 ) -> None:
     """Run ``leader`` with up to ``spec.settings.cohort - 1`` trials claimed from ``more`` as one cohort
-    (:mod:`regtune.tuning.cohort`); a trial a cohort cannot train (its regularizers, a user's
-    module, an enqueued configuration of another structure) runs alone, as without cohorts.
+    (:mod:`regtune.tuning.cohort`); a trial a cohort cannot train (a user's module that cannot be
+    batched, an enqueued configuration of another structure) runs alone, as without cohorts.
     Each member ends in its own Optuna state and MLflow run, as :func:`_run_trial` ends one."""
     try:
         config = space.sample(leader)
     except Exception:
         config = None
-    if config is None or spec.network.module is not None or cohort_problem(config) is not None:
+    if config is None or cohort_problem(config) is not None or _module_problem(study, config, leader, folds, spec):
+        _run_trial(study, leader, space, metric, folds, tracker, spec, stop_at)
+        return
+    size = (_auto_cohort_size(study, config, leader, folds, tracker, spec) if spec.settings.cohort == AUTO
+            else spec.settings.cohort)
+    if size <= 1:
         _run_trial(study, leader, space, metric, folds, tracker, spec, stop_at)
         return
     trials, configs, alone = [leader], [config], []
@@ -453,7 +469,7 @@ def _run_cohort(
         with cohort_sampler(study, fixed_params(space, leader.params)):
             # Enqueued trials (priors, retries) keep their own structure and train alone; at
             # most K-1 of them are claimed here, so a cohort never holds the queue for long.
-            while len(trials) < spec.settings.cohort and len(alone) < spec.settings.cohort - 1:
+            while len(trials) < size and len(alone) < size - 1:
                 trial = next(more, None)
                 if trial is None:
                     break
@@ -462,7 +478,8 @@ def _run_cohort(
                     member = space.sample(trial)
                 except Exception:
                     member = None
-                if member is not None and fits_cohort(config, member):
+                same_module = spec.network.estimator_params(trial.params) == spec.network.estimator_params(leader.params)
+                if member is not None and fits_cohort(config, member) and same_module:
                     trials.append(trial)
                     configs.append(member)
                 else:
@@ -481,9 +498,37 @@ def _run_cohort(
             raise
 
 
+def _module_problem(study: optuna.Study, config: Any, leader: optuna.Trial, folds: Folds, spec: WorkerSpec) -> bool:
+    """Whether the network (a user's module, or the built-in one with a Trainer argument a cohort
+    does not replay) must train alone: checked once per study, the reason logged once."""
+    if FALLBACK_ATTR not in study.user_attrs:
+        reason = batching_problem(config, folds, device=spec.settings.device, seed=spec.settings.seed,
+                                  module=spec.network.estimator_params(leader.params))
+        if reason is not None:
+            _logger.warning("%s trains every trial alone: %s", spec.network.label or "the network", reason)
+        study.set_user_attr(FALLBACK_ATTR, reason or "")
+    return bool(study.user_attrs[FALLBACK_ATTR])
+
+
+def _auto_cohort_size(study: optuna.Study, config: Any, leader: optuna.Trial, folds: Folds, tracker: Tracker,
+                      spec: WorkerSpec) -> int:
+    """``--cohort auto``: the K a worker of this study measured first, else measured now on
+    this leader's structure, recorded as a study user attr and a parent-run tag."""
+    chosen = study.user_attrs.get(AUTO_ATTR)
+    if chosen is None:
+        torch.set_num_threads(threads_for(config, folds.X.shape[1], spec.settings.n_jobs))
+        sizes = [K for K in AUTO_SIZES if K <= (spec.settings.n_trials or AUTO_SIZES[-1])]  # no larger than the study
+        k, rates = choose_cohort_size(config, folds, device=spec.settings.device, seed=spec.settings.seed, sizes=sizes,
+                                      module=spec.network.estimator_params(leader.params))
+        chosen = {"k": k, "trial_epochs_per_s": {str(K): round(r, 2) for K, r in rates.items()}}
+        study.set_user_attr(AUTO_ATTR, chosen)
+        tracker.set_tags(spec.parent_run_id, {AUTO_ATTR: str(k)})
+    return int(chosen["k"])
+
+
 def _train_cohort(
     study: optuna.Study, trials: list[optuna.Trial], configs: list[Any], folds: Folds, metric: Metric,
-    tracker: MLflowTracker, spec: WorkerSpec, stop_at: float | None,
+    tracker: Tracker, spec: WorkerSpec, stop_at: float | None,
 ) -> None:
     seeds = [trial_seed(spec.settings.seed, t.number) for t in trials]
     torch.set_num_threads(threads_for(configs[0], folds.X.shape[1], spec.settings.n_jobs))
@@ -525,7 +570,7 @@ def _train_cohort(
 
 
 def _close_run(
-    tracker: MLflowTracker, run_id: str | None, state: str, tags: dict, *, metrics: dict | None = None,
+    tracker: Tracker, run_id: str | None, state: str, tags: dict, *, metrics: dict | None = None,
     status: str | None = None,
 ) -> None:
     if not run_id:

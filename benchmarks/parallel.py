@@ -32,7 +32,8 @@ from typing import Any
 import optuna
 from _common import interleaved, load, machine_info, markdown_table, median, result_path, save
 
-from regtune.tuning.tuner import TuneSettings, tune
+from regtune.tuning.settings import TuneSettings
+from regtune.tuning.tuner import tune
 
 NAME = "parallel"
 

@@ -57,8 +57,9 @@ from regtune.data.preprocess import TabularPreprocessor  # noqa: E402
 from regtune.exceptions import SearchSpaceError  # noqa: E402
 from regtune.metrics import get_metric  # noqa: E402
 from regtune.space.space import SPACES_DIR, SearchSpace  # noqa: E402
+from regtune.tuning.final import refit  # noqa: E402
+from regtune.tuning.settings import TuneSettings  # noqa: E402
 from regtune.tuning.trial import Folds, run_objective  # noqa: E402
-from regtune.tuning.tuner import TuneSettings, refit  # noqa: E402
 
 torch.set_num_threads(1)
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -24,7 +24,8 @@ import optuna
 import torch
 from _common import load, machine_info, markdown_table, result_path, save
 
-from regtune.tuning.tuner import TuneSettings, tune
+from regtune.tuning.settings import TuneSettings
+from regtune.tuning.tuner import tune
 
 NAME = "pruning"
 PRUNERS = ("none", "hyperband", "median", "sha")

@@ -60,7 +60,8 @@ DEFAULT_STUDIES = ("digits:image:40", "digits:default:40", "breast_cancer:defaul
 # --- record -----------------------------------------------------------------------------------
 
 def record_study(dataset: str, space: str, trials: int, seed: int) -> dict[str, Any]:
-    from regtune.tuning.tuner import TuneSettings, tune
+    from regtune.tuning.settings import TuneSettings
+    from regtune.tuning.tuner import tune
 
     settings = TuneSettings(space=space, n_trials=trials, pruner="none", cv=1, seed=seed, storage=":memory:",
                             tracking_uri="off", progress=False, log_model=False, device="cpu", ensemble=1)

@@ -41,6 +41,7 @@ import regtune.estimators.persistence
 import regtune.nn.trainer
 import regtune.tracking.relay
 import regtune.tracking.tracker
+import regtune.tuning.final
 import regtune.tuning.queue
 import regtune.tuning.storage
 import regtune.tuning.trial
@@ -49,8 +50,10 @@ import regtune.tuning.worker
 from regtune import RegularizedNetClassifier
 from regtune.data.loading import load_dataset
 from regtune.space.space import SearchSpace
+from regtune.tuning.prepare import prepare
+from regtune.tuning.settings import TuneSettings
 from regtune.tuning.trial import trial_seed
-from regtune.tuning.tuner import TuneSettings, prepare, tune
+from regtune.tuning.tuner import tune
 
 NAME = "tuner_overhead"
 DATASET, SPACE, SEED = "digits", "minimal", 0
@@ -129,10 +132,10 @@ def install(probes: Probes) -> None:
     probes.wrap(regtune.nn.trainer.Trainer, "step", lambda: f"training: {probes.phase} epochs")
     probes.wrap(regtune.nn.trainer.Trainer, "__init__", lambda: f"training: {probes.phase} model build")
     # end
-    probes.phased(regtune.tuning.tuner, "refit", "refit")
-    probes.wrap(regtune.tuning.tuner, "refit", "end: refit best + baseline (total)")
+    probes.phased(regtune.tuning.final, "refit", "refit")
+    probes.wrap(regtune.tuning.final, "refit", "end: refit best + baseline (total)")
     probes.wrap(regtune.estimators.persistence, "log_model", "end: MLflow log_model")
-    probes.wrap(regtune.tuning.tuner, "_finish", "end: finish (total: refits, test scores, MLflow)")
+    probes.wrap(regtune.tuning.tuner, "finish", "end: finish (total: refits, test scores, MLflow)")
 
 
 def settings_for(kind: str, workdir: Path, n_trials: int) -> TuneSettings:

@@ -52,7 +52,8 @@ def make_study(root: Path, *, n_trials: int = 7, name: str = "iris-tiny", seed: 
     With the random sampler, the median pruner (which spares the first five trials) and seed 1,
     trials 0-4 complete and between them switch every technique of the space on at least once.
     """
-    from regtune.tuning.tuner import TuneSettings, tune
+    from regtune.tuning.settings import TuneSettings
+    from regtune.tuning.tuner import tune
 
     space = root / "tiny.yaml"
     space.write_text(TINY_SPACE, encoding="utf-8")

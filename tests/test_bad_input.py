@@ -264,7 +264,8 @@ def test_bad_option_is_one_line_before_anything_is_created(case: str, cwd: Path,
     ],
 )
 def test_bad_settings_raise_tune_error_naming_the_parameter(options: dict[str, Any], param: str, cwd: Path) -> None:
-    from regtune.tuning.tuner import TuneError, tune
+    from regtune.exceptions import TuneError
+    from regtune.tuning.tuner import tune
 
     with pytest.raises(TuneError, match=param):
         tune("iris", space="minimal", **options)

@@ -391,7 +391,7 @@ def test_tune_options_default_to_what_tune_settings_defaults_to() -> None:
     import inspect
 
     from regtune.cli.app import tune as tune_command
-    from regtune.tuning.tuner import TuneSettings
+    from regtune.tuning.settings import TuneSettings
 
     fields = {f.name: f.default for f in dataclasses.fields(TuneSettings) if f.default is not dataclasses.MISSING}
     shared = {name: getattr(p.default, "default", p.default)

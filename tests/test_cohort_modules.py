@@ -17,7 +17,9 @@ from regtune.data.loading import load_dataset
 from regtune.estimators.net import RegularizedNetClassifier
 from regtune.nn.cohort import CohortTrainer
 from regtune.tuning.cohort import FALLBACK_ATTR, batching_problem
-from regtune.tuning.tuner import TuneSettings, prepare, tune
+from regtune.tuning.prepare import prepare
+from regtune.tuning.settings import TuneSettings
+from regtune.tuning.tuner import tune
 from regtune.tuning.worker import COHORT_ATTR
 
 

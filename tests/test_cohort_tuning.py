@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from regtune.cli.app import app, main
 from regtune.config import RegConfig
 from regtune.data.loading import load_dataset
+from regtune.exceptions import TuneError
 from regtune.metrics import get_metric
 from regtune.space.space import SearchSpace
 from regtune.tuning.cohort import (
@@ -26,8 +27,10 @@ from regtune.tuning.cohort import (
     pick_cohort_size,
     run_cohort_objective,
 )
+from regtune.tuning.prepare import prepare
+from regtune.tuning.settings import TuneSettings
 from regtune.tuning.trial import TrialPruned, run_objective
-from regtune.tuning.tuner import TuneError, TuneSettings, prepare, tune
+from regtune.tuning.tuner import tune
 from regtune.tuning.worker import COHORT_ATTR
 
 # Structure: the activation and dropout; per member: lr, L2, weight decay, label smoothing, input
@@ -157,7 +160,7 @@ def test_fixed_params_keep_the_structure_and_free_what_members_vary(cohort_space
 
 def test_a_cohort_below_one_is_a_clear_error() -> None:
     with pytest.raises(TuneError, match="cohort=0"):
-        TuneSettings(cohort=0).check()
+        TuneSettings(cohort=0)
 
 
 def test_cli_cohort_trains_members_with_their_own_mlflow_runs(cohort_space: Path, tmp_path: Path,
@@ -227,8 +230,8 @@ def test_cohort_auto_records_its_choice_and_trains_as_chosen(cohort_space: Path,
 
 def test_a_cohort_that_is_neither_auto_nor_a_count_is_a_clear_error() -> None:
     with pytest.raises(TuneError, match="'auto'"):
-        TuneSettings(cohort="many").check()
-    TuneSettings(cohort="auto").check()
+        TuneSettings(cohort="many")
+    TuneSettings(cohort="auto")
 
 
 def test_cli_cohort_auto_tags_the_parent_run_and_a_bad_value_is_one_line(

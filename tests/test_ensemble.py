@@ -16,7 +16,7 @@ from regtune.analysis.report import report
 from regtune.data.loading import load_dataset
 from regtune.estimators.ensemble import WeightedEnsemble
 from regtune.estimators.persistence import load_model, save_model
-from regtune.exceptions import DataError
+from regtune.exceptions import DataError, TuneError
 from regtune.metrics import get_metric
 from regtune.tracking.tracker import MLflowTracker
 from regtune.tuning.ensemble import (
@@ -29,9 +29,10 @@ from regtune.tuning.ensemble import (
     in_top,
     keep_predictions,
 )
+from regtune.tuning.settings import TuneSettings
 from regtune.tuning.storage import make_storage
 from regtune.tuning.trial import Folds, make_estimator, out_of_fold_predictions
-from regtune.tuning.tuner import TuneError, TuneSettings, tune
+from regtune.tuning.tuner import tune
 
 RNG = np.random.default_rng(0)
 
@@ -116,7 +117,7 @@ def test_an_ensemble_saves_and_loads_without_pickle(tmp_path: Path) -> None:
 def test_ensemble_setting_is_checked() -> None:
     for bad in (-1, 2.5, True):
         with pytest.raises(TuneError, match="ensemble="):
-            TuneSettings(ensemble=bad).check()
+            TuneSettings(ensemble=bad)
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +215,6 @@ def test_regtune_classifier_predicts_with_its_ensemble(tiny_space: Path) -> None
 def test_estimators_and_the_cli_ensemble_by_default() -> None:
     """Ensembles are the default (measured: benchmarks/final_model_ab.py); 1 turns them off."""
     from regtune import RegTuneRegressor
-    from regtune.tuning.tuner import DEFAULT_ENSEMBLE, TuneSettings
+    from regtune.tuning.settings import TuneSettings
 
-    assert DEFAULT_ENSEMBLE == 5
-    assert RegTuneClassifier().ensemble == RegTuneRegressor().ensemble == TuneSettings().ensemble == DEFAULT_ENSEMBLE
+    assert RegTuneClassifier().ensemble == RegTuneRegressor().ensemble == TuneSettings().ensemble == 5

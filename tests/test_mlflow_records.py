@@ -22,7 +22,7 @@ from regtune.estimators.persistence import log_model
 from regtune.exceptions import TuneError
 from regtune.tracking.inputs import DIGEST_LENGTH, dataset_input
 from regtune.tracking.tracker import MLflowTracker
-from regtune.tuning.tuner import TuneSettings
+from regtune.tuning.settings import TuneSettings
 
 TINY = str(Path(__file__).parent / "spaces" / "tiny.yaml")
 
@@ -123,9 +123,8 @@ def test_the_estimator_registers_its_model(tmp_path: Path, monkeypatch: pytest.M
     ({"register_model": " "}, "without '/' or ':'"),
 ])
 def test_register_model_is_refused_where_it_cannot_work(options: dict, says: str) -> None:
-    settings = TuneSettings(**{"register_model": "net", **options})
     with pytest.raises(TuneError, match=says):
-        settings.check()
+        TuneSettings(**{"register_model": "net", **options})
 
 
 def test_cli_refuses_register_model_without_tracking(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -145,7 +145,8 @@ TINY_SEARCH = dict(space=str(__import__("pathlib").Path(__file__).parent / "spac
 def test_weights_follow_their_rows_through_the_test_split_into_the_folds() -> None:
     import pandas as pd
 
-    from regtune.tuning.tuner import TuneSettings, as_dataset, prepare
+    from regtune.tuning.prepare import as_dataset, prepare
+    from regtune.tuning.settings import TuneSettings
 
     X, y = make_blobs(n_samples=120, centers=2, random_state=0)
     X = np.c_[np.arange(120.0), X]  # column 0 names the row
@@ -157,7 +158,8 @@ def test_weights_follow_their_rows_through_the_test_split_into_the_folds() -> No
 
 
 def test_a_given_validation_set_is_the_one_split_of_the_search_and_the_refit_skips_it() -> None:
-    from regtune.tuning.tuner import TuneSettings, as_dataset, prepare
+    from regtune.tuning.prepare import as_dataset, prepare
+    from regtune.tuning.settings import TuneSettings
 
     X, y = make_blobs(n_samples=100, centers=2, random_state=0)
     data = as_dataset(X[:70], y[:70])

@@ -432,7 +432,7 @@ def test_mlflow_logs_the_users_seed_and_each_trials_own(tmp_path: Path, monkeypa
 
 def test_trials_leave_out_trials_queued_but_never_run(fitted_iris: RegTuneClassifier) -> None:
     """Issue 17 item 11: a leftover WAITING row in trials_."""
-    from regtune.tuning.tuner import trials_frame
+    from regtune.tuning.final import trials_frame
 
     study = optuna.create_study()
     study.add_trial(optuna.trial.create_trial(value=0.5))

@@ -26,9 +26,10 @@ from regtune.data.split import (
 )
 from regtune.exceptions import DataError
 from regtune.space.space import SearchSpace
+from regtune.tuning.prepare import prepare
 from regtune.tuning.selection import selection_lines, selection_metrics, selection_summary
+from regtune.tuning.settings import TuneSettings
 from regtune.tuning.trial import common_epoch_score
-from regtune.tuning.tuner import TuneSettings, prepare
 
 # --- repeated k-fold ---------------------------------------------------------------------------
 

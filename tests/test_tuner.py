@@ -23,16 +23,20 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 from sklearn.metrics import accuracy_score
 
+import regtune.tuning.final as final
 import regtune.tuning.tuner as tuner
 from regtune.data.loading import load_dataset
 from regtune.data.split import split_dataset
-from regtune.exceptions import DataError, RegConfigError, TrackingError
+from regtune.exceptions import DataError, RegConfigError, TrackingError, TuneError
 from regtune.space.space import SearchSpace, SearchSpaceError
 from regtune.tracking.tracker import MLflowTracker
+from regtune.tuning.final import TuneResult
+from regtune.tuning.prepare import prepare
 from regtune.tuning.queue import OWNER_ATTR, owner_tag
+from regtune.tuning.settings import TuneSettings
 from regtune.tuning.storage import StudyError, make_storage
 from regtune.tuning.trial import make_estimator
-from regtune.tuning.tuner import TuneError, TuneResult, TuneSettings, prepare, tune
+from regtune.tuning.tuner import tune
 
 # lr 1e6 with SGD makes the loss NaN within two epochs: those trials must fail alone.
 DIVERGING = """\
@@ -323,7 +327,7 @@ def test_a_refit_trains_to_its_trials_best_epoch_on_the_trials_horizon(schedule:
         hidden_layer_sizes=(8,), max_epochs=12, early_stopping=True, lr_schedule=schedule)
     trial = optuna.trial.create_trial(value=0.9, user_attrs={"best_epoch": 2.0})
     settings = TuneSettings(cv=1, seed=0)
-    est = tuner.refit(config, trial, prepare(load_dataset("iris"), settings)[0], settings)
+    est = final.refit(config, trial, prepare(load_dataset("iris"), settings)[0], settings)
     assert est.n_iter_ == 3 and not est.early_stopping
     assert est.max_epochs == (3 if schedule == "constant" else 12)
 
@@ -432,15 +436,15 @@ def test_bad_settings_create_nothing(workdir: dict[str, Any], tmp_path: Path, op
 
 @pytest.mark.parametrize(
     ("where", "raised", "status"),
-    [("run_worker", KeyboardInterrupt, "KILLED"), ("run_worker", RuntimeError, "FAILED"),
-     ("refit", RuntimeError, "FAILED")],
+    [("pool.run_worker", KeyboardInterrupt, "KILLED"), ("pool.run_worker", RuntimeError, "FAILED"),
+     ("final.refit", RuntimeError, "FAILED")],
 )
 def test_the_parent_run_never_stays_running(workdir: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
                                             where: str, raised: type[BaseException], status: str) -> None:
     def boom(*args: Any, **kwargs: Any) -> None:
         raise raised("boom")
 
-    monkeypatch.setattr(tuner, where, boom)
+    monkeypatch.setattr(f"regtune.tuning.{where}", boom)
     with pytest.raises(raised):
         tune("iris", n_trials=2, cv=1, **workdir)
     runs = MlflowClient(workdir["tracking_uri"]).search_runs(["1"], "tags.`regtune.run_type` = 'study'")
@@ -476,8 +480,8 @@ def test_settings_are_checked() -> None:
     for bad in ({"n_trials": True}, {"timeout": -1}, {"test_size": 1.0}, {"val_size": 0.9},
                 {"seed": -1}, {"retry_failed": -1}, {"heartbeat_interval": 0}, {"experiment": " "}):
         with pytest.raises(TuneError):
-            TuneSettings(**bad).check()
-    TuneSettings(test_size=0.0, timeout=1.5).check()
+            TuneSettings(**bad)
+    TuneSettings(test_size=0.0, timeout=1.5)
 
 
 @pytest.fixture(autouse=True)
@@ -703,7 +707,7 @@ def test_a_run_that_refits_while_another_run_finishes_writes_no_stale_summary(
     refits while run B (8 trials) searches, refits and writes; A must not then overwrite the
     summary with its older best, and its own summary must say the study's best is B's."""
     settings = {**workdir, "cv": 1, "pruner": "none", "seed": 3, "ensemble": 1}
-    real_refit, other = tuner.refit, {}
+    real_refit, other = final.refit, {}
 
     def refit_after_the_other_run(*args: Any, **kwargs: Any) -> Any:
         if not other:  # A's first refit: run B to its end on the same journal meanwhile
@@ -711,7 +715,7 @@ def test_a_run_that_refits_while_another_run_finishes_writes_no_stale_summary(
             other["b"] = tune("iris", n_trials=8, **settings)
         return real_refit(*args, **kwargs)
 
-    monkeypatch.setattr(tuner, "refit", refit_after_the_other_run)
+    monkeypatch.setattr(final, "refit", refit_after_the_other_run)
     a = tune("iris", n_trials=3, **settings)
     b = other["b"]
     study = optuna.load_study(study_name=a.study_name, storage=make_storage(workdir["storage"]))

@@ -17,10 +17,11 @@ import regtune.tuning.worker as worker
 from regtune.data.loading import load_dataset
 from regtune.metrics import get_metric
 from regtune.space.space import SearchSpace
+from regtune.tuning.prepare import prepare
 from regtune.tuning.queue import open_study
+from regtune.tuning.settings import TuneSettings
 from regtune.tuning.storage import make_storage
 from regtune.tuning.trial import Folds, TrialPruned, make_estimator, run_objective
-from regtune.tuning.tuner import TuneSettings, prepare
 from regtune.tuning.worker import WorkerSpec, run_worker, worker_process
 
 
@@ -86,10 +87,11 @@ def _setup(tmp_path: Path, tiny_space: Path, n_trials: int, monkeypatch: pytest.
     )
     tracker = tracker or RecordingTracker()
     monkeypatch.setattr(worker, "make_tracker", lambda uri, experiment: tracker)
-    options = {"study_name": "w", "storage": ":memory:", "sampler": "random", "pruner": "none", "seed": 0,
-               "space": str(tiny_space), "metric": "accuracy", "device": "cpu", "tracking_uri": "memory",
-               "experiment": "e", "parent_run_id": "parent", "warmup": 3, "max_epochs": space.to_config({}).max_epochs, **spec}
-    return study, WorkerSpec(**options), tracker
+    settings = TuneSettings(study_name="w", storage=":memory:", sampler="random", pruner="none", seed=0,
+                            space=str(tiny_space), metric="accuracy", device="cpu", tracking_uri="memory",
+                            experiment="e", n_trials=n_trials, ensemble=0)
+    options = {"parent_run_id": "parent", "warmup": 3, "max_epochs": space.to_config({}).max_epochs, **spec}
+    return study, WorkerSpec(settings, **options), tracker
 
 
 def _states(study: optuna.Study) -> list[str]:
@@ -105,7 +107,7 @@ def test_complete_trials_log_their_run(tmp_path: Path, tiny_space: Path, folds: 
         run = tracker.runs[trial.user_attrs["mlflow_run_id"]]
         assert run["tags"]["state"] == "COMPLETE" and run["status"] == "FINISHED"
         assert run["steps"] == list(range(len(run["steps"]))) and run["steps"]
-        assert run["params"]["trial_seed"] == trial.user_attrs["seed"] and run["params"]["seed"] == spec.seed
+        assert run["params"]["trial_seed"] == trial.user_attrs["seed"] and run["params"]["seed"] == spec.settings.seed
         assert run["params"]["config.lr"] == trial.params["lr"]
         assert math.isclose(run["metrics"]["value"], trial.value)
         assert "best_epoch" in trial.user_attrs and "regtune.owner" in trial.user_attrs

@@ -20,6 +20,7 @@ import pandas as pd
 
 from regtune.analysis.study_data import ReportError, load_study_data, prepare_data
 from regtune.config import REGULARIZER_OFF, RegConfig
+from regtune.tracking.tracker import DEFAULT_EXPERIMENT
 
 if TYPE_CHECKING:
     from regtune.tracking.tracker import StudyTracker
@@ -37,7 +38,7 @@ def ablation_variants(config: RegConfig) -> list[tuple[str, RegConfig]]:
 
 def ablate(
     study: str | optuna.Study, seeds: int = 3, *, storage: str | None = None, tracking_uri: str | None = None,
-    experiment: str = "regtune", from_mlflow: bool = False, data: str | None = None, device: str | None = None,
+    experiment: str = DEFAULT_EXPERIMENT, from_mlflow: bool = False, data: str | None = None, device: str | None = None,
     progress: bool = True, console: Any = None, log: bool = True,
 ) -> pd.DataFrame:
     """Test score of the best configuration and of each one-regularizer-removed variant.
@@ -102,7 +103,7 @@ def _train_all(variants: list[tuple[str, RegConfig]], best: optuna.trial.FrozenT
                y_test: Any, metric: Any, settings: Any, seeds: int, progress: bool, console: Any) -> np.ndarray:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from regtune.tuning.tuner import refit
+    from regtune.tuning.final import refit
 
     scores = np.full((len(variants), seeds), math.nan)
     bar = Progress(TextColumn("[bold]ablation"), BarColumn(), MofNCompleteColumn(),

@@ -38,6 +38,7 @@ from regtune.analysis.study_data import (
 from regtune.config import REGULARIZER_OFF, no_regularization
 from regtune.metrics import METRICS, format_score
 from regtune.tracking.masking import mask_secrets
+from regtune.tracking.tracker import DEFAULT_EXPERIMENT
 from regtune.tuning.queue import AS_WRITTEN_ATTR
 from regtune.tuning.selection import selection_lines, selection_summary
 
@@ -76,7 +77,7 @@ def with_without(data: StudyData, *, dataset: str | Dataset | None = None, devic
         scores = {label: (logged[f"{label}_train"], logged[f"{label}_test"]) for label in models}
         source = "tuner refit (MLflow)"
     else:
-        from regtune.tuning.tuner import refit
+        from regtune.tuning.final import refit
 
         folds, X_test, y_test, metric, settings = prepare_data(data, dataset, device)
         scores = {}
@@ -146,7 +147,7 @@ def default_out_dir(study_name: str) -> Path:
 
 def report(
     study: str | optuna.Study, *, storage: str | None = None, tracking_uri: str | None = None,
-    out_dir: str | Path | None = None, experiment: str = "regtune", from_mlflow: bool = False,
+    out_dir: str | Path | None = None, experiment: str = DEFAULT_EXPERIMENT, from_mlflow: bool = False,
     data: str | Dataset | None = None, device: str | None = None, log_artifacts: bool = True,
 ) -> dict[str, pd.DataFrame]:
     """Write ``report.md``, ``trials.csv`` and PNG plots on what regularization did in ``study``.

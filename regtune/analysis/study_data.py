@@ -27,6 +27,7 @@ from regtune.space.space import REGULARIZER_FAMILIES, SearchSpace, SearchSpaceEr
 from regtune.tracking.endpoints import check_reachable
 from regtune.tracking.masking import mask_secrets
 from regtune.tracking.tracker import (
+    DEFAULT_EXPERIMENT,
     OFF,
     TRIAL_TAG,
     MLflowTracker,
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
 
     from regtune.data.loading import Dataset
-    from regtune.tuning.tuner import TuneSettings
+    from regtune.tuning.settings import TuneSettings
 
 __all__ = ["ReportError", "StudyData", "load_study_data", "load_study_dataset", "prepare_data", "searched",
            "trials_table"]
@@ -75,7 +76,7 @@ class StudyData:
     def settings(self, **changes: Any) -> TuneSettings:
         """The tuning settings that decide the split: the study's fingerprint, else the parent
         run's params."""
-        from regtune.tuning.tuner import TuneSettings
+        from regtune.tuning.settings import TuneSettings
 
         logged = self.parent.data.params if self.parent is not None else {}
         values: dict[str, Any] = {"space": self.space.name, "seed": int(self.study.user_attrs.get("seed", 0))}
@@ -109,7 +110,7 @@ def _cv(value: str) -> int | str:
 
 def load_study_data(
     study: str | optuna.Study, *, storage: str | None = None, tracking_uri: str | None = None,
-    experiment: str = "regtune", from_mlflow: bool = False,
+    experiment: str = DEFAULT_EXPERIMENT, from_mlflow: bool = False,
 ) -> StudyData:
     """Open a study from its Optuna storage (or, with ``from_mlflow``, from its MLflow runs)."""
     uri = resolve_tracking_uri(tracking_uri)
@@ -316,7 +317,7 @@ def searched(space: SearchSpace) -> list[str]:
 def prepare_data(data: StudyData, dataset: str | Dataset | None = None, device: str | None = None) -> tuple[Any, ...]:
     """The study's folds and test split rebuilt from its seed: ``(folds, X_test, y_test, metric, settings)``."""
     from regtune.metrics import get_metric
-    from regtune.tuning.tuner import prepare
+    from regtune.tuning.prepare import prepare
 
     loaded = load_study_dataset(data, dataset)
     settings = data.settings(device=device)

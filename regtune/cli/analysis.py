@@ -7,14 +7,15 @@ from pathlib import Path
 
 import typer
 
-from regtune.tracking.tracker import DEFAULT_TRACKING_URI
+from regtune.tracking.tracker import DEFAULT_EXPERIMENT, DEFAULT_TRACKING_URI
+from regtune.tuning.settings import DEFAULT_STORAGE
 
 __all__ = ["register"]
 
 _STUDY = typer.Option(..., help="Study name (see `regtune tune` output).")
-_STORAGE = typer.Option(None, help="Optuna storage URL or journal file (default ./regtune.journal).")
+_STORAGE = typer.Option(None, help=f"Optuna storage URL or journal file (default ./{DEFAULT_STORAGE}).")
 _TRACKING = typer.Option(None, help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI}).")
-_EXPERIMENT = typer.Option("regtune", help="MLflow experiment (used with --from-mlflow).")
+_EXPERIMENT = typer.Option(DEFAULT_EXPERIMENT, help="MLflow experiment (used with --from-mlflow).")
 _DATA = typer.Option(None, help="Dataset file, when a refit needs it and the study ran on a CSV/Parquet file.")
 _DEVICE = typer.Option(None, help="Device for refits (default: the study's).")
 _OUT = typer.Option(None, help="Output directory (default reports/<study>).")

@@ -15,6 +15,7 @@ import typer
 
 from regtune.processes import python_command, safe_environment
 from regtune.tracking.tracker import DEFAULT_TRACKING_URI
+from regtune.tuning.settings import DEFAULT_STORAGE, DEFAULTS, TuneSettings, help_of
 
 __all__ = ["app", "main"]
 
@@ -36,6 +37,12 @@ def _console():  # noqa: ANN202
     return Console(width=None if sys.stdout.isatty() else 140)
 
 
+def _setting(name: str, *decls: str, **kwargs: Any) -> Any:
+    """The ``regtune tune`` option of setting ``name``: its default and help from
+    :class:`~regtune.tuning.settings.TuneSettings` (``decls``: the option's name where it differs)."""
+    return typer.Option(getattr(DEFAULTS, name), *decls, help=help_of(name), **kwargs)
+
+
 def _parse_cohort(value: str | int) -> int | str:
     """``--cohort``: a whole number, or ``auto`` (TuneSettings says what is allowed)."""
     if not isinstance(value, str):  # the default
@@ -48,58 +55,45 @@ def tune(
     data: str = typer.Argument(..., help="CSV/Parquet/npz path, a folder of images in class sub-folders, or built-in: "
                                          "digits, breast_cancer, wine, iris, diabetes."),
     target: str | None = typer.Option(None, help="Target column of a file (default: the last column)."),
-    space: str = typer.Option("default", help="Search space name (see `regtune spaces`) or YAML path."),
-    trials: int = typer.Option(30, help="Trials the study should hold; re-running adds only what is missing."),
-    timeout: float | None = typer.Option(None, help="Seconds for the whole run, the final refit included: trials are "
-                                                  "queued a few at a time and the search stops in time for the refit."),
-    pruner: str = typer.Option("hyperband", help="hyperband | median | sha | none"),
-    sampler: str = typer.Option("tpe", help="tpe | random | cmaes | gp"),
-    metric: str | None = typer.Option(None, help="accuracy | log_loss | balanced_accuracy | f1 (macro: the unweighted mean of the "
-                                                "classes' F1) | rmse | r2 (default: accuracy, r2)."),
-    cv: str = typer.Option("auto", help="Folds: auto = 5 folds under 500 rows in the search part, 3 under 1,000, else one "
-                                         "validation split (with --timeout: 2 repeats of those folds when 20 trials "
-                                         "still fit, fewer folds when they would not); 1 = one validation split; K "
-                                         "folds; or RxK, R repeats of K folds (2x3)."),
-    storage: str | None = typer.Option(None, help="Optuna storage URL or journal file (default ./regtune.journal)."),
-    study: str | None = typer.Option(None, help="Study name (default DATA-SPACE-METRIC); same name resumes."),
-    experiment: str = typer.Option("regtune", help="MLflow experiment."),
-    tracking_uri: str | None = typer.Option(None, help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI})."),
-    jobs: int = typer.Option(1, help="Worker processes running trials in parallel."),
-    seed: int = typer.Option(0, help="Seed of the split, the sampler and every trial."),
-    device: str = typer.Option("auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps."),
-    retry_failed: int = typer.Option(0, help="Re-queue a trial whose worker died, up to N times, same params."),
-    heartbeat: int | None = typer.Option(None, help="Heartbeat interval in seconds (database storages)."),
-    grace: int | None = typer.Option(None, help="Seconds without heartbeat before a trial is failed."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    ensemble: int = typer.Option(5, help="The logged model averages up to K of the best trials, chosen by greedy "
-                                         "ensemble selection on their out-of-fold predictions; 1: the best trial alone."),
-    cohort: object = typer.Option(1, parser=_parse_cohort, metavar="auto|K",
-                                  help="K >= 2: train up to K trials of one structure as one batched network, each "
-                                       "member the same trial as trained alone; auto: the K that trains the most "
-                                       "trials per minute here, measured on the first cohort; 1: every trial alone."),
-    model: str | None = typer.Option(None, help="Your network instead of the built-in one: path/to/file.py:ClassName or "
-                                               "package.module:ClassName (this imports and runs that code)."),
+    space: str = _setting("space"),
+    n_trials: int = _setting("n_trials", "--trials"),
+    timeout: float | None = _setting("timeout"),
+    pruner: str = _setting("pruner"),
+    sampler: str = _setting("sampler"),
+    metric: str | None = _setting("metric"),
+    cv: str = _setting("cv"),
+    storage: str | None = _setting("storage"),
+    study_name: str | None = _setting("study_name", "--study"),
+    experiment: str = _setting("experiment"),
+    tracking_uri: str | None = _setting("tracking_uri"),
+    n_jobs: int = _setting("n_jobs", "--jobs"),
+    seed: int = _setting("seed"),
+    device: str = _setting("device"),
+    retry_failed: int = _setting("retry_failed"),
+    heartbeat_interval: int | None = _setting("heartbeat_interval", "--heartbeat"),
+    grace_period: int | None = _setting("grace_period", "--grace"),
+    quiet: bool = typer.Option(not DEFAULTS.progress, "--quiet", "-q", help="No progress bar."),
+    ensemble: int = _setting("ensemble"),
+    cohort: object = _setting("cohort", parser=_parse_cohort, metavar="auto|K"),
+    module: str | None = _setting("module", "--model"),
     module_arg: list[str] = typer.Option(  # noqa: B008
         [], "--module-arg", help="NAME=VALUE: a fixed constructor argument of --model (module__NAME); VALUE is read "
                                  "as YAML (64, 0.1, true, [64, 32]). Repeat for more."),
-    register_model: str | None = typer.Option(None, help="Register the logged model under this name in the MLflow "
-                                                         "Model Registry: each run that logs a new model adds a version."),
+    register_model: str | None = _setting("register_model"),
 ) -> None:
     """Search the regularization for DATA, refit the best, compare with no regularization."""
     from regtune.cli.tables import print_tune_summary
     from regtune.data.loading import load_dataset
-    from regtune.tuning.tuner import TuneSettings
     from regtune.tuning.tuner import tune as run_tune
 
     settings = TuneSettings(
-        space=space, n_trials=trials, timeout=timeout, sampler=sampler, pruner=pruner, metric=metric,
-        cv=_parse_cv(cv), storage=storage, study_name=study, experiment=experiment, tracking_uri=tracking_uri,
-        n_jobs=jobs, seed=seed, device=device, retry_failed=retry_failed, heartbeat_interval=heartbeat,
-        grace_period=grace, progress=not quiet, ensemble=ensemble, module=model, cohort=cohort,
-        module_params=_parse_module_args(module_arg, model),
+        space=space, n_trials=n_trials, timeout=timeout, sampler=sampler, pruner=pruner, metric=metric,
+        cv=_parse_cv(cv), storage=storage, study_name=study_name, experiment=experiment, tracking_uri=tracking_uri,
+        n_jobs=n_jobs, seed=seed, device=device, retry_failed=retry_failed, heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period, progress=not quiet, ensemble=ensemble, module=module, cohort=cohort,
+        module_params=_parse_module_args(module_arg, module),
         register_model=register_model,
     )
-    settings.check()
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and summary say it all
@@ -253,14 +247,13 @@ def ui(
 def dashboard(
     study: str | None = typer.Option(None, help="Open this study's page (default: the list of studies)."),
     storage: str | None = typer.Option(None, help="Optuna storage URL or journal file, as given to `regtune tune` "
-                                                 "(default ./regtune.journal)."),
+                                                 f"(default ./{DEFAULT_STORAGE})."),
     port: int = typer.Option(8080, help="Port (0: any free one)."),
     host: str = typer.Option("127.0.0.1", help="Interface; loopback unless you mean to expose it."),
 ) -> None:
     """Start optuna-dashboard on the study storage: trials, curves, importances, live."""
     from regtune.cli.dashboard import check_installed, dashboard_server, open_storage, serve
     from regtune.tracking.masking import mask_secrets
-    from regtune.tuning.storage import DEFAULT_STORAGE
 
     check_installed()
     opened, page = open_storage(storage, study)

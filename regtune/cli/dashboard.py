@@ -20,7 +20,8 @@ import optuna
 
 from regtune.exceptions import RegtuneError, StudyError
 from regtune.tracking.masking import mask_secrets
-from regtune.tuning.storage import DEFAULT_STORAGE, MEMORY, journal_path, make_storage
+from regtune.tuning.settings import DEFAULT_STORAGE, MEMORY
+from regtune.tuning.storage import journal_path, make_storage
 
 __all__ = ["INSTALL_HINT", "check_installed", "dashboard_server", "open_storage", "serve"]
 

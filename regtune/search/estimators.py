@@ -33,11 +33,13 @@ from regtune.data.images import as_rows
 from regtune.data.loading import Dataset
 from regtune.data.split import parse_cv
 from regtune.estimators.routing import ModuleParams
-from regtune.exceptions import DataError, RegConfigError, TuneError
+from regtune.exceptions import DataError, RegConfigError
 from regtune.metrics import METRICS
 from regtune.nn.trainer import resolve_device
-from regtune.tuning.storage import MEMORY, PRUNERS, SAMPLERS, make_storage
-from regtune.tuning.tuner import DEFAULT_ENSEMBLE, TuneSettings, quiet_optuna, trials_frame, tune
+from regtune.tuning.final import trials_frame
+from regtune.tuning.settings import DEFAULTS, MEMORY, PRUNERS, SAMPLERS, TuneSettings
+from regtune.tuning.storage import make_storage
+from regtune.tuning.tuner import quiet_optuna, tune
 
 __all__ = ["EXPECTED_FAILED_CHECKS", "RegTuneClassifier", "RegTuneRegressor"]
 
@@ -65,7 +67,7 @@ class _RegTune(ModuleParams, BaseEstimator):
         "timeout": [None, Interval(Real, 0, None, closed="neither")],
         "sampler": [StrOptions(set(SAMPLERS))],
         "pruner": [StrOptions(set(PRUNERS))],
-        "cv": [str, Interval(Integral, 1, None, closed="left")],  # "auto" or "RxK": TuneSettings.check
+        "cv": [str, Interval(Integral, 1, None, closed="left")],  # "auto" or "RxK": TuneSettings checks it
         "image_shape": [None, "array-like"],
         "metric": [None],  # each task adds its metric names
         "storage": [None, str, os.PathLike],
@@ -89,25 +91,25 @@ class _RegTune(ModuleParams, BaseEstimator):
         self,
         *,
         module: Any = None,
-        space: str | os.PathLike[str] = "default",
-        n_trials: int = 30,
-        timeout: float | None = None,
-        sampler: str = "tpe",
-        pruner: str = "hyperband",
-        cv: int | str = "auto",
+        space: str | os.PathLike[str] = DEFAULTS.space,
+        n_trials: int = DEFAULTS.n_trials,
+        timeout: float | None = DEFAULTS.timeout,
+        sampler: str = DEFAULTS.sampler,
+        pruner: str = DEFAULTS.pruner,
+        cv: int | str = DEFAULTS.cv,
         image_shape: Sequence[int] | None = None,
-        metric: str | None = None,
-        storage: str | None = None,
-        study_name: str | None = None,
-        tracking_uri: str | None = None,
-        experiment: str = "regtune",
-        register_model: str | None = None,
-        n_jobs: int = 1,
-        device: str = "auto",
+        metric: str | None = DEFAULTS.metric,
+        storage: str | None = None,  # not the CLI's journal file: None keeps the study in memory
+        study_name: str | None = DEFAULTS.study_name,
+        tracking_uri: str | None = DEFAULTS.tracking_uri,
+        experiment: str = DEFAULTS.experiment,
+        register_model: str | None = DEFAULTS.register_model,
+        n_jobs: int = DEFAULTS.n_jobs,
+        device: str = DEFAULTS.device,
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 0,
-        ensemble: int = DEFAULT_ENSEMBLE,
-        cohort: int = 1,
+        ensemble: int = DEFAULTS.ensemble,
+        cohort: int = DEFAULTS.cohort,
         criterion: Any = None,
         class_weight: dict[Any, float] | str | None = None,
         precision: str = "32",
@@ -222,11 +224,6 @@ class _RegTune(ModuleParams, BaseEstimator):
         parse_cv(self.cv)  # "auto", K or "RxK": a string sklearn's constraints cannot spell
         resolve_device(self.device)
         n_jobs = (os.cpu_count() or 1) if self.n_jobs == -1 else self.n_jobs
-        if self.storage == MEMORY and n_jobs > 1:
-            raise TuneError(
-                f"storage={MEMORY!r} lives in one process, but n_jobs={self.n_jobs} starts several; "
-                "use storage=None (a temporary journal file), a journal file path or a database URL"
-            )
         # An int random_state is the study's seed as given (what MLflow logs as ``seed``); None
         # or a RandomState draws one.
         seed = (int(self.random_state) if isinstance(self.random_state, Integral)
@@ -235,10 +232,13 @@ class _RegTune(ModuleParams, BaseEstimator):
         # to brackets by hashing the study name, so a random name would make refits differ.
         fresh = self.storage is None or self.storage == MEMORY
         default_name = f"regtune-{seed:08x}" if fresh else f"regtune-{uuid.uuid4().hex[:12]}"
+        if self.storage is not None:
+            storage = str(self.storage)
+        else:  # n_jobs > 1: fit() puts a temporary journal file here (_temporary_journal)
+            storage = MEMORY if n_jobs == 1 else None
         return TuneSettings(
             space=str(self.space), n_trials=self.n_trials, timeout=self.timeout, sampler=self.sampler,
-            pruner=self.pruner, metric=self.metric, cv=self.cv,
-            storage=MEMORY if self.storage is None else str(self.storage),
+            pruner=self.pruner, metric=self.metric, cv=self.cv, storage=storage,
             study_name=self.study_name or default_name, experiment=self.experiment,
             tracking_uri=self.tracking_uri, n_jobs=n_jobs, seed=seed, device=self.device, test_size=0.0,
             progress=bool(self.verbose), ensemble=self.ensemble, module=self.module,
@@ -329,9 +329,13 @@ class _RegTune(ModuleParams, BaseEstimator):
         return tags
 
 
+def _choices(names: Sequence[str]) -> str:
+    return ", ".join(f'"{name}"' for name in names)
+
+
 # The estimators' shared "Parameters" section, around each one's ``metric``;
 # tests/test_docstrings.py checks it covers __init__.
-_PARAMETERS_BEFORE_METRIC = """Parameters
+_PARAMETERS_BEFORE_METRIC = f"""Parameters
     ----------
     module : nn.Module class, callable or str, optional
         Your own network, as for :class:`~regtune.RegularizedNetClassifier`; its constructor
@@ -339,17 +343,19 @@ _PARAMETERS_BEFORE_METRIC = """Parameters
         Search dimensions the module cannot take (``batch_norm`` placement, ``dropout_variant``,
         layer sizes, ``dropout`` without dropout layers) are left out of the space. It is built
         and trained on one batch before the study starts.
-    space : str or path, default="default"
-        A shipped search space name (``regtune spaces``) or a YAML file.
-    n_trials : int, default=30
+    space : str or path, default="{DEFAULTS.space}"
+        A shipped search space name (``regtune spaces``) or a YAML file; ``"auto"``: ``"image"``
+        (a CNN with image augmentation) when ``X`` holds images (or ``image_shape`` is given),
+        ``"default"`` for table rows.
+    n_trials : int, default={DEFAULTS.n_trials}
         Trials in the study, the baseline included.
     timeout : float, optional
         Seconds after which no new trial starts.
-    sampler : {"tpe", "random", "cmaes", "gp"}, default="tpe"
+    sampler : {{{_choices(SAMPLERS)}}}, default="{DEFAULTS.sampler}"
         How Optuna picks each trial's params.
-    pruner : {"hyperband", "median", "sha", "none"}, default="hyperband"
+    pruner : {{{_choices(PRUNERS)}}}, default="{DEFAULTS.pruner}"
         How Optuna stops trials that fall behind, from their per-epoch validation scores.
-    cv : int, "RxK" or "auto", default="auto"
+    cv : int, "RxK" or "auto", default="{DEFAULTS.cv}"
         Folds per trial; ``1`` is one 80/20 validation split; ``"2x3"`` is 2 repeats of 3-fold
         (each repeat shuffled anew); ``"auto"``: 5 folds under 500 rows in the search part, 3
         under 1,000, else one validation split (fewer folds on tiny data, so that every
@@ -361,7 +367,7 @@ _PARAMETERS_BEFORE_METRIC = """Parameters
         or augment images, such as ``"image"``, need it; ``(1, 8, 8)`` for ``load_digits``.
         Inferred when ``X`` holds images ``(N, C, H, W)`` or ``(N, H, W)``.
 """
-_PARAMETERS_AFTER_METRIC = """storage : str, optional
+_PARAMETERS_AFTER_METRIC = f"""storage : str, optional
         Optuna storage URL or journal file. ``None`` keeps the study in memory (``n_jobs=1``)
         or in a temporary journal file that the worker processes share (``n_jobs > 1``);
         either way :attr:`study_` ends up in memory.
@@ -371,26 +377,26 @@ _PARAMETERS_AFTER_METRIC = """storage : str, optional
     tracking_uri : str, optional
         MLflow tracking URI; ``None`` is MLflow's default (``sqlite:///mlflow.db`` here, or
         ``$MLFLOW_TRACKING_URI``) like the CLI, ``"off"`` logs nothing.
-    experiment : str, default="regtune"
+    experiment : str, default="{DEFAULTS.experiment}"
         MLflow experiment: one parent run per fit, one child run per trial.
     register_model : str, optional
         Register the logged model (the refit best, or the ensemble) under this name in the
         MLflow Model Registry: each fit adds a version (:attr:`registered_model_version_`).
-    n_jobs : int, default=1
+    n_jobs : int, default={DEFAULTS.n_jobs}
         Worker processes; ``-1`` uses every CPU.
-    device : str, default="auto"
+    device : str, default="{DEFAULTS.device}"
         CUDA, then Apple MPS, then CPU.
     random_state : int, RandomState or None
         Seeds the sampler, the folds and every trial's training.
     verbose : int, default=0
         A progress bar when > 0.
-    ensemble : int, default=5
+    ensemble : int, default={DEFAULTS.ensemble}
         ``K >= 2``: the final model averages up to ``K`` of the best trials, chosen by greedy
         ensemble selection (Caruana et al. 2004) on their out-of-fold predictions and refit
-        on all rows (:attr:`ensemble_`); 0 or 1: the best trial alone. The default 5 was
+        on all rows (:attr:`ensemble_`); 0 or 1: the best trial alone. The default was
         measured: after the same search, the ensemble beat the best trial on test on 9 of 10
         unseen datasets (``benchmarks/final_model_ab.py``).
-    cohort : int, default=1
+    cohort : int, default={DEFAULTS.cohort}
         ``K >= 2``: up to ``K`` trials that share the network's structure train as one batched
         network, each with its own learning rate, L2, weight decay, label smoothing, seed,
         pruning and MLflow run, and the same result as alone. Trials with regularizers a cohort
@@ -403,7 +409,7 @@ _PARAMETERS_AFTER_METRIC = """storage : str, optional
     class_weight : dict, "balanced" or None, default=None
         Classifiers only: class weights in every trial's training and validation, as for
         :class:`~regtune.RegularizedNetClassifier`.
-    precision : {"32", "bf16-mixed", "16-mixed"}, default="32"
+    precision : {{{_choices(PRECISIONS)}}}, default="32"
         Every trial's precision (Lightning's names), as for
         :class:`~regtune.RegularizedNetClassifier`.
     channels_last : bool, default=False

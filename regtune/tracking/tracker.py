@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from regtune.data.loading import Dataset as DataTable
 
 __all__ = [
+    "DEFAULT_EXPERIMENT",
     "DEFAULT_TRACKING_URI",
     "OFF",
     "MLflowTracker",
@@ -49,6 +50,7 @@ __all__ = [
 ]
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_EXPERIMENT = "regtune"  # the MLflow experiment a study logs to unless told another
 OFF = "off"  # tracking_uri value that switches MLflow logging off
 STUDY_TAG = "regtune.study"
 TRIAL_TAG = "regtune.trial_number"
@@ -168,7 +170,7 @@ class MLflowTracker:
     def __init__(
         self,
         tracking_uri: str | None = None,
-        experiment: str | None = "regtune",
+        experiment: str | None = DEFAULT_EXPERIMENT,
         artifact_root: str | Path | None = None,
         *,
         flush_interval: float = FLUSH_INTERVAL,

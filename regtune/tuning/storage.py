@@ -20,13 +20,10 @@ from regtune.tracking.endpoints import connect_args, missing_driver
 from regtune.tracking.masking import mask_secrets
 from regtune.tuning.optuna_internals import SeededHyperbandPruner
 from regtune.tuning.queue import on_stale_trial, owner_tag
+from regtune.tuning.settings import DEFAULT_STORAGE, MEMORY, PRUNERS, SAMPLERS
 
 __all__ = [
-    "DEFAULT_STORAGE",
-    "MEMORY",
-    "PRUNERS",
     "FIRST_RUNG_SHARE",
-    "SAMPLERS",
     "StudyError",
     "first_rung",
     "journal_path",
@@ -37,10 +34,6 @@ __all__ = [
     "sampler_seed",
 ]
 
-DEFAULT_STORAGE = "regtune.journal"
-MEMORY = ":memory:"  # one process only: trials vanish with it
-SAMPLERS = ("tpe", "random", "cmaes", "gp")
-PRUNERS = ("hyperband", "median", "sha", "none")
 
 
 def make_storage(
@@ -50,7 +43,7 @@ def make_storage(
     grace_period: int | None = None,
     retry_failed: int = 0,
 ) -> optuna.storages.BaseStorage:
-    """An Optuna storage from a URL; ``None`` is the embedded journal file ``./regtune.journal``.
+    """An Optuna storage from a URL; ``None`` is the embedded journal file ``DEFAULT_STORAGE``.
 
     ``":memory:"`` keeps the study in this process only. A path (or ``journal:PATH``) is a journal file: appends under a file lock, safe across
     processes, no server; a torn last record or a dead process's lock is recovered from
@@ -126,7 +119,7 @@ def _schema_race(exc: BaseException | None) -> bool:
 
 
 def journal_path(url: str | None) -> Path | None:
-    """The journal file a storage URL names (``None`` means ``./regtune.journal``), else ``None``."""
+    """The journal file a storage URL names (``None`` means ``DEFAULT_STORAGE``), else ``None``."""
     url = url or DEFAULT_STORAGE
     if url == MEMORY or "://" in url:
         return None

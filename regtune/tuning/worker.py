@@ -58,6 +58,7 @@ from regtune.tuning.queue import (
     top_up,
 )
 from regtune.tuning.resources import threads_for, torch_threads
+from regtune.tuning.settings import TuneSettings
 from regtune.tuning.storage import make_pruner, make_sampler, make_storage, sampler_seed
 from regtune.tuning.trial import Folds, Network, TrialPruned, run_objective, trial_seed
 
@@ -72,32 +73,17 @@ COHORT_ATTR = "regtune.cohort"  # "<leader's number>x<members>" on each trial tr
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """Plain, picklable settings a worker process rebuilds its study and tracker from."""
+    """Plain, picklable settings a worker process rebuilds its study and tracker from: the run's
+    :class:`~regtune.tuning.settings.TuneSettings` as resolved for it (study name, space, metric,
+    tracking URI, this worker's device) and what the tuner derived from them."""
 
-    study_name: str
-    storage: str | None
-    sampler: str
-    pruner: str
-    seed: int
-    space: str
-    metric: str
-    device: str
-    tracking_uri: str
-    experiment: str
+    settings: TuneSettings
     parent_run_id: str
     warmup: int
     max_epochs: int
-    timeout: float | None = None
-    heartbeat_interval: int | None = None
-    grace_period: int | None = None
-    retry_failed: int = 0
-    n_jobs: int = 1
     deadline: float | None = None  # wall clock (time.time()): spawned workers share the parent's
-    n_trials: int = 0  # the study's total, to replace the trials of workers that died
     queue_batch: int | None = None  # with a timeout: trials queued at a time (regtune.tuning.budget)
-    ensemble: int = 0  # >= 2: the top trials keep out-of-fold predictions (regtune.tuning.ensemble)
     network: Network = field(default_factory=Network)  # a user's module (--model), checked by the tuner
-    cohort: int | str = 1  # >= 2: up to this many trials of one structure train as one batched network; "auto"
 
 
 def run_worker(
@@ -108,28 +94,28 @@ def run_worker(
     A spawned process rebuilds the study from ``spec``; the inline worker passes its own. A
     spawned worker on the parent's machine passes a tracker that relays to the parent's.
     """
-    if spec.n_jobs > 1:
+    if spec.settings.n_jobs > 1:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-    deadline = spec.deadline or (time.time() + spec.timeout if spec.timeout else None)
+    deadline = spec.deadline or (time.time() + spec.settings.timeout if spec.settings.timeout else None)
     if study is None:
         storage = make_storage(
-            spec.storage, heartbeat_interval=spec.heartbeat_interval, grace_period=spec.grace_period,
-            retry_failed=spec.retry_failed,
+            spec.settings.storage, heartbeat_interval=spec.settings.heartbeat_interval,
+            grace_period=spec.settings.grace_period, retry_failed=spec.settings.retry_failed,
         )
         study = optuna.load_study(
-            study_name=spec.study_name,
+            study_name=spec.settings.study_name,
             storage=storage,
-            sampler=make_sampler(spec.sampler, sampler_seed(spec.seed + index, creator=False)),
-            pruner=make_pruner(spec.pruner, warmup=spec.warmup, max_epochs=spec.max_epochs),
+            sampler=make_sampler(spec.settings.sampler, sampler_seed(spec.settings.seed + index, creator=False)),
+            pruner=make_pruner(spec.settings.pruner, warmup=spec.warmup, max_epochs=spec.max_epochs),
         )
-    space = spec.network.space(SearchSpace.from_yaml(spec.space).for_task(folds.task))
-    metric = get_metric(spec.metric, folds.task)
+    space = spec.network.space(SearchSpace.from_yaml(spec.settings.space).for_task(folds.task))
+    metric = get_metric(spec.settings.metric, folds.task)
     if tracker is None:
-        tracker = make_tracker(spec.tracking_uri, spec.experiment)
+        tracker = make_tracker(spec.settings.tracking_uri, spec.settings.experiment)
     # Trials set their own torch threads; the caller's setting comes back. What the tracker
     # still holds is written on the way out, Ctrl-C included.
     def search_ends() -> float | None:  # the final refit's time is kept out of the search's
-        return search_deadline(deadline, study, folds.splits, len(folds.y), members=max(1, spec.ensemble))
+        return search_deadline(deadline, study, folds.splits, len(folds.y), members=max(1, spec.settings.ensemble))
 
     def out_of_time() -> bool:  # never before a trial completed: a study needs its baseline
         ends = search_ends()
@@ -138,9 +124,10 @@ def run_worker(
 
     with _deferred_interrupt(), torch_threads(), contextlib.closing(tracker):
         while True:
-            claimed = claim_trials(study, stop=lambda: _STOP.is_set() or out_of_time(), n_trials=spec.n_trials or None)
+            claimed = claim_trials(study, stop=lambda: _STOP.is_set() or out_of_time(),
+                                   n_trials=spec.settings.n_trials or None)
             for trial in claimed:
-                if spec.cohort != 1:
+                if spec.settings.cohort != 1:
                     _run_cohort(study, trial, claimed, space, metric, folds, tracker, spec, stop_at=search_ends())
                 else:
                     _run_trial(study, trial, space, metric, folds, tracker, spec, stop_at=search_ends())
@@ -156,7 +143,7 @@ def run_worker(
 def _queue_more(study: optuna.Study, spec: WorkerSpec) -> bool:
     """Queue the next batch of a study with a timeout; whether any trial was added."""
     before = len(study.get_trials(deepcopy=False))
-    top_up(study, spec.n_trials, [], batch=spec.queue_batch)
+    top_up(study, spec.settings.n_trials, [], batch=spec.queue_batch)
     return len(study.get_trials(deepcopy=False)) > before
 
 
@@ -252,7 +239,7 @@ def _replace_dead_workers_trials(
         reaped = reap_dead_trials(study)
         if reaped:
             close_reaped_runs(tracker, spec.parent_run_id, reaped)
-            top_up(study, spec.n_trials, reaped, spec.retry_failed, baseline_params=baseline_params)
+            top_up(study, spec.settings.n_trials, reaped, spec.settings.retry_failed, baseline_params=baseline_params)
             return True
         local = all(t.user_attrs.get(OWNER_ATTR, "").rpartition(":")[0] == host for t in running)
         if not (heartbeats or local):
@@ -280,8 +267,8 @@ def worker_process(
         with open(folds, "rb") as f:
             folds = pickle.load(f)
     try:
-        conn = connect(relay, spec.tracking_uri, spec.experiment) if isinstance(relay, str) else relay
-        run_worker(spec, folds, index, tracker=RelayTracker(conn, spec.tracking_uri) if conn else None)
+        conn = connect(relay, spec.settings.tracking_uri, spec.settings.experiment) if isinstance(relay, str) else relay
+        run_worker(spec, folds, index, tracker=RelayTracker(conn, spec.settings.tracking_uri) if conn else None)
     except KeyboardInterrupt:
         sys.exit(130)
     logging.shutdown()
@@ -346,7 +333,7 @@ def _run_trial(
     """Run one claimed trial; whatever happens, it ends in one Optuna state and its MLflow run
     carries the same state (tag ``state``). Past ``stop_at`` (a timeout's end of the search) it
     is pruned at its next epoch, the baseline excepted, with user attr ``timeout``."""
-    seed = trial_seed(spec.seed, trial.number)
+    seed = trial_seed(spec.settings.seed, trial.number)
     trial.set_user_attr("seed", seed)
     with heartbeat(trial):
         run_id = None
@@ -354,17 +341,18 @@ def _run_trial(
             config, sample_error = None, None
             try:
                 config = space.sample(trial)
-                torch.set_num_threads(threads_for(config, folds.X.shape[1], spec.n_jobs))
+                torch.set_num_threads(threads_for(config, folds.X.shape[1], spec.settings.n_jobs))
             except Exception as exc:  # a trial that cannot even be sampled still gets its run
                 sample_error = exc
             run_id = _open_run(tracker, spec, trial, config, seed)
             if sample_error is not None:
                 raise sample_error
             outcome: Outcome = run_objective(
-                trial, config, folds, metric, seed=seed, device=spec.device, warmup=spec.warmup,
+                trial, config, folds, metric, seed=seed, device=spec.settings.device, warmup=spec.warmup,
                 on_epoch=lambda epoch, record: (_log_epoch(tracker, trial, run_id, epoch, record), _stop_point(),
                                                 _budget_point(trial, epoch, stop_at)),
-                on_predictions=_keeper(study, trial, spec.ensemble, folds.task) if spec.ensemble > 1 else None,
+                on_predictions=_keeper(study, trial, spec.settings.ensemble, folds.task)
+                if spec.settings.ensemble > 1 else None,
                 module=spec.network.estimator_params(trial.params),
             )
         except KeyboardInterrupt:
@@ -387,8 +375,8 @@ def _open_run(tracker: Tracker, spec: WorkerSpec, trial: optuna.Trial, config: A
     resolved = {k if k == "module" or k.startswith("module__") else f"config.{k}": v for k, v in network.items()}
     run_id = tracker.start_trial_run(
         spec.parent_run_id, trial.number,
-        params={**trial.params, **resolved, "seed": spec.seed, "trial_seed": seed},
-        tags={"optuna.study": spec.study_name, "baseline": str(bool(trial.user_attrs.get("baseline"))),
+        params={**trial.params, **resolved, "seed": spec.settings.seed, "trial_seed": seed},
+        tags={"optuna.study": spec.settings.study_name, "baseline": str(bool(trial.user_attrs.get("baseline"))),
               **(tags or {})},
     )
     if isinstance(tracker, RelayTracker):
@@ -459,7 +447,7 @@ def _run_cohort(
     study: optuna.Study, leader: optuna.Trial, more: Iterator[optuna.Trial], space: SearchSpace, metric: Metric,
     folds: Folds, tracker: Tracker, spec: WorkerSpec, stop_at: float | None = None,
 ) -> None:
-    """Run ``leader`` with up to ``spec.cohort - 1`` trials claimed from ``more`` as one cohort
+    """Run ``leader`` with up to ``spec.settings.cohort - 1`` trials claimed from ``more`` as one cohort
     (:mod:`regtune.tuning.cohort`); a trial a cohort cannot train (a user's module that cannot be
     batched, an enqueued configuration of another structure) runs alone, as without cohorts.
     Each member ends in its own Optuna state and MLflow run, as :func:`_run_trial` ends one."""
@@ -470,7 +458,8 @@ def _run_cohort(
     if config is None or cohort_problem(config) is not None or _module_problem(study, config, leader, folds, spec):
         _run_trial(study, leader, space, metric, folds, tracker, spec, stop_at)
         return
-    size = _auto_cohort_size(study, config, leader, folds, tracker, spec) if spec.cohort == AUTO else spec.cohort
+    size = (_auto_cohort_size(study, config, leader, folds, tracker, spec) if spec.settings.cohort == AUTO
+            else spec.settings.cohort)
     if size <= 1:
         _run_trial(study, leader, space, metric, folds, tracker, spec, stop_at)
         return
@@ -513,7 +502,7 @@ def _module_problem(study: optuna.Study, config: Any, leader: optuna.Trial, fold
     """Whether the network (a user's module, or the built-in one with a Trainer argument a cohort
     does not replay) must train alone: checked once per study, the reason logged once."""
     if FALLBACK_ATTR not in study.user_attrs:
-        reason = batching_problem(config, folds, device=spec.device, seed=spec.seed,
+        reason = batching_problem(config, folds, device=spec.settings.device, seed=spec.settings.seed,
                                   module=spec.network.estimator_params(leader.params))
         if reason is not None:
             _logger.warning("%s trains every trial alone: %s", spec.network.label or "the network", reason)
@@ -527,9 +516,9 @@ def _auto_cohort_size(study: optuna.Study, config: Any, leader: optuna.Trial, fo
     this leader's structure, recorded as a study user attr and a parent-run tag."""
     chosen = study.user_attrs.get(AUTO_ATTR)
     if chosen is None:
-        torch.set_num_threads(threads_for(config, folds.X.shape[1], spec.n_jobs))
-        sizes = [K for K in AUTO_SIZES if K <= (spec.n_trials or AUTO_SIZES[-1])]  # no larger than the study
-        k, rates = choose_cohort_size(config, folds, device=spec.device, seed=spec.seed, sizes=sizes,
+        torch.set_num_threads(threads_for(config, folds.X.shape[1], spec.settings.n_jobs))
+        sizes = [K for K in AUTO_SIZES if K <= (spec.settings.n_trials or AUTO_SIZES[-1])]  # no larger than the study
+        k, rates = choose_cohort_size(config, folds, device=spec.settings.device, seed=spec.settings.seed, sizes=sizes,
                                       module=spec.network.estimator_params(leader.params))
         chosen = {"k": k, "trial_epochs_per_s": {str(K): round(r, 2) for K, r in rates.items()}}
         study.set_user_attr(AUTO_ATTR, chosen)
@@ -541,8 +530,8 @@ def _train_cohort(
     study: optuna.Study, trials: list[optuna.Trial], configs: list[Any], folds: Folds, metric: Metric,
     tracker: Tracker, spec: WorkerSpec, stop_at: float | None,
 ) -> None:
-    seeds = [trial_seed(spec.seed, t.number) for t in trials]
-    torch.set_num_threads(threads_for(configs[0], folds.X.shape[1], spec.n_jobs))
+    seeds = [trial_seed(spec.settings.seed, t.number) for t in trials]
+    torch.set_num_threads(threads_for(configs[0], folds.X.shape[1], spec.settings.n_jobs))
     run_ids: list[str | None] = [None] * len(trials)
     ended: set[int] = set()
 
@@ -562,9 +551,10 @@ def _train_cohort(
             trial.set_user_attr(COHORT_ATTR, tag["regtune.cohort"])
             run_ids[k] = _open_run(tracker, spec, trial, config, seed, tags=tag)
         run_cohort_objective(
-            trials, configs, folds, metric, seeds=seeds, device=spec.device, warmup=spec.warmup,
+            trials, configs, folds, metric, seeds=seeds, device=spec.settings.device, warmup=spec.warmup,
             on_epoch=on_epoch, on_end=end,
-            on_predictions=[_keeper(study, t, spec.ensemble, folds.task) for t in trials] if spec.ensemble > 1
+            on_predictions=[_keeper(study, t, spec.settings.ensemble, folds.task) for t in trials]
+            if spec.settings.ensemble > 1
             else None,
             module=spec.network.estimator_params(trials[0].params),
         )

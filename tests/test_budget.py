@@ -108,9 +108,10 @@ def test_a_refit_that_does_not_fit_is_skipped_and_said() -> None:
     assert FinalBudget(None, splits, 100).fits(slow, "x")  # no timeout: everything fits
 
 
-def test_a_trial_is_pruned_before_an_epoch_that_would_end_past_the_search(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 19 item 3: waiting for the deadline to pass overran it by one epoch."""
-    from regtune.tuning.trial import TrialPruned
+def test_a_trial_is_stopped_before_an_epoch_that_would_end_past_the_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waiting for the deadline to pass overran it by one epoch; a trial stopped for time ends
+    COMPLETE on its epochs so far (OutOfTime), not pruned."""
+    from regtune.tuning.budget import OutOfTime
     from regtune.tuning.worker import _budget_point
 
     study = optuna.create_study()
@@ -118,7 +119,7 @@ def test_a_trial_is_pruned_before_an_epoch_that_would_end_past_the_search(monkey
     time.sleep(0.3)  # epoch 0 took 0.3 s
     _budget_point(trial, 0, stop_at=time.time() + 1.0)  # another 0.3 s epoch fits
     time.sleep(0.3)
-    with pytest.raises(TrialPruned):
+    with pytest.raises(OutOfTime):
         _budget_point(trial, 1, stop_at=time.time() + 0.2)  # the next one would not
     assert trial.user_attrs["timeout"] is True
     baseline = study.ask()

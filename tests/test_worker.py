@@ -231,6 +231,27 @@ def test_objective_prunes_after_the_warmup_and_never_the_baseline(folds: Folds, 
     assert len(baseline.reported) == config.max_epochs and summary["value"] == value
 
 
+def test_a_trial_out_of_time_completes_on_the_epochs_it_trained(folds: Folds, tiny_space: Path) -> None:
+    """The search's end cuts a trial short: it is scored on the epochs it trained (its best
+    common epoch so far), as if those were all it had, not pruned and lost."""
+    from regtune.tuning.budget import OutOfTime
+
+    config = SearchSpace.from_yaml(tiny_space).to_config({"lr": 0.01, "use_early_stopping": True})
+    metric = get_metric("accuracy", "classification")
+
+    def out_of_time_at_epoch_2(epoch: int, record: dict) -> None:
+        if epoch == 2:
+            raise OutOfTime(epoch)
+
+    trial = StubTrial(baseline=False)
+    trial.should_prune = lambda: False  # type: ignore[method-assign]
+    value, summary = run_objective(trial, config, folds, metric, seed=1, device="cpu", warmup=3,  # type: ignore[arg-type]
+                                   on_epoch=out_of_time_at_epoch_2)
+    assert [step for _, step in trial.reported] == [0, 1]  # epoch 2 trained and scored, not reported
+    assert summary["value"] == value and 0.0 <= value <= 1.0
+    assert summary["epochs"] <= 3 < config.max_epochs
+
+
 def test_objective_value_is_the_mean_over_folds(folds: Folds, tiny_space: Path) -> None:
     config = SearchSpace.from_yaml(tiny_space).to_config({"lr": 0.01, "use_early_stopping": True})
     metric = get_metric("accuracy", "classification")

@@ -241,7 +241,8 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
             record = trainer.step()
             if self.verbose:
                 print(_format_record(record))
-            yield record
+            if (yield record):  # the caller sent True: stop here (fitted on the epochs so far)
+                break
         self.adopt_trainer(trainer)
 
     def trainer_arguments(

@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from regtune.nn.callbacks import Callback, TrainerState
 
-__all__ = ["EPOCH_SHARE", "LOG_MODEL_SECONDS", "PROBE_EPOCHS", "FinalBudget", "StopBy", "fits_left", "queue_batch",
+__all__ = ["EPOCH_SHARE", "LOG_MODEL_SECONDS", "PROBE_EPOCHS", "FinalBudget", "OutOfTime", "StopBy", "fits_left", "queue_batch",
            "refit_seconds", "search_deadline"]
 
 LOG_MODEL_SECONDS = 2.0  # logging the refit model to a local MLflow store (measured: 1-2 s)
@@ -88,6 +88,12 @@ def _one_refit(trial: FrozenTrial, rows_ratio: float) -> float:
         refit_epochs = min(epochs, round(trial.user_attrs["best_epoch"]) + 1)
     return seconds / epochs * refit_epochs * rows_ratio
 
+
+
+class OutOfTime(Exception):  # noqa: N818 - a signal, not an error
+    """The search's time is up while a trial trains: the trial ends COMPLETE, scored on the
+    epochs it trained (its best common epoch so far), not pruned: a good trial cut short by the
+    clock still counts."""
 
 
 class StopBy(Callback):

@@ -40,6 +40,7 @@ from regtune.nn.cohort import (
 )
 from regtune.nn.trainer import Trainer
 from regtune.space.space import SearchSpace
+from regtune.tuning.budget import OutOfTime
 from regtune.tuning.trial import (
     Folds,
     TrialPruned,
@@ -224,7 +225,15 @@ def run_cohort_objective(
                     continue
                 record = {key: float(np.mean([r[key] for r in latest[k]]))
                           for key in ("train_loss", "val_loss", "val_score")}
-                on_epoch(k, epoch, record)
+                try:
+                    on_epoch(k, epoch, record)
+                except OutOfTime:  # the search's time is up: scored on the epochs trained so far
+                    for f in sorted(running[k]):
+                        estimators[f][k].adopt_trainer(cohorts[f].members[k])
+                    keep = on_predictions[k] if on_predictions is not None else None
+                    end(k, score_trial(trials[k], configs[k], [row[k] for row in estimators], folds, metric,
+                                       start=start, on_predictions=keep))
+                    continue
                 if math.isfinite(record["val_score"]):
                     trials[k].report(record["val_score"], epoch)
                 if prunable(trials[k]) and epoch + 1 >= warmup and trials[k].should_prune():

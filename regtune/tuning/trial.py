@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -20,6 +21,7 @@ from regtune.metrics import Metric
 from regtune.nn.models import ROUTED_ARGS, ModuleFactory
 from regtune.nn.regularizers import decay_parameters, weight_layers
 from regtune.space.space import SearchSpace
+from regtune.tuning.budget import OutOfTime
 from regtune.tuning.queue import AS_WRITTEN_ATTR
 from regtune.tuning.selection import FOLD_SCORES_ATTR
 
@@ -341,7 +343,13 @@ def run_objective(
             break
         record = {key: float(np.mean([r[key] for r in latest])) for key in ("train_loss", "val_loss", "val_score")}
         if on_epoch is not None:
-            on_epoch(epoch, record)
+            try:
+                on_epoch(epoch, record)
+            except OutOfTime:  # the search's time is up: scored on the epochs trained so far
+                for i in active:
+                    with contextlib.suppress(StopIteration):
+                        runs[i].send(True)  # the fold's fit ends here, its best epoch restored
+                break
         if math.isfinite(record["val_score"]):
             trial.report(record["val_score"], epoch)
         if can_prune and epoch + 1 >= warmup and trial.should_prune():

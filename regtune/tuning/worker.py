@@ -34,7 +34,7 @@ from regtune.space.space import SearchSpace
 from regtune.tracking.masking import mask_secrets
 from regtune.tracking.relay import RelayTracker, connect
 from regtune.tracking.tracker import Tracker, make_tracker
-from regtune.tuning.budget import search_deadline
+from regtune.tuning.budget import OutOfTime, search_deadline
 from regtune.tuning.cohort import (
     AUTO,
     AUTO_ATTR,
@@ -206,8 +206,9 @@ _epoch_ends: dict[int, float] = {}  # trial number -> when its last epoch ended 
 
 
 def _budget_point(trial: optuna.Trial, epoch: int, stop_at: float | None) -> None:
-    """Prune a trial (never the baseline) whose next epoch would end after ``stop_at``: an epoch
-    lasts about as long as the last one did, so waiting for the deadline to pass overruns it."""
+    """End a trial (never the baseline) whose next epoch would end after ``stop_at``: an epoch
+    lasts about as long as the last one did, so waiting for the deadline to pass overruns it.
+    It ends COMPLETE on the epochs it trained (:class:`OutOfTime`), user attr ``timeout``."""
     now = time.time()
     last = _epoch_ends.get(trial.number) if epoch > 0 else None  # numbers repeat across studies
     if last is None and trial.datetime_start is not None:  # epoch 0: since the trial started
@@ -217,7 +218,7 @@ def _budget_point(trial: optuna.Trial, epoch: int, stop_at: float | None) -> Non
     if stop_at is not None and next_end > stop_at and not trial.user_attrs.get("baseline"):
         _epoch_ends.pop(trial.number, None)
         trial.set_user_attr("timeout", True)
-        raise TrialPruned(epoch)
+        raise OutOfTime(epoch)
 
 
 def _replace_dead_workers_trials(

@@ -42,11 +42,12 @@ Arms, each on the same training images, scored by test accuracy on the same 597 
   every default: regtune's unregularized network (its dropout set to 0), early stopping on its
   own validation split.
 - ``regtune-B``: ``RegTuneClassifier(module=net, timeout=B, n_trials=1000, tracking_uri="off",
-  device="cpu", random_state=seed)``: the default space, sampler, pruner, cv and ensemble;
-  ``n_trials`` is only a ceiling so the budget binds. (The default space is the tabular one: it
-  has no image augmentation.)
-- ``regtune_image-B`` (only when named in ``--arms``): the same with ``space="image"``, the
-  shipped space with image augmentation, built for regtune's own CNN.
+  device="cpu", random_state=seed)``: the default space (``"auto"``: the ``image`` space for
+  images, with augmentation), sampler, pruner, cv and ensemble; ``n_trials`` is only a ceiling
+  so the budget binds.
+- ``regtune_image-B`` (only when named in ``--arms``): the same with ``space="image"`` named
+  explicitly (what ``regtune`` was before ``"auto"`` became the default; the results of
+  earlier runs under this name compare with ``regtune`` now).
 - ``skorch-B``: a hand-written Optuna TPE study (seed = run seed) over lr (1e-4..1e-2, log),
   AdamW weight decay (1e-6..1e-1, log) and, for a network with a ``dropout`` argument, dropout
   (0..0.5), each trial one skorch ``NeuralNetClassifier`` (batch 64, up to 100 epochs, stratified
@@ -296,7 +297,7 @@ def _trial_kind(trial: Any) -> str:
     return "regularized"
 
 
-def run_regtune(net: type, data: Data, seed: int, budget: float, space: str = "default") -> dict[str, Any]:
+def run_regtune(net: type, data: Data, seed: int, budget: float, space: str = "auto") -> dict[str, Any]:
     from regtune import RegTuneClassifier
 
     est = RegTuneClassifier(module=net, space=space, timeout=budget, n_trials=1000, tracking_uri="off",

@@ -80,7 +80,7 @@ class _RegTune(ModuleParams, BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "ensemble": [Interval(Integral, 0, None, closed="left")],
-        "cohort": [Interval(Integral, 1, None, closed="left")],
+        "cohort": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "criterion": [None, callable],
         "class_weight": [None, dict, StrOptions({"balanced"})],
         "precision": [StrOptions(set(PRECISIONS))],
@@ -109,7 +109,7 @@ class _RegTune(ModuleParams, BaseEstimator):
         random_state: int | np.random.RandomState | None = None,
         verbose: int = 0,
         ensemble: int = DEFAULTS.ensemble,
-        cohort: int = DEFAULTS.cohort,
+        cohort: int | str = DEFAULTS.cohort,
         criterion: Any = None,
         class_weight: dict[Any, float] | str | None = None,
         precision: str = "32",
@@ -396,13 +396,13 @@ _PARAMETERS_AFTER_METRIC = f"""storage : str, optional
         on all rows (:attr:`ensemble_`); 0 or 1: the best trial alone. The default was
         measured: after the same search, the ensemble beat the best trial on test on 9 of 10
         unseen datasets (``benchmarks/final_model_ab.py``).
-    cohort : int, default={DEFAULTS.cohort}
+    cohort : int or "auto", default={DEFAULTS.cohort}
         ``K >= 2``: up to ``K`` trials that share the network's structure train as one batched
-        network, each with its own learning rate, L2, weight decay, label smoothing, seed,
-        pruning and MLflow run, and the same result as alone. Trials with regularizers a cohort
-        cannot replay (dropout, noise, batch norm, constraints, ...) train alone. Pays for
-        small networks and on GPUs; 1 trains every trial alone (as do trials with sample
-        weights, a ``criterion`` or mixed ``precision``).
+        network, each member the same trial as trained alone (own seed, batch order, optimizer
+        state, pruning and MLflow run), for every regularizer in the table; ``"auto"``: the
+        first cohort is timed against its members alone and the fastest ``K`` kept (1 where
+        nothing pays). 1 trains every trial alone (as do trials with sample weights, a
+        ``criterion`` or mixed ``precision``, and networks that cannot be batched).
     criterion : torch loss class or instance, optional
         Every trial's loss, fixed (not searched), as for
         :class:`~regtune.RegularizedNetClassifier`.

@@ -19,10 +19,17 @@ from optuna.trial import FrozenTrial, TrialState
 
 from regtune.nn.callbacks import Callback, TrainerState
 
-__all__ = ["EPOCH_SHARE", "LOG_MODEL_SECONDS", "PROBE_EPOCHS", "FinalBudget", "OutOfTime", "StopBy", "fits_left", "queue_batch",
+__all__ = ["EPOCH_SHARE", "LOG_MODEL_SECONDS", "PROBE_EPOCHS", "FinalBudget", "OutOfTime", "StopBy", "promise_slack", "fits_left", "queue_batch",
            "refit_seconds", "search_deadline"]
 
 LOG_MODEL_SECONDS = 2.0  # logging the refit model to a local MLflow store (measured: 1-2 s)
+
+
+def promise_slack(timeout: float) -> float:
+    """How far past ``timeout`` the best trial's refit may train: the budget's promise is
+    ``1.05 T + 5 s``, and a final model cut to one epoch because the baseline trial (never cut)
+    took the whole budget is no model at all; one second of the slack stays for what follows."""
+    return 0.05 * timeout + 4.0
 #: An average trial's cost per network, in epochs of ``max_epochs`` on the probe's clock:
 #: pruning and early stopping end trials after 0.25-0.47 of ``max_epochs`` on the benchmark's
 #: unseen datasets, and validation, reporting and start-up cost about half as much again

@@ -19,7 +19,7 @@ from regtune.metrics import Metric
 from regtune.nn.callbacks import StopAfter
 from regtune.space.space import SearchSpace
 from regtune.tracking.tracker import StudyTracker
-from regtune.tuning.budget import FinalBudget, StopBy
+from regtune.tuning.budget import FinalBudget, StopBy, promise_slack
 from regtune.tuning.queue import AS_WRITTEN_ATTR
 from regtune.tuning.resources import threads_for, torch_threads
 from regtune.tuning.selection import selection_metrics, selection_summary
@@ -118,7 +118,8 @@ def finish(
                        "test": test, "gap": train - test, "epochs": est.n_iter_,
                        "regularizers": ", ".join(config.active_regularizers()) or "none"}
 
-    stop = StopBy(budget.ends) if budget.ends is not None else None
+    # the best trial's refit may use the promise's slack: the others must fit before the deadline
+    stop = StopBy(budget.ends + promise_slack(settings.timeout)) if budget.ends is not None else None
     scored("best", best_config, best, refit(best_config, best, folds, settings, stop=stop))
     if stop is not None and stop.stopped_at is not None:
         budget.skipped.append(f"the best trial's refit after epoch {stop.stopped_at + 1} of "

@@ -91,10 +91,32 @@ def test_slow_trials_end_within_the_budget_final_model_included(tiny_space: Path
     assert elapsed < 1.05 * timeout + 5, f"{elapsed:.1f} s for a {timeout:g} s budget"
     assert result.best_estimator is not None
     # The baseline trial alone takes about half the budget (8 epochs of 0.6 s after the set-up):
-    # refitting it on every row would end past the deadline, so the refit is cut and says so.
+    # refitting it on every row would end past the deadline, so the refit is skipped (the
+    # trial's own network is the model) or cut, and the summary says so.
     skipped = [n for n in result.notes if n.startswith("skipped for time")]
     assert skipped and "refit" in skipped[0], result.notes
     assert result.counts["COMPLETE"] >= 1
+
+
+@pytest.mark.slow
+def test_without_time_for_a_refit_the_best_trials_own_network_is_the_model(tiny_space: Path) -> None:
+    """A budget the baseline trial alone exhausts: no refit fits, so the network the search
+    trained for the best trial is the final model (not a refit cut after one epoch)."""
+    from byo_modules import SlowNet
+
+    from regtune.tuning.tuner import tune
+
+    timeout = 3.0
+    start = time.perf_counter()
+    result = tune("iris", n_trials=5, timeout=timeout, ensemble=1, cv=1, pruner="none", seed=0,
+                  space=str(tiny_space), storage=":memory:", tracking_uri="off", progress=False, log_model=False,
+                  module=SlowNet, module_params={"delay": 0.1})
+    elapsed = time.perf_counter() - start
+    assert elapsed < 1.05 * timeout + 5 + 6, f"{elapsed:.1f} s"  # + the baseline trial, which is never cut
+    assert any("its own network from the search" in n for n in result.notes), result.notes
+    best = result.best_estimator
+    assert best.n_iter_ == len(result.study.best_trial.intermediate_values)  # the trial's network, as trained
+    assert result.scores.loc["best", "test"] > 0.5  # iris: chance is 1/3
 
 
 def test_a_refit_that_does_not_fit_is_skipped_and_said() -> None:

@@ -25,7 +25,7 @@ from regtune.tuning.resources import threads_for, torch_threads
 from regtune.tuning.selection import selection_metrics, selection_summary
 from regtune.tuning.settings import TuneSettings
 from regtune.tuning.storage import StudyError
-from regtune.tuning.trial import Folds, Network, make_estimator, trial_seed
+from regtune.tuning.trial import Folds, Network, kept_network, make_estimator, trial_seed
 
 __all__ = ["TuneResult", "finish", "refit", "trials_frame"]
 
@@ -118,9 +118,17 @@ def finish(
                        "test": test, "gap": train - test, "epochs": est.n_iter_,
                        "regularizers": ", ".join(config.active_regularizers()) or "none"}
 
-    # the best trial's refit may use the promise's slack: the others must fit before the deadline
+    # Where the time left holds no refit of the best trial, its own network from the search (a
+    # fold's, trained on part of the rows) is the model; else the refit may use the promise's
+    # slack (the other refits must fit before the deadline).
+    kept = kept_network(study.study_name, best.number, forget=True)
     stop = StopBy(budget.ends + promise_slack(settings.timeout)) if budget.ends is not None else None
-    scored("best", best_config, best, refit(best_config, best, folds, settings, stop=stop))
+    if kept is not None and not budget.fits(best, "the best trial's refit (its own network from the search, "
+                                                  "trained on a fold's rows, is the model)"):
+        stop = None
+        scored("best", best_config, best, kept)
+    else:
+        scored("best", best_config, best, refit(best_config, best, folds, settings, stop=stop))
     if stop is not None and stop.stopped_at is not None:
         budget.skipped.append(f"the best trial's refit after epoch {stop.stopped_at + 1} of "
                               f"{models['best'].max_epochs} (its trial's best epoch was "

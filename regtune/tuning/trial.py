@@ -25,7 +25,7 @@ from regtune.tuning.budget import OutOfTime
 from regtune.tuning.queue import AS_WRITTEN_ATTR
 from regtune.tuning.selection import FOLD_SCORES_ATTR
 
-__all__ = ["FoldScore", "Folds", "Network", "TrialPruned", "check_network", "common_epoch_score",
+__all__ = ["FoldScore", "Folds", "Network", "TrialPruned", "check_network", "common_epoch_score", "kept_network",
            "epoch_score_fn", "make_estimator", "out_of_fold_predictions", "prunable", "run_objective",
            "score_trial", "trial_seed", "weight_stats"]
 
@@ -364,6 +364,31 @@ def prunable(trial: optuna.Trial) -> bool:
     return not (trial.user_attrs.get("baseline", False) or trial.user_attrs.get(AS_WRITTEN_ATTR, False))
 
 
+# Study name -> (trial number, value, fold networks) of this process's best trial so far: a final
+# model that needs no refit when the time left holds none (regtune.tuning.final).
+_KEPT: dict[str, tuple[int, float, list[Any]]] = {}
+
+
+def _keep_networks(trial: optuna.Trial, value: float, estimators: Sequence[Any]) -> None:
+    study = getattr(trial, "study", None)  # FixedTrial and test doubles have none
+    if study is None:
+        return
+    kept = _KEPT.get(study.study_name)
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    if kept is None or (value > kept[1] if maximize else value < kept[1]):
+        _KEPT[study.study_name] = (trial.number, value, list(estimators))
+
+
+def kept_network(study_name: str, number: int, *, forget: bool = False) -> Any:
+    """The fitted network of trial ``number`` of ``study_name`` if this process trained it and it
+    was the best so far (its fold network with the best validation score), else ``None``.
+    ``forget`` drops what is kept for the study."""
+    kept = _KEPT.pop(study_name, None) if forget else _KEPT.get(study_name)
+    if kept is None or kept[0] != number:
+        return None
+    return max(kept[2], key=lambda est: est.history_[est.best_epoch_].get("val_score", -math.inf))
+
+
 def score_trial(
     trial: optuna.Trial,
     config: RegConfig,
@@ -385,6 +410,7 @@ def score_trial(
         raise FloatingPointError(f"validation {metric.name} is {value} (the network's outputs are not finite)")
     if on_predictions is not None:  # greedy ensemble selection reads them (regtune.tuning.ensemble)
         on_predictions(value, out_of_fold_predictions(estimators, folds))
+    _keep_networks(trial, value, estimators)
     train_scores = [metric.final_fn(est, folds.X[tr], folds.y[tr]) for est, (tr, _) in zip(estimators, folds.splits, strict=True)]
     stats = [weight_stats(est.module_) for est in estimators]
     summary = {key: float(np.mean([s[key] for s in stats])) for key in stats[0]}

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from locations import ROOT
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -533,7 +534,7 @@ def test_readme_and_docstrings_state_the_cv_auto_thresholds_of_the_code() -> Non
     """Issue 11: the README said 500/1,000 rows, RegTuneClassifier's docstring 1000/5000."""
     from regtune import RegTuneClassifier
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     docstring = " ".join(RegTuneClassifier.__doc__.split())
     help_text = app_help_for("tune", "cv")
     (first, k1), (second, k2) = AUTO_CV
@@ -560,7 +561,7 @@ def test_readme_and_docstrings_name_the_preprocessor_the_same_way() -> None:
     import regtune
     from regtune import RegTuneClassifier, RegularizedNetClassifier
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "regtune.make_preprocessor()" in readme and "TabularPreprocessor" in readme
     assert "make_pipeline(regtune.make_preprocessor(), RegTuneClassifier(...))" in RegTuneClassifier.__doc__
     assert "regtune.data.preprocess.make_preprocessor" not in RegTuneClassifier.__doc__

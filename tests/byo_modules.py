@@ -124,3 +124,22 @@ class SlowNet(nn.Module):
 
         time.sleep(self.delay)
         return self.body(x.flatten(1))
+
+
+# The source of a user's model file (tests/test_model_code.py, tests/tuning/test_fingerprint.py).
+WIDE = '''
+import torch
+from torch import nn
+
+
+class Wide(nn.Module):
+    """An MLP: it asks for n_features, not image_shape."""
+
+    def __init__(self, n_features, n_outputs, width):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_features, width), nn.ReLU(), nn.Dropout(0.0), nn.Linear(width, n_outputs))
+
+    def forward(self, x):
+        assert x.ndim == 2, f"Wide expects rows, got {tuple(x.shape)}"
+        return self.net(x)
+'''

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from byo_modules import ResidualMLP, SmallConvNet
-from test_cohort import _compare, _data
-from test_cohort_tuning import COHORT_SPACE
+from cohort_helpers import COHORT_SPACE, _compare, _data
 from torch import Tensor, nn
 
 from regtune.config import RegConfig

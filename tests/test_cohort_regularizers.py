@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_cohort import _compare, _data
+from cohort_helpers import _compare, _data
 
 from regtune.config import RegConfig
 from regtune.estimators.net import RegularizedNetClassifier, RegularizedNetRegressor

@@ -8,37 +8,19 @@ import os
 import statistics
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
+from byo_modules import WIDE
 from mlflow import MlflowClient
 from sklearn.datasets import load_digits
 
 from regtune import RegularizedNetClassifier
 from regtune.estimators.persistence import save_model
 from regtune.nn.models import load_module
-from regtune.tuning.fingerprint import module_code_hash
 
 TINY_SPACE = str(Path(__file__).parent / "spaces" / "tiny.yaml")
-
-WIDE = '''
-import torch
-from torch import nn
-
-
-class Wide(nn.Module):
-    """An MLP: it asks for n_features, not image_shape."""
-
-    def __init__(self, n_features, n_outputs, width):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(n_features, width), nn.ReLU(), nn.Dropout(0.0), nn.Linear(width, n_outputs))
-
-    def forward(self, x):
-        assert x.ndim == 2, f"Wide expects rows, got {tuple(x.shape)}"
-        return self.net(x)
-'''
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -108,23 +90,6 @@ def test_cli_tunes_a_stdlib_named_model_file_and_predict_serves_it_elsewhere(
 
 
 # --- the model's code in the study fingerprint ----------------------------------------------
-
-
-def test_module_code_hash_follows_the_source(tmp_path: Path) -> None:
-    name = f"nets_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{name}.py").write_text(WIDE)
-    before = module_code_hash(f"{tmp_path}/{name}.py:Wide")
-    assert before and module_code_hash(None) == ""
-    (tmp_path / f"{name}.py").write_text(WIDE + "\n# a comment\n")
-    sys.modules.pop(load_module(f"{tmp_path}/{name}.py:Wide").__module__)  # a new run imports it again
-    assert module_code_hash(f"{tmp_path}/{name}.py:Wide") not in ("", before)
-
-
-def test_a_class_given_in_python_hashes_its_own_source() -> None:
-    """Editing the rest of a training script (or notebook) keeps its study; editing the class does not."""
-    from torch import nn
-
-    assert module_code_hash(nn.Linear) not in ("", module_code_hash(nn.Conv2d))
 
 
 def test_editing_the_model_file_between_runs_of_one_study_is_refused(

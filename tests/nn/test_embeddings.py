@@ -10,6 +10,7 @@ import optuna
 import pytest
 import torch
 from byo_modules import ResidualMLP
+from locations import TINY_SPACE
 from sklearn.base import clone
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
@@ -153,7 +154,7 @@ def test_embedding_on_a_module_that_cannot_take_it_is_refused() -> None:
 
 
 def test_a_yaml_space_samples_the_embedding(tmp_path: Path) -> None:
-    text = (Path(__file__).parent / "spaces" / "tiny.yaml").read_text().replace(
+    text = TINY_SPACE.read_text().replace(
         "params:\n", "params:\n"
         "  numeric_embedding: {type: categorical, choices: [none, periodic, piecewise_linear], default: none}\n"
         "  frequency_sigma: {type: float, low: 0.01, high: 3.0, log: true, default: 0.1}\n")
@@ -192,7 +193,7 @@ def test_cli_tunes_with_piecewise_linear_and_the_saved_model_reproduces_it(
 
     monkeypatch.chdir(tmp_path)
     space = tmp_path / "ple.yaml"
-    space.write_text((Path(__file__).parent / "spaces" / "tiny.yaml").read_text().replace(
+    space.write_text(TINY_SPACE.read_text().replace(
         "  max_epochs: 8\n", "  max_epochs: 8\n  numeric_embedding: piecewise_linear\n  n_bins: 6\n"))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
 

@@ -11,12 +11,11 @@ import optuna
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from regtune import RegConfig, RegTuneClassifier, RegularizedNetClassifier, RegularizedNetRegressor
+from regtune import RegConfig, RegTuneClassifier
 from regtune.analysis.report import report
 from regtune.data.loading import load_dataset
 from regtune.estimators.ensemble import WeightedEnsemble
-from regtune.estimators.persistence import load_model, save_model
-from regtune.exceptions import DataError, TuneError
+from regtune.exceptions import TuneError
 from regtune.metrics import get_metric
 from regtune.tracking.tracker import MLflowTracker
 from regtune.tuning.ensemble import (
@@ -89,29 +88,6 @@ def test_out_of_fold_predictions_put_each_row_where_it_was_validated() -> None:
     oof = out_of_fold_predictions(ests, folds)
     assert oof.shape == (40, 4) and np.allclose(oof.sum(1), 1)
     assert oof[:20] == pytest.approx(ests[0].predict_proba(X[:20]))
-
-
-def test_a_weighted_ensemble_averages_and_refuses_mismatched_members() -> None:
-    X, y = RNG.normal(size=(60, 3)), np.arange(60) % 3
-    nets = [RegularizedNetClassifier((8,), max_epochs=2, random_state=s).fit(X, y) for s in (0, 1)]
-    ens = WeightedEnsemble(nets, [3, 1], trials=[4, 9])
-    assert ens.weights == [0.75, 0.25]
-    assert ens.predict_proba(X) == pytest.approx(0.75 * nets[0].predict_proba(X) + 0.25 * nets[1].predict_proba(X))
-    assert set(ens.predict(X)) <= set(y) and "trial 4: 0.75" in repr(ens)
-    with pytest.raises(DataError, match="one weight per member"):
-        WeightedEnsemble(nets, [1.0])
-    with pytest.raises(DataError, match="of one class"):
-        WeightedEnsemble([nets[0], RegularizedNetRegressor((8,), max_epochs=1).fit(X, y * 1.0)], [1, 1])
-
-
-def test_an_ensemble_saves_and_loads_without_pickle(tmp_path: Path) -> None:
-    X, y = RNG.normal(size=(50, 3)), RNG.normal(size=50)
-    nets = [RegularizedNetRegressor((8,), max_epochs=2, random_state=s).fit(X, y) for s in (0, 1, 2)]
-    ens = WeightedEnsemble(nets, [0.5, 0.25, 0.25], trials=[1, 2, 3])
-    save_model(tmp_path / "m", ens, None)
-    loaded = load_model(tmp_path / "m")
-    assert isinstance(loaded.estimator, WeightedEnsemble) and loaded.estimator.trials == [1, 2, 3]
-    assert loaded.predict(X.astype(np.float32)) == pytest.approx(ens.predict(X.astype(np.float32)), rel=1e-5, abs=1e-6)
 
 
 def test_ensemble_setting_is_checked() -> None:

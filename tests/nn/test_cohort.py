@@ -4,22 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pytest
-import torch
+from cohort_helpers import _compare, _data
 
 from regtune.config import RegConfig
 from regtune.estimators.net import RegularizedNetClassifier, RegularizedNetRegressor
 from regtune.nn.cohort import CohortTrainer, cohort_problem, shared_fields
-
-
-def _data(n: int, seed: int, task: str = "classification") -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 12))
-    signal = X[:, :3].sum(1) + 0.5 * rng.normal(size=n)
-    if task == "regression":
-        return X, signal
-    return X, (signal > 0).astype(int) + (X[:, 3] > 1).astype(int)
 
 
 def _members(optimizer: str, schedule: str = "constant") -> list[RegConfig]:
@@ -37,16 +27,6 @@ def _estimator(config: RegConfig, seed: int, task: str = "classification") -> Re
     if task == "regression":
         params.pop("label_smoothing")
     return cls(**params, random_state=seed)
-
-
-def _compare(cohort_est: object, solo: object, k: int) -> None:
-    assert len(cohort_est.history_) == len(solo.history_), k  # same epochs: early stopping agrees
-    for mine, alone in zip(cohort_est.history_, solo.history_, strict=True):
-        for key in ("train_loss", "val_loss", "val_score"):
-            assert mine[key] == pytest.approx(alone[key], rel=1e-4, abs=1e-5), (k, mine["epoch"], key)
-    assert cohort_est.best_epoch_ == solo.best_epoch_
-    for (name, p), q in zip(solo.module_.state_dict().items(), cohort_est.module_.state_dict().values(), strict=True):
-        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=f"member {k}: {name}")
 
 
 def _compare_with_solo(member: Any, config: RegConfig, seed: int, data: tuple, k: int,

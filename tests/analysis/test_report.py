@@ -8,12 +8,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import optuna
 import pandas as pd
 import pytest
 from study_helpers import FinishedStudy
 
-from regtune.analysis.effects import effect_tables, importance_table
 from regtune.analysis.report import report, with_without
 from regtune.analysis.study_data import load_study_data
 from regtune.cli.app import main
@@ -151,28 +149,6 @@ def test_report_rebuilt_from_mlflow_alone_has_the_same_tables(finished_study: Fi
     assert "MLflow runs alone" in (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
 
 
-def test_effect_tables_take_a_plain_frame() -> None:
-    frame = pd.DataFrame({
-        "state": ["COMPLETE"] * 5 + ["PRUNED"], "value": [0.8, 0.9, 0.85, 0.7, 0.95, 0.5],
-        "train_score": [1.0, 0.95, 0.9, 0.99, 0.97, math.nan],
-        "dropout": [0.0, 0.15, 0.12, 0.0, 0.45, 0.3], "l2": [0.0, 3e-5, 5e-4, 0.0, 2e-5, 0.0],
-        "sparsity": [0.1] * 6, "weight_norm": [3.0] * 6,
-    })
-    tables = effect_tables(frame, ["l2", "dropout"])
-    assert tables["dropout"]["strength"].tolist() == ["off", "0.1..0.2", "0.4..0.5"]
-    assert tables["dropout"]["trials"].tolist() == [2, 2, 1]
-    assert tables["dropout"]["score_mean"].tolist() == pytest.approx([0.75, 0.875, 0.95])
-    assert tables["penalties"]["strength"].tolist() == ["off", "1e-5..1e-4", "1e-4..1e-3"]
-    assert tables["batch_norm"].empty and tables["augmentation_noise"].empty
-
-
-def test_importances_need_enough_complete_trials() -> None:
-    study = optuna.create_study()
-    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
-    table, note = importance_table(study)
-    assert table.empty and "at least 3 complete trials" in note
-
-
 def test_cli_report_prints_the_comparison(finished_study: FinishedStudy, tmp_path: Path, capsys,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(finished_study.root)
@@ -241,49 +217,6 @@ def test_scores_print_in_one_fixed_format_and_gaps_signed(reported) -> None:
              for c in line.strip("|").split("|")]
     scores = [c for c in cells if c and c[0] in "+-0123456789" and "." in c]
     assert scores and all(len(c.split(".")[1]) == 4 for c in scores), cells
-
-
-def _effects_figure(ranges: dict[str, tuple[float, float]], seed: int = 0):  # noqa: ANN202
-    from regtune.analysis import plots
-
-    rng = np.random.default_rng(seed)
-    n = 10
-    trials = pd.DataFrame({"number": range(n), "state": "COMPLETE", "value": rng.uniform(0.8, 0.95, n),
-                           "baseline": [True] + [False] * (n - 1)})
-    for key, (low, high) in ranges.items():
-        trials[key] = 10 ** rng.uniform(np.log10(low), np.log10(high), n)
-    trials.loc[0, list(ranges)] = 0.0
-    plt = plots._pyplot()
-    with plt.style.context("ggplot"):
-        return plt, plots._effects(plt, trials, list(ranges))
-
-
-@pytest.mark.parametrize(
-    "ranges",
-    [{"l1": (1e-7, 1e-3), "elastic_net": (1e-6, 1e-3)}, {"l1": (1e-8, 1.6e-8), "elastic_net": (2.1e-5, 8.7e-5)},
-     {"l1": (1e-8, 1e-7), "elastic_net": (10**-7.75, 10**-6.35)}, {"l1": (1e-2, 2.5e-1), "elastic_net": (1e-7, 0.9)}],
-    ids=["search-space-ranges", "within-a-decade", "one-decade", "one-to-eight-decades"],
-)
-def test_effects_plot_log_axis_labels_never_overlap(ranges: dict[str, tuple[float, float]]) -> None:
-    """The ``l1`` and ``elastic_net`` panels labelled minor ticks (2x10^-2, 3x10^-2 ...) on top of
-    each other; the rendered labels now stay few and apart."""
-    from regtune.analysis.plots import MAX_LOG_TICKS
-
-    plt, fig = _effects_figure(ranges)
-    try:
-        fig.canvas.draw()
-        renderer = fig.canvas.get_renderer()
-        for ax in (a for a in fig.axes if a.get_visible()):
-            low, high = sorted(ax.get_xlim())
-            labels = [label for minor in (False, True)
-                      for label, tick in zip(ax.get_xticklabels(minor=minor), ax.get_xticks(minor=minor), strict=True)
-                      if label.get_visible() and label.get_text() and low <= tick <= high]
-            boxes = sorted((label.get_window_extent(renderer) for label in labels), key=lambda box: box.x0)
-            assert 1 <= len(boxes) <= MAX_LOG_TICKS + 1, [label.get_text() for label in labels]
-            for left, right in zip(boxes, boxes[1:], strict=False):
-                assert left.x1 < right.x0, f"{ax.get_xlabel()}: {[label.get_text() for label in labels]} overlap"
-    finally:
-        plt.close(fig)
 
 
 def test_a_failed_report_leaves_no_folder(tmp_path: Path, tiny_space: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ import optuna
 import pandas as pd
 import pytest
 import torch
+from locations import TINY_SPACE
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 from sklearn.exceptions import NotFittedError
@@ -31,7 +32,7 @@ from regtune.data.preprocess import TabularPreprocessor
 from regtune.search.estimators import EXPECTED_FAILED_CHECKS
 from regtune.tuning.storage import make_storage
 
-TINY = str(Path(__file__).parent / "spaces" / "tiny.yaml")
+TINY = str(TINY_SPACE)
 FAST = dict(space=TINY, n_trials=2, cv=2, tracking_uri="off", device="cpu")
 
 

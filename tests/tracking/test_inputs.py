@@ -12,6 +12,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from locations import TINY_SPACE
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -24,7 +25,7 @@ from regtune.tracking.inputs import DIGEST_LENGTH, dataset_input
 from regtune.tracking.tracker import MLflowTracker
 from regtune.tuning.settings import TuneSettings
 
-TINY = str(Path(__file__).parent / "spaces" / "tiny.yaml")
+TINY = str(TINY_SPACE)
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from locations import ROOT
 from optuna.trial import TrialState
 
 from regtune.tuning.optuna_internals import INTERMEDIATE_VALUE_OP, SeededHyperbandPruner, storage_of
@@ -27,7 +28,7 @@ from regtune.tuning.queue import (
 )
 from regtune.tuning.storage import make_storage
 
-PACKAGE = Path(__file__).resolve().parent.parent / "regtune"
+PACKAGE = ROOT / "regtune"
 DOOR = PACKAGE / "tuning" / "optuna_internals.py"
 UPGRADE = f"Optuna {optuna.__version__} changed"
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import optuna
 import pytest
+from cohort_helpers import COHORT_SPACE
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 from typer.testing import CliRunner
@@ -32,27 +33,6 @@ from regtune.tuning.settings import TuneSettings
 from regtune.tuning.trial import TrialPruned, run_objective
 from regtune.tuning.tuner import tune
 from regtune.tuning.worker import COHORT_ATTR
-
-# Structure: the activation and dropout; per member: lr, L2, weight decay, label smoothing, input
-# noise (drawn from each member's own stream), early stopping.
-COHORT_SPACE = """\
-fixed: {architecture: mlp, hidden_layer_sizes: [16], batch_size: 32, max_epochs: 6, optimizer: adamw, patience: 2}
-params:
-  lr: {type: float, low: 1.0e-3, high: 5.0e-2, log: true, default: 1.0e-2}
-  activation: {type: categorical, choices: [relu, tanh], default: relu}
-regularizers:
-  l2:
-    l2: {type: float, low: 1.0e-6, high: 1.0e-2, log: true}
-  weight_decay:
-    weight_decay: {type: float, low: 1.0e-6, high: 1.0e-2, log: true}
-  label_smoothing:
-    label_smoothing: {type: float, low: 0.01, high: 0.3}
-  dropout:
-    dropout: {type: float, low: 0.05, high: 0.3}
-  input_noise:
-    input_noise: {type: float, low: 0.01, high: 0.3}
-  early_stopping:
-"""
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import torch
 from byo_modules import BrokenForward, Frozen, NoDropout, ResidualMLP, WrongWidth, mlp_factory
+from cli_helpers import run_cli
 from mlflow import MlflowClient
 from sklearn.base import clone
 from sklearn.datasets import load_digits, make_regression
@@ -210,18 +211,6 @@ regularizers:
 '''
 
 
-def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    from regtune.cli.app import main
-
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def _fresh(cwd: Path, *argv: str) -> subprocess.CompletedProcess:
     """A new Python process, with nothing of the tests on its path: only the MLflow model knows
     the module."""
@@ -249,7 +238,7 @@ def test_cli_tunes_a_model_file_and_a_fresh_process_serves_it(
     else:
         pd.DataFrame(X).assign(label=y).to_csv(tmp_path / "digits.csv", index=False)
         argv = ["digits.csv", "--model", f"src/{name}.py:TinyMLP", "--space", str(Path(__file__).parent / "spaces" / "tiny.yaml")]
-    code, out, err = _cli(capsys, "tune", *argv, "--trials", "3", "--cv", "1", "-q", "--tracking-uri", uri)
+    code, out, err = run_cli(capsys, "tune", *argv, "--trials", "3", "--cv", "1", "-q", "--tracking-uri", uri)
     assert code == 0, err
     parent = out.split("parent run ")[1].split()[0]
     study = f"digits.{data}-Tiny{'Conv' if data == 'npz' else 'MLP'}"
@@ -288,15 +277,15 @@ def test_cli_refuses_a_module_that_cannot_work_before_any_trial(
     name = f"bad_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{name}.py").write_text(NETS_FILE + "\n\nclass Wide(TinyMLP):\n"
                                           "    def forward(self, x):\n        return torch.cat([self.net(x)] * 2, 1)\n")
-    code, out, err = _cli(capsys, "tune", "iris", "--model", f"{name}.py:Wide", "--trials", "2", "-q",
+    code, out, err = run_cli(capsys, "tune", "iris", "--model", f"{name}.py:Wide", "--trials", "2", "-q",
                           "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
     assert code == 2 and out == ""
     assert err.count("\n") == 1
     assert "Wide's forward returned torch.float32 of shape (2, 6)" in err and "expected floats of shape (2, 3)" in err
     assert not (tmp_path / "regtune.journal").exists() or "iris" not in (tmp_path / "regtune.journal").read_text()
-    code, _, err = _cli(capsys, "tune", "iris", "--model", f"{name}.py:Nope", "--trials", "2", "-q")
+    code, _, err = run_cli(capsys, "tune", "iris", "--model", f"{name}.py:Nope", "--trials", "2", "-q")
     assert code == 2 and "has no 'Nope'; its nn.Module classes: TinyConv, TinyMLP, Wide" in err
-    code, _, err = _cli(capsys, "tune", "iris", "--model", "missing.py:Net", "--trials", "2", "-q")
+    code, _, err = run_cli(capsys, "tune", "iris", "--model", "missing.py:Net", "--trials", "2", "-q")
     assert code == 2 and "no such file 'missing.py'" in err
 
 

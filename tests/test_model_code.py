@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from byo_modules import WIDE
+from cli_helpers import run_cli
 from mlflow import MlflowClient
 from sklearn.datasets import load_digits
 
@@ -21,18 +22,6 @@ from regtune.estimators.persistence import save_model
 from regtune.nn.models import load_module
 
 TINY_SPACE = str(Path(__file__).parent / "spaces" / "tiny.yaml")
-
-
-def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    from regtune.cli.app import main
-
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _fresh(cwd: Path, *argv: str) -> subprocess.CompletedProcess:
@@ -77,7 +66,7 @@ def test_cli_tunes_a_stdlib_named_model_file_and_predict_serves_it_elsewhere(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "statistics.py").write_text(WIDE.replace("class Wide", "class MyNet"))
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    code, out, err = _cli(capsys, "tune", "iris", "--model", "statistics.py:MyNet", "--module-arg", "width=8",
+    code, out, err = run_cli(capsys, "tune", "iris", "--model", "statistics.py:MyNet", "--module-arg", "width=8",
                           "--space", TINY_SPACE, "--trials", "2", "--cv", "1", "-q", "--tracking-uri", uri)
     assert code == 0, err
     assert "cannot import name" not in err
@@ -99,15 +88,15 @@ def test_editing_the_model_file_between_runs_of_one_study_is_refused(
     (tmp_path / "nets.py").write_text(WIDE)
     argv = ["tune", "iris", "--model", "nets.py:Wide", "--module-arg", "width=8", "--space", TINY_SPACE,
             "--cv", "1", "-q", "--tracking-uri", "off", "--ensemble", "1"]
-    code, _, err = _cli(capsys, *argv, "--trials", "2")
+    code, _, err = run_cli(capsys, *argv, "--trials", "2")
     assert code == 0, err
     (tmp_path / "nets.py").write_text(WIDE.replace("nn.ReLU()", "nn.Tanh()"))
-    code, out, err = _cli(capsys, *argv, "--trials", "3")
+    code, out, err = run_cli(capsys, *argv, "--trials", "3")
     assert code == 2, err
     assert err.count("\n") == 1 and "model code" in err and "changed" in err
     assert "use another --study" in err
     (tmp_path / "nets.py").write_text(WIDE)  # the code as it was; another --module-arg is another study
-    code, _, err = _cli(capsys, *[a.replace("width=8", "width=9") for a in argv], "--trials", "3")
+    code, _, err = run_cli(capsys, *[a.replace("width=8", "width=9") for a in argv], "--trials", "3")
     assert code == 2 and '"width": 9' in err and "module parameters" in err
 
 
@@ -124,13 +113,13 @@ def test_a_bad_module_arg_is_one_line_and_exit_2(
     arg: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    code, out, err = _cli(capsys, "tune", "iris", "--model", "nets.py:Wide", "--module-arg", arg, "-q")
+    code, out, err = run_cli(capsys, "tune", "iris", "--model", "nets.py:Wide", "--module-arg", arg, "-q")
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and message in err and "--module-arg" in err
 
 
 def test_a_module_arg_needs_a_model(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _cli(capsys, "tune", "iris", "--module-arg", "width=8", "-q")
+    code, _, err = run_cli(capsys, "tune", "iris", "--module-arg", "width=8", "-q")
     assert code == 2 and "pass --model" in err
 
 
@@ -163,7 +152,7 @@ def test_cli_digits_with_a_flat_network_module_args_and_what_trial_runs_log(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "nets.py").write_text(WIDE)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    code, out, err = _cli(capsys, "tune", "digits", "--model", "nets.py:Wide", "--module-arg", "width=12",
+    code, out, err = run_cli(capsys, "tune", "digits", "--model", "nets.py:Wide", "--module-arg", "width=12",
                           "--space", TINY_SPACE, "--trials", "2", "--cv", "1", "-q", "--tracking-uri", uri,
                           "--ensemble", "1")
     assert code == 0, err

@@ -40,7 +40,7 @@ def _flat_anneal(t: float) -> float:
 
 
 # name -> the lr multiplier at progress t in [0, 1) after the warm-up; the names are
-# regtune.config.LR_SCHEDULES (tests/test_schedules.py checks that they agree).
+# regtune.config.LR_SCHEDULES (tests/nn/test_schedules.py checks that they agree).
 SCHEDULES: dict[str, Callable[[float], float]] = {
     "constant": _constant,
     "cosine": _cosine,

@@ -1,7 +1,7 @@
 """The one door to Optuna's private API: what regtune needs that Optuna does not make public.
 
 Nothing else in regtune touches an Optuna name that starts with an underscore
-(tests/test_optuna_contract.py checks both that and that each function here still works
+(tests/tuning/test_optuna_internals.py checks both that and that each function here still works
 against Optuna's in-memory, journal-file and SQLite storages).
 
 Everything else the trial queue needs is public: ``BaseStorage.set_trial_state_values`` claims

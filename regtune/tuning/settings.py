@@ -1,7 +1,7 @@
 """The tuning settings, declared once: each field's default, its help text and its check.
 
 The ``regtune tune`` options, the RegTune estimators' keywords and the worker processes' spec
-are built from :class:`TuneSettings` (``tests/test_settings.py`` checks by introspection that
+are built from :class:`TuneSettings` (``tests/tuning/test_settings.py`` checks by introspection that
 their defaults agree). This module imports nothing heavy (no torch, Optuna or MLflow), so the
 CLI reads it while it starts.
 """

@@ -25,11 +25,11 @@ import numpy as np
 import optuna
 import pytest
 import yaml
+from cli_helpers import run_cli
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 from plugins.postgres import PostgresCluster
 
-from regtune.cli.app import main
 from regtune.data.loading import load_dataset
 from regtune.estimators.persistence import load_model
 from regtune.tuning.storage import load_existing_study
@@ -53,16 +53,6 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "WARNING")  # main() sets it; keep it scoped to the test
 
 
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def _nothing_created(path: Path) -> None:
     journal = path / "regtune.journal"
     if journal.exists():
@@ -76,7 +66,7 @@ def _nothing_created(path: Path) -> None:
 def test_tune_best_and_predict_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # An absolute URI: MLflow caches stores by URI, and a relative one may be cached for another cwd.
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    code, out, err = _run(capsys, "tune", "iris", "--space", "minimal", "--trials", "3", "--cv", "1", "-q",
+    code, out, err = run_cli(capsys, "tune", "iris", "--space", "minimal", "--trials", "3", "--cv", "1", "-q",
                           "--tracking-uri", uri)
     assert code == 0, err
     assert "Traceback" not in err and "regtune: error" not in err
@@ -87,7 +77,7 @@ def test_tune_best_and_predict_end_to_end(tmp_path: Path, capsys: pytest.Capture
     assert counts is not None and sum(map(int, counts.groups())) == 3
     parent = out.split("parent run ")[1].split()[0]
 
-    code, out, err = _run(capsys, "best", "--study", STUDY)
+    code, out, err = run_cli(capsys, "best", "--study", STUDY)
     study = load_existing_study(STUDY)
     assert code == 0 and err == ""
     assert f"best trial {study.best_trial.number}" in out
@@ -95,7 +85,7 @@ def test_tune_best_and_predict_end_to_end(tmp_path: Path, capsys: pytest.Capture
         assert key in out
     assert study.best_trial.user_attrs["mlflow_run_id"] in out
 
-    code, out, err = _run(capsys, "predict", "iris", "--run", parent, "--tracking-uri", uri)
+    code, out, err = run_cli(capsys, "predict", "iris", "--run", parent, "--tracking-uri", uri)
     assert code == 0, err
     predicted = np.array([int(line) for line in out.split()[1:]])
     model_uri = MlflowClient(uri).get_run(parent).data.tags["regtune.model_uri"]
@@ -105,7 +95,7 @@ def test_tune_best_and_predict_end_to_end(tmp_path: Path, capsys: pytest.Capture
     np.testing.assert_array_equal(predicted, expected)
     assert len(predicted) == 150 and (predicted == load_dataset("iris").y.to_numpy()).mean() > 0.5
 
-    code, out, err = _run(capsys, "predict", "iris", "--run", "0123456789abcdef", "--tracking-uri", uri)
+    code, out, err = run_cli(capsys, "predict", "iris", "--run", "0123456789abcdef", "--tracking-uri", uri)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("regtune: error: run '0123456789abcdef' is not in")
 
@@ -121,7 +111,7 @@ def test_f1_says_macro_and_scores_print_in_one_format(tmp_path: Path, tiny_space
     params = typer.main.get_command(app).commands["tune"].params  # type: ignore[attr-defined]
     assert "f1 (macro" in next(p.help for p in params if p.name == "metric")
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    code, out, err = _run(capsys, "tune", "iris", "--space", str(tiny_space), "--metric", "f1", "--trials", "2",
+    code, out, err = run_cli(capsys, "tune", "iris", "--space", str(tiny_space), "--metric", "f1", "--trials", "2",
                           "--cv", "1", "-q", "--tracking-uri", uri)
     assert code == 0, err
     assert "f1 (macro), baseline vs best" in out
@@ -135,7 +125,7 @@ def test_f1_says_macro_and_scores_print_in_one_format(tmp_path: Path, tiny_space
         assert re.fullmatch(r"[+-]\d\.\d{4}", gap), (gap, row)
     parent = out.split("parent run ")[1].split()[0]
     assert MlflowClient(uri).get_run(parent).data.params["metric_label"] == "f1 (macro)"
-    code, out, err = _run(capsys, "best", "--study", "iris-tiny-f1")
+    code, out, err = run_cli(capsys, "best", "--study", "iris-tiny-f1")
     assert code == 0 and re.search(r"value \(f1 \(macro\)\)\s*│?\s*[01]\.\d{4}", out), out
 
 
@@ -159,12 +149,12 @@ def test_no_form_of_a_database_password_leaks(postgres_cluster: PostgresCluster,
     printed = []
     for name, storage in forms.items():
         common = ("--study", name, "--storage", storage, "--tracking-uri", uri)
-        code, out, err = _run(capsys, "tune", "iris", "--space", str(tiny_space), "--trials", "2", "--cv", "1",
+        code, out, err = run_cli(capsys, "tune", "iris", "--space", str(tiny_space), "--trials", "2", "--cv", "1",
                               "-q", *common)
         assert code == 0, err
         printed.append(out + err)
         for argv in (("best", *common[:4]), ("report", *common, "--out", str(tmp_path / f"report-{name}"))):
-            code, out, err = _run(capsys, *argv)
+            code, out, err = run_cli(capsys, *argv)
             assert code == 0, err
             printed.append(out + err)
     with sqlite3.connect(tmp_path / "mlflow.db") as con:  # params, tags, logged models' params, all
@@ -178,7 +168,7 @@ def test_no_form_of_a_database_password_leaks(postgres_cluster: PostgresCluster,
 
 def _tune_here(capsys: pytest.CaptureFixture[str], data: str, space: Path, uri: str) -> str:
     """Run a 2-trial study on ``data`` logging to ``uri``; its parent run id."""
-    code, out, err = _run(capsys, "tune", data, "--space", str(space), "--trials", "2", "--cv", "1", "-q",
+    code, out, err = run_cli(capsys, "tune", data, "--space", str(space), "--trials", "2", "--cv", "1", "-q",
                           "--tracking-uri", uri)
     assert code == 0, err
     return out.split("parent run ")[1].split()[0]
@@ -202,28 +192,28 @@ def test_predict_serves_any_store_and_says_what_it_cannot(tmp_path: Path, tiny_s
     uri = f"sqlite:///{study_dir}/store.db"
     parent = _tune_here(capsys, "iris", tiny_space, uri)
 
-    code, out, err = _run(capsys, "best", "--study", "iris-tiny-accuracy")
+    code, out, err = run_cli(capsys, "best", "--study", "iris-tiny-accuracy")
     assert code == 0, err
     trial_run = load_existing_study("iris-tiny-accuracy").best_trial.user_attrs["mlflow_run_id"]
     assert trial_run in out and f"regtune predict DATA --run {parent}" in out  # the id predict takes
 
     monkeypatch.chdir(elsewhere)  # another directory, the store given by URI
-    code, out, err = _run(capsys, "predict", "iris", "--run", parent, "--tracking-uri", uri)
+    code, out, err = run_cli(capsys, "predict", "iris", "--run", parent, "--tracking-uri", uri)
     assert code == 0, err  # before: "Logged model ... not found", from the default store
     assert len(out.split()) == 151 and not (elsewhere / "mlflow.db").exists()
 
-    err = _one_line_error(*_run(capsys, "predict", "iris", "--run", trial_run, "--tracking-uri", uri))
+    err = _one_line_error(*run_cli(capsys, "predict", "iris", "--run", trial_run, "--tracking-uri", uri))
     assert f"run {trial_run} is trial" in err and f"regtune predict DATA --run {parent}" in err
 
-    err = _one_line_error(*_run(capsys, "predict", "iris", "--run", parent, "--tracking-uri", uri,
+    err = _one_line_error(*run_cli(capsys, "predict", "iris", "--run", parent, "--tracking-uri", uri,
                                 "--output", "/nonexistent/p.csv"))
     assert "'/nonexistent' of '/nonexistent/p.csv' does not exist" in err
-    code, out, err = _run(capsys, "predict", "iris", "--run", parent, "--tracking-uri", uri, "--output", "p.csv")
+    code, out, err = run_cli(capsys, "predict", "iris", "--run", parent, "--tracking-uri", uri, "--output", "p.csv")
     assert code == 0 and len((elsewhere / "p.csv").read_text().split()) == 151
 
     for model_dir in (study_dir / "mlruns").rglob("models"):
         shutil.rmtree(model_dir)  # the model's artifacts are gone, its run is not
-    err = _one_line_error(*_run(capsys, "predict", "iris", "--run", parent, "--tracking-uri", uri))
+    err = _one_line_error(*run_cli(capsys, "predict", "iris", "--run", parent, "--tracking-uri", uri))
     assert f"the model of run {parent}" in err and "deleted or moved" in err
     assert tempfile.gettempdir() + "/tmp" not in err  # no temporary download directory
 
@@ -232,9 +222,9 @@ def test_predict_proba_on_a_regression_run_is_one_line(tmp_path: Path, tiny_spac
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     parent = _tune_here(capsys, "diabetes", tiny_space, uri)
-    err = _one_line_error(*_run(capsys, "predict", "diabetes", "--run", parent, "--tracking-uri", uri, "--proba"))
+    err = _one_line_error(*run_cli(capsys, "predict", "diabetes", "--run", parent, "--tracking-uri", uri, "--proba"))
     assert "regression model" in err and "drop --proba" in err  # before: a bare AttributeError
-    code, out, _ = _run(capsys, "predict", "diabetes", "--run", parent, "--tracking-uri", uri)
+    code, out, _ = run_cli(capsys, "predict", "diabetes", "--run", parent, "--tracking-uri", uri)
     assert code == 0 and len(out.split()) == 443
 
 
@@ -245,7 +235,7 @@ def test_commands_fail_fast_on_a_tracking_server_that_is_down(command: list[str]
     """Issue 11, item 12: with MLflow's default retries a refused port took 268 s."""
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
     start = time.monotonic()
-    err = _one_line_error(*_run(capsys, *command, "--tracking-uri", f"http://u:secret@127.0.0.1:{dead_port}"))
+    err = _one_line_error(*run_cli(capsys, *command, "--tracking-uri", f"http://u:secret@127.0.0.1:{dead_port}"))
     assert time.monotonic() - start < 20
     assert f"'http://u:***@127.0.0.1:{dead_port}' refused the connection" in err and "secret" not in err
 
@@ -253,9 +243,9 @@ def test_commands_fail_fast_on_a_tracking_server_that_is_down(command: list[str]
 def test_resume_with_nothing_to_do_prints_the_same_summary(tiny_space: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     argv = ("tune", "iris", "--space", str(tiny_space), "--trials", "2", "--cv", "1", "-q", "--tracking-uri", "off")
-    code, first, _ = _run(capsys, *argv)
+    code, first, _ = run_cli(capsys, *argv)
     assert code == 0 and "trials: 2 complete, 0 pruned, 0 failed" in first
-    code, again, _ = _run(capsys, *argv)
+    code, again, _ = run_cli(capsys, *argv)
     assert code == 0
     table = first.split("best regularization settings")[0]
     assert table == again.split("best regularization settings")[0]
@@ -267,7 +257,7 @@ def test_tracking_off_summary_offers_no_run_to_browse_or_predict(tiny_space: Pat
     """With --tracking-uri off nothing is logged: the summary printed "experiment  parent run "
     with empty ids and a `regtune predict DATA --run ` hint no run could answer."""
     argv = ("tune", "iris", "--space", str(tiny_space), "--trials", "2", "--cv", "1", "-q", "--tracking-uri", "off")
-    code, out, _ = _run(capsys, *argv)
+    code, out, _ = run_cli(capsys, *argv)
     assert code == 0
     assert "MLflow: off (nothing logged)" in out
     assert "parent run" not in out and "--run" not in out and "regtune ui" not in out
@@ -302,7 +292,7 @@ def test_errors_are_one_line_and_create_nothing(tmp_path: Path, capsys: pytest.C
     (tmp_path / "typo.yaml").write_text(
         "fixed:\n  max_epochs: 5\nparams:\n  lr: {type: float, low: 1.0e-4, high: 1.0e-2, defualt: 1.0e-3}\n"
     )
-    code, out, err = _run(capsys, *argv)
+    code, out, err = run_cli(capsys, *argv)
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("regtune: error: "), err
     assert message.lower() in err.lower()
@@ -312,20 +302,20 @@ def test_errors_are_one_line_and_create_nothing(tmp_path: Path, capsys: pytest.C
 
 
 def test_spaces(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(capsys, "spaces")
+    code, out, _ = run_cli(capsys, "spaces")
     assert code == 0
     for name in ("cocktail", "default", "image", "minimal"):
         assert f" {name} " in out
-    code, out, _ = _run(capsys, "spaces", "minimal")
+    code, out, _ = run_cli(capsys, "spaces", "minimal")
     assert code == 0
     space = yaml.safe_load(out)
     assert space["fixed"]["max_epochs"] == 30 and set(space["regularizers"]) == {"l2", "dropout", "early_stopping"}
 
 
 def test_no_arguments_prints_help_without_an_error_line(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _run(capsys)
+    code, out, err = run_cli(capsys)
     assert "Usage" in out + err and "regtune: error" not in err
-    code, out, err = _run(capsys, "--help")
+    code, out, err = run_cli(capsys, "--help")
     assert code == 0 and "tune" in out
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+from cli_helpers import run_cli
 
-from regtune.cli.app import main
 from regtune.tuning.storage import make_storage
 
 needs_dashboard = pytest.mark.skipif(importlib.util.find_spec("optuna_dashboard") is None,
@@ -42,16 +42,6 @@ def _tiny_study(storage: str) -> None:
         return lr
 
     study.optimize(objective, n_trials=3)
-
-
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -103,10 +93,10 @@ def test_dashboard_serves_the_study_over_http(kind: str, tmp_path: Path, request
 def test_missing_journal_is_one_line_and_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    code, out, err = _run(capsys, "dashboard")  # the default storage, as `regtune tune` uses
+    code, out, err = run_cli(capsys, "dashboard")  # the default storage, as `regtune tune` uses
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "regtune.journal" in err and "regtune tune" in err
-    code, out, err = _run(capsys, "dashboard", "--storage", f"sqlite:///{tmp_path / 'none.db'}")
+    code, out, err = run_cli(capsys, "dashboard", "--storage", f"sqlite:///{tmp_path / 'none.db'}")
     assert code == 2 and err.count("\n") == 1 and "none.db" in err
     assert list(tmp_path.iterdir()) == []
 
@@ -114,7 +104,7 @@ def test_missing_journal_is_one_line_and_creates_nothing(tmp_path: Path, capsys:
 def test_unknown_study_lists_the_studies_there(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     storage = str(tmp_path / "regtune.journal")
     _tiny_study(storage)
-    code, _, err = _run(capsys, "dashboard", "--storage", storage, "--study", "nope")
+    code, _, err = run_cli(capsys, "dashboard", "--storage", storage, "--study", "nope")
     assert code == 2 and err.count("\n") == 1
     assert "'nope'" in err and STUDY in err
 
@@ -123,7 +113,7 @@ def test_an_sqlite_file_given_as_a_journal_says_how_to_name_it(tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "optuna.db"
     _tiny_study(f"sqlite:///{path}")
-    code, _, err = _run(capsys, "dashboard", "--storage", str(path))
+    code, _, err = run_cli(capsys, "dashboard", "--storage", str(path))
     assert code == 2 and err.count("\n") == 1 and f"--storage sqlite:///{path}" in err
 
 
@@ -135,7 +125,7 @@ def test_a_port_in_use_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         port = busy.getsockname()[1]
-        code, _, err = _run(capsys, "dashboard", "--storage", storage, "--port", str(port))
+        code, _, err = run_cli(capsys, "dashboard", "--storage", storage, "--port", str(port))
     assert code == 2 and err.count("\n") == 1 and f"port {port}" in err and "--port" in err
 
 
@@ -145,7 +135,7 @@ def test_without_optuna_dashboard_the_error_says_what_to_install(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setitem(sys.modules, "optuna_dashboard", None)  # how Python marks a module as absent
     start = time.perf_counter()
-    code, out, err = _run(capsys, "dashboard")
+    code, out, err = run_cli(capsys, "dashboard")
     assert code == 2 and out == ""
     assert err == 'regtune: error: regtune dashboard needs optuna-dashboard, which is not installed: ' \
                   'pip install "regtune[dashboard]"\n'

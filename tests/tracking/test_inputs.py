@@ -12,11 +12,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import run_cli
 from locations import TINY_SPACE
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from regtune.cli.app import main
 from regtune.data.loading import load_dataset
 from regtune.estimators.net import RegularizedNetClassifier
 from regtune.estimators.persistence import log_model
@@ -26,16 +26,6 @@ from regtune.tracking.tracker import MLflowTracker
 from regtune.tuning.settings import TuneSettings
 
 TINY = str(TINY_SPACE)
-
-
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _pyfunc(uri: str, model_uri: str) -> mlflow.pyfunc.PyFuncModel:
@@ -65,7 +55,7 @@ def test_tune_records_the_dataset_registers_the_model_with_a_signature(
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     argv = ["tune", str(csv), "--space", TINY, "--trials", "2", "--cv", "1", "--ensemble", "1", "-q",
             "--tracking-uri", uri, "--register-model", "flower-net"]
-    code, out, err = _run(capsys, *argv)
+    code, out, err = run_cli(capsys, *argv)
     assert code == 0, err
     assert "registered model: flower-net version 1 (models:/flower-net/1)" in out
     parent = out.split("parent run ")[1].split()[0]
@@ -95,7 +85,7 @@ def test_tune_records_the_dataset_registers_the_model_with_a_signature(
         model.predict(iris.X.head(3).drop(columns=["petal width (cm)"]))
 
     # Again, with nothing left to do: the same model, version and dataset input, none added.
-    code, out, err = _run(capsys, *argv)
+    code, out, err = run_cli(capsys, *argv)
     assert code == 0, err
     assert "registered model: flower-net version 1 " in out
     assert len(client.search_model_versions("name = 'flower-net'")) == 1
@@ -131,7 +121,7 @@ def test_register_model_is_refused_where_it_cannot_work(options: dict, says: str
 def test_cli_refuses_register_model_without_tracking(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    code, out, err = _run(capsys, "tune", "iris", "--tracking-uri", "off", "--register-model", "net")
+    code, out, err = run_cli(capsys, "tune", "iris", "--tracking-uri", "off", "--register-model", "net")
     assert code == 2 and out == "" and err.count("\n") == 1 and "register_model='net'" in err
     assert list(tmp_path.iterdir()) == []  # refused before anything was created
 

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
@@ -30,6 +29,7 @@ from regtune.data.torch_data import (
     is_dataset,
     item_shape,
     sample_indices,
+    split_indices,
 )
 from regtune.estimators.parameters import parameters_section
 from regtune.estimators.routing import ModuleParams
@@ -547,17 +547,10 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
 
     def _split_validation(self, X: np.ndarray, y: np.ndarray, seed: int, w: np.ndarray | None = None) -> tuple:
         """``X_tr, X_val, y_tr, y_val, w_tr, w_val`` (weights ``None`` without ``w``)."""
-        n_val = int(np.ceil(self.validation_fraction * X.shape[0]))
-        if X.shape[0] - n_val < 1:
+        if X.shape[0] - int(np.ceil(self.validation_fraction * X.shape[0])) < 1:
             return X, None, y, None, w, None
-        stratify = None
-        if self._task == "classification":
-            counts = np.bincount(y)
-            if counts.min() >= 2 and n_val >= len(counts):
-                stratify = y
-        if w is None:
-            return (*train_test_split(X, y, test_size=n_val, random_state=seed, stratify=stratify), None, None)
-        return tuple(train_test_split(X, y, w, test_size=n_val, random_state=seed, stratify=stratify))
+        train, val = split_indices(y, self.validation_fraction, seed, stratify=self._task == "classification")
+        return X[train], X[val], y[train], y[val], *((None, None) if w is None else (w[train], w[val]))
 
     def _predict_raw(self, X: Any) -> np.ndarray:
         check_is_fitted(self)

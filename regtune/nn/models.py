@@ -77,9 +77,9 @@ _ENSEMBLE_ARGS = ("tabm",)
 _MLP_ONLY = ("numeric_embedding", *_ENSEMBLE_ARGS)
 #: Estimator parameters a factory gets when its signature names them: the architecture, the
 #: fields of the regularizers the table marks ``routed`` (dropout, batch norm), the numeric
-#: embedding and the TabM-mini ensemble (``tabm``). A factory that does not take one refuses any value but the default, unless the
-#: technique acts on layers found by type (dropout: regtune sets the rate of the module's own
-#: dropout layers; :data:`SET_ON_LAYERS`).
+#: embedding and the TabM-mini ensemble (``tabm``). A factory that does not take one refuses
+#: any value but the default, unless the technique acts on layers found by type (dropout:
+#: regtune sets the rate of the module's own dropout layers; :data:`SET_ON_LAYERS`).
 ROUTED_ARGS = (*_ARCHITECTURE_ARGS, *(name for spec in REGULARIZERS if spec.routed for name in spec.fields),
                *_EMBEDDING_ARGS, *_ENSEMBLE_ARGS)
 # The embedding's own settings matter only when numeric_embedding is on.

@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python benchmarks/embeddings_ab.py [--datasets concrete,cells,pima,wage] [--seeds 3]
                                                     [--configs default,realmlp_like]
-    PYTHONPATH=. python benchmarks/embeddings_ab.py --option tabm [--variants tabm1,tabm8] --output tabm
+    PYTHONPATH=. python benchmarks/embeddings_ab.py --option tabm [--variants tabm1,tabm8] [--max-epochs 100] --output tabm
     PYTHONPATH=. python benchmarks/embeddings_ab.py --search [--budget 30] [--seeds 2]
 
 Every variant is the same ``RegularizedNetClassifier/Regressor`` behind ``make_preprocessor()``
@@ -89,7 +89,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
-def run(name: str, seeds: int, config: str, variants: dict[str, dict[str, Any]] = VARIANTS) -> list[dict[str, Any]]:
+def run(name: str, seeds: int, config: str, variants: dict[str, dict[str, Any]] = VARIANTS,
+        max_epochs: int | None = None) -> list[dict[str, Any]]:
     table = load_table(name)
     X_tr, X_te, y_tr, y_te, _ = split(table)
     clf = table.spec.task == "classification"
@@ -97,6 +98,8 @@ def run(name: str, seeds: int, config: str, variants: dict[str, dict[str, Any]] 
     fixed = dict(CONFIGS[config])
     if clf and config == "realmlp_like":
         fixed["label_smoothing"] = 0.1
+    if max_epochs is not None:
+        fixed["max_epochs"] = max_epochs
     rows = []
     names = list(variants)
     for seed in range(seeds):
@@ -181,6 +184,7 @@ def main() -> None:
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--option", choices=list(OPTIONS), default="embedding", help="what the variants change")
     parser.add_argument("--variants", default=None, help="comma-separated subset of the option's variants")
+    parser.add_argument("--max-epochs", type=int, default=None, help="override the configurations' max_epochs")
     parser.add_argument("--search", action="store_true", help="whole searches, default space with/without")
     parser.add_argument("--budget", type=float, default=30.0)
     parser.add_argument("--output", default="latest", help="results/embeddings_ab/<output>.json")
@@ -207,7 +211,7 @@ def main() -> None:
     if args.variants:
         variants = {v: variants[v] for v in args.variants.split(",")}
     rows = [row for config in args.configs.split(",") for name in args.datasets.split(",")
-            for row in run(name, args.seeds, config, variants)]
+            for row in run(name, args.seeds, config, variants, args.max_epochs)]
     summary = summarize(rows, variants)
     header = ["config/dataset", *variants]
     table = [[name, *(f"{s[v]['test_mean']:.4f} ± {s[v]['test_std']:.4f} ({s[v]['seconds_median']:.1f} s)"
@@ -215,6 +219,7 @@ def main() -> None:
     print(markdown_table(header, table))
     section = {"machine": machine_info(), "load_before": before, "load_after": load(),
                     "wall_seconds": time.perf_counter() - start, "option": args.option, "variants": variants,
+                    "max_epochs": args.max_epochs,
                     "configs": CONFIGS,
                     "seeds": args.seeds, "summary": summary, "rows": rows}
     update(path, lambda doc: doc.update(fixed=section))

@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python benchmarks/embeddings_ab.py [--datasets concrete,cells,pima,wage] [--seeds 3]
                                                     [--configs default,realmlp_like]
+    PYTHONPATH=. python benchmarks/embeddings_ab.py --option tabm [--variants tabm1,tabm8] [--max-epochs 100] --output tabm
     PYTHONPATH=. python benchmarks/embeddings_ab.py --search [--budget 30] [--seeds 2]
 
 Every variant is the same ``RegularizedNetClassifier/Regressor`` behind ``make_preprocessor()``
@@ -18,6 +19,10 @@ one thread.
 space as shipped and with the default space plus ``numeric_embedding`` (none / periodic /
 piecewise_linear) and ``frequency_sigma`` (0.01-3, log) as params (``EMBEDDING_PARAMS``): is
 the option worth the wider search?
+
+``--option tabm``: the same fixed networks with ``tabm`` (TabM-mini members) 1 / 8 / 32
+instead of an embedding (``TABM_VARIANTS``; the ``_w128`` ones with 128-wide layers);
+``--variants`` picks some of them.
 
 Test score: accuracy (classification) or R^2 (regression). Results:
 ``results/embeddings_ab/<output>.json`` (``fixed`` and ``search`` sections), a table on stdout.
@@ -67,6 +72,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "periodic_s1": {"numeric_embedding": "periodic", "frequency_sigma": 1.0},
     "piecewise_linear": {"numeric_embedding": "piecewise_linear"},
 }
+TABM_VARIANTS: dict[str, dict[str, Any]] = {
+    "tabm1": {"tabm": 1},
+    "tabm8": {"tabm": 8},
+    "tabm32": {"tabm": 32},
+    "tabm1_w128": {"tabm": 1, "hidden_layer_sizes": (128, 128, 128)},
+    "tabm8_w128": {"tabm": 8, "hidden_layer_sizes": (128, 128, 128)},
+    "tabm32_w128": {"tabm": 32, "hidden_layer_sizes": (128, 128, 128)},
+}
+OPTIONS = {"embedding": VARIANTS, "tabm": TABM_VARIANTS}
 CONFIGS: dict[str, dict[str, Any]] = {
     "default": {},
     "realmlp_like": {"hidden_layer_sizes": (256, 256, 256), "activation": "gelu", "lr": 2e-3,
@@ -75,7 +89,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
-def run(name: str, seeds: int, config: str) -> list[dict[str, Any]]:
+def run(name: str, seeds: int, config: str, variants: dict[str, dict[str, Any]] = VARIANTS,
+        max_epochs: int | None = None) -> list[dict[str, Any]]:
     table = load_table(name)
     X_tr, X_te, y_tr, y_te, _ = split(table)
     clf = table.spec.task == "classification"
@@ -83,14 +98,16 @@ def run(name: str, seeds: int, config: str) -> list[dict[str, Any]]:
     fixed = dict(CONFIGS[config])
     if clf and config == "realmlp_like":
         fixed["label_smoothing"] = 0.1
+    if max_epochs is not None:
+        fixed["max_epochs"] = max_epochs
     rows = []
-    names = list(VARIANTS)
+    names = list(variants)
     for seed in range(seeds):
         for k in range(len(names)):
             variant = names[(seed + k) % len(names)]
             start = time.perf_counter()
-            model = make_pipeline(make_preprocessor(), cls(device="cpu", random_state=seed, **fixed,
-                                                                   **VARIANTS[variant]))
+            model = make_pipeline(make_preprocessor(), cls(device="cpu", random_state=seed,
+                                                           **{**fixed, **variants[variant]}))
             model.fit(X_tr, y_tr)
             pred = model.predict(X_te)
             test = (accuracy_score(y_te.to_numpy(), np.asarray(pred).astype(str)) if clf
@@ -147,12 +164,12 @@ def search(names: list[str], seeds: int, budget: float) -> list[dict[str, Any]]:
     return rows
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(rows: list[dict[str, Any]], variants: dict[str, dict[str, Any]] = VARIANTS) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for config, name in dict.fromkeys((r["config"], r["dataset"]) for r in rows):
         key = f"{config}/{name}"
         out[key] = {}
-        for variant in VARIANTS:
+        for variant in variants:
             part = [r for r in rows if r["config"] == config and r["dataset"] == name and r["variant"] == variant]
             tests = [r["test"] for r in part]
             out[key][variant] = {"test_mean": float(np.mean(tests)), "test_std": float(np.std(tests)),
@@ -165,6 +182,9 @@ def main() -> None:
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--option", choices=list(OPTIONS), default="embedding", help="what the variants change")
+    parser.add_argument("--variants", default=None, help="comma-separated subset of the option's variants")
+    parser.add_argument("--max-epochs", type=int, default=None, help="override the configurations' max_epochs")
     parser.add_argument("--search", action="store_true", help="whole searches, default space with/without")
     parser.add_argument("--budget", type=float, default=30.0)
     parser.add_argument("--output", default="latest", help="results/embeddings_ab/<output>.json")
@@ -187,15 +207,20 @@ def main() -> None:
                          "embedding_params": EMBEDDING_PARAMS, "summary": summary, "rows": rows}
         update(path, lambda doc: doc.update(search=section))
         return
+    variants = OPTIONS[args.option]
+    if args.variants:
+        variants = {v: variants[v] for v in args.variants.split(",")}
     rows = [row for config in args.configs.split(",") for name in args.datasets.split(",")
-            for row in run(name, args.seeds, config)]
-    summary = summarize(rows)
-    header = ["config/dataset", *VARIANTS]
+            for row in run(name, args.seeds, config, variants, args.max_epochs)]
+    summary = summarize(rows, variants)
+    header = ["config/dataset", *variants]
     table = [[name, *(f"{s[v]['test_mean']:.4f} ± {s[v]['test_std']:.4f} ({s[v]['seconds_median']:.1f} s)"
-                      for v in VARIANTS)] for name, s in summary.items()]
+                      for v in variants)] for name, s in summary.items()]
     print(markdown_table(header, table))
     section = {"machine": machine_info(), "load_before": before, "load_after": load(),
-                    "wall_seconds": time.perf_counter() - start, "variants": VARIANTS, "configs": CONFIGS,
+                    "wall_seconds": time.perf_counter() - start, "option": args.option, "variants": variants,
+                    "max_epochs": args.max_epochs,
+                    "configs": CONFIGS,
                     "seeds": args.seeds, "summary": summary, "rows": rows}
     update(path, lambda doc: doc.update(fixed=section))
 

@@ -77,6 +77,7 @@ FIELD_CONSTRAINTS: dict[str, Constraint] = {
     "n_frequencies": POSITIVE_INT,
     "frequency_sigma": POSITIVE,
     "n_bins": Constraint("int", low=2, closed="left"),
+    "tabm": POSITIVE_INT,
     "batch_size": POSITIVE_INT,
     "max_epochs": POSITIVE_INT,
     **{name: constraint for spec in REGULARIZERS for name, constraint in spec.fields.items()},
@@ -116,6 +117,8 @@ class RegConfig:
     n_frequencies: int = 16
     frequency_sigma: float = 0.1
     n_bins: int = 16
+    # the built-in MLP as a TabM-mini ensemble of this many members (1: the plain MLP)
+    tabm: int = 1
     # penalties
     l1: float = 0.0
     l2: float = 0.0

@@ -372,7 +372,7 @@ def test_check_network_finds_what_a_module_cannot_take(tmp_path: Path) -> None:
     found = check_network(Network(NoDropout), space, folds, "cpu")
     assert set(found.unsupported) == {"hidden_layer_sizes", "conv_channels", "activation", "dropout_variant",
                                       "batch_norm", "dropout", "max_norm", "spectral_norm", "numeric_embedding",
-                                      "embedding_dim", "n_frequencies", "frequency_sigma"}
+                                      "embedding_dim", "n_frequencies", "frequency_sigma", "tabm"}
     trimmed = found.space(space)
     assert not {"dropout", "batch_norm", "max_norm", "spectral_norm"} & set(trimmed.families())
     assert {"l2", "weight_decay", "mixup", "early_stopping"} <= set(trimmed.families())

@@ -1,4 +1,5 @@
-"""scikit-learn's own estimator contract, run in full over both estimators, built-in and custom."""
+"""scikit-learn's own estimator contract, run in full over both estimators, built-in (plain and
+TabM) and custom."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ _CUSTOM = dict(module=ResidualMLP, module__width=16, module__depth=1, **_FAST)
         RegularizedNetRegressor(hidden_layer_sizes=(32,), **_FAST),
         RegularizedNetClassifier(**_CUSTOM),
         RegularizedNetRegressor(**_CUSTOM),
+        RegularizedNetClassifier(hidden_layer_sizes=(32,), tabm=4, **_FAST),  # a TabM-mini ensemble
+        RegularizedNetRegressor(hidden_layer_sizes=(32,), tabm=4, **_FAST),
     ],
     expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS,
 )

@@ -231,4 +231,4 @@ def test_a_module_gets_no_trial_of_what_it_lacks() -> None:
     assert ModuleFactory.of(TakesDropout).nothing_to_act_on(TakesDropout(4, 2)) == ["max_norm", "spectral_norm"]
     assert ModuleFactory.of(OneLayer).missing_arguments() == [
         name for name in ("hidden_layer_sizes", "conv_channels", "activation", "dropout_variant", "batch_norm",
-                          "numeric_embedding", "embedding_dim", "n_frequencies", "frequency_sigma")]
+                          "numeric_embedding", "embedding_dim", "n_frequencies", "frequency_sigma", "tabm")]

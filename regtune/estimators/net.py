@@ -108,6 +108,7 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         n_frequencies: int = _DEFAULT.n_frequencies,
         frequency_sigma: float = _DEFAULT.frequency_sigma,
         n_bins: int = _DEFAULT.n_bins,
+        tabm: int = _DEFAULT.tabm,
         l1: float = _DEFAULT.l1,
         l2: float = _DEFAULT.l2,
         weight_decay: float = _DEFAULT.weight_decay,
@@ -157,6 +158,7 @@ class _RegularizedNet(ModuleParams, BaseEstimator):
         self.n_frequencies = n_frequencies
         self.frequency_sigma = frequency_sigma
         self.n_bins = n_bins
+        self.tabm = tabm
         self.l1 = l1
         self.l2 = l2
         self.weight_decay = weight_decay

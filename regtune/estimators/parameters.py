@@ -92,6 +92,13 @@ DESCRIPTIONS: dict[str, tuple[str | None, str]] = {
     "n_bins": (None, """
         Quantile bins per column of ``"piecewise_linear"`` (fewer where a column has fewer
         distinct values)."""),
+    "tabm": (None, """
+        Members of a TabM-mini ensemble in the built-in MLP (Gorishniy et al. 2025): each
+        member scales the (embedded) inputs by its own adapter (initialized to random signs),
+        all share the hidden layers, each has its own linear head. Members train
+        independently (the loss is the mean of their losses); predictions average their
+        probabilities (classification) or outputs (regression). ``1``: the plain MLP. Costs
+        about ``tabm`` times the compute of the hidden layers; trains alone, not in a cohort."""),
     "l1": (None, """
         Penalty ``l1 * sum|w|`` on the weights: drives uninformative weights to exactly zero."""),
     "l2": (None, """

@@ -87,6 +87,8 @@ def shared_fields() -> tuple[str, ...]:
 
 def cohort_problem(config: RegConfig) -> str | None:
     """Why ``config`` cannot train in a cohort, or ``None`` if it can (it then trains as alone)."""
+    if config.tabm > 1:
+        return f"tabm={config.tabm} (cohorts batch plain MLPs, tabm=1; an ensemble is batched already)"
     if config.optimizer not in _OPTIMIZERS:
         return f"optimizer={config.optimizer!r} (cohorts train {', '.join(_OPTIMIZERS)})"
     replayed = [spec.name for spec in REGULARIZERS if spec.cohort is not None]

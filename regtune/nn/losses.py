@@ -46,12 +46,18 @@ class Loss:
     smoothing need a criterion that takes probabilities: ``nn.CrossEntropyLoss`` or one that
     says so with a ``soft_targets = True`` attribute (which then always gets probabilities:
     one-hot rows where nothing mixed or smoothed them).
+
+    With ``config.tabm = k > 1`` (training only) the network gives one prediction per member,
+    ``(batch, k, n_outputs)``, and the loss is the mean over members of each member's loss
+    against the same targets: the members train independently (Gorishniy et al. 2025), and
+    smoothing, mixed targets and weights apply to each as to one network.
     """
 
     def __init__(self, criterion: nn.Module | None, config: RegConfig, task: str, *, training: bool = True) -> None:
         self.task = task
         self.smoothing = config.label_smoothing if training else 0.0
         self.criterion = criterion
+        self.members = config.tabm if training else 1
         self._per_row: nn.Module | None = None
         self._smooth_targets = self._one_hot = False
         if criterion is None:
@@ -90,6 +96,23 @@ class Loss:
         return self._per_row
 
     def __call__(self, output: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+        if self.members > 1:
+            return self._members_mean(output, target, weight)
+        return self._loss(output, target, weight)
+
+    def _members_mean(self, output: Tensor, target: Tensor, weight: Tensor | None) -> Tensor:
+        k = self.members
+        if output.ndim != 3 or output.shape[1] != k:
+            raise RegConfigError(f"tabm={k}: the network returned shape {tuple(output.shape)} in training mode; "
+                                 f"a TabM ensemble returns (batch, {k}, n_outputs), one prediction per member")
+        if self.criterion is not None and weight is None:  # any reduction: each member's loss, then their mean
+            return torch.stack([self._loss(output[:, i], target, None) for i in range(k)]).mean()
+        # Mean (or weighted mean) over the batch of each member, then over members: one mean over
+        # the rows repeated per member (row b's k members are rows b*k .. b*k + k-1).
+        return self._loss(output.flatten(0, 1), target.repeat_interleave(k, dim=0),
+                          None if weight is None else weight.repeat_interleave(k))
+
+    def _loss(self, output: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
         if self.criterion is None:
             if self.task == "classification":
                 loss = F.cross_entropy(output, target, label_smoothing=self.smoothing,

@@ -16,6 +16,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import math
 import os
 import re
 import sys
@@ -71,13 +72,16 @@ _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "selu": nn.SELU, "tanh": nn.Ta
 SIZE_ARGS = ("n_features", "n_outputs", "n_classes", "image_shape", "numeric_columns", "bin_edges")
 _ARCHITECTURE_ARGS = ("hidden_layer_sizes", "conv_channels", "activation")
 _EMBEDDING_ARGS = ("numeric_embedding", "embedding_dim", "n_frequencies", "frequency_sigma")
+_ENSEMBLE_ARGS = ("tabm",)
+# The settings only the built-in MLP takes: the CNN refuses them, as a user's module does.
+_MLP_ONLY = ("numeric_embedding", *_ENSEMBLE_ARGS)
 #: Estimator parameters a factory gets when its signature names them: the architecture, the
-#: fields of the regularizers the table marks ``routed`` (dropout, batch norm) and the numeric
-#: embedding. A factory that does not take one refuses any value but the default, unless the
-#: technique acts on layers found by type (dropout: regtune sets the rate of the module's own
-#: dropout layers; :data:`SET_ON_LAYERS`).
+#: fields of the regularizers the table marks ``routed`` (dropout, batch norm), the numeric
+#: embedding and the TabM-mini ensemble (``tabm``). A factory that does not take one refuses
+#: any value but the default, unless the technique acts on layers found by type (dropout:
+#: regtune sets the rate of the module's own dropout layers; :data:`SET_ON_LAYERS`).
 ROUTED_ARGS = (*_ARCHITECTURE_ARGS, *(name for spec in REGULARIZERS if spec.routed for name in spec.fields),
-               *_EMBEDDING_ARGS)
+               *_EMBEDDING_ARGS, *_ENSEMBLE_ARGS)
 # The embedding's own settings matter only when numeric_embedding is on.
 _EMBEDDING_SETTINGS = _EMBEDDING_ARGS[1:]
 _DEFAULT = RegConfig()  # the built-in networks' defaults are the estimators': declared once, there
@@ -111,6 +115,8 @@ class MLP(nn.Module):
     """Fully connected blocks ``Linear -> [BN] -> act -> [BN] -> [dropout]`` and a linear head.
 
     Images (``(batch, C, H, W)``) are flattened, so the MLP takes any input regtune gives it.
+    ``tabm=k > 1`` makes it a TabM-mini ensemble (:class:`_Members`; ``tabm=1``: no member
+    module, the state dict of earlier versions).
     ``numeric_embedding`` puts a :class:`~regtune.nn.embeddings.NumericEmbedding` of the
     ``numeric_columns`` before the first block (``"none"``: no module, the state dict of
     earlier versions).
@@ -137,10 +143,13 @@ class MLP(nn.Module):
         embedding_dim: int = _DEFAULT.embedding_dim,
         n_frequencies: int = _DEFAULT.n_frequencies,
         frequency_sigma: float = _DEFAULT.frequency_sigma,
+        tabm: int = _DEFAULT.tabm,
+        n_classes: int | None = None,
         numeric_columns: tuple[int, ...] | None = None,
         bin_edges: Any = None,
     ) -> None:
         super().__init__()
+        self.members: _Members | None = None
         self.embedding: NumericEmbedding | None = None
         n_in = n_features
         if numeric_embedding != "none":
@@ -149,17 +158,63 @@ class MLP(nn.Module):
             n_in = self.embedding.n_out
         sizes = tuple(hidden_layer_sizes)
         blocks, width = _dense_blocks(n_in, sizes, activation, dropout, dropout_variant, batch_norm)
-        if not sizes:  # the head is the only layer: constraints act on it
-            setattr(self, CONSTRAINED_ATTR, ("head",))
         self.body = nn.Sequential(*blocks)
-        self.head = nn.Linear(width, n_outputs)
+        if tabm > 1:
+            self.members = _Members(tabm, n_in, width, n_outputs, classification=n_classes is not None)
+            # max-norm and spectral norm act on the shared hidden layers, or on each head alone
+            hidden = [f"body.{i}" for i, m in enumerate(self.body) if isinstance(m, nn.Linear)]
+            setattr(self, CONSTRAINED_ATTR, tuple(hidden) or tuple(f"members.heads.{i}" for i in range(tabm)))
+        else:
+            if not sizes:  # the head is the only layer: constraints act on it
+                setattr(self, CONSTRAINED_ATTR, ("head",))
+            self.head = nn.Linear(width, n_outputs)
         _init_weights(self, activation)
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.flatten(1)
         if self.embedding is not None:
             x = self.embedding(x)
-        return self.head(self.body(x))
+        if self.members is None:
+            return self.head(self.body(x))
+        members = self.members
+        k, batch = members.k, x.shape[0]
+        hidden = self.body((x.unsqueeze(0) * members.adapters.unsqueeze(1)).flatten(0, 1))
+        return members(hidden.unflatten(0, (k, batch)))
+
+
+class _Members(nn.Module):
+    """The per-member parts of a TabM-mini ensemble (Gorishniy et al. 2025) of ``k`` members.
+
+    Member ``i`` sees the inputs times its adapter ``adapters[i]`` (random signs at start, as in
+    the paper: the shared layers then see ``k`` different views), goes through the MLP's
+    shared hidden blocks, and ends in its own linear head ``heads[i]``. The heads are
+    ``nn.Linear`` layers, so penalties, decay and weight noise find them by type; the
+    adapters scale the inputs, as a normalization's scale does, and are not decayed.
+
+    In training mode the output is ``(batch, k, n_outputs)``, one prediction per member:
+    :class:`~regtune.nn.losses.Loss` averages the members' losses (members train
+    independently). In eval mode it is one ``(batch, n_outputs)`` prediction, the ensemble's:
+    the log of the members' mean class probability (a logit vector whose softmax is that
+    mean), or the members' mean output for regression.
+    """
+
+    def __init__(self, k: int, n_in: int, width: int, n_outputs: int, *, classification: bool) -> None:
+        super().__init__()
+        self.k = k
+        self.classification = classification
+        self.adapters = nn.Parameter(torch.randint(0, 2, (k, n_in)).float() * 2 - 1)
+        self.heads = nn.ModuleList(nn.Linear(width, n_outputs) for _ in range(k))
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        """``hidden``: ``(k, batch, width)``, each member's last hidden layer."""
+        weight = torch.stack([head.weight for head in self.heads])
+        bias = torch.stack([head.bias for head in self.heads])
+        out = torch.baddbmm(bias.unsqueeze(1), hidden, weight.transpose(1, 2))  # (k, batch, n_outputs)
+        if self.training:
+            return out.transpose(0, 1)
+        if self.classification:
+            return torch.logsumexp(torch.log_softmax(out, dim=-1), dim=0) - math.log(self.k)
+        return out.mean(0)
 
 
 class CNN(nn.Module):
@@ -298,12 +353,12 @@ class ModuleFactory:
     def unsupported(self, config: RegConfig) -> list[str]:
         """The routed settings of ``config`` this factory cannot take (default values pass, and
         the embedding's settings while ``numeric_embedding`` is off; the built-in MLP ignores
-        ``conv_channels``, as it always has, and the CNN embeds nothing)."""
+        ``conv_channels``, as it always has, and the CNN neither embeds nor ensembles)."""
         names = [name for name in ROUTED_ARGS
                  if not self.receives(name) and getattr(config, name) != getattr(_DEFAULT, name)
                  and not (name in _EMBEDDING_SETTINGS and config.numeric_embedding == "none")]
         if self.builtin:
-            return [name for name in names if name == "numeric_embedding"]
+            return [name for name in names if name in _MLP_ONLY]
         return names
 
     def arguments(self, config: RegConfig, sizes: Mapping[str, Any], module_params: Mapping[str, Any]) -> dict[str, Any]:

@@ -43,9 +43,10 @@ def openmp_is_passive() -> bool:
 
 def threads_for(config: RegConfig, n_features: int, n_jobs: int) -> int:
     """Torch threads for one trial: one for small MLPs; larger networks share the cores
-    with the other workers (``cpu_count // n_jobs``) when idle threads sleep, else one."""
+    with the other workers (``cpu_count // n_jobs``) when idle threads sleep, else one. A
+    TabM ensemble's hidden layers see ``tabm`` rows per input row."""
     widths = [n_features, *config.hidden_layer_sizes]
-    flops = config.batch_size * sum(a * b for a, b in zip(widths, widths[1:], strict=False))
+    flops = config.batch_size * config.tabm * sum(a * b for a, b in zip(widths, widths[1:], strict=False))
     if config.architecture == "mlp" and flops < SMALL_BATCH_FLOPS:
         return 1
     share = max(1, (os.cpu_count() or 1) // n_jobs)

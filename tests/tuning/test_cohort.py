@@ -236,3 +236,17 @@ def test_cli_cohort_auto_tags_the_parent_run_and_a_bad_value_is_one_line(
         main(["tune", "iris", "--cohort", "many", "--tracking-uri", "off"])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.count("\n") == 1 and "cohort='many'" in err and "'auto'" in err
+
+
+def test_a_tabm_leader_trains_alone_and_a_plain_one_keeps_its_cohort_plain(tmp_path: Path) -> None:
+    """``tabm`` is structural: a cohort fixes the leader's; a TabM trial (tabm > 1) trains alone."""
+    space = tmp_path / "tabm.yaml"
+    space.write_text(COHORT_SPACE.replace("params:\n", "params:\n  tabm: {type: categorical, choices: [1, 3], "
+                                                       "default: 1}\n"))
+    result = tune("iris", n_trials=8, cohort=4, **_offline(space, seed=2))  # seed 2 samples tabm=3 once
+    trials = result.study.trials
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert {t.params.get("tabm", 1) for t in trials} == {1, 3}
+    members = [t for t in trials if COHORT_ATTR in t.user_attrs]
+    assert members and all(t.params.get("tabm", 1) == 1 for t in members)
+    assert all(COHORT_ATTR not in t.user_attrs for t in trials if t.params.get("tabm") == 3)

@@ -41,6 +41,7 @@ def test_small_networks_train_on_one_thread_larger_ones_share_the_cores(monkeypa
     assert threads_for(large, 64, n_jobs=2) == 4
     assert threads_for(large, 64, n_jobs=16) == 1
     assert threads_for(RegConfig(hidden_layer_sizes=(), batch_size=256), 4096, n_jobs=1) == 1  # a linear model
+    assert threads_for(small.replace(tabm=32), 64, n_jobs=1) == 8  # 32 members: 32 rows per input row
 
 
 def test_spinning_openmp_threads_get_one_thread_and_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:

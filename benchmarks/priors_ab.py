@@ -276,17 +276,34 @@ def _write_yaml(data: dict[str, Any], path: Path) -> str:
     return str(path)
 
 
+# The ensemble size of each search variant (0: the best trial alone).
+ENSEMBLE = {"ensemble": 5, "ensemble10": 10, "embedding_prior": 5}
+# RealMLP-TD's network with its periodic numeric embedding (Holzmueller et al. 2024): the first
+# prior with ``numeric_embedding: periodic``; the variant adds ``numeric_embedding`` (none /
+# periodic) to the space's params so that the prior can name it.
+EMBEDDING_PRIOR = {"n_layers": 3, "width": 256, "activation": "gelu", "lr": 2.0e-3, "batch_size": 128,
+                   "lr_schedule": "cosine", "feature_scaling": "robust_clip", "numeric_embedding": "periodic",
+                   "use_dropout": True, "dropout": 0.15, "dropout_variant": "standard",
+                   "use_label_smoothing": True, "label_smoothing": 0.1, "use_weight_decay": True,
+                   "weight_decay": 1.0e-5, "use_early_stopping": True, "patience": 10}
+
+
 def _space_variant(kind: str, directory: Path) -> str:
     """The default space as it was before this change (``before``), without priors (``options``),
     as shipped (``after``), with ``n_layers`` reaching 0 and the linear prior first (``linear``)
     or without a new prior (``linear_space``)."""
-    if kind in ("after", "ensemble"):
+    if kind in ("after", "ensemble", "ensemble10"):
         return "default"
     data = yaml.safe_load((SPACES_DIR / "default.yaml").read_text())
     if kind in ("linear", "linear_space"):
         data["params"]["n_layers"]["low"] = 0
         if kind == "linear":
             data["priors"] = [dict(LINEAR_PRIOR), *[p for p in data.get("priors") or [] if p.get("n_layers") != 0]]
+        return _write_yaml(data, directory / f"default_{kind}.yaml")
+    if kind == "embedding_prior":
+        data["params"]["numeric_embedding"] = {"type": "categorical", "choices": ["none", "periodic"],
+                                               "default": "none"}
+        data["priors"] = [data["priors"][0], dict(EMBEDDING_PRIOR), *data["priors"][1:]]
         return _write_yaml(data, directory / f"default_{kind}.yaml")
     data.pop("priors", None)
     if kind == "before":
@@ -313,7 +330,7 @@ def search(args: argparse.Namespace) -> dict[str, Any]:
                 for kind, space in spaces.items():
                     cls = RegTuneClassifier if clf else RegTuneRegressor
                     est = cls(space=space, timeout=args.budget, n_trials=1000, tracking_uri="off", device="cpu",
-                              random_state=seed, ensemble=5 if kind == "ensemble" else 0)
+                              random_state=seed, ensemble=ENSEMBLE.get(kind, 0))
                     start = time.perf_counter()
                     model = make_pipeline(make_preprocessor(), est).fit(X_tr, y_tr)
                     wall = time.perf_counter() - start

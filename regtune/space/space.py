@@ -340,9 +340,16 @@ class SearchSpace:
         """Each prior as complete trial params (every param and switch set), in file order.
 
         Complete, because Optuna samples any param an enqueued trial leaves out: a prior is one
-        exact configuration, not a region.
+        exact configuration, not a region. Priors that come out the same (two that differ only in
+        settings a user's module has no argument for, which :meth:`for_module` drops) are one
+        trial: the first of them.
         """
-        return [_complete_prior(self, prior, i) for i, prior in enumerate(self.priors)]
+        out: list[dict[str, Any]] = []
+        for i, prior in enumerate(self.priors):
+            params = _complete_prior(self, prior, i)
+            if params not in out:
+                out.append(params)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """The space in the YAML schema, resolved (defaults filled in, no comments)."""

@@ -517,6 +517,20 @@ def test_priors_come_back_as_complete_trial_params(tmp_path: Path) -> None:
     assert again == space and again.prior_params() == space.prior_params()
 
 
+def test_priors_that_a_module_makes_the_same_are_one_trial(tmp_path: Path) -> None:
+    text = SPACE + """\
+priors:
+  - {use_dropout: true, dropout: 0.15, dropout_variant: standard, lr: 2.0e-3}
+  - {use_dropout: true, dropout: 0.15, dropout_variant: standard, use_batch_norm: true, lr: 2.0e-3}
+"""
+    space = SearchSpace.from_yaml(_write(tmp_path, text))
+    assert len(space.prior_params()) == 2
+    # a module without a batch_norm argument: the second prior is the first
+    narrow = space.for_module(["batch_norm"])
+    assert len(narrow.prior_params()) == 1
+    assert narrow.prior_params()[0]["dropout"] == 0.15 and "use_batch_norm" not in narrow.prior_params()[0]
+
+
 def test_the_default_space_ships_priors_that_differ_from_the_baseline() -> None:
     space = SearchSpace.from_yaml("default")
     priors = space.prior_params()

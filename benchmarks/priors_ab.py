@@ -17,7 +17,8 @@ best by mean rank of the CV score there; the benchmark's unseen datasets play no
 ``search``: ``RegTuneClassifier/Regressor(timeout=budget)`` with the default space as it was
 before this change (``before``: no schedule, scaling or priors), with the new options but no
 priors (``options``), as shipped (``after``) and as shipped with ``ensemble=5``
-(``ensemble``), with ``n_layers`` reaching 0 (a linear model) and the linear prior first
+(``ensemble``, ``embedding_prior``; ``ensemble10``: ``ensemble=10``), as shipped without the
+periodic-embedding prior and its param (``no_embedding_prior``), with ``n_layers`` reaching 0 (a linear model) and the linear prior first
 (``linear``) or no new prior (``linear_space``): the same budget and seeds.
 
 ``linear``: linear configurations (``LINEAR_CANDIDATES``, ``n_layers=0``) cross-validated as a
@@ -277,22 +278,15 @@ def _write_yaml(data: dict[str, Any], path: Path) -> str:
 
 
 # The ensemble size of each search variant (0: the best trial alone).
-ENSEMBLE = {"ensemble": 5, "ensemble10": 10, "embedding_prior": 5}
-# RealMLP-TD's network with its periodic numeric embedding (Holzmueller et al. 2024): the first
-# prior with ``numeric_embedding: periodic``; the variant adds ``numeric_embedding`` (none /
-# periodic) to the space's params so that the prior can name it.
-EMBEDDING_PRIOR = {"n_layers": 3, "width": 256, "activation": "gelu", "lr": 2.0e-3, "batch_size": 128,
-                   "lr_schedule": "cosine", "feature_scaling": "robust_clip", "numeric_embedding": "periodic",
-                   "use_dropout": True, "dropout": 0.15, "dropout_variant": "standard",
-                   "use_label_smoothing": True, "label_smoothing": 0.1, "use_weight_decay": True,
-                   "weight_decay": 1.0e-5, "use_early_stopping": True, "patience": 10}
+ENSEMBLE = {"ensemble": 5, "ensemble10": 10, "embedding_prior": 5, "no_embedding_prior": 5}
 
 
 def _space_variant(kind: str, directory: Path) -> str:
     """The default space as it was before this change (``before``), without priors (``options``),
     as shipped (``after``), with ``n_layers`` reaching 0 and the linear prior first (``linear``)
-    or without a new prior (``linear_space``)."""
-    if kind in ("after", "ensemble", "ensemble10"):
+    or without a new prior (``linear_space``); ``embedding_prior`` is the shipped space,
+    ``no_embedding_prior`` the same without ``numeric_embedding`` and the prior that names it."""
+    if kind in ("after", "ensemble", "ensemble10", "embedding_prior"):
         return "default"
     data = yaml.safe_load((SPACES_DIR / "default.yaml").read_text())
     if kind in ("linear", "linear_space"):
@@ -300,12 +294,12 @@ def _space_variant(kind: str, directory: Path) -> str:
         if kind == "linear":
             data["priors"] = [dict(LINEAR_PRIOR), *[p for p in data.get("priors") or [] if p.get("n_layers") != 0]]
         return _write_yaml(data, directory / f"default_{kind}.yaml")
-    if kind == "embedding_prior":
-        data["params"]["numeric_embedding"] = {"type": "categorical", "choices": ["none", "periodic"],
-                                               "default": "none"}
-        data["priors"] = [data["priors"][0], dict(EMBEDDING_PRIOR), *data["priors"][1:]]
+    if kind == "no_embedding_prior":  # the shipped space before its periodic-embedding prior
+        data["params"].pop("numeric_embedding")
+        data["priors"] = [p for p in data["priors"] if "numeric_embedding" not in p]
         return _write_yaml(data, directory / f"default_{kind}.yaml")
     data.pop("priors", None)
+    data["params"].pop("numeric_embedding")
     if kind == "before":
         for new in ("lr_schedule", "warmup_epochs", "feature_scaling"):
             data["params"].pop(new, None)

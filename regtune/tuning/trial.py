@@ -156,9 +156,7 @@ def check_network(network: Network, space: SearchSpace, folds: Folds, device: st
     sampled = {k.removeprefix("module__"): v for k, v in space.module_params({}).items()}
     factory.check_params({**network.params, **sampled})
     unsupported = factory.missing_arguments()
-    trimmed = space.for_module(unsupported)
-    baseline = trimmed.baseline_params()
-    config = trimmed.to_config(baseline)
+    baseline, config = _module_baseline(space, unsupported)
     rows = _one_batch(folds.y, folds.task)
     config = config.replace(max_epochs=1, early_stopping=False, batch_size=len(rows))
     est = make_estimator(config, folds.task, image_shape=folds.image_shape, device=device, random_state=0,
@@ -182,6 +180,21 @@ def check_network(network: Network, space: SearchSpace, folds: Folds, device: st
                         factory.name, type(exc).__name__, exc)
         written = {}
     return replace(network, unsupported=tuple(unsupported), written=written)
+
+
+def baseline_config(space: SearchSpace, network: Network) -> RegConfig:
+    """The space's baseline configuration as ``network`` trains it: for a user's module, without
+    the settings it takes no argument for (the built-in ``architecture`` among them), as every
+    trial will be."""
+    if network.module is None:
+        return space.to_config(space.baseline_params())
+    return _module_baseline(space, ModuleFactory.of(network.module).missing_arguments())[1]
+
+
+def _module_baseline(space: SearchSpace, unsupported: list[str]) -> tuple[dict[str, Any], RegConfig]:
+    trimmed = space.for_module(unsupported)
+    baseline = trimmed.baseline_params()
+    return baseline, trimmed.to_config(baseline)
 
 
 def _one_batch(y: np.ndarray, task: str, size: int = 32) -> np.ndarray:

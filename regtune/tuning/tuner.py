@@ -41,7 +41,7 @@ from regtune.tuning.storage import (
     make_storage,
     sampler_seed,
 )
-from regtune.tuning.trial import Folds, Network, check_network
+from regtune.tuning.trial import Folds, Network, baseline_config, check_network
 from regtune.tuning.worker import WorkerSpec, close_reaped_runs, prestart_workers
 
 __all__ = ["quiet_optuna", "tune"]
@@ -101,7 +101,7 @@ def tune(
         settings = replace(settings, cohort=1)  # a cohort trains the built-in loss, unweighted, in float32
     study_name = settings.study_name or "-".join(p for p in (dataset.name, network.label, space.name, metric.name) if p)
     settings = _pinned_cv(settings, study_name)
-    folds, X_test, y_test, prep = prepare(dataset, settings, baseline=space.to_config(space.baseline_params()),
+    folds, X_test, y_test, prep = prepare(dataset, settings, baseline=baseline_config(space, network),
                                           deadline=started + settings.timeout if settings.timeout else None,
                                           network=network, sample_weight=sample_weight,
                                           validation=None if X_val is None else (X_val, y_val, sample_weight_val))

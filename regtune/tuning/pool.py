@@ -60,7 +60,8 @@ def run_workers(
             return
         # This process is worker 0 (torch and the data are loaded already: it trains at once);
         # workers 1..N-1 are started once and claim trials from the queue until it is empty.
-        ctx = worker_context()
+        with sigint_ignored(), passive_openmp():
+            ctx = worker_context()
         # Workers never import MLflow, and a SQLite store has one writer per machine.
         relay = TrackerRelay(tracker) if tracker.enabled and process is None else None
         pipes = [process.address if process is not None else relay.connect(ctx) if relay else None
@@ -73,30 +74,70 @@ def run_workers(
                 pickle.dump(folds, f, protocol=pickle.HIGHEST_PROTOCOL)
             procs = [ctx.Process(target=worker_process, args=(specs[i], str(shared), i, os.getpid(), pipes[i - 1]),
                                  daemon=False) for i in range(1, n_procs)]
-            # A worker booting up is not killed mid-import by Ctrl-C (it inherits SIG_IGN), and
-            # its torch loads with sleeping OpenMP threads.
-            # ... and a spawned one (no fork server) never imports from the working folder.
-            with sigint_ignored(), passive_openmp(), safe_path_environment():
-                for p in procs:
-                    p.start()
-            for pipe in pipes:
-                if pipe is not None and not isinstance(pipe, str):
-                    pipe.close()  # the worker holds its own copy; its end closing is how we hear it stop
+            starting = _Starter(procs, pipes, ctx.get_start_method() == "forkserver")
             try:
                 run_worker(specs[0], folds, 0, study, inline)
+                starting.join()
                 for p in procs:
                     p.join()
                 if relay is not None:
                     relay.join(timeout=30)
             except KeyboardInterrupt:
+                starting.join(quiet=True)
                 _stop_workers(procs)
                 raise
             finally:
+                starting.join(quiet=True)  # none starts after the data's folder is gone
                 # A worker that died mid-trial left its trial RUNNING and its MLflow run open.
                 close_reaped_runs(tracker, spec.parent_run_id, reap_dead_trials(study))
         bad = [p.exitcode for p in procs if p.exitcode not in (0, None)]
         if bad:
             raise StudyError(f"{len(bad)} of {len(procs)} worker processes failed (exit codes {bad}); see the log above")
+
+
+class _Starter:
+    """Starts the worker processes; from a fork server, in a thread while worker 0 trains.
+
+    The first ``start()`` on a fork server waits until it has imported torch (seconds after
+    :func:`~regtune.tuning.worker.prestart_workers` on a cold start): worker 0 trains
+    meanwhile instead of waiting with it. The fork server's children take its environment and
+    signal settings (SIG_IGN for SIGINT, sleeping OpenMP threads, a safe ``sys.path``), set
+    when it started. A spawned worker takes this process's, set here around ``start()``.
+    """
+
+    def __init__(self, procs: list, pipes: list, in_background: bool) -> None:
+        self._procs, self._pipes, self._error = procs, pipes, None
+        self._thread = None
+        if in_background:
+            self._thread = threading.Thread(target=self._run, name="regtune-worker-start", daemon=True)
+            self._thread.start()
+        else:
+            # A worker booting up is not killed mid-import by Ctrl-C (it inherits SIG_IGN), its
+            # torch loads with sleeping OpenMP threads, and it never imports from the working folder.
+            with sigint_ignored(), passive_openmp(), safe_path_environment():
+                self._run()
+            self.join()  # a worker that cannot start fails the study before worker 0 trains
+
+    def _run(self) -> None:
+        try:
+            for p in self._procs:
+                p.start()
+        except BaseException as exc:  # noqa: BLE001 - raised by join(), in the caller's thread
+            self._error = exc
+        finally:
+            for pipe in self._pipes:
+                if pipe is not None and not isinstance(pipe, str):
+                    pipe.close()  # the worker holds its own copy; its end closing is how we hear it stop
+
+    def join(self, quiet: bool = False) -> None:
+        """Wait until every worker has started (one that did not is left out of the list);
+        raise what stopped one from starting, unless ``quiet`` (on the way out of an error)."""
+        if self._thread is not None:
+            self._thread.join()
+        self._procs[:] = [p for p in self._procs if p.pid is not None]
+        if self._error is not None and not quiet:
+            error, self._error = self._error, None
+            raise error
 
 
 def _n_gpus() -> int:

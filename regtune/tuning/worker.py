@@ -63,7 +63,7 @@ from regtune.tuning.storage import make_pruner, make_sampler, make_storage, samp
 from regtune.tuning.trial import Folds, Network, TrialPruned, run_objective, trial_seed
 
 __all__ = ["COHORT_ATTR", "REPORTED_METRIC", "WorkerSpec", "close_reaped_runs", "prestart_workers", "run_worker",
-           "worker_context", "worker_process"]
+           "stop_with_parent", "worker_context", "worker_process"]
 
 REPORTED_METRIC = "val_score"  # the epoch record's key that run_objective reports to Optuna
 
@@ -221,6 +221,10 @@ def _budget_point(trial: optuna.Trial, epoch: int, stop_at: float | None) -> Non
         raise OutOfTime(epoch)
 
 
+_WATCH_LOCAL_S = 0.1  # s between looks at trials other workers on this machine still run
+_WATCH_REMOTE_S = 1.0  # ... when one runs on another machine (a database the whole cluster reads)
+
+
 def _replace_dead_workers_trials(
     study: optuna.Study, tracker: Tracker, spec: WorkerSpec, deadline: float | None,
     baseline_params: dict,
@@ -245,7 +249,8 @@ def _replace_dead_workers_trials(
         local = all(t.user_attrs.get(OWNER_ATTR, "").rpartition(":")[0] == host for t in running)
         if not (heartbeats or local):
             return False
-        time.sleep(1.0)  # a peer finishing its last trial should not keep this worker long
+        # A peer finishing its last trial should not keep this worker (and the final refit) long.
+        time.sleep(_WATCH_LOCAL_S if local else _WATCH_REMOTE_S)
     return False
 
 
@@ -263,7 +268,7 @@ def worker_process(
     the path of a pickle of them, which the parent removes once its workers have ended.
     """
     if parent_pid is not None:
-        _stop_with_parent(parent_pid)
+        stop_with_parent(parent_pid)
     if isinstance(folds, str):
         with open(folds, "rb") as f:
             folds = pickle.load(f)
@@ -278,6 +283,12 @@ def worker_process(
     os._exit(0)
 
 
+# What the fork server imports once for all its children: this module (torch, Optuna, regtune),
+# and torch._dynamo, which torch's optimizers import on their first step (~1 s each child paid
+# in its first trial or refit).
+_PRELOAD = [__name__, "torch._dynamo"]
+
+
 def worker_context() -> BaseContext:
     """Where worker processes come from: a fork server that imported torch, Optuna and regtune
     once, so each worker starts in milliseconds instead of seconds of imports (and a second
@@ -285,7 +296,7 @@ def worker_context() -> BaseContext:
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     context = mp.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
+    context.set_forkserver_preload(_PRELOAD)
     # Started here, not on the first start(): its ``python -c`` must not import a regtune.py
     # or mlflow.py lying in the working folder (the workers then take this process's sys.path).
     with safe_path_environment():
@@ -302,7 +313,7 @@ def prestart_workers() -> None:
 _ORPHAN_GRACE = 5.0  # s an orphaned worker gets to fail its trial before it exits regardless
 
 
-def _stop_with_parent(parent_pid: int) -> None:
+def stop_with_parent(parent_pid: int) -> None:
     """Stop this worker when ``parent_pid`` dies (even by kill -9, which no handler sees).
 
     On Linux the kernel sends SIGINT at once (PR_SET_PDEATHSIG); elsewhere a watcher thread

@@ -4,6 +4,7 @@ MLflow run. A recording tracker stands in for MLflow; the networks are tiny."""
 from __future__ import annotations
 
 import math
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from regtune.data.loading import load_dataset
 from regtune.metrics import get_metric
 from regtune.space.space import SearchSpace
 from regtune.tuning.prepare import prepare
-from regtune.tuning.queue import open_study
+from regtune.tuning.queue import OWNER_ATTR, open_study, owner_tag
 from regtune.tuning.settings import TuneSettings
 from regtune.tuning.storage import make_storage
 from regtune.tuning.trial import Folds, TrialPruned, make_estimator, run_objective
@@ -190,6 +191,32 @@ def test_the_deadline_stops_new_trials(tmp_path: Path, tiny_space: Path, folds: 
     study, spec, _ = _setup(tmp_path, tiny_space, 3, monkeypatch, deadline=time.time() - 1)
     run_worker(spec, folds, 0, study)
     assert _states(study) == ["COMPLETE", "WAITING", "WAITING"]
+
+
+def test_an_idle_worker_sees_a_local_peers_last_trial_end_within_a_fraction_of_a_second(
+        tmp_path: Path, tiny_space: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 21 item 5: a worker with nothing left to claim watched the trial another worker on
+    this machine still ran once a second, so the final refits began up to 1 s after the search."""
+    study, spec, tracker = _setup(tmp_path, tiny_space, 1, monkeypatch)
+    trial = study.ask()
+    trial.set_user_attr(OWNER_ATTR, owner_tag())  # a live process of this host: watched, not reaped
+    timer = threading.Timer(0.3, lambda: study.tell(trial, 0.5))
+    timer.start()
+    started = time.monotonic()
+    assert worker._replace_dead_workers_trials(study, tracker, spec, None, {}) is False
+    elapsed = time.monotonic() - started
+    timer.join()
+    assert 0.3 <= elapsed < 0.9, elapsed
+
+
+def test_the_fork_server_imports_what_a_first_optimizer_step_would() -> None:
+    """torch's optimizers import torch._dynamo on their first step (~1 s): every worker paid it
+    in its first trial, and the final refits' helper process in its first refit."""
+    check = "import sys; sys.exit(0 if 'torch._dynamo' in sys.modules else 3)"
+    p = worker.worker_context().Process(target=exec, args=(check,))
+    p.start()
+    p.join(timeout=300)
+    assert p.exitcode == 0
 
 
 def test_a_spawned_worker_exits_quietly_on_ctrl_c(monkeypatch: pytest.MonkeyPatch) -> None:

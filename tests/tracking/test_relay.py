@@ -4,11 +4,10 @@ MLflow store in tmp_path."""
 from __future__ import annotations
 
 import multiprocessing as mp
-import sys
-from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
+from relay_helpers import spawned_worker
 
 from regtune.exceptions import TrackingError
 from regtune.tracking.relay import RelayTracker, TrackerProcess, TrackerRelay
@@ -23,24 +22,12 @@ def tracker(tmp_path_factory: pytest.TempPathFactory) -> MLflowTracker:
     return MLflowTracker(f"sqlite:///{tmp / 'mlflow.db'}", "relay", artifact_root=tmp / "mlruns", flush_interval=3600)
 
 
-def _worker(conn: Connection, parent: str, queue: mp.Queue) -> None:
-    """A spawned worker's use of the tracker: one trial, three epochs, finished."""
-    relay = RelayTracker(conn, "sqlite:///unused")
-    run_id = relay.start_trial_run(parent, 0, {"lr": 0.01})
-    for step in range(3):
-        relay.log_epoch(run_id, step, {"val_score": step / 10})
-    relay.finish_trial(run_id, "COMPLETE", {"value": 0.2})
-    real = relay.resolve(run_id, wait=True)
-    relay.close()
-    queue.put((real, "mlflow" in sys.modules))
-
-
 def test_a_spawned_worker_logs_through_the_parent_without_importing_mlflow(tracker: MLflowTracker) -> None:
     parent = tracker.start_study_run("spawned", {})
     relay = TrackerRelay(tracker)
     conn = relay.connect(CTX)
     queue = CTX.Queue()
-    proc = CTX.Process(target=_worker, args=(conn, parent, queue))
+    proc = CTX.Process(target=spawned_worker, args=(conn, parent, queue))
     proc.start()
     conn.close()
     run_id, imported_mlflow = queue.get(timeout=120)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from byo_modules import SmallConvNet
+from data_helpers import digit_image_folder
 from sklearn.datasets import load_digits
 
 from regtune import RegTuneClassifier, RegularizedNetClassifier
@@ -103,23 +104,11 @@ def test_npz_files_load_as_tables_or_images(tmp_path: Path) -> None:
         load_dataset(tmp_path / "images.npz", "label")
 
 
-def _image_folder(root: Path, n_per_class: int = 12) -> Path:
-    from PIL import Image
-
-    X, y = load_digits(return_X_y=True)
-    for label in (0, 1, 2):
-        folder = root / f"digit{label}"
-        folder.mkdir(parents=True)
-        for i, row in enumerate(X[y == label][:n_per_class]):
-            Image.fromarray((row.reshape(8, 8) * 16).astype(np.uint8)).save(folder / f"{i}.png")
-    return root
-
-
 def test_an_image_folder_loads_one_class_per_sub_folder(tmp_path: Path) -> None:
     pytest.importorskip("PIL")
     from PIL import Image
 
-    root = _image_folder(tmp_path / "digits")
+    root = digit_image_folder(tmp_path / "digits")
     Image.new("L", (16, 16), 255).save(root / "digit2" / "big.png")  # another size: resized to 8x8
     data = load_dataset(root)
     assert data.image_shape == (1, 8, 8) and data.task == "classification"

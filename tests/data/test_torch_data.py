@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from data_helpers import digit_image_folder
 from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 
@@ -207,21 +208,9 @@ def test_the_fingerprint_reads_a_sample_and_sees_its_content() -> None:
     assert dataset_fingerprint(_Images(changed, y)) != first
 
 
-def _image_folder(root: Path, n_per_class: int = 10) -> Path:
-    from PIL import Image
-
-    X, y = _digits(200)
-    for label in (0, 1):
-        folder = root / f"digit{label}"
-        folder.mkdir(parents=True)
-        for i, row in enumerate(X[y == label][:n_per_class]):
-            Image.fromarray((row.reshape(8, 8) * 255).astype(np.uint8)).save(folder / f"{i}.png")
-    return root
-
-
 def test_an_image_folder_is_a_dataset_decoded_as_the_folder_reader_decodes_it(tmp_path: Path) -> None:
     pytest.importorskip("PIL")
-    root = _image_folder(tmp_path / "imgs")
+    root = digit_image_folder(tmp_path / "imgs", labels=(0, 1), n_per_class=10)
     data = ImageFolderDataset(root)
     frame, shape = read_image_folder(root)
     assert len(data) == 20 and data.image_shape == shape == (1, 8, 8) and data.classes == ["digit0", "digit1"]

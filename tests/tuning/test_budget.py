@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -74,20 +75,25 @@ def test_a_study_with_a_timeout_ends_on_time_and_leaves_no_queue_behind(tiny_spa
     assert search.predict(X[:3]).shape == (3,)
 
 
-@pytest.mark.slow
-def test_slow_trials_end_within_the_budget_final_model_included(tiny_space: Path) -> None:
-    """Issue 19 item 3: timeout=T ends within 1.05 T + 5 s whatever one trial costs, and the
-    summary says what was skipped for time (refits that did not fit)."""
+def _tune_slow_net(tiny_space: Path, timeout: float, *, n_trials: int, ensemble: int, delay: float) -> tuple[Any, float]:
+    """Tune SlowNet (``delay`` s per forward pass) on iris within ``timeout``; the result and the seconds it took."""
     from byo_modules import SlowNet
 
     from regtune.tuning.tuner import tune
 
-    timeout = 10.0
     start = time.perf_counter()
-    result = tune("iris", n_trials=50, timeout=timeout, ensemble=5, cv=1, pruner="none", seed=0,
+    result = tune("iris", n_trials=n_trials, timeout=timeout, ensemble=ensemble, cv=1, pruner="none", seed=0,
                   space=str(tiny_space), storage=":memory:", tracking_uri="off", progress=False, log_model=False,
-                  module=SlowNet, module_params={"delay": 0.2})
-    elapsed = time.perf_counter() - start
+                  module=SlowNet, module_params={"delay": delay})
+    return result, time.perf_counter() - start
+
+
+@pytest.mark.slow
+def test_slow_trials_end_within_the_budget_final_model_included(tiny_space: Path) -> None:
+    """Issue 19 item 3: timeout=T ends within 1.05 T + 5 s whatever one trial costs, and the
+    summary says what was skipped for time (refits that did not fit)."""
+    timeout = 10.0
+    result, elapsed = _tune_slow_net(tiny_space, timeout, n_trials=50, ensemble=5, delay=0.2)
     assert elapsed < 1.05 * timeout + 5, f"{elapsed:.1f} s for a {timeout:g} s budget"
     assert result.best_estimator is not None
     # The baseline trial alone takes about half the budget (8 epochs of 0.6 s after the set-up):
@@ -102,16 +108,8 @@ def test_slow_trials_end_within_the_budget_final_model_included(tiny_space: Path
 def test_without_time_for_a_refit_the_best_trials_own_network_is_the_model(tiny_space: Path) -> None:
     """A budget the baseline trial alone exhausts: no refit fits, so the network the search
     trained for the best trial is the final model (not a refit cut after one epoch)."""
-    from byo_modules import SlowNet
-
-    from regtune.tuning.tuner import tune
-
     timeout = 3.0
-    start = time.perf_counter()
-    result = tune("iris", n_trials=5, timeout=timeout, ensemble=1, cv=1, pruner="none", seed=0,
-                  space=str(tiny_space), storage=":memory:", tracking_uri="off", progress=False, log_model=False,
-                  module=SlowNet, module_params={"delay": 0.1})
-    elapsed = time.perf_counter() - start
+    result, elapsed = _tune_slow_net(tiny_space, timeout, n_trials=5, ensemble=1, delay=0.1)
     assert elapsed < 1.05 * timeout + 5 + 6, f"{elapsed:.1f} s"  # + the baseline trial, which is never cut
     assert any("its own network from the search" in n for n in result.notes), result.notes
     best = result.best_estimator

@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,9 +39,9 @@ from optuna.trial import FrozenTrial, TrialState
 from regtune.estimators.ensemble import WeightedEnsemble
 from regtune.metrics import Metric, get_metric
 
-__all__ = ["PREDICTIONS_ATTR", "PREDICTIONS_PREFIX", "decode_predictions", "drop_outside_top",
-           "encode_predictions", "ensemble_from_study", "greedy_weights", "held_predictions", "in_top",
-           "keep_predictions"]
+__all__ = ["PREDICTIONS_ATTR", "PREDICTIONS_PREFIX", "EnsembleSelection", "build_ensemble", "decode_predictions",
+           "drop_outside_top", "encode_predictions", "ensemble_from_study", "greedy_weights", "held_predictions",
+           "in_top", "keep_predictions", "select_ensemble"]
 
 PREDICTIONS_ATTR = "oof_predictions"  # where studies made before the study-level store kept them (read only)
 PREDICTIONS_PREFIX = "regtune.oof."  # + trial number: a study user attr
@@ -176,14 +177,27 @@ def greedy_weights(
     return (best_counts / best_counts.sum()).tolist(), best_score
 
 
-def ensemble_from_study(
-    study: optuna.Study, k: int, y: np.ndarray, metric: Metric, refit: Callable[[FrozenTrial], Any],
-    classes: np.ndarray | None = None,
-) -> tuple[WeightedEnsemble, float] | None:
-    """Select among the top ``k`` trials that kept predictions, refit the chosen ones with
-    ``refit(trial)`` (heaviest first; ``None`` from it leaves a member out, e.g. for time) and
-    return the ensemble and its out-of-fold score; ``None`` when fewer than two trials can take
-    part (the best single model is the answer then)."""
+@dataclass(frozen=True)
+class EnsembleSelection:
+    """The greedy selection's outcome, before any refit: the top trials that kept predictions,
+    their predictions, and the chosen ones as ``(index into top, weight)``, heaviest first."""
+
+    top: list[FrozenTrial]
+    predictions: list[np.ndarray]
+    chosen: list[tuple[int, float]]
+
+    @property
+    def members(self) -> list[FrozenTrial]:
+        """The trials to refit, heaviest first: where time runs out, the lightest go."""
+        return [self.top[i] for i, _ in self.chosen]
+
+
+def select_ensemble(
+    study: optuna.Study, k: int, y: np.ndarray, metric: Metric, classes: np.ndarray | None = None,
+) -> EnsembleSelection | None:
+    """Select among the top ``k`` trials that kept predictions; ``None`` when fewer than two
+    trials take part (the best single model is the answer then). Nothing is refit here, so
+    the members' refits can all be planned (and run side by side) before any starts."""
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     held = held_predictions(study)
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -199,14 +213,40 @@ def ensemble_from_study(
     chosen = sorted(((i, w) for i, w in enumerate(weights) if w > 0), key=lambda iw: -iw[1])
     if len(chosen) < 2:
         return None
-    # The heaviest members first: where time runs out (refit returns None) the lightest go.
-    fitted = [(i, w, m) for i, w in chosen for m in [refit(top[i])] if m is not None]
-    if len(fitted) < 2:
+    return EnsembleSelection(top, predictions, chosen)
+
+
+def build_ensemble(
+    selection: EnsembleSelection, fitted: dict[int, Any], y: np.ndarray, metric: Metric,
+    classes: np.ndarray | None = None,
+) -> tuple[WeightedEnsemble, float] | None:
+    """The ensemble of the selected members refit in ``fitted`` (trial number -> model; a
+    member missing or ``None``, e.g. skipped for time, is left out) and its out-of-fold
+    score; ``None`` when fewer than two members are left."""
+    top, predictions = selection.top, selection.predictions
+    kept = [(i, w, fitted.get(top[i].number)) for i, w in selection.chosen]
+    kept = [(i, w, m) for i, w, m in kept if m is not None]
+    if len(kept) < 2:
         return None
-    fitted.sort(key=lambda iwm: iwm[0])  # back in rank order, the best first
+    kept.sort(key=lambda iwm: iwm[0])  # back in rank order, the best first
     covered = _covered(predictions)
-    total = sum(w for _, w, _ in fitted)
-    mixed = sum(w / total * predictions[i][covered] for i, w, _ in fitted)
+    total = sum(w for _, w, _ in kept)
+    mixed = sum(w / total * predictions[i][covered] for i, w, _ in kept)
     score = _score(metric, mixed, np.asarray(y)[covered], classes)
-    return WeightedEnsemble([m for _, _, m in fitted], [w for _, w, _ in fitted],
-                            trials=[top[i].number for i, _, _ in fitted]), score
+    return WeightedEnsemble([m for _, _, m in kept], [w for _, w, _ in kept],
+                            trials=[top[i].number for i, _, _ in kept]), score
+
+
+def ensemble_from_study(
+    study: optuna.Study, k: int, y: np.ndarray, metric: Metric, refit: Callable[[FrozenTrial], Any],
+    classes: np.ndarray | None = None,
+) -> tuple[WeightedEnsemble, float] | None:
+    """Select among the top ``k`` trials that kept predictions, refit the chosen ones with
+    ``refit(trial)`` (heaviest first; ``None`` from it leaves a member out, e.g. for time) and
+    return the ensemble and its out-of-fold score; ``None`` when fewer than two trials can take
+    part (the best single model is the answer then)."""
+    selection = select_ensemble(study, k, y, metric, classes)
+    if selection is None:
+        return None
+    fitted = {t.number: refit(t) for t in selection.members}
+    return build_ensemble(selection, fitted, y, metric, classes)

@@ -21,6 +21,7 @@ from regtune.space.space import SearchSpace
 from regtune.tracking.tracker import StudyTracker
 from regtune.tuning.budget import FinalBudget, StopBy, promise_slack
 from regtune.tuning.queue import AS_WRITTEN_ATTR
+from regtune.tuning.refits import RefitJob, parallel_refits, run_refits
 from regtune.tuning.resources import threads_for, torch_threads
 from regtune.tuning.selection import selection_metrics, selection_summary
 from regtune.tuning.settings import TuneSettings
@@ -118,24 +119,49 @@ def finish(
                        "test": test, "gap": train - test, "epochs": est.n_iter_,
                        "regularizers": ", ".join(config.active_regularizers()) or "none"}
 
-    # Where the time left holds no refit of the best trial, its own network from the search (a
-    # fold's, trained on part of the rows) is the model; else the refit may use the promise's
-    # slack (the other refits must fit before the deadline).
+    # Every refit is planned first (the ensemble's members are chosen from the trials' kept
+    # predictions, before any refit), then run: one after the other, or with n_jobs >= 2 two at
+    # a time (regtune.tuning.refits). Where the time left holds no refit of the best trial, its
+    # own network from the search (a fold's, trained on part of the rows) is the model; else
+    # the refit may use the promise's slack (the other refits must fit before the deadline).
     kept = kept_network(study.study_name, best.number, forget=True)
     stop = StopBy(budget.ends + promise_slack(settings.timeout)) if budget.ends is not None else None
+    jobs = []
     if kept is not None and not budget.fits(best, "the best trial's refit (its own network from the search, "
                                                   "trained on a fold's rows, is the model)"):
         stop = None
-        scored("best", best_config, best, kept)
     else:
-        scored("best", best_config, best, refit(best_config, best, folds, settings, stop=stop))
+        jobs.append(RefitJob(best.number, best_config, best, stop=stop))
+    classes = np.unique(folds.y) if folds.task == "classification" else None
+    chosen = None
+    if settings.ensemble > 1:
+        from regtune.tuning.ensemble import drop_outside_top, select_ensemble
+
+        drop_outside_top(study, settings.ensemble)  # those of trials pushed out while others finished
+        chosen = select_ensemble(study, settings.ensemble, folds.y, metric, classes=classes)
+        jobs += [RefitJob(t.number, space.to_config(t.params), t, what=f"ensemble member trial {t.number}")
+                 for t in (chosen.members if chosen else []) if t.number != best.number]
+    base_key = baseline.number if baseline is not None else "baseline"
+    if baseline is None or baseline.number != best.number:
+        jobs.append(RefitJob(base_key, base_config, baseline,
+                             what="the baseline's refit (its row shows the search's validation score only)"))
+    written = next((t for t in complete if t.user_attrs.get(AS_WRITTEN_ATTR)), None)
+    written_config = space.to_config(written.params) if written is not None else None
+    if written is not None and written.number != best.number:
+        jobs.append(RefitJob(written.number, written_config, written, what="the as-written network's refit "
+                                                                            "(its row shows the search's validation score only)"))
+    before = len(budget.skipped)
+    fitted = run_refits(jobs, refit, folds, settings, budget, lanes=2 if parallel_refits(settings) else 1)
+    if best.number not in fitted:  # no time for its refit: its network from the search
+        fitted[best.number] = kept
+    scored("best", best_config, best, fitted[best.number])
     if stop is not None and stop.stopped_at is not None:
-        budget.skipped.append(f"the best trial's refit after epoch {stop.stopped_at + 1} of "
-                              f"{models['best'].max_epochs} (its trial's best epoch was "
-                              f"{round(best.user_attrs.get('best_epoch', -1)) + 1})")
+        budget.skipped.insert(before, f"the best trial's refit after epoch {stop.stopped_at + 1} of "
+                                      f"{models['best'].max_epochs} (its trial's best epoch was "
+                                      f"{round(best.user_attrs.get('best_epoch', -1)) + 1})")
     ensemble = None
     if settings.ensemble > 1:
-        ensemble, row = _ensemble(study, space, metric, folds, X_test, y_test, settings, models["best"], best, budget)
+        ensemble, row = _ensemble(chosen, fitted, metric, folds, X_test, y_test, classes)
         if row is not None:
             rows["ensemble"] = row
         elif any(s.startswith("ensemble member") for s in budget.skipped):
@@ -143,19 +169,9 @@ def finish(
                          "alone is the model")
         else:
             notes.append(_no_ensemble(study, settings.ensemble))
-    if baseline is not None and baseline.number == best.number:  # the baseline won: one refit serves both
-        scored("baseline", base_config, baseline, models["best"])
-    else:
-        fits = budget.fits(baseline, "the baseline's refit (its row shows the search's validation score only)")
-        scored("baseline", base_config, baseline, refit(base_config, baseline, folds, settings) if fits else None)
-    written = next((t for t in complete if t.user_attrs.get(AS_WRITTEN_ATTR)), None)
+    scored("baseline", base_config, baseline, fitted[base_key])  # the best's refit where the baseline won
     if written is not None:  # the user's network as written: did the search beat it?
-        written_config = space.to_config(written.params)
-        if written.number == best.number:
-            scored("as_written", written_config, written, models["best"])
-        else:
-            fits = budget.fits(written, "the as-written network's refit (its row shows the search's validation score only)")
-            scored("as_written", written_config, written, refit(written_config, written, folds, settings) if fits else None)
+        scored("as_written", written_config, written, fitted[written.number])
     if budget.skipped:
         notes.append(f"skipped for time (timeout {settings.timeout:g} s): " + "; ".join(budget.skipped))
     rows = [rows[label] for label in ("baseline", "as_written", "best", "ensemble") if label in rows]
@@ -252,24 +268,14 @@ def _log_final_model(tracker: StudyTracker, parent: str, best: optuna.trial.Froz
 
 
 def _ensemble(
-    study: optuna.Study, space: SearchSpace, metric: Metric, folds: Folds, X_test: np.ndarray | None,
-    y_test: np.ndarray | None, settings: TuneSettings, best_estimator: Any, best: optuna.trial.FrozenTrial,
-    budget: FinalBudget,
+    selection: Any, fitted: dict[Any, Any], metric: Metric, folds: Folds, X_test: np.ndarray | None,
+    y_test: np.ndarray | None, classes: np.ndarray | None,
 ) -> tuple[Any, dict[str, Any] | None]:
-    """Greedy selection among the top ``settings.ensemble`` trials; the ensemble and its scores
-    row. A member whose refit does not fit in the time left is left out (``budget.skipped``)."""
-    from regtune.tuning.ensemble import drop_outside_top, ensemble_from_study
+    """The ensemble of the selected members that were refit (``fitted``, by trial number; one
+    skipped for time is left out, ``budget.skipped`` says so) and its scores row."""
+    from regtune.tuning.ensemble import build_ensemble
 
-    drop_outside_top(study, settings.ensemble)  # those of trials pushed out while others finished
-    def refit_trial(trial: optuna.trial.FrozenTrial) -> Any:  # the best is refit already
-        if trial.number == best.number:
-            return best_estimator
-        if not budget.fits(trial, f"ensemble member trial {trial.number}"):
-            return None
-        return refit(space.to_config(trial.params), trial, folds, settings)
-
-    classes = np.unique(folds.y) if folds.task == "classification" else None
-    found = ensemble_from_study(study, settings.ensemble, folds.y, metric, refit_trial, classes=classes)
+    found = None if selection is None else build_ensemble(selection, fitted, folds.y, metric, classes=classes)
     if found is None:
         return None, None
     ensemble, val = found
@@ -303,8 +309,9 @@ def _no_complete_trial(study: optuna.Study) -> str:
 
 
 def refit(config: RegConfig, trial: optuna.trial.FrozenTrial | None, folds: Folds, settings: TuneSettings,
-          stop: StopBy | None = None) -> Any:
-    """Train ``config`` on the whole train part, seeded like its trial (``stop``: ends it in time).
+          stop: StopBy | None = None, n_jobs: int = 1) -> Any:
+    """Train ``config`` on the whole train part, seeded like its trial (``stop``: ends it in time;
+    ``n_jobs``: refits training at once, which share the cores).
 
     With early stopping, the folds already chose how many epochs to train: the refit trains
     that long on all rows instead of holding some back again.
@@ -323,5 +330,5 @@ def refit(config: RegConfig, trial: optuna.trial.FrozenTrial | None, folds: Fold
     rows = folds.refit_rows()
     if stop is not None:
         est.set_params(callbacks=[*(est.get_params()["callbacks"] or []), stop])
-    with torch_threads(threads_for(config, folds.X.shape[1], n_jobs=1)):  # as its trial trained
+    with torch_threads(threads_for(config, folds.X.shape[1], n_jobs=n_jobs)):
         return est.fit(folds.X[rows], folds.y[rows], sample_weight=folds.weights(rows))

@@ -50,7 +50,7 @@ from regtune.tuning.trial import (
     score_trial,
 )
 
-__all__ = ["AUTO", "AUTO_ATTR", "AUTO_SIZES", "FALLBACK_ATTR", "batching_problem", "cohort_sampler", "choose_cohort_size", "fits_cohort", "fixed_params",
+__all__ = ["AUTO", "AUTO_ATTR", "AUTO_SHARE", "AUTO_SIZES", "FALLBACK_ATTR", "batching_problem", "cohort_sampler", "choose_cohort_size", "fits_cohort", "fixed_params",
            "pick_cohort_size", "run_cohort_objective"]
 
 AUTO = "auto"  # --cohort auto: the worker measures which K pays (choose_cohort_size)
@@ -58,6 +58,7 @@ AUTO_ATTR = "regtune.cohort_auto"  # study user attr and parent-run tag: the K c
 FALLBACK_ATTR = "regtune.cohort_fallback"  # study user attr: why a user's module trains alone
 AUTO_SIZES = (1, 2, 4, 8, 16, 32, 64)
 _AUTO_GAIN = 1.1  # a cohort must train 10% more trials per minute than alone to be worth forming
+AUTO_SHARE = 0.1  # --cohort auto under a timeout: the measurement takes at most this share of the search's time left
 
 Outcome = tuple[float, dict[str, float]] | BaseException
 
@@ -73,7 +74,7 @@ def fixed_params(space: SearchSpace, leader_params: Mapping[str, Any]) -> dict[s
 
 def choose_cohort_size(
     config: RegConfig, folds: Folds, *, device: str, seed: int, sizes: Sequence[int] = AUTO_SIZES,
-    module: Mapping[str, Any] | None = None, epochs: int = 2,
+    module: Mapping[str, Any] | None = None, epochs: int = 2, until: float | None = None,
 ) -> tuple[int, dict[int, float]]:
     """The cohort size that trains ``config``'s structure fastest on this device, and the rate
     measured at each size tried (member epochs per second, on the first fold).
@@ -81,12 +82,17 @@ def choose_cohort_size(
     Each size trains ``epochs`` timed epochs after one untimed (K copies of ``config`` with
     their own seeds; K=1 is the Trainer alone, as ``--cohort 1`` trains). Sizes grow until one
     trains at less than half the best rate so far (a cohort of 2 may be slower than one trial
-    alone while 16 is faster); 1 is kept unless a cohort beats it by 10%.
+    alone while 16 is faster); 1 is kept unless a cohort beats it by 10%. With ``until`` (a
+    ``time.time()``), a size whose epochs would end after it at the best rate so far is not
+    tried, nor any larger one: the measurement trains copies, not trials, so a search with a
+    timeout bounds what it may spend on them.
     """
     tr, va = folds.splits[0]
     probe = config.replace(max_epochs=epochs + 1, early_stopping=False)
     rates: dict[int, float] = {}
     for K in sizes:
+        if rates and until is not None and time.time() + (epochs + 1) * K / max(rates.values()) > until:
+            break
         args = [make_estimator(probe, folds.task, image_shape=folds.image_shape, device=device,
                                random_state=seed + k, module=module).trainer_arguments(
             folds.X[tr], folds.y[tr], validation_data=(folds.X[va], folds.y[va])) for k in range(K)]

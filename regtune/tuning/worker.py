@@ -38,6 +38,7 @@ from regtune.tuning.budget import OutOfTime, search_deadline
 from regtune.tuning.cohort import (
     AUTO,
     AUTO_ATTR,
+    AUTO_SHARE,
     AUTO_SIZES,
     FALLBACK_ATTR,
     batching_problem,
@@ -470,7 +471,7 @@ def _run_cohort(
     if config is None or cohort_problem(config) is not None or _module_problem(study, config, leader, folds, spec):
         _run_trial(study, leader, space, metric, folds, tracker, spec, stop_at)
         return
-    size = (_auto_cohort_size(study, config, leader, folds, tracker, spec) if spec.settings.cohort == AUTO
+    size = (_auto_cohort_size(study, config, leader, folds, tracker, spec, stop_at) if spec.settings.cohort == AUTO
             else spec.settings.cohort)
     if size <= 1:
         _run_trial(study, leader, space, metric, folds, tracker, spec, stop_at)
@@ -523,15 +524,17 @@ def _module_problem(study: optuna.Study, config: Any, leader: optuna.Trial, fold
 
 
 def _auto_cohort_size(study: optuna.Study, config: Any, leader: optuna.Trial, folds: Folds, tracker: Tracker,
-                      spec: WorkerSpec) -> int:
+                      spec: WorkerSpec, stop_at: float | None = None) -> int:
     """``--cohort auto``: the K a worker of this study measured first, else measured now on
-    this leader's structure, recorded as a study user attr and a parent-run tag."""
+    this leader's structure (within :data:`AUTO_SHARE` of the time left to ``stop_at``),
+    recorded as a study user attr and a parent-run tag."""
     chosen = study.user_attrs.get(AUTO_ATTR)
     if chosen is None:
         torch.set_num_threads(threads_for(config, folds.X.shape[1], spec.settings.n_jobs))
         sizes = [K for K in AUTO_SIZES if K <= (spec.settings.n_trials or AUTO_SIZES[-1])]  # no larger than the study
+        until = None if stop_at is None else time.time() + AUTO_SHARE * max(0.0, stop_at - time.time())
         k, rates = choose_cohort_size(config, folds, device=spec.settings.device, seed=spec.settings.seed, sizes=sizes,
-                                      module=spec.network.estimator_params(leader.params))
+                                      module=spec.network.estimator_params(leader.params), until=until)
         chosen = {"k": k, "trial_epochs_per_s": {str(K): round(r, 2) for K, r in rates.items()}}
         study.set_user_attr(AUTO_ATTR, chosen)
         tracker.set_tags(spec.parent_run_id, {AUTO_ATTR: str(k)})

@@ -146,3 +146,30 @@ def test_a_trial_is_stopped_before_an_epoch_that_would_end_past_the_search(monke
     baseline.set_user_attr("baseline", True)
     time.sleep(0.3)
     _budget_point(baseline, 0, stop_at=time.time())  # never the baseline
+
+
+def test_cohort_auto_measures_within_the_budget(tmp_path: Path) -> None:
+    """``cohort="auto"`` times cohorts of 1, 2, 4, ... copies of the first cohort's structure
+    before any cohort trains. That measurement trains no trial, so under a timeout it keeps to a
+    share of the time left; it used to try every size (13 s of a 10 s budget here; the run
+    overran it)."""
+    import numpy as np
+
+    from regtune.tuning.cohort import AUTO_SHARE
+
+    space = tmp_path / "wide.yaml"
+    space.write_text("fixed: {architecture: mlp, hidden_layer_sizes: [128, 128], batch_size: 32, max_epochs: 4}\n"
+                     "params: {lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true, default: 3.0e-3}}\n"
+                     "regularizers: {l2: {l2: {type: float, low: 1.0e-6, high: 1.0e-3, log: true}}}\n")
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20000, 32)).astype("float32"), rng.integers(0, 4, 20000)
+    timeout = 10.0
+    start = time.perf_counter()
+    search = RegTuneClassifier(space=str(space), timeout=timeout, cohort="auto", cv=1, pruner="none", ensemble=1,
+                               tracking_uri="off", random_state=0).fit(X, y)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 1.05 * timeout + 5, f"{elapsed:.1f} s for a {timeout:g} s budget"
+    rates = {int(k): r for k, r in search.study_.user_attrs["regtune.cohort_auto"]["trial_epochs_per_s"].items()}
+    seconds = {k: 3 * k / r for k, r in rates.items()}  # each size: one untimed and two timed epochs
+    # Size 1 is always measured; the larger sizes only as far as the share of the time left holds.
+    assert sum(seconds.values()) - seconds[1] <= AUTO_SHARE * timeout, seconds

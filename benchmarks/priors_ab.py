@@ -19,7 +19,8 @@ before this change (``before``: no schedule, scaling or priors), with the new op
 priors (``options``), as shipped (``after``) and as shipped with ``ensemble=5``
 (``ensemble``, ``embedding_prior``; ``ensemble10``: ``ensemble=10``), as shipped without the
 periodic-embedding prior and its param (``no_embedding_prior``), with ``n_layers`` reaching 0 (a linear model) and the linear prior first
-(``linear``) or no new prior (``linear_space``): the same budget and seeds.
+(``linear``) or no new prior (``linear_space``), as shipped one trial at a time (``cohort1``) and
+with ``cohort="auto"`` (``cohort_auto``): the same budget and seeds.
 
 ``linear``: linear configurations (``LINEAR_CANDIDATES``, ``n_layers=0``) cross-validated as a
 trial is, next to ``LogisticRegression(C=1)`` / ``Ridge(alpha=1)`` on the same split.
@@ -278,7 +279,8 @@ def _write_yaml(data: dict[str, Any], path: Path) -> str:
 
 
 # The ensemble size of each search variant (0: the best trial alone).
-ENSEMBLE = {"ensemble": 5, "ensemble10": 10, "embedding_prior": 5, "no_embedding_prior": 5}
+ENSEMBLE = {"ensemble": 5, "ensemble10": 10, "embedding_prior": 5, "no_embedding_prior": 5, "cohort1": 5, "cohort_auto": 5}
+COHORT = {"cohort_auto": "auto"}  # the rest: one trial at a time (cohort=1)
 
 
 def _space_variant(kind: str, directory: Path) -> str:
@@ -286,7 +288,7 @@ def _space_variant(kind: str, directory: Path) -> str:
     as shipped (``after``), with ``n_layers`` reaching 0 and the linear prior first (``linear``)
     or without a new prior (``linear_space``); ``embedding_prior`` is the shipped space,
     ``no_embedding_prior`` the same without ``numeric_embedding`` and the prior that names it."""
-    if kind in ("after", "ensemble", "ensemble10", "embedding_prior"):
+    if kind in ("after", "ensemble", "ensemble10", "embedding_prior", "cohort1", "cohort_auto"):
         return "default"
     data = yaml.safe_load((SPACES_DIR / "default.yaml").read_text())
     if kind in ("linear", "linear_space"):
@@ -324,7 +326,7 @@ def search(args: argparse.Namespace) -> dict[str, Any]:
                 for kind, space in spaces.items():
                     cls = RegTuneClassifier if clf else RegTuneRegressor
                     est = cls(space=space, timeout=args.budget, n_trials=1000, tracking_uri="off", device="cpu",
-                              random_state=seed, ensemble=ENSEMBLE.get(kind, 0))
+                              random_state=seed, ensemble=ENSEMBLE.get(kind, 0), cohort=COHORT.get(kind, 1))
                     start = time.perf_counter()
                     model = make_pipeline(make_preprocessor(), est).fit(X_tr, y_tr)
                     wall = time.perf_counter() - start
@@ -336,6 +338,8 @@ def search(args: argparse.Namespace) -> dict[str, Any]:
                                  "best_trial": best.number, "best_is_prior": "prior" in best.user_attrs,
                                  "best_prior": best.user_attrs.get("prior"), "best_params": best.params,
                                  "linear_trials": int(sum(t.params.get("n_layers") == 0 for t in est.study_.trials)),
+                                 "in_cohorts": int(sum("regtune.cohort" in t.user_attrs for t in est.study_.trials)),
+                                 "cohort_auto": est.study_.user_attrs.get("regtune.cohort_auto"),
                                  "load": load()[0]})
                     _save_rows(args, rows)
                     print(f"{name} s{seed} {kind:8s} test {test:.4f} val {est.best_score_:.4f} trials {ran} "

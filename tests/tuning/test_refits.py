@@ -8,7 +8,9 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -51,12 +53,13 @@ def _jobs(tiny_space: Path, n: int, attrs: dict[int, dict[str, Any]] | None = No
     space = SearchSpace.from_yaml(tiny_space)
     study = optuna.create_study(direction="maximize")
     start = datetime.now()
+    marker = Path(tempfile.gettempdir()) / f"regtune-test-refits-{uuid.uuid4().hex}"  # the helper's first refit
     for i in range(n):
         params = {**space.baseline_params(), "lr": 0.01 * (1 + 0.3 * i)}
         study.enqueue_trial(params)
         trial = study.ask()
         space.sample(trial)
-        for key, value in {"test.parent": os.getpid(), **(attrs or {}).get(i, {})}.items():
+        for key, value in {"test.marker": str(marker), **(attrs or {}).get(i, {})}.items():
             trial.set_user_attr(key, value)
         for epoch in range(3):
             trial.report(0.5, epoch)
@@ -193,6 +196,7 @@ def test_a_study_with_two_workers_refits_in_two_processes_the_models_one_process
     assert ensemble is not None and len(ensemble.trials) >= 2, result.notes
     models = {**dict(zip(ensemble.trials, ensemble.members, strict=True)), 0: result.baseline_estimator}
     assert len({m.pid_ for m in models.values()}) == 2, "two processes refit"
+    assert Path(f"{settings.storage}.helper-refits").exists(), "the helper marked its first refit"
     assert "in the helper" in caplog.text
     folds = prepare(load_dataset("iris"), settings)[0]
     space = SearchSpace.from_yaml(tiny_space)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +40,7 @@ from regtune.estimators.ensemble import WeightedEnsemble
 from regtune.metrics import Metric, get_metric
 
 __all__ = ["PREDICTIONS_ATTR", "PREDICTIONS_PREFIX", "EnsembleSelection", "build_ensemble", "decode_predictions",
-           "drop_outside_top", "encode_predictions", "ensemble_from_study", "greedy_weights", "held_predictions",
+           "drop_outside_top", "encode_predictions", "greedy_weights", "held_predictions",
            "in_top", "keep_predictions", "select_ensemble"]
 
 PREDICTIONS_ATTR = "oof_predictions"  # where studies made before the study-level store kept them (read only)
@@ -235,18 +235,3 @@ def build_ensemble(
     score = _score(metric, mixed, np.asarray(y)[covered], classes)
     return WeightedEnsemble([m for _, _, m in kept], [w for _, w, _ in kept],
                             trials=[top[i].number for i, _, _ in kept]), score
-
-
-def ensemble_from_study(
-    study: optuna.Study, k: int, y: np.ndarray, metric: Metric, refit: Callable[[FrozenTrial], Any],
-    classes: np.ndarray | None = None,
-) -> tuple[WeightedEnsemble, float] | None:
-    """Select among the top ``k`` trials that kept predictions, refit the chosen ones with
-    ``refit(trial)`` (heaviest first; ``None`` from it leaves a member out, e.g. for time) and
-    return the ensemble and its out-of-fold score; ``None`` when fewer than two trials can take
-    part (the best single model is the answer then)."""
-    selection = select_ensemble(study, k, y, metric, classes)
-    if selection is None:
-        return None
-    fitted = {t.number: refit(t) for t in selection.members}
-    return build_ensemble(selection, fitted, y, metric, classes)

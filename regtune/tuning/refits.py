@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -29,11 +28,11 @@ from regtune.config import RegConfig
 from regtune.tuning.budget import FinalBudget, StopBy
 from regtune.tuning.settings import TuneSettings
 from regtune.tuning.trial import Folds
-from regtune.tuning.worker import stop_with_parent, worker_context
+from regtune.tuning.worker import exit_quietly, has_fork_server, stop_with_parent, worker_context
 
 __all__ = ["HELPER_NAME", "RefitJob", "parallel_refits", "run_refits", "serve_refits"]
 
-HELPER_NAME = "regtune-refit-helper"  # the helper process's name (multiprocessing.active_children)
+HELPER_NAME = "regtune-refit-helper"  # the helper process's name, and its feeding thread's
 
 _logger = logging.getLogger("regtune")
 
@@ -58,9 +57,7 @@ class RefitJob:
 def parallel_refits(settings: TuneSettings) -> bool:
     """Whether this study's refits may take a second process: it ran workers, and new ones
     come from a fork server in milliseconds (a spawned process would import for seconds)."""
-    import multiprocessing as mp
-
-    return settings.n_jobs >= 2 and "forkserver" in mp.get_all_start_methods()
+    return settings.n_jobs >= 2 and has_fork_server()
 
 
 def run_refits(jobs: Sequence[RefitJob], fit: Fit, folds: Folds, settings: TuneSettings, budget: FinalBudget,
@@ -165,7 +162,7 @@ class _HelperLane:
     _thread: threading.Thread = field(init=False)
 
     def __post_init__(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="regtune-refit-helper", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=HELPER_NAME, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
@@ -234,10 +231,7 @@ def serve_refits(conn: Any, parent_pid: int) -> None:
                 conn.send(("unsent", f"{type(exc).__name__}: {exc}"))
     except (EOFError, OSError):  # the study's process is done with this one
         pass
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_quietly()
 
 
 def _sendable(exc: Exception) -> Exception:

@@ -63,8 +63,8 @@ from regtune.tuning.settings import TuneSettings
 from regtune.tuning.storage import make_pruner, make_sampler, make_storage, sampler_seed
 from regtune.tuning.trial import Folds, Network, TrialPruned, run_objective, trial_seed
 
-__all__ = ["COHORT_ATTR", "REPORTED_METRIC", "WorkerSpec", "close_reaped_runs", "prestart_workers", "run_worker",
-           "stop_with_parent", "worker_context", "worker_process"]
+__all__ = ["COHORT_ATTR", "REPORTED_METRIC", "WorkerSpec", "close_reaped_runs", "exit_quietly", "has_fork_server",
+           "prestart_workers", "run_worker", "stop_with_parent", "worker_context", "worker_process"]
 
 REPORTED_METRIC = "val_score"  # the epoch record's key that run_objective reports to Optuna
 
@@ -278,6 +278,12 @@ def worker_process(
         run_worker(spec, folds, index, tracker=RelayTracker(conn, spec.settings.tracking_uri) if conn else None)
     except KeyboardInterrupt:
         sys.exit(130)
+    exit_quietly()
+
+
+def exit_quietly() -> None:
+    """End a worker or helper process whose work is all written: logs and output flushed,
+    without the interpreter's teardown of torch, SQLAlchemy and MLflow (seconds)."""
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -290,11 +296,17 @@ def worker_process(
 _PRELOAD = [__name__, "torch._dynamo"]
 
 
+def has_fork_server() -> bool:
+    """Whether this platform starts workers from a fork server (milliseconds each) rather than
+    spawning them (seconds of imports each)."""
+    return "forkserver" in mp.get_all_start_methods()
+
+
 def worker_context() -> BaseContext:
     """Where worker processes come from: a fork server that imported torch, Optuna and regtune
     once, so each worker starts in milliseconds instead of seconds of imports (and a second
     study in the same Python process reuses it); spawn where there is no fork server."""
-    if "forkserver" not in mp.get_all_start_methods():
+    if not has_fork_server():
         return mp.get_context("spawn")
     context = mp.get_context("forkserver")
     context.set_forkserver_preload(_PRELOAD)

@@ -346,6 +346,25 @@ def test_a_module_mlflow_cannot_ship_is_tuned_without_logging_the_model(tmp_path
         search.mlflow_run_id_).data.tags
 
 
+
+def test_a_module_mlflow_cannot_ship_raises_no_warning_when_nothing_is_logged() -> None:
+    """With tracking off no model is logged whatever the module, so there is nothing to warn of
+    (the warning came all the same, for a CNN defined in the script being run)."""
+    import warnings
+
+    class Local(nn.Module):
+        def __init__(self, n_features: int, n_outputs: int) -> None:
+            super().__init__()
+            self.linear = nn.Linear(n_features, n_outputs)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.linear(x)
+
+    X, y = _digits(100)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="the best model will not be logged")
+        RegTuneClassifier(module=Local, space="minimal", n_trials=2, cv=1, random_state=0, tracking_uri="off").fit(X, y)
+
 def test_weight_regularizers_refuse_a_module_without_the_layers_they_act_on() -> None:
     X, y = _digits(60)
     with pytest.raises(RegConfigError, match=r"max_norm cannot apply to NoDropout: it has no hidden Linear or "

@@ -217,8 +217,9 @@ def _pinned_cv(settings: TuneSettings, study_name: str) -> TuneSettings:
 
 def _check_loggable(settings: TuneSettings, network: Network) -> TuneSettings:
     """A module MLflow cannot ship (defined in a notebook or a function): say so now, and run
-    the study without logging the model rather than fail at its end."""
-    if not settings.log_model or network.module is None:
+    the study without logging the model rather than fail at its end. Without tracking no model
+    is logged: nothing to say."""
+    if not settings.log_model or network.module is None or settings.tracking_uri == OFF:
         return settings
     from regtune.nn.models import ModuleFactory, module_reference
 

@@ -102,7 +102,9 @@ def test_pickle_and_saving_keep_the_module_and_its_params(tmp_path) -> None:
     np.testing.assert_allclose(model.predict(X), net.predict(X))
 
 
-def test_a_module_defined_in_a_function_cannot_be_saved_and_says_why(tmp_path) -> None:
+def _local_module() -> type[nn.Module]:
+    """A linear module class defined in a function: no import path for a fresh process."""
+
     class Local(nn.Module):
         def __init__(self, n_features: int, n_outputs: int) -> None:
             super().__init__()
@@ -111,6 +113,11 @@ def test_a_module_defined_in_a_function_cannot_be_saved_and_says_why(tmp_path) -
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.linear(x)
 
+    return Local
+
+
+def test_a_module_defined_in_a_function_cannot_be_saved_and_says_why(tmp_path) -> None:
+    Local = _local_module()
     X, y = _digits(100)
     net = RegularizedNetClassifier(module=Local, **FAST).fit(X, y)
     with pytest.raises(ModuleError, match=r"Local cannot be saved by reference: it is defined inside a function"):
@@ -330,14 +337,7 @@ def test_the_tuner_refuses_a_bad_module_before_the_study_starts(tmp_path: Path) 
 
 
 def test_a_module_mlflow_cannot_ship_is_tuned_without_logging_the_model(tmp_path: Path) -> None:
-    class Local(nn.Module):  # defined in a function: no import path for a fresh process
-        def __init__(self, n_features: int, n_outputs: int) -> None:
-            super().__init__()
-            self.linear = nn.Linear(n_features, n_outputs)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.linear(x)
-
+    Local = _local_module()
     X, y = _digits(100)
     with pytest.warns(UserWarning, match="the best model will not be logged to MLflow: module .*Local cannot be saved"):
         search = RegTuneClassifier(module=Local, space="minimal", n_trials=2, cv=1, random_state=0,
@@ -352,14 +352,7 @@ def test_a_module_mlflow_cannot_ship_raises_no_warning_when_nothing_is_logged() 
     (the warning came all the same, for a CNN defined in the script being run)."""
     import warnings
 
-    class Local(nn.Module):
-        def __init__(self, n_features: int, n_outputs: int) -> None:
-            super().__init__()
-            self.linear = nn.Linear(n_features, n_outputs)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.linear(x)
-
+    Local = _local_module()
     X, y = _digits(100)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="the best model will not be logged")
